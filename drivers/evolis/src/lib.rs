@@ -1,0 +1,1 @@
+//! Evolis escape-command printer driver (`ESC cmd;params CR`, ASCII replies).

@@ -1,0 +1,1 @@
+//! Hand-written simulators of the station's hardware: an Evolis printer and a GP/EMV card.

@@ -1,0 +1,8 @@
+//! EMV on the chip: BER-TLV and DGI encoding, block-cipher primitives, the
+//! GlobalPlatform secure channels, CPS personalization, data preparation from a
+//! card profile, and the terminal read-back that proves the card.
+//!
+//! The core is transport-agnostic: it speaks to any [`station_hal::ApduTransport`].
+
+pub mod crypto;
+pub mod tlv;
