@@ -5,4 +5,5 @@
 //! The core is transport-agnostic: it speaks to any [`station_hal::ApduTransport`].
 
 pub mod crypto;
+pub mod cryptogram;
 pub mod tlv;
