@@ -6,4 +6,5 @@
 
 pub mod crypto;
 pub mod cryptogram;
+pub mod dgi;
 pub mod tlv;

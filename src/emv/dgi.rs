@@ -1,0 +1,194 @@
+//! Data Grouping Identifiers (EMV CPS): the unit of STORE DATA.
+//!
+//! Wire form: DGI (2 bytes) ‖ length (1 byte when ≤ 254, else `FF` ‖ 2 bytes) ‖ data.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use zeroize::Zeroize;
+
+/// How a DGI is protected in STORE DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DgiEncryption {
+    /// Sent in clear.
+    None,
+    /// Padded with `80 00..` to the cipher block, then encrypted.
+    Pad,
+    /// Encrypted as is (already a whole number of blocks).
+    Nopad,
+}
+
+/// One DGI with its data and how it must be protected. Data may be key material:
+/// zeroized on drop and never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dgi {
+    /// The identifier, e.g. `0x0101` (record SFI 1 rec 1) or `0x8000` (ICC keys).
+    pub id: u16,
+    /// The clear data.
+    pub data: Vec<u8>,
+    /// Protection in transit.
+    pub encryption: DgiEncryption,
+}
+
+impl Drop for Dgi {
+    fn drop(&mut self) {
+        self.data.zeroize();
+    }
+}
+
+impl std::fmt::Debug for Dgi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Dgi({:04X}, {} bytes, {:?})",
+            self.id,
+            self.data.len(),
+            self.encryption
+        )
+    }
+}
+
+/// Why bytes are not a well-formed DGI sequence.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DgiError {
+    /// Fewer bytes than a DGI header needs.
+    #[error("DGI header truncated at offset {0}")]
+    TruncatedHeader(usize),
+    /// The data is shorter than the declared length.
+    #[error("DGI {dgi:04X} declares {need} bytes, {left} left")]
+    TruncatedData {
+        /// DGI whose data is cut.
+        dgi: u16,
+        /// Declared length.
+        need: usize,
+        /// Bytes remaining.
+        left: usize,
+    },
+    /// More than 65535 bytes cannot be encoded.
+    #[error("DGI {0:04X} data longer than 65535 bytes")]
+    TooLong(u16),
+}
+
+/// Length field for DGI data of `len` bytes.
+pub fn encode_length(len: usize) -> Vec<u8> {
+    if len <= 254 {
+        vec![len as u8]
+    } else {
+        vec![0xFF, (len >> 8) as u8, len as u8]
+    }
+}
+
+impl Dgi {
+    /// Makes a DGI.
+    pub fn new(id: u16, data: impl Into<Vec<u8>>, encryption: DgiEncryption) -> Self {
+        Dgi {
+            id,
+            data: data.into(),
+            encryption,
+        }
+    }
+
+    /// Header (DGI ‖ length) for `data_len` bytes of data as sent.
+    pub fn header(id: u16, data_len: usize) -> Result<Vec<u8>, DgiError> {
+        if data_len > 0xFFFF {
+            return Err(DgiError::TooLong(id));
+        }
+        let mut out = id.to_be_bytes().to_vec();
+        out.extend(encode_length(data_len));
+        Ok(out)
+    }
+
+    /// Encodes DGI ‖ length ‖ data with the clear data.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DgiError> {
+        let mut out = Self::header(self.id, self.data.len())?;
+        out.extend_from_slice(&self.data);
+        Ok(out)
+    }
+}
+
+/// Parses a concatenation of DGIs (as a card receives them in STORE DATA), all marked
+/// [`DgiEncryption::None`] since the wire does not say.
+pub fn parse(mut data: &[u8]) -> Result<Vec<Dgi>, DgiError> {
+    let total = data.len();
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let offset = total - data.len();
+        if data.len() < 3 {
+            return Err(DgiError::TruncatedHeader(offset));
+        }
+        let id = u16::from_be_bytes([data[0], data[1]]);
+        let (len, hdr) = if data[2] == 0xFF {
+            if data.len() < 5 {
+                return Err(DgiError::TruncatedHeader(offset));
+            }
+            (u16::from_be_bytes([data[3], data[4]]) as usize, 5)
+        } else {
+            (data[2] as usize, 3)
+        };
+        let left = data.len() - hdr;
+        if len > left {
+            return Err(DgiError::TruncatedData {
+                dgi: id,
+                need: len,
+                left,
+            });
+        }
+        out.push(Dgi::new(id, &data[hdr..hdr + len], DgiEncryption::None));
+        data = &data[hdr + len..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_to_254_bytes_use_a_one_byte_length() {
+        let d = Dgi::new(0x0101, vec![0xAA; 254], DgiEncryption::None);
+        let b = d.to_bytes().unwrap();
+        assert_eq!(&b[..3], &[0x01, 0x01, 254]);
+        assert_eq!(b.len(), 257);
+    }
+
+    #[test]
+    fn from_255_bytes_the_length_is_ff_and_two_bytes() {
+        let d = Dgi::new(0x8201, vec![0xAA; 255], DgiEncryption::Pad);
+        let b = d.to_bytes().unwrap();
+        assert_eq!(&b[..5], &[0x82, 0x01, 0xFF, 0x00, 0xFF]);
+    }
+
+    #[test]
+    fn parse_reads_back_mixed_length_forms() {
+        let mut wire = Dgi::new(0x9000, vec![1, 2, 3], DgiEncryption::None)
+            .to_bytes()
+            .unwrap();
+        wire.extend(
+            Dgi::new(0x0202, vec![7; 300], DgiEncryption::None)
+                .to_bytes()
+                .unwrap(),
+        );
+        let p = parse(&wire).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].id, p[0].data.len()), (0x9000, 3));
+        assert_eq!((p[1].id, p[1].data.len()), (0x0202, 300));
+    }
+
+    #[test]
+    fn truncated_data_names_the_dgi() {
+        assert_eq!(
+            parse(&[0x80, 0x00, 0x10, 1, 2]),
+            Err(DgiError::TruncatedData {
+                dgi: 0x8000,
+                need: 16,
+                left: 2
+            })
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_data() {
+        let d = Dgi::new(0x8000, vec![0x11; 48], DgiEncryption::Pad);
+        assert_eq!(format!("{d:?}"), "Dgi(8000, 48 bytes, Pad)");
+    }
+}
