@@ -5,6 +5,7 @@
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
 
 mod packages;
+mod pcscd;
 
 use std::process::{exit, Command};
 
@@ -36,7 +37,12 @@ fn test() -> Result<(), String> {
         ],
         &[],
     )?;
-    cargo(&["test", "--workspace", "--no-fail-fast"], &[])?;
+    let hil_dir = std::env::temp_dir().join(format!("station-hil-{}", std::process::id()));
+    let pcscd = pcscd::PrivatePcscd::start(&hil_dir)
+        .map_err(|e| format!("hardware-in-the-loop set-up: {e}"))?;
+    println!("xtask: private pcscd + vpcd ready ({hil_dir:?})");
+    cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
+    drop(pcscd);
     Ok(())
 }
 
