@@ -7,4 +7,7 @@
 pub mod crypto;
 pub mod cryptogram;
 pub mod dgi;
+pub mod diversify;
+pub mod gp;
+pub mod secure_channel;
 pub mod tlv;
