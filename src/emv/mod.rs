@@ -4,6 +4,7 @@
 //!
 //! The core is transport-agnostic: it speaks to any [`station_hal::ApduTransport`].
 
+pub mod cps;
 pub mod crypto;
 pub mod cryptogram;
 pub mod dgi;
