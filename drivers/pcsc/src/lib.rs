@@ -289,10 +289,27 @@ impl Worker {
             }
             states[0].sync_current_state();
         }
-        let card = self
-            .context()?
-            .connect(&reader, ShareMode::Exclusive, Protocols::ANY)
-            .map_err(|e| map_error(e, &self.config.name_pattern))?;
+        // Right after insertion the reader may still be powering the card and
+        // negotiating its protocol: a few short retries ride that out.
+        let mut attempt = 0;
+        let card = loop {
+            match self
+                .context()?
+                .connect(&reader, ShareMode::Exclusive, Protocols::ANY)
+            {
+                Ok(card) => break card,
+                Err(
+                    pcsc::Error::ProtoMismatch
+                    | pcsc::Error::NotReady
+                    | pcsc::Error::UnpoweredCard
+                    | pcsc::Error::ResetCard,
+                ) if attempt < 20 && Instant::now() < deadline => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(map_error(e, &self.config.name_pattern)),
+            }
+        };
         self.card = Some(card);
         Ok(reader.to_string_lossy().into_owned())
     }
