@@ -1,1 +1,366 @@
-//! Evolis escape-command printer driver (`ESC cmd;params CR`, ASCII replies).
+//! Evolis escape-command printer driver over any byte stream.
+//!
+//! Frames are `ESC cmd;p1;p2 CR`; the printer answers one ASCII line per command:
+//! `OK`, a value (for `R…` reads), or `ERR <code>` where the code is one of the
+//! ACK/NACK codes (`1` command, `2` parameter, `T` mechanical timeout, `C` cover open,
+//! `F` feeder, `R` ribbon, `K`/`D`/`W` magstripe) or `CDE` (unknown command).
+//!
+//! The stream (serial port, USB printer-class node, TCP) is blocking I/O, so it lives
+//! on a dedicated thread; async callers send it one command at a time and wait with a
+//! tokio timeout chosen by the command's class. Only reads are retried. Card data
+//! (track contents) and bitmaps never appear in errors or logs.
+
+pub mod device;
+pub mod model;
+pub mod protocol;
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use station_hal::{CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, PrinterStatus};
+use tokio::sync::oneshot;
+
+pub use device::{open_device, DeviceSpec};
+pub use model::{ModelProfile, Timeouts};
+pub use protocol::{error_for_reply, frame, CommandClass};
+
+/// A byte stream to a printer.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+struct Request {
+    frame: Vec<u8>,
+    reply: oneshot::Sender<std::io::Result<String>>,
+}
+
+/// An Evolis printer on a byte stream.
+pub struct EvolisPrinter {
+    requests: mpsc::Sender<Request>,
+    model: ModelProfile,
+    /// Ribbon type sent with `Pr` before printing.
+    pub ribbon: String,
+}
+
+fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
+    for req in rx {
+        let r = (|| {
+            stream.write_all(&req.frame)?;
+            stream.flush()?;
+            read_line(&mut stream)
+        })();
+        let _ = req.reply.send(r);
+    }
+}
+
+/// Reads one reply line (up to CR), skipping a leading LF left from a CR LF ending.
+fn read_line(stream: &mut Box<dyn Stream>) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match stream.read(&mut b) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "printer closed the link",
+                ))
+            }
+            Ok(_) => match b[0] {
+                b'\r' => break,
+                b'\n' if out.is_empty() => {}
+                c => out.push(c),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if out.len() > 64 * 1024 {
+            return Err(std::io::Error::other("reply line too long"));
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
+
+impl EvolisPrinter {
+    /// Drives a printer of the given model over `stream` (its own thread).
+    pub fn new(stream: Box<dyn Stream>, model: ModelProfile) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("evolis".into())
+            .spawn(move || io_worker(stream, rx))
+            .expect("spawn printer thread");
+        let ribbon = model.ribbons.first().cloned().unwrap_or_else(|| "k".into());
+        EvolisPrinter {
+            requests: tx,
+            model,
+            ribbon,
+        }
+    }
+
+    /// Opens a device (`/dev/ttyUSB0`, `/dev/usb/lp0`, `tcp://host:port`) and picks the
+    /// model profile by name, or by asking the printer (`Rtp`) when none is given.
+    pub async fn open(device: &str, model: Option<&str>) -> Result<Self, PrinterError> {
+        let stream = open_device(&DeviceSpec::parse(device))?;
+        let provisional = ModelProfile::builtin()
+            .into_iter()
+            .next()
+            .expect("at least one built-in model");
+        let mut p = EvolisPrinter::new(stream, provisional);
+        let profile = match model {
+            Some(name) => ModelProfile::find(name).ok_or_else(|| PrinterError::Protocol {
+                command: "model".into(),
+                reply: format!("no printer model profile named '{name}'"),
+            })?,
+            None => {
+                let rtp = p.command("Rtp", CommandClass::Status).await?;
+                ModelProfile::find(&rtp).ok_or_else(|| PrinterError::Protocol {
+                    command: "Rtp".into(),
+                    reply: format!("printer model '{rtp}' has no profile in drivers/evolis/models"),
+                })?
+            }
+        };
+        p.ribbon = profile
+            .ribbons
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "k".into());
+        p.model = profile;
+        Ok(p)
+    }
+
+    /// The model profile in use.
+    pub fn model(&self) -> &ModelProfile {
+        &self.model
+    }
+
+    /// Sends one command and returns the printer's reply line; `ERR` replies become
+    /// typed errors. `shown` is how the command appears in errors (no card data).
+    async fn exchange(
+        &mut self,
+        cmd: &str,
+        shown: &str,
+        class: CommandClass,
+    ) -> Result<String, PrinterError> {
+        let attempts = if class == CommandClass::Status { 2 } else { 1 };
+        let mut last = PrinterError::Offline("no answer".into());
+        for _ in 0..attempts {
+            let (tx, rx) = oneshot::channel();
+            self.requests
+                .send(Request {
+                    frame: frame(cmd),
+                    reply: tx,
+                })
+                .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
+            let timeout = self.model.timeouts_ms.for_class(class);
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(reply))) => {
+                    return match error_for_reply(shown, &reply) {
+                        Some(e) => Err(e),
+                        None => Ok(reply),
+                    }
+                }
+                Ok(Ok(Err(io))) => {
+                    last = PrinterError::Offline(format!("{shown}: {io}"));
+                }
+                Ok(Err(_)) => return Err(PrinterError::Offline("printer thread stopped".into())),
+                Err(_) => {
+                    last = PrinterError::Offline(format!(
+                        "{shown}: no answer within {} s",
+                        timeout.as_secs()
+                    ));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Sends a command that carries no card data.
+    pub async fn command(
+        &mut self,
+        cmd: &str,
+        class: CommandClass,
+    ) -> Result<String, PrinterError> {
+        let shown = cmd.to_string();
+        self.exchange(cmd, &shown, class).await
+    }
+}
+
+fn position(reply: &str) -> CardPosition {
+    match reply.trim().to_ascii_uppercase().as_str() {
+        "SMART CARD" => CardPosition::AtChipStation,
+        "CONTACTLESS CARD" => CardPosition::AtContactlessStation,
+        "CARD" => CardPosition::InPrinter,
+        _ => CardPosition::NoCard,
+    }
+}
+
+#[async_trait]
+impl CardPrinter for EvolisPrinter {
+    async fn status(&mut self) -> Result<PrinterStatus, PrinterError> {
+        let model = self.command("Rtp", CommandClass::Status).await?;
+        let firmware = self.command("Rfv", CommandClass::Status).await?;
+        let serial_number = self.command("Rsn", CommandClass::Status).await?;
+        let pos = self.command("Rlr;p", CommandClass::Status).await?;
+        let sensors = self.command("Rse;f", CommandClass::Status).await?;
+        let faults = protocol::faults_from_sensors(&sensors);
+        let ribbon = self
+            .command("Rse;r", CommandClass::Status)
+            .await
+            .ok()
+            .and_then(|r| r.trim().parse().ok());
+        let feeder = self
+            .command("Rse;k", CommandClass::Status)
+            .await
+            .ok()
+            .and_then(|r| r.trim().parse().ok());
+        Ok(PrinterStatus {
+            model,
+            firmware,
+            serial_number,
+            position: position(&pos),
+            ready: faults.iter().all(|f| *f == PrinterError::RibbonNearEnd),
+            faults,
+            ribbon_remaining: ribbon,
+            feeder_cards: feeder,
+        })
+    }
+
+    async fn feed(&mut self) -> Result<(), PrinterError> {
+        self.command("Ss", CommandClass::Move).await.map(|_| ())
+    }
+
+    async fn park_at_chip_station(&mut self) -> Result<(), PrinterError> {
+        if !self.model.chip_station {
+            return Err(PrinterError::Protocol {
+                command: "Sis".into(),
+                reply: format!("{} has no contact chip station", self.model.name),
+            });
+        }
+        self.command("Sis", CommandClass::Move).await.map(|_| ())
+    }
+
+    async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
+        let pr = format!("Pr;{}", self.ribbon);
+        self.command(&pr, CommandClass::Status).await?;
+        for p in panels {
+            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
+            let cmd = format!("Db;{};{};{}", p.panel, p.bits_per_dot, data);
+            let shown = format!(
+                "Db;{};{};<bitmap {} bytes>",
+                p.panel,
+                p.bits_per_dot,
+                p.data.len()
+            );
+            self.exchange(&cmd, &shown, CommandClass::Print).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_magstripe(&mut self, tracks: &MagTracks) -> Result<(), PrinterError> {
+        if !self.model.magstripe {
+            return Err(PrinterError::Protocol {
+                command: "Smw".into(),
+                reply: format!("{} has no magstripe encoder", self.model.name),
+            });
+        }
+        self.command("Pmc;h", CommandClass::Status).await?;
+        let list = [
+            (1, &tracks.track1),
+            (2, &tracks.track2),
+            (3, &tracks.track3),
+        ];
+        for (n, t) in list {
+            if let Some(t) = t {
+                let cmd = zeroize::Zeroizing::new(format!("Dm;{n};{t}"));
+                self.exchange(&cmd, &format!("Dm;{n};<redacted>"), CommandClass::Mag)
+                    .await?;
+            }
+        }
+        self.command("Smw", CommandClass::Mag).await?;
+        for (n, t) in list {
+            if let Some(t) = t {
+                let back = zeroize::Zeroizing::new(
+                    self.exchange(&format!("Smr;{n}"), &format!("Smr;{n}"), CommandClass::Mag)
+                        .await?,
+                );
+                if back.as_str() != t.as_str() {
+                    return Err(PrinterError::MagVerify(format!(
+                        "track {n} read back differs from what was written"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn eject(&mut self) -> Result<(), PrinterError> {
+        self.command("Se", CommandClass::Print).await.map(|_| ())
+    }
+
+    async fn reject(&mut self) -> Result<(), PrinterError> {
+        self.command("Ser", CommandClass::Move).await.map(|_| ())
+    }
+
+    async fn clear_fault(&mut self) -> Result<(), PrinterError> {
+        self.command("Scs", CommandClass::Status).await.map(|_| ())
+    }
+}
+
+/// Field diagnostics for an engineer installing a station.
+pub mod diagnostics {
+    use super::*;
+
+    /// Model, firmware, serial number, card position and faults, in words.
+    pub async fn status_report(device: &str, model: Option<&str>) -> Result<String, PrinterError> {
+        let mut p = EvolisPrinter::open(device, model).await?;
+        let s = p.status().await?;
+        let faults = if s.faults.is_empty() {
+            "none".to_string()
+        } else {
+            s.faults
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Ok(format!(
+            "model: {}\nprofile: {}\nfirmware: {}\nserial number: {}\ncard position: {}\nready: {}\nfaults: {}\nribbon remaining: {}\nfeeder: {}\n",
+            s.model,
+            p.model().name,
+            s.firmware,
+            s.serial_number,
+            match s.position {
+                CardPosition::NoCard => "no card",
+                CardPosition::InPrinter => "card in the printer",
+                CardPosition::AtChipStation => "card at the contact chip station",
+                CardPosition::AtContactlessStation => "card at the contactless station",
+            },
+            if s.ready { "yes" } else { "no" },
+            faults,
+            s.ribbon_remaining.map(|r| r.to_string()).unwrap_or("unknown".into()),
+            s.feeder_cards.map(|r| format!("{r} cards")).unwrap_or("unknown".into()),
+        ))
+    }
+
+    /// Feeds a card, parks it at the chip station, then ejects it (or rejects it).
+    pub async fn test_card(
+        device: &str,
+        model: Option<&str>,
+        reject: bool,
+    ) -> Result<(), PrinterError> {
+        let mut p = EvolisPrinter::open(device, model).await?;
+        p.feed().await?;
+        if let Err(e) = p.park_at_chip_station().await {
+            let _ = p.reject().await;
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if reject {
+            p.reject().await
+        } else {
+            p.eject().await
+        }
+    }
+}

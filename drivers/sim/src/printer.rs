@@ -1,0 +1,511 @@
+//! A simulated Evolis printer speaking the escape-command protocol over a pty pair
+//! or an in-memory stream: feeder, card position, ribbon, cover and jams, a
+//! mechanical timing model, fault injection at a chosen step, and records of every
+//! printed panel (PNG) and written track for assertions.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::sync::watch;
+
+/// Where the simulated card is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// No card in the printer.
+    Empty,
+    /// A card in the transport path.
+    InPrinter,
+    /// A card held at the contact chip station.
+    AtChipStation,
+}
+
+/// The mechanical steps a fault can be injected at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// `Ss`: taking a card from the feeder.
+    Feed,
+    /// `Sis`: moving to the chip station.
+    Park,
+    /// `Db`: printing panels.
+    Print,
+    /// `Smw`: writing the magstripe.
+    Mag,
+    /// `Se`: ejecting.
+    Eject,
+}
+
+/// A fault the simulator can raise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Card jam (`T`).
+    Jam,
+    /// Feeder empty (`F`).
+    FeederEmpty,
+    /// Ribbon out (`R`).
+    RibbonOut,
+    /// Cover open (`C`).
+    CoverOpen,
+    /// Magstripe write error (`W`).
+    MagWrite,
+}
+
+impl Fault {
+    fn code(self) -> &'static str {
+        match self {
+            Fault::Jam => "T",
+            Fault::FeederEmpty => "F",
+            Fault::RibbonOut => "R",
+            Fault::CoverOpen => "C",
+            Fault::MagWrite => "W",
+        }
+    }
+}
+
+/// Seconds each mechanical step takes on the real printer, before scaling.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Feed from the hopper.
+    pub feed: f64,
+    /// Move to the chip station.
+    pub park: f64,
+    /// Print one panel.
+    pub print_panel: f64,
+    /// Write and verify the stripe.
+    pub mag: f64,
+    /// Eject.
+    pub eject: f64,
+    /// Reject.
+    pub reject: f64,
+    /// Multiplier applied to all of the above (0 = instant).
+    pub scale: f64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            feed: 2.0,
+            park: 1.0,
+            print_panel: 4.0,
+            mag: 2.0,
+            eject: 1.0,
+            reject: 1.0,
+            scale: 0.0,
+        }
+    }
+}
+
+impl Timing {
+    /// Mechanical seconds of one complete card (`panels` printed), unscaled.
+    pub fn card_seconds(&self, panels: u32) -> f64 {
+        self.feed + self.park + self.print_panel * panels as f64 + self.mag + self.eject
+    }
+}
+
+/// Start-up settings of the simulated printer.
+#[derive(Debug, Clone)]
+pub struct SimPrinterConfig {
+    /// Model name answered to `Rtp`.
+    pub model: String,
+    /// Blank cards in the feeder.
+    pub feeder: u32,
+    /// Ribbon panels left.
+    pub ribbon: u32,
+    /// Timing model.
+    pub timing: Timing,
+    /// Folder for printed panels (PNG), if any.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl Default for SimPrinterConfig {
+    fn default() -> Self {
+        SimPrinterConfig {
+            model: "Primacy 2".into(),
+            feeder: 100,
+            ribbon: 500,
+            timing: Timing::default(),
+            out_dir: None,
+        }
+    }
+}
+
+/// One finished card as the simulator saw it.
+#[derive(Debug, Clone, Default)]
+pub struct CardRecord {
+    /// Printed panel files (PNG).
+    pub panels: Vec<PathBuf>,
+    /// Panels printed (name, width × height dark-dot count).
+    pub panel_names: Vec<String>,
+    /// Tracks as encoded (test assertions only; never logged).
+    pub tracks: BTreeMap<u8, String>,
+    /// Whether it went to the reject box.
+    pub rejected: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    config: SimPrinterConfig,
+    feeder: u32,
+    ribbon: u32,
+    position: Position,
+    fault: Option<Fault>,
+    armed: BTreeMap<Step, Fault>,
+    current: CardRecord,
+    mag_buffer: BTreeMap<u8, String>,
+    encoded: BTreeMap<u8, String>,
+    finished: Vec<CardRecord>,
+    cards_started: u32,
+}
+
+/// A simulated printer; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct SimPrinter {
+    state: Arc<Mutex<State>>,
+    position: Arc<watch::Sender<Position>>,
+}
+
+impl SimPrinter {
+    /// A printer with the given settings.
+    pub fn new(config: SimPrinterConfig) -> Self {
+        let (tx, _) = watch::channel(Position::Empty);
+        SimPrinter {
+            state: Arc::new(Mutex::new(State {
+                feeder: config.feeder,
+                ribbon: config.ribbon,
+                config,
+                position: Position::Empty,
+                fault: None,
+                armed: BTreeMap::new(),
+                current: CardRecord::default(),
+                mag_buffer: BTreeMap::new(),
+                encoded: BTreeMap::new(),
+                finished: Vec::new(),
+                cards_started: 0,
+            })),
+            position: Arc::new(tx),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Raises `fault` the next time the printer reaches `step`.
+    pub fn arm_fault(&self, step: Step, fault: Fault) {
+        self.lock().armed.insert(step, fault);
+    }
+
+    /// Clears a raised fault, as staff fixing the printer would.
+    pub fn clear_fault(&self) {
+        self.lock().fault = None;
+    }
+
+    /// Refills the feeder.
+    pub fn load_cards(&self, n: u32) {
+        self.lock().feeder += n;
+    }
+
+    /// Current card position.
+    pub fn position(&self) -> Position {
+        self.lock().position
+    }
+
+    /// Watches the card position (e.g. to insert a simulated chip at the chip station).
+    pub fn watch_position(&self) -> watch::Receiver<Position> {
+        self.position.subscribe()
+    }
+
+    /// Cards that left the printer, in order.
+    pub fn finished(&self) -> Vec<CardRecord> {
+        self.lock().finished.clone()
+    }
+
+    /// Blank cards left.
+    pub fn feeder(&self) -> u32 {
+        self.lock().feeder
+    }
+
+    fn set_position(&self, st: &mut State, p: Position) {
+        st.position = p;
+        self.position.send_replace(p);
+    }
+
+    fn wait(&self, seconds: f64) {
+        let scale = self.lock().config.timing.scale;
+        if seconds * scale > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(seconds * scale));
+        }
+    }
+
+    /// Checks an armed or standing fault for a step; `Some(reply)` when it fires.
+    fn fault_at(&self, st: &mut State, step: Step) -> Option<String> {
+        if let Some(f) = st.fault {
+            return Some(format!("ERR {}", f.code()));
+        }
+        if let Some(f) = st.armed.remove(&step) {
+            st.fault = Some(f);
+            return Some(format!("ERR {}", f.code()));
+        }
+        None
+    }
+
+    fn end_card(&self, st: &mut State, rejected: bool) {
+        let mut rec = std::mem::take(&mut st.current);
+        rec.rejected = rejected;
+        rec.tracks = std::mem::take(&mut st.encoded);
+        st.mag_buffer.clear();
+        st.finished.push(rec);
+        self.set_position(st, Position::Empty);
+    }
+
+    /// Handles one command (without ESC/CR) and returns the reply line.
+    pub fn handle(&self, cmd: &str) -> String {
+        let mut parts = cmd.splitn(4, ';');
+        let name = parts.next().unwrap_or_default();
+        let args: Vec<&str> = parts.collect();
+        let timing = self.lock().config.timing.clone();
+        match name {
+            "Rtp" => self.lock().config.model.clone(),
+            "Rfv" => "SIM-1.0".into(),
+            "Rsn" => "SIM0000001".into(),
+            "Rlr" => match self.lock().position {
+                Position::Empty => "OK".into(),
+                Position::InPrinter => "CARD".into(),
+                Position::AtChipStation => "SMART CARD".into(),
+            },
+            "Rse" => {
+                let st = self.lock();
+                match args.first().copied() {
+                    Some("r") => st.ribbon.to_string(),
+                    Some("k") => st.feeder.to_string(),
+                    _ => st
+                        .fault
+                        .map(|f| f.code().to_string())
+                        .unwrap_or("OK".into()),
+                }
+            }
+            "Pr" | "Pmc" | "Pmt" | "Pem" | "Pcom" => "OK".into(),
+            "Scs" => {
+                self.lock().fault = None;
+                "OK".into()
+            }
+            "Srs" => {
+                let mut st = self.lock();
+                st.fault = None;
+                if st.position != Position::Empty {
+                    self.end_card(&mut st, true);
+                }
+                "OK".into()
+            }
+            "Ss" => {
+                let mut st = self.lock();
+                if let Some(r) = self.fault_at(&mut st, Step::Feed) {
+                    return r;
+                }
+                if st.position != Position::Empty {
+                    return "ERR B".into();
+                }
+                if st.feeder == 0 {
+                    st.fault = Some(Fault::FeederEmpty);
+                    return "ERR F".into();
+                }
+                st.feeder -= 1;
+                st.cards_started += 1;
+                self.set_position(&mut st, Position::InPrinter);
+                drop(st);
+                self.wait(timing.feed);
+                "OK".into()
+            }
+            "Sis" => {
+                let mut st = self.lock();
+                if let Some(r) = self.fault_at(&mut st, Step::Park) {
+                    return r;
+                }
+                if st.position == Position::Empty {
+                    return "ERR 2".into();
+                }
+                drop(st);
+                self.wait(timing.park);
+                let mut st = self.lock();
+                self.set_position(&mut st, Position::AtChipStation);
+                "OK".into()
+            }
+            "Db" => {
+                let mut st = self.lock();
+                if let Some(r) = self.fault_at(&mut st, Step::Print) {
+                    return r;
+                }
+                if st.position == Position::Empty || args.len() < 3 {
+                    return "ERR 2".into();
+                }
+                let Ok(bits) = base64::engine::general_purpose::STANDARD.decode(args[2]) else {
+                    return "ERR 2".into();
+                };
+                if st.ribbon == 0 {
+                    st.fault = Some(Fault::RibbonOut);
+                    return "ERR R".into();
+                }
+                st.ribbon -= 1;
+                let panel = args[0].to_string();
+                let n = st.cards_started;
+                if let Some(dir) = st.config.out_dir.clone() {
+                    let path = dir.join(format!("card-{n:03}-{panel}.png"));
+                    if save_panel(&path, &bits).is_ok() {
+                        st.current.panels.push(path);
+                    }
+                }
+                st.current.panel_names.push(panel);
+                self.set_position(&mut st, Position::InPrinter);
+                drop(st);
+                self.wait(timing.print_panel);
+                "OK".into()
+            }
+            "Dm" => {
+                let mut st = self.lock();
+                match (args.first().and_then(|t| t.parse::<u8>().ok()), args.get(1)) {
+                    (Some(t @ 1..=3), Some(data)) => {
+                        st.mag_buffer.insert(t, data.to_string());
+                        "OK".into()
+                    }
+                    _ => "ERR 2".into(),
+                }
+            }
+            "Smw" => {
+                let mut st = self.lock();
+                if let Some(r) = self.fault_at(&mut st, Step::Mag) {
+                    return r;
+                }
+                if st.position == Position::Empty {
+                    return "ERR 2".into();
+                }
+                st.encoded = st.mag_buffer.clone();
+                drop(st);
+                self.wait(timing.mag);
+                "OK".into()
+            }
+            "Smr" => {
+                let st = self.lock();
+                match args.first().and_then(|t| t.parse::<u8>().ok()) {
+                    Some(t) => st.encoded.get(&t).cloned().unwrap_or_default(),
+                    None => "ERR 2".into(),
+                }
+            }
+            "Se" => {
+                let mut st = self.lock();
+                if let Some(r) = self.fault_at(&mut st, Step::Eject) {
+                    return r;
+                }
+                if st.position == Position::Empty {
+                    return "ERR 2".into();
+                }
+                drop(st);
+                self.wait(timing.eject);
+                let mut st = self.lock();
+                self.end_card(&mut st, false);
+                "OK".into()
+            }
+            "Ser" => {
+                // The reject path works with a fault raised: that is what it is for.
+                let st = self.lock();
+                if st.position == Position::Empty {
+                    return "ERR 2".into();
+                }
+                drop(st);
+                self.wait(timing.reject);
+                let mut st = self.lock();
+                self.end_card(&mut st, true);
+                "OK".into()
+            }
+            _ => "ERR CDE".into(),
+        }
+    }
+
+    /// Serves the protocol on a stream until it closes.
+    pub fn serve<S: Read + Write>(&self, mut stream: S) {
+        let mut buf = Vec::new();
+        let mut b = [0u8; 4096];
+        loop {
+            let n = match stream.read(&mut b) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            buf.extend_from_slice(&b[..n]);
+            while let Some(end) = buf.iter().position(|&c| c == b'\r') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                let start = line
+                    .iter()
+                    .position(|&c| c == 0x1B)
+                    .map(|p| p + 1)
+                    .unwrap_or(0);
+                let cmd = String::from_utf8_lossy(&line[start..line.len() - 1]).into_owned();
+                let mut reply = self.handle(&cmd).into_bytes();
+                reply.push(b'\r');
+                if stream
+                    .write_all(&reply)
+                    .and_then(|_| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves over a new pty pair; returns the device path the driver opens.
+    #[cfg(unix)]
+    pub fn spawn_pty(&self) -> std::io::Result<PtyLink> {
+        let (master, slave) =
+            serialport::TTYPort::pair().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let path = serialport::SerialPort::name(&slave)
+            .ok_or_else(|| std::io::Error::other("pty has no name"))?;
+        let me = self.clone();
+        let mut master = master;
+        let _ = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(200));
+        std::thread::Builder::new()
+            .name("sim-printer".into())
+            .spawn(move || me.serve(master))?;
+        Ok(PtyLink {
+            path: PathBuf::from(path),
+            _device_end: slave,
+        })
+    }
+
+    /// Serves over an in-memory stream; returns the host end for the driver.
+    #[cfg(unix)]
+    pub fn spawn_in_memory(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let (host, printer) = std::os::unix::net::UnixStream::pair()?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("sim-printer".into())
+            .spawn(move || me.serve(printer))?;
+        Ok(host)
+    }
+}
+
+/// The pty the simulated printer serves on; keep it alive while the driver uses it.
+#[cfg(unix)]
+pub struct PtyLink {
+    /// Device path to open as a serial port.
+    pub path: PathBuf,
+    _device_end: serialport::TTYPort,
+}
+
+/// Writes a 1-bit 1016 × 648 panel (MSB first, 1 = ink) as a PNG.
+fn save_panel(path: &std::path::Path, bits: &[u8]) -> Result<(), image::ImageError> {
+    let (w, h) = (1016u32, 648u32);
+    let img = image::GrayImage::from_fn(w, h, |x, y| {
+        let i = (y * w + x) as usize;
+        let on = bits
+            .get(i / 8)
+            .map(|b| b & (0x80 >> (i % 8)) != 0)
+            .unwrap_or(false);
+        image::Luma([if on { 0 } else { 255 }])
+    });
+    img.save(path)
+}

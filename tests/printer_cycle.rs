@@ -1,0 +1,151 @@
+//! The Evolis driver through a real serial (pty) link to the simulated printer: a full
+//! card cycle, every injected fault as its typed error with the card in the reject box,
+//! and the next card after the fault is cleared.
+
+use station_evolis::{EvolisPrinter, ModelProfile};
+use station_hal::{CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError};
+use station_sim::printer::{Fault, Position, SimPrinter, SimPrinterConfig, Step};
+
+async fn over_pty(sim: &SimPrinter) -> (EvolisPrinter, station_sim::printer::PtyLink) {
+    let link = sim.spawn_pty().unwrap();
+    let p = EvolisPrinter::open(link.path.to_str().unwrap(), None)
+        .await
+        .unwrap();
+    (p, link)
+}
+
+fn panel() -> PanelImage {
+    let mut data = vec![0u8; 1016 * 648 / 8];
+    data[1000..1100].fill(0xFF);
+    PanelImage {
+        side: PanelSide::Front,
+        panel: "k".into(),
+        width: 1016,
+        height: 648,
+        bits_per_dot: 1,
+        data,
+    }
+}
+
+fn tracks() -> MagTracks {
+    MagTracks {
+        track1: Some("B4761739001010010^DOE/JOHN^2512201000000000000".into()),
+        track2: Some("4761739001010010=25122010000000000".into()),
+        track3: None,
+    }
+}
+
+async fn full_cycle(p: &mut EvolisPrinter) -> Result<(), PrinterError> {
+    p.feed().await?;
+    p.park_at_chip_station().await?;
+    p.print(&[panel()]).await?;
+    p.write_magstripe(&tracks()).await?;
+    p.eject().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_goes_through_the_whole_cycle_over_the_serial_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimPrinter::new(SimPrinterConfig {
+        out_dir: Some(dir.path().to_path_buf()),
+        ..SimPrinterConfig::default()
+    });
+    let (mut p, _link) = over_pty(&sim).await;
+    assert_eq!(p.model().name, "Evolis Primacy 2");
+    let s = p.status().await.unwrap();
+    assert!(s.ready);
+    assert_eq!(s.position, CardPosition::NoCard);
+    p.feed().await.unwrap();
+    p.park_at_chip_station().await.unwrap();
+    assert_eq!(
+        p.status().await.unwrap().position,
+        CardPosition::AtChipStation
+    );
+    p.print(&[panel()]).await.unwrap();
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+    let done = sim.finished();
+    assert_eq!(done.len(), 1);
+    assert!(!done[0].rejected);
+    assert_eq!(
+        done[0].tracks.get(&2).map(String::as_str),
+        tracks().track2.as_deref()
+    );
+    assert!(done[0].panels[0].exists());
+    assert_eq!(sim.position(), Position::Empty);
+}
+
+async fn fault_case(step: Step, fault: Fault, expected: PrinterError) {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let (mut p, _link) = over_pty(&sim).await;
+    sim.arm_fault(step, fault);
+    let e = full_cycle(&mut p).await.unwrap_err();
+    assert_eq!(e, expected, "{step:?}");
+    if sim.position() != Position::Empty {
+        p.reject().await.unwrap();
+    }
+    assert_eq!(
+        sim.position(),
+        Position::Empty,
+        "no card left in the printer"
+    );
+    if step != Step::Feed {
+        assert!(
+            sim.finished().last().unwrap().rejected,
+            "card in the reject box"
+        );
+    }
+    assert!(!p.status().await.unwrap().ready);
+    p.clear_fault().await.unwrap();
+    full_cycle(&mut p).await.unwrap();
+    assert!(!sim.finished().last().unwrap().rejected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jam_at_the_chip_station_is_typed_and_the_card_rejected() {
+    fault_case(Step::Park, Fault::Jam, PrinterError::CardJam).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_feeder_is_typed() {
+    fault_case(Step::Feed, Fault::FeederEmpty, PrinterError::FeederEmpty).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ribbon_out_while_printing_is_typed_and_the_card_rejected() {
+    fault_case(Step::Print, Fault::RibbonOut, PrinterError::RibbonOut).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_cover_is_typed_and_the_card_rejected() {
+    fault_case(Step::Park, Fault::CoverOpen, PrinterError::CoverOpen).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_magstripe_write_error_is_typed_and_the_card_rejected() {
+    fault_case(Step::Mag, Fault::MagWrite, PrinterError::MagWrite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_in_memory_link_speaks_the_same_protocol() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let host = sim.spawn_in_memory().unwrap();
+    let mut p = EvolisPrinter::new(Box::new(host), ModelProfile::find("zenius").unwrap());
+    full_cycle(&mut p).await.unwrap();
+    assert_eq!(sim.finished().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_never_carry_track_data() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let (mut p, _link) = over_pty(&sim).await;
+    p.feed().await.unwrap();
+    let bad = MagTracks {
+        track1: None,
+        track2: Some("4761739001010010=2512".into()),
+        track3: None,
+    };
+    sim.arm_fault(Step::Mag, Fault::MagWrite);
+    let e = p.write_magstripe(&bad).await.unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("4761739001010010"));
+}
