@@ -13,5 +13,6 @@ pub mod journal;
 pub mod link;
 pub mod logging;
 pub mod order;
+pub mod plastic;
 pub mod sandbox;
 pub mod service;
