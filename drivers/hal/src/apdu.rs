@@ -123,6 +123,16 @@ pub trait ApduTransport: Send {
     }
 }
 
+/// A chip encoder: an APDU transport that can wait for the card the printer parked
+/// at its contacts and let go of it afterwards.
+#[async_trait]
+pub trait ChipEncoder: ApduTransport {
+    /// Waits until a card is present and connected.
+    async fn wait_for_card(&mut self, timeout: std::time::Duration) -> Result<(), TransportError>;
+    /// Lets go of the card (it is about to move on).
+    async fn release(&mut self);
+}
+
 fn checked(response: Vec<u8>) -> Result<Vec<u8>, TransportError> {
     if response.len() < 2 {
         Err(TransportError::ShortResponse(response.len()))

@@ -8,7 +8,7 @@
 pub mod apdu;
 pub mod printer;
 
-pub use apdu::{ApduTransport, TransportError};
+pub use apdu::{ApduTransport, ChipEncoder, TransportError};
 pub use printer::{
     CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError, PrinterStatus,
 };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
-use station_hal::{ApduTransport, TransportError};
+use station_hal::{ApduTransport, ChipEncoder, TransportError};
 use tokio::sync::oneshot;
 
 /// Which reader to use and how long to wait for a card.
@@ -150,6 +150,17 @@ impl ApduTransport for PcscEncoder {
         rx.await.map_err(|_| {
             TransportError::Other(format!("reader thread for '{}' stopped", self.pattern))
         })?
+    }
+}
+
+#[async_trait]
+impl ChipEncoder for PcscEncoder {
+    async fn wait_for_card(&mut self, timeout: Duration) -> Result<(), TransportError> {
+        PcscEncoder::wait_for_card(self, timeout).await.map(|_| ())
+    }
+
+    async fn release(&mut self) {
+        PcscEncoder::release(self).await
     }
 }
 

@@ -2,4 +2,5 @@
 
 pub mod card;
 pub mod printer;
+pub mod station;
 pub mod vpcd;
