@@ -6,5 +6,12 @@
 
 pub mod crypto;
 pub mod cryptogram;
+pub mod cvv;
+pub mod derive;
 pub mod dgi;
+pub mod keystore;
+pub mod prep;
+pub mod profile;
+pub mod terminal;
 pub mod tlv;
+pub mod verify;
