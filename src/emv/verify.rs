@@ -1,1 +1,244 @@
+//! The final check of a personalized card: what a terminal reads back must be what the
+//! order asked for, and the card's first ARQC must verify under the issuer keys.
+//!
+//! Every failure is a [`VerifyError::CardProdException`] (D1 status
+//! `CARD_PROD_EXCEPTION`) with a reason staff and auditors can read; reasons never
+//! contain a clear PAN or track data.
 
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use super::cryptogram::Cvn10Input;
+use super::derive::{mask_pan, Pan, Psn, YearMonth};
+use super::keystore::{KeyIndex, KeyStore, KeyStoreError};
+use super::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
+use super::profile::{CryptogramVersion, Profile};
+use super::terminal::CardReadout;
+
+/// Why a card fails its read-back verification.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The card does not hold what was ordered, or its cryptogram is wrong.
+    #[error("card personalization check failed: {0}")]
+    CardProdException(String),
+    /// The key store could not check the cryptogram.
+    #[error(transparent)]
+    Key(#[from] KeyStoreError),
+}
+
+impl station_hal::StaffFacing for VerifyError {
+    fn code(&self) -> &'static str {
+        match self {
+            VerifyError::CardProdException(_) => "CARD_PROD_EXCEPTION",
+            VerifyError::Key(e) => e.code(),
+        }
+    }
+
+    fn staff_message(&self) -> String {
+        match self {
+            VerifyError::CardProdException(r) => {
+                format!("The card is not right ({r}): reject it and start a new card.")
+            }
+            VerifyError::Key(e) => e.staff_message(),
+        }
+    }
+}
+
+fn fail(reason: impl Into<String>) -> VerifyError {
+    VerifyError::CardProdException(reason.into())
+}
+
+/// What the card must show, taken from the order and its prepared data.
+#[derive(Clone)]
+pub struct CardExpectations {
+    /// Application.
+    pub aid: Vec<u8>,
+    /// The ordered PAN.
+    pub pan: Pan,
+    /// 5F24 as prepared.
+    pub exp_5f24: Vec<u8>,
+    /// PAN sequence number.
+    pub psn: Psn,
+    /// 5F20, when the order has a name.
+    pub name_5f20: Option<Vec<u8>>,
+    /// Tag 57 as prepared (digits, `D` separator).
+    pub track2_equivalent: Zeroizing<String>,
+    /// How the ARQC is checked.
+    pub cryptogram: CryptogramVersion,
+}
+
+impl std::fmt::Debug for CardExpectations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardExpectations")
+            .field("aid", &hex::encode_upper(&self.aid))
+            .field("pan", &self.pan)
+            .field("cryptogram", &self.cryptogram)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CardExpectations {
+    /// Expectations for a card prepared from `input` with `profile`.
+    pub fn new(
+        input: &PrepInput,
+        prepared: &PreparedCard,
+        profile: &Profile,
+    ) -> Result<Self, PrepError> {
+        let data = |e: super::derive::DeriveError| PrepError::DataException(e.to_string());
+        let psn = if input.psn.is_empty() {
+            "00"
+        } else {
+            &input.psn
+        };
+        Ok(CardExpectations {
+            aid: prepared.aid.clone(),
+            pan: Pan::new(&input.pan).map_err(data)?,
+            exp_5f24: YearMonth::parse(&input.exp_yymm, "exp")
+                .map_err(data)?
+                .to_5f24(),
+            psn: Psn::new(psn).map_err(data)?,
+            name_5f20: input
+                .encoded_name
+                .as_deref()
+                .map(super::derive::name_to_5f20)
+                .transpose()
+                .map_err(data)?,
+            track2_equivalent: prepared.track2_equivalent.clone(),
+            cryptogram: profile.cryptogram,
+        })
+    }
+}
+
+/// Checks a read-back against the order and verifies the ARQC with the issuer master
+/// keys at `derivation_key_index`.
+pub fn verify_card(
+    read: &CardReadout,
+    expected: &CardExpectations,
+    keystore: &dyn KeyStore,
+    derivation_key_index: KeyIndex,
+) -> Result<(), VerifyError> {
+    if read.aid != expected.aid {
+        return Err(fail("the card answered for another application"));
+    }
+    let pan = read
+        .record_tag(0x5A)
+        .ok_or_else(|| fail("the card has no PAN (5A)"))?;
+    if *pan != expected.pan.to_5a() {
+        let shown = mask_pan(track2_from_57(&pan).trim_end_matches('F'));
+        return Err(fail(format!(
+            "the card's PAN {shown} differs from the ordered {}",
+            expected.pan.masked()
+        )));
+    }
+    let exp = read
+        .record_tag(0x5F24)
+        .ok_or_else(|| fail("the card has no expiry date (5F24)"))?;
+    if *exp != expected.exp_5f24 {
+        return Err(fail(format!(
+            "the card's expiry date {} differs from the ordered {}",
+            hex::encode(&*exp),
+            hex::encode(&expected.exp_5f24)
+        )));
+    }
+    let psn = read.record_tag(0x5F34);
+    let psn_ok = match &psn {
+        Some(v) => **v == expected.psn.to_5f34(),
+        None => expected.psn.digits() == "00",
+    };
+    if !psn_ok {
+        return Err(fail(format!(
+            "the card's PAN sequence number differs from the ordered {}",
+            expected.psn.digits()
+        )));
+    }
+    match (&expected.name_5f20, read.record_tag(0x5F20)) {
+        (None, _) => {}
+        (Some(want), Some(got)) if *want == *got => {}
+        (Some(_), Some(_)) => {
+            return Err(fail("the cardholder name (5F20) differs from the order"))
+        }
+        (Some(_), None) => return Err(fail("the card has no cardholder name (5F20)")),
+    }
+    let t57 = read
+        .record_tag(0x57)
+        .ok_or_else(|| fail("the card has no track 2 equivalent (57)"))?;
+    if *track2_from_57(&t57) != *expected.track2_equivalent {
+        return Err(fail(
+            "the card's track 2 equivalent (57) differs from the prepared data",
+        ));
+    }
+    verify_arqc(read, expected, keystore, derivation_key_index)
+}
+
+fn verify_arqc(
+    read: &CardReadout,
+    expected: &CardExpectations,
+    keystore: &dyn KeyStore,
+    index: KeyIndex,
+) -> Result<(), VerifyError> {
+    let g = &read.generate_ac;
+    match g.cid & 0xC0 {
+        0x80 => {}
+        0x40 => {
+            return Err(fail(
+                "the card approved offline (TC) instead of asking for an ARQC",
+            ))
+        }
+        _ => return Err(fail("the card declined (AAC) its first GENERATE AC")),
+    }
+    if expected.cryptogram != CryptogramVersion::VisaCvn10 {
+        return Err(VerifyError::Key(KeyStoreError::NotSupported(format!(
+            "ARQC verification for {}",
+            expected.cryptogram.name()
+        ))));
+    }
+    // Visa IAD: length 06 ‖ DKI ‖ CVN ‖ CVR (4 bytes, starting with its length 03).
+    let iad = &g.iad;
+    if iad.len() < 7 || iad[0] < 6 {
+        return Err(fail(format!(
+            "the card's issuer application data (9F10) is {} bytes, too short for a Visa IAD",
+            iad.len()
+        )));
+    }
+    if iad[2] != expected.cryptogram.cvn() {
+        return Err(fail(format!(
+            "the card reports cryptogram version {:02X}, the profile expects {:02X}",
+            iad[2],
+            expected.cryptogram.cvn()
+        )));
+    }
+    let t = &read.terminal;
+    let input = Cvn10Input {
+        amount: t.amount,
+        amount_other: t.amount_other,
+        terminal_country: t.country,
+        tvr: t.tvr,
+        currency: t.currency,
+        date: t.date,
+        tx_type: t.tx_type,
+        unpredictable_number: t.unpredictable_number,
+        aip: read.aip,
+        atc: g.atc,
+        cvr: [iad[3], iad[4], iad[5], iad[6]],
+    };
+    let ok = keystore.verify_arqc(
+        index,
+        &expected.pan,
+        expected.psn,
+        expected.cryptogram,
+        &input.to_bytes(),
+        &g.ac,
+    )?;
+    if !ok {
+        return Err(fail(format!(
+            "the ARQC does not verify under issuer master key index {index}: the chip holds other ICC keys"
+        )));
+    }
+    if iad[1] != index.0 {
+        return Err(fail(format!(
+            "the card's IAD names derivation key index {:02X}, the order {index}",
+            iad[1]
+        )));
+    }
+    Ok(())
+}
