@@ -345,3 +345,71 @@ fn model_2_tag_57_of_another_pan_is_refused() {
 fn model_2_empty_set_is_refused() {
     assert!(refused(Vec::new()).contains("no DGI"));
 }
+
+#[test]
+fn a_consistent_track_2_override_goes_to_the_stripe_as_given() {
+    let (_d, ks) = dev_keystore();
+    let mut input = order();
+    let t2 = ";4761739001010010=28112011234567800000?";
+    input.track2_override = Some(Zeroizing::new(t2.into()));
+    let card = prepare(&input, &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
+    assert_eq!(card.magstripe_track2.as_deref().unwrap().as_str(), t2);
+    assert!(card
+        .track2_equivalent
+        .starts_with("4761739001010010D2811201"));
+}
+
+#[test]
+fn a_track_2_override_with_another_service_code_is_refused() {
+    let mut input = order();
+    input.track2_override = Some(Zeroizing::new(
+        ";4761739001010010=28111011234567800000?".into(),
+    ));
+    assert!(data_exception(&input).contains("service code differs"));
+}
+
+#[test]
+fn a_service_code_override_reaches_5f30_and_tag_57() {
+    let (_d, ks) = dev_keystore();
+    let mut input = order();
+    input.service_code = Some("221".into());
+    let card = prepare(&input, &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
+    assert_eq!(
+        hex::encode(find_in_records(&card.dgis, 0x5F30).unwrap()),
+        "0221"
+    );
+    assert!(card
+        .track2_equivalent
+        .starts_with("4761739001010010D2811221"));
+}
+
+#[test]
+fn without_a_cv_key_index_the_icvv_cannot_be_computed() {
+    let (_d, ks) = dev_keystore();
+    let mut k = keys();
+    k.cv = None;
+    let e = prepare(&order(), &profile("visa_vsdc_cvn10"), &k, &ks).unwrap_err();
+    assert!(e.to_string().contains("cvKeyIndex is missing"), "{e}");
+    assert_eq!(e.code(), "DATA_EXCEPTION");
+}
+
+#[test]
+fn a_four_digit_pvv_takes_its_pvki_from_the_pv_key_index() {
+    let (_d, ks) = dev_keystore();
+    let mut input = order();
+    input.pvv = Some(Zeroizing::new("2345".into()));
+    let card = prepare(&input, &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
+    assert!(card.track2_equivalent.contains("D281120112345"));
+    let mut k = keys();
+    k.pv = None;
+    let e = prepare(&input, &profile("visa_vsdc_cvn10"), &k, &ks).unwrap_err();
+    assert!(e.to_string().contains("pvKeyIndex"), "{e}");
+}
+
+#[test]
+fn a_nineteen_digit_pan_overflowing_track_2_is_refused() {
+    let mut input = order();
+    input.pan = Zeroizing::new("4761739001010010123".into());
+    let r = data_exception(&input);
+    assert!(r.contains("maximum is 37"), "{r}");
+}

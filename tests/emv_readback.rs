@@ -166,3 +166,122 @@ async fn a_card_that_does_not_know_the_aid_is_a_card_prod_exception() {
     );
     assert_eq!(e.code(), "CARD_PROD_EXCEPTION");
 }
+
+/// The fake card behind a T=0 reader: every answer with data comes as `61xx` first
+/// and is fetched with GET RESPONSE, as PC/SC leaves it to the application.
+struct T0Reader {
+    card: FakeCard,
+    pending: Option<Vec<u8>>,
+    get_responses: usize,
+}
+
+#[async_trait::async_trait]
+impl station_hal::ApduTransport for T0Reader {
+    async fn transmit(&mut self, c: &[u8]) -> Result<Vec<u8>, station_hal::TransportError> {
+        if c[1] == 0xC0 {
+            self.get_responses += 1;
+            return Ok(self
+                .pending
+                .take()
+                .expect("GET RESPONSE without pending data"));
+        }
+        let r = self.card.transmit(c).await?;
+        if r.len() > 2 {
+            let n = (r.len() - 2) as u8;
+            self.pending = Some(r);
+            Ok(vec![0x61, n])
+        } else {
+            Ok(r)
+        }
+    }
+}
+
+#[tokio::test]
+async fn read_back_works_through_t0_get_response() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut reader = T0Reader {
+        card: FakeCard::from_prepared(&card),
+        pending: None,
+        get_responses: 0,
+    };
+    let read = read_card(&mut reader, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    // SELECT, GPO, 3 records, 2 GET DATA, GENERATE AC.
+    assert_eq!(reader.get_responses, 8);
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+#[tokio::test]
+async fn other_terminal_data_still_verifies_because_the_arqc_is_recomputed_from_it() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let params = TerminalParams {
+        amount: [0, 0, 0, 0, 0x00, 0x01],
+        date: [0x27, 0x02, 0x28],
+        unpredictable_number: [0xDE, 0xAD, 0xBE, 0xEF],
+        ..TerminalParams::default()
+    };
+    let read = read_card(&mut chip, &card.aid, &params).await.unwrap();
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+#[tokio::test]
+async fn a_tampered_cryptogram_fails_verification() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.ac[7] ^= 0x01;
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(e.to_string().contains("ARQC does not verify"), "{e}");
+}
+
+#[tokio::test]
+async fn a_card_that_declines_with_an_aac_fails_saying_so() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.cid = 0x00;
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(e.to_string().contains("declined (AAC)"), "{e}");
+}
+
+#[tokio::test]
+async fn a_card_reporting_another_cryptogram_version_fails_naming_it() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.iad[2] = 0x12;
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cryptogram version 12, the profile expects 0A"),
+        "{e}"
+    );
+}

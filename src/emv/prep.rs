@@ -438,7 +438,8 @@ fn model1(
         let mut out = Zeroizing::new(Vec::new());
         for t in tags {
             match values.get(t) {
-                Some(v) => out.extend(encode(*t, v)),
+                // Encoded through a zeroizing buffer: values include track data.
+                Some(v) => out.extend_from_slice(&Zeroizing::new(encode(*t, v))),
                 None if optional.contains(t) => {}
                 None => return Err(data(format!("no value for tag {t:X}"))),
             }
