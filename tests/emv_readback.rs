@@ -285,3 +285,23 @@ async fn a_card_reporting_another_cryptogram_version_fails_naming_it() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_card_with_a_used_pin_try_counter_fails() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.pin_try_counter = Some(2);
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("PIN try counter is 2, a new card must have 3"),
+        "{e}"
+    );
+}

@@ -65,6 +65,10 @@ pub struct CardExpectations {
     pub track2_equivalent: Zeroizing<String>,
     /// How the ARQC is checked.
     pub cryptogram: CryptogramVersion,
+    /// AIP as prepared (from the GPO response DGI), when known.
+    pub aip: Option<[u8; 2]>,
+    /// A fresh card's PIN try counter: the profile's limit.
+    pub pin_try_limit: u8,
 }
 
 impl std::fmt::Debug for CardExpectations {
@@ -105,6 +109,13 @@ impl CardExpectations {
                 .map_err(data)?,
             track2_equivalent: prepared.track2_equivalent.clone(),
             cryptogram: profile.cryptogram,
+            aip: prepared
+                .dgis
+                .iter()
+                .filter(|d| !super::prep::is_record_dgi(d.id))
+                .find_map(|d| super::tlv::find(&d.data, 0x82).ok().flatten())
+                .and_then(|v| v.try_into().ok()),
+            pin_try_limit: profile.pin_try_limit,
         })
     }
 }
@@ -166,6 +177,25 @@ pub fn verify_card(
         return Err(fail(
             "the card's track 2 equivalent (57) differs from the prepared data",
         ));
+    }
+    if let Some(aip) = expected.aip {
+        if read.aip != aip {
+            return Err(fail(format!(
+                "the card's AIP {} differs from the prepared {}",
+                hex::encode_upper(read.aip),
+                hex::encode_upper(aip)
+            )));
+        }
+    }
+    // A fresh card must not have used PIN tries: a lower counter means the PIN data or
+    // the limit was personalized wrongly.
+    if let Some(ptc) = read.pin_try_counter {
+        if ptc != expected.pin_try_limit {
+            return Err(fail(format!(
+                "the card's PIN try counter is {ptc}, a new card must have {}",
+                expected.pin_try_limit
+            )));
+        }
     }
     verify_arqc(read, expected, keystore, derivation_key_index)
 }
