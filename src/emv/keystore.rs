@@ -16,8 +16,9 @@
 //! 01 = "…"            # PIN verification key, pvKeyIndex 01
 //! [transport.DEV-VISA]  # GlobalPlatform keys per cardProductId
 //! kmc = "…"; diversification = "emv-cpg202"; scp = "scp02"; i = "55"; kvn = "20"
-//! [oda.01]            # optional: issuer public key data for ODA, odaKeyIndex 01
+//! [oda.01]            # optional: SDA issuer key, odaKeyIndex 01
 //! ca_index = "92"; issuer_pk_certificate = "…"; issuer_pk_exponent = "03"; issuer_pk_remainder = "…"
+//! issuer_modulus = "…"; issuer_private_exponent = "…"  # as long as the modulus (left-pad 00)
 //! ```
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::cryptogram::{visa_cvn10, Cvn10Input};
 use super::cvv::{visa_cvv, visa_pvv};
 use super::derive::{key_check_value, option_a_icc_master_key, Pan, Psn, ServiceCode, YearMonth};
+use super::oda::{rsa_raw, ssad_block};
 use super::profile::CryptogramVersion;
 
 /// A key index as orders carry it (`derivationKeyIndex` etc.): two hex digits.
@@ -305,9 +307,15 @@ pub trait KeyStore: Send + Sync {
     /// Issuer public key data for ODA at `index` (8F, 90, 9F32, 92).
     fn oda_issuer_key(&self, index: KeyIndex) -> Result<OdaIssuerKey, KeyStoreError>;
 
-    /// Signs static application data with the issuer private key at `index` (SDA, tag 93).
-    /// Not implemented by the software store: issuer RSA private keys belong in an HSM.
-    fn sign_static_data(&self, index: KeyIndex, _data: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+    /// Signed static application data (93) for SDA: formats the recovery block
+    /// (`6A 03 01 DAC BB… SHA-1 BC`, the issuer modulus long) over `static_data` and
+    /// applies the issuer RSA private key at `index` (PKCS#11: `CKM_RSA_X_509`).
+    fn sign_static_data(
+        &self,
+        index: KeyIndex,
+        _dac: [u8; 2],
+        _static_data: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError> {
         Err(KeyStoreError::NotSupported(format!(
             "signing static data for ODA (issuer key {index})"
         )))
@@ -371,6 +379,14 @@ struct RawOda {
     issuer_pk_exponent: String,
     #[serde(default)]
     issuer_pk_remainder: String,
+    issuer_modulus: Option<String>,
+    issuer_private_exponent: Option<HexField>,
+}
+
+/// The issuer RSA private key for SDA signing (modulus public, exponent secret).
+struct IssuerPrivateKey {
+    modulus: Vec<u8>,
+    exponent: SecretBytes,
 }
 
 struct Imk {
@@ -391,6 +407,7 @@ pub struct SoftwareKeyStore {
     pvk: BTreeMap<KeyIndex, SecretBytes>,
     transport: BTreeMap<String, TransportKeySet>,
     oda: BTreeMap<KeyIndex, OdaIssuerKey>,
+    oda_private: BTreeMap<KeyIndex, IssuerPrivateKey>,
 }
 
 impl std::fmt::Debug for SoftwareKeyStore {
@@ -485,6 +502,7 @@ impl Loader<'_> {
             pvk: BTreeMap::new(),
             transport: BTreeMap::new(),
             oda: BTreeMap::new(),
+            oda_private: BTreeMap::new(),
         };
         for (idx, e) in &raw.imk {
             let k = self.index("imk", idx)?;
@@ -555,6 +573,27 @@ impl Loader<'_> {
                     )?,
                 },
             );
+            match (&e.issuer_modulus, &e.issuer_private_exponent) {
+                (None, None) => {}
+                (Some(m), Some(d)) => {
+                    let modulus = self.public_hex(&format!("{entry}.issuer_modulus"), m)?;
+                    let n = modulus.len();
+                    if !(64..=248).contains(&n) {
+                        return Err(self.err(format!(
+                            "{entry}.issuer_modulus: {n} bytes, EMV issuer keys are 64 to 248"
+                        )));
+                    }
+                    let exponent =
+                        self.key(&format!("{entry}.issuer_private_exponent"), d, &[n])?;
+                    ks.oda_private
+                        .insert(k, IssuerPrivateKey { modulus, exponent });
+                }
+                _ => {
+                    return Err(self.err(format!(
+                        "{entry}: issuer_modulus and issuer_private_exponent go together"
+                    )))
+                }
+            }
         }
         Ok(ks)
     }
@@ -688,6 +727,20 @@ impl KeyStore for SoftwareKeyStore {
             kind: "oda",
             index: index.to_string(),
         })
+    }
+
+    fn sign_static_data(
+        &self,
+        index: KeyIndex,
+        dac: [u8; 2],
+        static_data: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        let key = self.oda_private.get(&index).ok_or(KeyStoreError::Missing {
+            kind: "oda issuer private",
+            index: index.to_string(),
+        })?;
+        let block = ssad_block(key.modulus.len(), dac, static_data).map_err(crypto)?;
+        rsa_raw(&key.modulus, key.exponent.expose(), &block).map_err(crypto)
     }
 }
 
@@ -935,8 +988,8 @@ mod tests {
             Err(KeyStoreError::Missing { kind: "oda", .. })
         ));
         assert!(matches!(
-            ks.sign_static_data(KeyIndex(1), b"x"),
-            Err(KeyStoreError::NotSupported(_))
+            ks.sign_static_data(KeyIndex(1), [0xDA, 0xC1], b"x"),
+            Err(KeyStoreError::Missing { .. })
         ));
     }
 

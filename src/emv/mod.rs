@@ -10,6 +10,7 @@ pub mod cvv;
 pub mod derive;
 pub mod dgi;
 pub mod keystore;
+pub mod oda;
 pub mod prep;
 pub mod profile;
 pub mod terminal;

@@ -6,9 +6,11 @@
 //! Either way the result carries the chip's track 2 equivalent so that the magnetic
 //! stripe can be checked against it, and a summary fit for logs (masked PAN only).
 //!
+//! SDA profiles get 8F, 90, 92, 9F32 from the key store and 93 signed through it.
+//!
 //! Not in scope: DGI 8010 (offline PIN block) — orders carry no PIN block, so no
-//! profile may ask for it (refused when the profile loads); ODA DGIs 8201-8205 and
-//! tags 8F/90/92/93/9F32/9F46-9F4A (ODA profiles are refused as not supported yet).
+//! profile may ask for it (refused when the profile loads); DDA/CDA (ICC key pair,
+//! 9F46-9F49, DGIs 8201-8205): such profiles are refused as not supported yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +24,8 @@ use super::derive::{
 };
 use super::dgi::{Dgi, DgiEncryption};
 use super::keystore::{KeyIndex, KeyStore, KeyStoreError};
-use super::profile::{DgiContent, Profile};
+use super::oda::static_data_to_authenticate;
+use super::profile::{DgiContent, OdaMode, Profile};
 use super::tlv::{self, encode};
 
 /// Longest record a READ RECORD may return (template 70 with its tag and length).
@@ -415,7 +418,7 @@ fn model1(
     let t2 = track2_digits(&facts.pan, facts.exp, &facts.service_code, &disc)
         .map_err(|e| data(e.to_string()))?;
 
-    let mut values: BTreeMap<u32, Zeroizing<Vec<u8>>> = profile
+    let mut values: TagValues = profile
         .profile_tag_values(keys.derivation.0)
         .into_iter()
         .map(|(t, v)| (t, Zeroizing::new(v)))
@@ -432,20 +435,10 @@ fn model1(
     if let Some(n) = &facts.name {
         values.insert(0x5F20, Zeroizing::new(n.clone()));
     }
-    // Optional by nature: left out of the card when the order does not give them.
-    let optional = [0x5F20u32, 0x5F25];
-    let tlvs = |tags: &[u32]| -> Result<Zeroizing<Vec<u8>>, PrepError> {
-        let mut out = Zeroizing::new(Vec::new());
-        for t in tags {
-            match values.get(t) {
-                // Encoded through a zeroizing buffer: values include track data.
-                Some(v) => out.extend_from_slice(&Zeroizing::new(encode(*t, v))),
-                None if optional.contains(t) => {}
-                None => return Err(data(format!("no value for tag {t:X}"))),
-            }
-        }
-        Ok(out)
-    };
+    if profile.oda.mode == OdaMode::Sda {
+        sign_static_data(profile, keys, keystore, &mut values)?;
+    }
+    let tlvs = |tags: &[u32]| concat_tlv(&values, tags);
 
     let mut dgis = Vec::new();
     let mut records: Vec<_> = profile.records.iter().collect();
@@ -478,6 +471,69 @@ fn model1(
     }
     validate_dgis(&dgis, super::crypto::DES_BLOCK)?;
     Ok((dgis, t2))
+}
+
+/// Tags left out of the card when there is no value for them: name and effective
+/// date when the order has none, the issuer key remainder when the key fits its
+/// certificate.
+const OPTIONAL_TAGS: &[u32] = &[0x5F20, 0x5F25, 0x92];
+
+type TagValues = BTreeMap<u32, Zeroizing<Vec<u8>>>;
+
+/// The listed data elements as concatenated TLV.
+fn concat_tlv(values: &TagValues, tags: &[u32]) -> Result<Zeroizing<Vec<u8>>, PrepError> {
+    let mut out = Zeroizing::new(Vec::new());
+    for t in tags {
+        match values.get(t) {
+            // Encoded through a zeroizing buffer: values include track data.
+            Some(v) => out.extend_from_slice(&Zeroizing::new(encode(*t, v))),
+            None if OPTIONAL_TAGS.contains(t) => {}
+            None => return Err(data(format!("no value for tag {t:X}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// SDA: adds the issuer key data (8F, 90, 92, 9F32) and the signed static application
+/// data (93) over the ODA records and the SDA tag list.
+fn sign_static_data(
+    profile: &Profile,
+    keys: &KeyIndexes,
+    keystore: &dyn KeyStore,
+    values: &mut TagValues,
+) -> Result<(), PrepError> {
+    let index = keys.oda.ok_or_else(|| {
+        data("odaKeyIndex is missing: this card product signs its static data (SDA)")
+    })?;
+    let dac = profile
+        .oda
+        .dac
+        .ok_or_else(|| data("the profile has no oda.dac"))?;
+    let issuer = keystore.oda_issuer_key(index)?;
+    values.insert(0x8F, Zeroizing::new(vec![issuer.ca_index]));
+    values.insert(0x90, Zeroizing::new(issuer.issuer_pk_certificate.clone()));
+    values.insert(0x9F32, Zeroizing::new(issuer.issuer_pk_exponent.clone()));
+    if !issuer.issuer_pk_remainder.is_empty() {
+        values.insert(0x92, Zeroizing::new(issuer.issuer_pk_remainder.clone()));
+    }
+    let mut records = Vec::new();
+    for r in profile.records_in_afl_order().into_iter().filter(|r| r.oda) {
+        let body = concat_tlv(values, &r.tags)?;
+        records.push((r.sfi, Zeroizing::new(encode(0x70, &body))));
+    }
+    let refs: Vec<(u8, &[u8])> = records.iter().map(|(s, r)| (*s, r.as_slice())).collect();
+    // The profile allows only 82 in the SDA tag list.
+    let tag_values = if profile.oda.sda_tag_list.is_empty() {
+        Vec::new()
+    } else {
+        profile.aip.to_vec()
+    };
+    let static_data = Zeroizing::new(
+        static_data_to_authenticate(&refs, &tag_values).map_err(|e| data(format!("SDA: {e}")))?,
+    );
+    let ssad = keystore.sign_static_data(index, dac, &static_data)?;
+    values.insert(0x93, Zeroizing::new(ssad));
+    Ok(())
 }
 
 /// Decodes tag 57 to digits with `D` separator, dropping the `F` pad.

@@ -163,6 +163,8 @@ pub struct OdaConfig {
     pub sda_tag_list: Vec<u8>,
     /// Protection of the ICC RSA CRT DGIs 8201-8205.
     pub rsa_dgi_encryption: DgiEncryption,
+    /// Data authentication code the issuer puts in the signed static data (SDA).
+    pub dac: Option<[u8; 2]>,
 }
 
 /// One record of the card: which data elements go in SFI `sfi`, record `record`.
@@ -288,8 +290,15 @@ const CARD_TAGS: &[u32] = &[0x5A, 0x57, 0x5F24, 0x5F25, 0x5F34, 0x5F20, 0x9F1F];
 
 /// Tags that only come with offline data authentication (from the key store or signing).
 const ODA_TAGS: &[u32] = &[
-    0x8F, 0x90, 0x92, 0x9F32, 0x93, 0x9F46, 0x9F47, 0x9F48, 0x9F4A,
+    0x8F, 0x90, 0x92, 0x9F32, 0x93, 0x9F46, 0x9F47, 0x9F48, 0x9F49, 0x9F4A,
 ];
+
+/// The ODA tags an SDA card carries: CA index, issuer certificate, remainder,
+/// exponent, signed static data, SDA tag list.
+const SDA_TAGS: &[u32] = &[0x8F, 0x90, 0x92, 0x9F32, 0x93, 0x9F4A];
+
+/// AIP byte 1 bit for SDA.
+const AIP_SDA: u8 = 0x40;
 
 /// The AIP bits that announce SDA (0x40), DDA (0x20) and CDA (0x01) in byte 1.
 const AIP_ODA_BITS: u8 = 0x61;
@@ -308,30 +317,17 @@ impl Profile {
     /// SFI: SFI << 3, first record, last record, number of ODA records from the first.
     pub fn afl(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut sorted: Vec<&RecordLayout> = self.records.iter().collect();
-        sorted.sort_by_key(|r| (r.sfi, r.record));
-        let mut i = 0;
-        while i < sorted.len() {
-            let first = sorted[i];
-            let mut last = first;
-            let mut oda = if first.oda { 1u8 } else { 0 };
-            let mut oda_run = first.oda;
-            let mut j = i + 1;
-            while j < sorted.len()
-                && sorted[j].sfi == first.sfi
-                && sorted[j].record == last.record + 1
-            {
-                last = sorted[j];
-                oda_run = oda_run && last.oda;
-                if oda_run {
-                    oda += 1;
-                }
-                j += 1;
-            }
+        for run in runs(&self.records) {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            let oda = run.iter().take_while(|r| r.oda).count() as u8;
             out.extend_from_slice(&[first.sfi << 3, first.record, last.record, oda]);
-            i = j;
         }
         out
+    }
+
+    /// The records in AFL order (by SFI, then record number).
+    pub fn records_in_afl_order(&self) -> Vec<&RecordLayout> {
+        runs(&self.records).into_iter().flatten().collect()
     }
 
     /// The data elements whose values come from the profile, given the derivation key
@@ -360,6 +356,9 @@ impl Profile {
         m.insert(0x9F44, vec![self.currency_exponent]);
         m.insert(0x5F30, self.service_code.to_5f30());
         m.insert(0x9F10, self.iad_template(derivation_key_index));
+        if !self.oda.sda_tag_list.is_empty() {
+            m.insert(0x9F4A, self.oda.sda_tag_list.clone());
+        }
         for (t, v) in &self.fixed_tags {
             m.insert(*t, v.clone());
         }
@@ -454,6 +453,25 @@ impl ProfileSet {
     }
 }
 
+/// Records sorted by SFI and record number, split into runs of consecutive records of
+/// one SFI (one AFL entry each).
+fn runs(records: &[RecordLayout]) -> Vec<Vec<&RecordLayout>> {
+    let mut sorted: Vec<&RecordLayout> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.sfi, r.record));
+    let mut out: Vec<Vec<&RecordLayout>> = Vec::new();
+    for r in sorted {
+        match out.last_mut() {
+            Some(run)
+                if run[run.len() - 1].sfi == r.sfi && run[run.len() - 1].record + 1 == r.record =>
+            {
+                run.push(r)
+            }
+            _ => out.push(vec![r]),
+        }
+    }
+    out
+}
+
 fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
         Some(s) => {
@@ -510,6 +528,7 @@ struct RawOda {
     sda_tag_list: String,
     #[serde(default = "default_rsa_encryption")]
     rsa_dgi_encryption: DgiEncryption,
+    dac: Option<String>,
 }
 
 fn default_rsa_encryption() -> DgiEncryption {
@@ -709,12 +728,44 @@ impl Check<'_> {
             icc_key_bits: r.oda.icc_key_bits,
             sda_tag_list: self.hex("oda.sda_tag_list", &r.oda.sda_tag_list)?,
             rsa_dgi_encryption: r.oda.rsa_dgi_encryption,
+            dac: r
+                .oda
+                .dac
+                .as_deref()
+                .map(|d| self.fixed::<2>("oda.dac", d))
+                .transpose()?,
         };
-        if oda.mode != OdaMode::None {
-            return Err(self.unsupported("oda.mode", "offline data authentication (SDA/DDA/CDA)"));
-        }
-        if aip[0] & AIP_ODA_BITS != 0 {
-            return Err(self.invalid("aip", "announces SDA/DDA/CDA but oda.mode is \"none\""));
+        match oda.mode {
+            OdaMode::None => {
+                if aip[0] & AIP_ODA_BITS != 0 {
+                    return Err(
+                        self.invalid("aip", "announces SDA/DDA/CDA but oda.mode is \"none\"")
+                    );
+                }
+            }
+            OdaMode::Sda => {
+                if aip[0] & AIP_ODA_BITS != AIP_SDA {
+                    return Err(self.invalid(
+                        "aip",
+                        "oda.mode \"sda\" needs the SDA bit (40) and no DDA/CDA bits in byte 1",
+                    ));
+                }
+                if oda.dac.is_none() {
+                    return Err(
+                        self.invalid("oda.dac", "SDA needs a 2-byte data authentication code")
+                    );
+                }
+                if !(oda.sda_tag_list.is_empty() || oda.sda_tag_list == [0x82]) {
+                    return Err(
+                        self.invalid("oda.sda_tag_list", "EMV allows only \"82\" (or nothing)")
+                    );
+                }
+            }
+            OdaMode::Dda | OdaMode::Cda => {
+                return Err(
+                    self.unsupported("oda.mode", "dynamic offline data authentication (DDA/CDA)")
+                );
+            }
         }
 
         let mut fixed_tags = BTreeMap::new();
@@ -728,7 +779,10 @@ impl Check<'_> {
                 ));
             }
             if ODA_TAGS.contains(&t) {
-                return Err(self.invalid(key, "ODA data comes from the key store, not the profile"));
+                return Err(self.invalid(
+                    key,
+                    "ODA data comes from the key store and [oda], not [tags]",
+                ));
             }
             fixed_tags.insert(t, self.hex(&key, v)?);
         }
@@ -758,7 +812,12 @@ impl Check<'_> {
             for (j, s) in rr.tags.iter().enumerate() {
                 let tkey = format!("{key}.tags[{j}]");
                 let t = self.tag(&tkey, s)?;
-                self.check_source(&tkey, t, &pdol, &known)?;
+                self.check_source(&tkey, t, &pdol, oda.mode, &known)?;
+                if rr.oda && t == 0x93 {
+                    return Err(
+                        self.invalid(tkey, "93 signs the ODA records, so it cannot be in one")
+                    );
+                }
                 if tags.contains(&t) {
                     return Err(self.invalid(tkey, format!("tag {t:X} twice in one record")));
                 }
@@ -781,6 +840,35 @@ impl Check<'_> {
                     "record",
                     format!("tag {must:X} must be in a record for a terminal to read it"),
                 ));
+            }
+        }
+
+        if oda.mode == OdaMode::Sda {
+            if !records.iter().any(|r| r.oda) {
+                return Err(self.invalid("record", "SDA needs at least one record with oda = true"));
+            }
+            let mut must: Vec<u32> = vec![0x8F, 0x90, 0x9F32, 0x93];
+            if !oda.sda_tag_list.is_empty() {
+                must.push(0x9F4A);
+            }
+            for t in must {
+                if !records.iter().any(|r| r.tags.contains(&t)) {
+                    return Err(self.invalid("record", format!("SDA needs tag {t:X} in a record")));
+                }
+            }
+        }
+        // The AFL can only flag the first records of each run for ODA.
+        for run in runs(&records) {
+            if let Some(pos) = run.iter().position(|r| !r.oda) {
+                if let Some(late) = run[pos..].iter().find(|r| r.oda) {
+                    return Err(self.invalid(
+                        "record",
+                        format!(
+                            "SFI {} record {} has oda = true after a record without: ODA records come first in their SFI",
+                            late.sfi, late.record
+                        ),
+                    ));
+                }
             }
         }
 
@@ -811,7 +899,7 @@ impl Check<'_> {
                     for (j, s) in rd.tags.iter().enumerate() {
                         let tkey = format!("{key}.tags[{j}]");
                         let t = self.tag(&tkey, s)?;
-                        self.check_source(&tkey, t, &pdol, &known)?;
+                        self.check_source(&tkey, t, &pdol, oda.mode, &known)?;
                         tags.push(t);
                     }
                     DgiContent::Tlv(tags)
@@ -908,13 +996,21 @@ impl Check<'_> {
         key: &str,
         t: u32,
         pdol: &[u8],
+        oda: OdaMode,
         known: &dyn Fn(u32) -> bool,
     ) -> Result<(), ProfileError> {
         if t == 0x9F38 && pdol.is_empty() {
             return Err(self.invalid(key, "tag 9F38 listed but no pdol is configured"));
         }
         if ODA_TAGS.contains(&t) {
-            return Err(self.unsupported(key, &format!("ODA data element {t:X}")));
+            return match oda {
+                OdaMode::Sda if SDA_TAGS.contains(&t) => Ok(()),
+                OdaMode::Sda => Err(self.unsupported(key, &format!("DDA data element {t:X}"))),
+                _ => Err(self.invalid(
+                    key,
+                    format!("ODA data element {t:X} needs oda.mode \"sda\""),
+                )),
+            };
         }
         if !known(t) {
             return Err(self.invalid(

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::cryptogram::Cvn10Input;
 use super::derive::{mask_pan, Pan, Psn, YearMonth};
 use super::keystore::{KeyIndex, KeyStore, KeyStoreError};
+use super::oda::{recover_issuer_key, static_data_to_authenticate, verify_ssad, CaPublicKey};
 use super::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
 use super::profile::{CryptogramVersion, Profile};
 use super::terminal::CardReadout;
@@ -69,6 +70,10 @@ pub struct CardExpectations {
     pub aip: Option<[u8; 2]>,
     /// A fresh card's PIN try counter: the profile's limit.
     pub pin_try_limit: u8,
+    /// Data authentication code the signed static data must carry (SDA profiles).
+    pub dac: Option<[u8; 2]>,
+    /// CA public keys to check SDA with, as a terminal holds them.
+    pub ca_keys: Vec<CaPublicKey>,
 }
 
 impl std::fmt::Debug for CardExpectations {
@@ -116,7 +121,15 @@ impl CardExpectations {
                 .find_map(|d| super::tlv::find(&d.data, 0x82).ok().flatten())
                 .and_then(|v| v.try_into().ok()),
             pin_try_limit: profile.pin_try_limit,
+            dac: profile.oda.dac,
+            ca_keys: Vec::new(),
         })
+    }
+
+    /// Adds the CA public keys that SDA cards are checked with.
+    pub fn with_ca_keys(mut self, keys: Vec<CaPublicKey>) -> Self {
+        self.ca_keys = keys;
+        self
     }
 }
 
@@ -197,7 +210,82 @@ pub fn verify_card(
             )));
         }
     }
+    let oda_bits = read.aip[0] & 0x61;
+    if oda_bits & 0x21 != 0 {
+        // DDA/CDA cards cannot be checked by this version; they are not produced by it
+        // either (such profiles are refused), so this is a Model 2 card.
+        tracing::warn!(aip = %hex::encode_upper(read.aip), "card announces DDA/CDA: not checked");
+    } else if oda_bits == 0x40 {
+        verify_sda(read, expected)?;
+    }
     verify_arqc(read, expected, keystore, derivation_key_index)
+}
+
+/// Checks SDA as a terminal does: CA key by RID and 8F, issuer key from 90/92/9F32,
+/// then 93 over the records the AFL flags for ODA and the 9F4A tag values.
+fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
+    let sda = |e: super::oda::OdaError| fail(format!("SDA: {e}"));
+    let tag = |t: u32, what: &str| {
+        read.record_tag(t)
+            .ok_or_else(|| fail(format!("SDA: the card has no {what} ({t:X})")))
+    };
+    let ca_index = tag(0x8F, "CA public key index")?;
+    let ca_index = *ca_index.first().ok_or_else(|| fail("SDA: empty 8F"))?;
+    let rid = read
+        .aid
+        .get(..5)
+        .ok_or_else(|| fail("SDA: AID shorter than a RID"))?;
+    let ca = expected
+        .ca_keys
+        .iter()
+        .find(|k| k.rid == rid && k.index == ca_index)
+        .ok_or_else(|| {
+            fail(format!(
+                "SDA: no CA public key {} index {ca_index:02X} is configured to check the card",
+                hex::encode_upper(rid)
+            ))
+        })?;
+    let cert = tag(0x90, "issuer public key certificate")?;
+    let exponent = tag(0x9F32, "issuer public key exponent")?;
+    let remainder = read.record_tag(0x92).unwrap_or_default();
+    let ssad = tag(0x93, "signed static application data")?;
+    let issuer =
+        recover_issuer_key(ca, &cert, &remainder, &exponent, &expected.pan).map_err(sda)?;
+
+    let mut records = Vec::new();
+    for e in read.afl.chunks(4) {
+        let (sfi, first, count) = (e[0] >> 3, e[1], e[3]);
+        for rec in first..first.saturating_add(count) {
+            let r = read
+                .records
+                .iter()
+                .find(|r| r.sfi == sfi && r.record == rec)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "SDA: ODA record SFI {sfi} record {rec} was not read"
+                    ))
+                })?;
+            records.push((sfi, r.data.as_slice()));
+        }
+    }
+    let tag_values = match read.record_tag(0x9F4A) {
+        None => Vec::new(),
+        Some(list) if list.as_slice() == [0x82] => read.aip.to_vec(),
+        Some(_) => return Err(fail("SDA: the tag list (9F4A) may only name 82")),
+    };
+    let static_data =
+        Zeroizing::new(static_data_to_authenticate(&records, &tag_values).map_err(sda)?);
+    let dac = verify_ssad(&issuer, &ssad, &static_data).map_err(sda)?;
+    if let Some(want) = expected.dac {
+        if dac != want {
+            return Err(fail(format!(
+                "SDA: data authentication code {} differs from the profile's {}",
+                hex::encode_upper(dac),
+                hex::encode_upper(want)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn verify_arqc(
