@@ -3,7 +3,9 @@
 //! terminal would (CA key → issuer public key certificate 90 → signed static
 //! application data 93).
 //!
-//! DDA and CDA (ICC key pair, 9F46-9F48, DGIs 8201-8205) are not implemented.
+//! Dynamic data authentication (DDA, EMV Book 2 §6) adds an ICC key pair certified by
+//! the issuer (9F46-9F48, private key in DGIs 8201-8205) and INTERNAL AUTHENTICATE.
+//! CDA is not implemented.
 //! RSA here is the raw operation EMV uses (message recovery, no PKCS#1 padding);
 //! SHA-1 is the only hash algorithm EMV defines for these certificates (indicator 01).
 
@@ -280,6 +282,221 @@ pub fn verify_ssad(
     Ok([r[3], r[4]])
 }
 
+/// The application PAN as certificates carry it: 10 bytes, `F`-padded.
+fn certificate_pan(pan: &Pan) -> [u8; 10] {
+    let s = format!("{:F<20}", pan.digits());
+    let b = super::derive::bcd_f_padded(&s);
+    b.try_into().expect("20 digits")
+}
+
+/// Makes the ICC public key certificate (9F46) and remainder (9F48) with the issuer
+/// private key (EMV Book 2 §6.4, format 04): the hash also covers the static data to
+/// be authenticated, so the certificate binds the card's signed records.
+#[allow(clippy::too_many_arguments)]
+pub fn icc_certificate(
+    issuer_modulus: &[u8],
+    issuer_private_exponent: &[u8],
+    icc: &RsaPublicKey,
+    pan: &Pan,
+    expiry_mmyy: [u8; 2],
+    serial: [u8; 3],
+    static_data: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), OdaError> {
+    let n_i = issuer_modulus.len();
+    let room = n_i
+        .checked_sub(42)
+        .ok_or_else(|| invalid("issuer key too short to certify an ICC key"))?;
+    let n_ic = icc.modulus.len();
+    let (head, remainder) = if n_ic <= room {
+        let mut h = icc.modulus.clone();
+        h.resize(room, 0xBB);
+        (h, Vec::new())
+    } else {
+        (icc.modulus[..room].to_vec(), icc.modulus[room..].to_vec())
+    };
+    let mut fields = vec![0x04];
+    fields.extend_from_slice(&certificate_pan(pan));
+    fields.extend_from_slice(&expiry_mmyy);
+    fields.extend_from_slice(&serial);
+    fields.extend_from_slice(&[
+        SHA1,
+        RSA,
+        u8::try_from(n_ic).map_err(|_| invalid("ICC key longer than 255 bytes"))?,
+        icc.exponent.len() as u8,
+    ]);
+    fields.extend_from_slice(&head);
+    let mut hashed = fields.clone();
+    hashed.extend_from_slice(&remainder);
+    hashed.extend_from_slice(&icc.exponent);
+    hashed.extend_from_slice(static_data);
+    let mut block = vec![0x6A];
+    block.extend_from_slice(&fields);
+    block.extend_from_slice(&openssl::sha::sha1(&hashed));
+    block.push(0xBC);
+    Ok((
+        rsa_raw(issuer_modulus, issuer_private_exponent, &block)?,
+        remainder,
+    ))
+}
+
+/// Recovers and checks the ICC public key from 9F46 (format 04, hash over the static
+/// data too, PAN equal to the card's).
+pub fn recover_icc_key(
+    issuer: &RsaPublicKey,
+    certificate: &[u8],
+    remainder: &[u8],
+    exponent: &[u8],
+    pan: &Pan,
+    static_data: &[u8],
+) -> Result<RsaPublicKey, OdaError> {
+    let n_i = issuer.modulus.len();
+    if certificate.len() != n_i {
+        return Err(invalid(format!(
+            "ICC certificate (9F46) is {} bytes, the issuer key {n_i}",
+            certificate.len()
+        )));
+    }
+    let r = rsa_raw(&issuer.modulus, &issuer.exponent, certificate)?;
+    if r[0] != 0x6A || r[1] != 0x04 || r[n_i - 1] != 0xBC {
+        return Err(invalid(
+            "ICC certificate (9F46) does not recover under the issuer key",
+        ));
+    }
+    let fields = &r[1..n_i - 1 - HASH_LEN];
+    let mut hashed = fields.to_vec();
+    hashed.extend_from_slice(remainder);
+    hashed.extend_from_slice(exponent);
+    hashed.extend_from_slice(static_data);
+    if openssl::sha::sha1(&hashed) != r[n_i - 1 - HASH_LEN..n_i - 1] {
+        return Err(invalid(
+            "ICC certificate (9F46) hash does not match the card's static data",
+        ));
+    }
+    if r[2..12] != certificate_pan(pan) {
+        return Err(invalid("ICC certificate (9F46) is for another PAN"));
+    }
+    if r[17] != SHA1 || r[18] != RSA {
+        return Err(invalid("ICC certificate (9F46) names an unknown algorithm"));
+    }
+    let n_ic = r[19] as usize;
+    if r[20] as usize != exponent.len() {
+        return Err(invalid(
+            "ICC exponent (9F47) length differs from the certificate",
+        ));
+    }
+    let room = n_i - 42;
+    let modulus = if n_ic <= room {
+        r[21..21 + n_ic].to_vec()
+    } else {
+        if remainder.len() != n_ic - room {
+            return Err(invalid("ICC key remainder (9F48) has the wrong length"));
+        }
+        let mut m = r[21..21 + room].to_vec();
+        m.extend_from_slice(remainder);
+        m
+    };
+    Ok(RsaPublicKey {
+        modulus,
+        exponent: exponent.to_vec(),
+    })
+}
+
+/// The ICC private key as the card stores it (CRT form, DGIs 8201-8205).
+pub struct IccPrivateCrt<'a> {
+    /// Prime p.
+    pub p: &'a [u8],
+    /// Prime q.
+    pub q: &'a [u8],
+    /// d mod (p − 1).
+    pub dp: &'a [u8],
+    /// d mod (q − 1).
+    pub dq: &'a [u8],
+    /// q⁻¹ mod p.
+    pub qinv: &'a [u8],
+}
+
+/// What the card does for INTERNAL AUTHENTICATE: signs the dynamic application data
+/// block (format 05) over its dynamic number and the terminal's DDOL data with the CRT
+/// key. `n_ic` is the ICC modulus length.
+pub fn sign_dynamic_data(
+    key: &IccPrivateCrt<'_>,
+    n_ic: usize,
+    icc_dynamic_number: &[u8],
+    ddol_data: &[u8],
+) -> Result<Vec<u8>, OdaError> {
+    let rsa = |e: openssl::error::ErrorStack| OdaError::Rsa(e.to_string());
+    let l_dd = 1 + icc_dynamic_number.len();
+    if icc_dynamic_number.len() > 8 || n_ic < l_dd + 25 {
+        return Err(invalid("ICC dynamic number too long for the key"));
+    }
+    let mut body = vec![0x05, SHA1, l_dd as u8, icc_dynamic_number.len() as u8];
+    body.extend_from_slice(icc_dynamic_number);
+    body.resize(body.len() + (n_ic - l_dd - 25), 0xBB);
+    let mut hashed = body.clone();
+    hashed.extend_from_slice(ddol_data);
+    let mut block = vec![0x6A];
+    block.extend_from_slice(&body);
+    block.extend_from_slice(&openssl::sha::sha1(&hashed));
+    block.push(0xBC);
+    // m1 = c^dp mod p, m2 = c^dq mod q, h = qinv (m1 − m2) mod p, s = m2 + h q.
+    let bn = |b: &[u8]| BigNum::from_slice(b).map_err(rsa);
+    let (p, q, c) = (bn(key.p)?, bn(key.q)?, bn(&block)?);
+    let (mut dp, mut dq) = (bn(key.dp)?, bn(key.dq)?);
+    dp.set_const_time();
+    dq.set_const_time();
+    let mut ctx = BigNumContext::new().map_err(rsa)?;
+    let mut m1 = BigNum::new().map_err(rsa)?;
+    m1.mod_exp(&c, &dp, &p, &mut ctx).map_err(rsa)?;
+    let mut m2 = BigNum::new().map_err(rsa)?;
+    m2.mod_exp(&c, &dq, &q, &mut ctx).map_err(rsa)?;
+    let mut diff = BigNum::new().map_err(rsa)?;
+    diff.mod_sub(&m1, &m2, &p, &mut ctx).map_err(rsa)?;
+    let qinv = bn(key.qinv)?;
+    let mut h = BigNum::new().map_err(rsa)?;
+    h.mod_mul(&qinv, &diff, &p, &mut ctx).map_err(rsa)?;
+    let mut hq = BigNum::new().map_err(rsa)?;
+    hq.checked_mul(&h, &q, &mut ctx).map_err(rsa)?;
+    let mut s = BigNum::new().map_err(rsa)?;
+    s.checked_add(&m2, &hq).map_err(rsa)?;
+    s.to_vec_padded(n_ic as i32).map_err(rsa)
+}
+
+/// Checks signed dynamic application data (9F4B) against the DDOL data the terminal
+/// sent; returns the ICC dynamic number.
+pub fn verify_sdad(icc: &RsaPublicKey, sdad: &[u8], ddol_data: &[u8]) -> Result<Vec<u8>, OdaError> {
+    let n_ic = icc.modulus.len();
+    if sdad.len() != n_ic {
+        return Err(invalid(format!(
+            "signed dynamic data is {} bytes, the ICC key {n_ic}",
+            sdad.len()
+        )));
+    }
+    let r = rsa_raw(&icc.modulus, &icc.exponent, sdad)?;
+    if r[0] != 0x6A || r[1] != 0x05 || r[2] != SHA1 || r[n_ic - 1] != 0xBC {
+        return Err(invalid(
+            "signed dynamic data does not recover under the ICC key",
+        ));
+    }
+    let l_dd = r[3] as usize;
+    if l_dd == 0 || 4 + l_dd > n_ic - 1 - HASH_LEN {
+        return Err(invalid("signed dynamic data has a bad dynamic data length"));
+    }
+    let mut hashed = r[1..n_ic - 1 - HASH_LEN].to_vec();
+    hashed.extend_from_slice(ddol_data);
+    if openssl::sha::sha1(&hashed) != r[n_ic - 1 - HASH_LEN..n_ic - 1] {
+        return Err(invalid(
+            "signed dynamic data does not match the terminal data",
+        ));
+    }
+    let n = r[4] as usize;
+    if n + 1 > l_dd {
+        return Err(invalid(
+            "signed dynamic data has a bad dynamic number length",
+        ));
+    }
+    Ok(r[5..5 + n].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +578,51 @@ mod tests {
         let rec11 = tlv::encode(0x70, &tlv::encode(0x9F08, &[0, 2]));
         let d = static_data_to_authenticate(&[(1, &rec1), (11, &rec11)], &[0x18, 0x00]).unwrap();
         assert_eq!(hex::encode_upper(d), "5A02476170059F080200021800");
+    }
+
+    #[test]
+    fn dda_certificate_and_crt_signature_verify() {
+        let (issuer, issuer_d) = key(1152);
+        let icc = Rsa::generate(768).unwrap();
+        let icc_pub = RsaPublicKey {
+            modulus: icc.n().to_vec(),
+            exponent: icc.e().to_vec(),
+        };
+        let pan = Pan::new("4761739001010010").unwrap();
+        let static_data = b"signed records".to_vec();
+        let (cert, rem) = icc_certificate(
+            &issuer.modulus,
+            &issuer_d,
+            &icc_pub,
+            &pan,
+            [0x12, 0x30],
+            [0, 0, 2],
+            &static_data,
+        )
+        .unwrap();
+        assert!(
+            rem.is_empty(),
+            "a 96-byte ICC key fits a 144-byte issuer certificate"
+        );
+        let recovered =
+            recover_icc_key(&issuer, &cert, &rem, &icc_pub.exponent, &pan, &static_data).unwrap();
+        assert_eq!(recovered, icc_pub);
+        assert!(recover_icc_key(&issuer, &cert, &rem, &icc_pub.exponent, &pan, b"other").is_err());
+
+        let crt = IccPrivateCrt {
+            p: &icc.p().unwrap().to_vec(),
+            q: &icc.q().unwrap().to_vec(),
+            dp: &icc.dmp1().unwrap().to_vec(),
+            dq: &icc.dmq1().unwrap().to_vec(),
+            qinv: &icc.iqmp().unwrap().to_vec(),
+        };
+        let ddol = [0x12, 0x34, 0x56, 0x78];
+        let sdad = sign_dynamic_data(&crt, 96, &[0xA1, 0xB2], &ddol).unwrap();
+        assert_eq!(
+            verify_sdad(&recovered, &sdad, &ddol).unwrap(),
+            vec![0xA1, 0xB2]
+        );
+        assert!(verify_sdad(&recovered, &sdad, &[0, 0, 0, 0]).is_err());
     }
 
     #[test]
