@@ -3,13 +3,8 @@
 
 mod emv_support;
 
-use std::io::Write;
-
-use emv_support::{keys, order, FakeCard};
-use openssl::rsa::Rsa;
-use station_agent::emv::derive::Pan;
-use station_agent::emv::keystore::{write_dev_keystore, KeyIndex, SoftwareKeyStore};
-use station_agent::emv::oda::{issuer_certificate, issuer_identifier, CaPublicKey, RsaPublicKey};
+use emv_support::{keys, lab, order, FakeCard};
+use station_agent::emv::keystore::KeyIndex;
 use station_agent::emv::prep::{prepare, KeyIndexes};
 use station_agent::emv::profile::{Profile, ProfileError};
 use station_agent::emv::terminal::{read_card, TerminalParams};
@@ -35,56 +30,6 @@ fn sda_text() -> String {
 
 fn sda_profile() -> Profile {
     Profile::from_toml("visa_sda", &sda_text()).unwrap()
-}
-
-/// A lab CA (1408 bits) certifying a 1152-bit issuer key, so the certificate needs a
-/// remainder; the issuer key goes into the development key file as odaKeyIndex 01.
-fn lab() -> (tempfile::TempDir, SoftwareKeyStore, CaPublicKey) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_dev_keystore(dir.path()).unwrap();
-    let ca = Rsa::generate(1408).unwrap();
-    let issuer = Rsa::generate(1152).unwrap();
-    let issuer_pub = RsaPublicKey {
-        modulus: issuer.n().to_vec(),
-        exponent: issuer.e().to_vec(),
-    };
-    let pan = Pan::new("4761739001010010").unwrap();
-    let (cert, rem) = issuer_certificate(
-        &ca.n().to_vec(),
-        &ca.d().to_vec_padded(ca.n().num_bytes()).unwrap(),
-        &issuer_pub,
-        issuer_identifier(&pan, 6),
-        [0x12, 0x30],
-        [0x00, 0x00, 0x01],
-    )
-    .unwrap();
-    let n = issuer.n().num_bytes();
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
-    write!(
-        f,
-        "\n[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"{}\"\nissuer_pk_exponent = \"{}\"\n\
-         issuer_pk_remainder = \"{}\"\nissuer_modulus = \"{}\"\nissuer_private_exponent = \"{}\"\n",
-        hex::encode_upper(cert),
-        hex::encode_upper(&issuer_pub.exponent),
-        hex::encode_upper(rem),
-        hex::encode_upper(&issuer_pub.modulus),
-        hex::encode_upper(issuer.d().to_vec_padded(n).unwrap()),
-    )
-    .unwrap();
-    drop(f);
-    let ks = SoftwareKeyStore::load(&path).unwrap();
-    let ca_key = CaPublicKey {
-        rid: [0xA0, 0x00, 0x00, 0x00, 0x03],
-        index: 0x92,
-        key: RsaPublicKey {
-            modulus: ca.n().to_vec(),
-            exponent: ca.e().to_vec(),
-        },
-    };
-    (dir, ks, ca_key)
 }
 
 fn sda_keys() -> KeyIndexes {
@@ -208,8 +153,8 @@ fn sda_without_a_dac_is_refused() {
 }
 
 #[test]
-fn dda_remains_not_supported() {
-    let e = refused("mode = \"sda\"", "mode = \"dda\"");
+fn cda_remains_not_supported() {
+    let e = refused("mode = \"sda\"", "mode = \"cda\"");
     assert!(
         matches!(&e, ProfileError::NotSupported { key, .. } if key == "oda.mode"),
         "{e}"

@@ -31,7 +31,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::cryptogram::{visa_cvn10, Cvn10Input};
 use super::cvv::{visa_cvv, visa_pvv};
 use super::derive::{key_check_value, option_a_icc_master_key, Pan, Psn, ServiceCode, YearMonth};
-use super::oda::{rsa_raw, ssad_block};
+use super::oda::{icc_certificate, rsa_raw, ssad_block, RsaPublicKey};
 use super::profile::CryptogramVersion;
 
 /// A key index as orders carry it (`derivationKeyIndex` etc.): two hex digits.
@@ -206,6 +206,46 @@ pub struct OdaIssuerKey {
     pub issuer_pk_remainder: Vec<u8>,
 }
 
+/// The ICC private key in CRT form, on its way into DGIs 8201-8205.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IccRsaCrt {
+    /// Prime p.
+    pub p: SecretBytes,
+    /// Prime q.
+    pub q: SecretBytes,
+    /// d mod (p − 1).
+    pub dp: SecretBytes,
+    /// d mod (q − 1).
+    pub dq: SecretBytes,
+    /// q⁻¹ mod p.
+    pub qinv: SecretBytes,
+}
+
+impl std::fmt::Debug for IccRsaCrt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IccRsaCrt(redacted)")
+    }
+}
+
+/// An ICC RSA key pair generated and certified for one card (DDA).
+///
+/// The software store generates it with OpenSSL and returns the private parts in
+/// zeroizing containers for CPS to encrypt; an HSM store would generate the pair inside
+/// the HSM and return the CRT parts already encrypted under the session DEK handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IccRsaKey {
+    /// ICC public key certificate (9F46), signed by the issuer key.
+    pub certificate: Vec<u8>,
+    /// ICC public key exponent (9F47).
+    pub exponent: Vec<u8>,
+    /// ICC public key remainder (9F48), empty when the key fits the certificate.
+    pub remainder: Vec<u8>,
+    /// ICC modulus length in bytes.
+    pub modulus_len: usize,
+    /// Private key parts.
+    pub crt: IccRsaCrt,
+}
+
 /// Why a key operation failed. Messages name keys by kind and index, never by value.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum KeyStoreError {
@@ -306,6 +346,21 @@ pub trait KeyStore: Send + Sync {
 
     /// Issuer public key data for ODA at `index` (8F, 90, 9F32, 92).
     fn oda_issuer_key(&self, index: KeyIndex) -> Result<OdaIssuerKey, KeyStoreError>;
+
+    /// Generates an ICC RSA key pair of `bits` for DDA and certifies it with the issuer
+    /// key at `index` over the card's static data to be authenticated.
+    fn generate_icc_key(
+        &self,
+        index: KeyIndex,
+        _bits: u16,
+        _pan: &Pan,
+        _exp: YearMonth,
+        _static_data: &[u8],
+    ) -> Result<IccRsaKey, KeyStoreError> {
+        Err(KeyStoreError::NotSupported(format!(
+            "generating ICC keys for DDA (issuer key {index})"
+        )))
+    }
 
     /// Signed static application data (93) for SDA: formats the recovery block
     /// (`6A 03 01 DAC BB… SHA-1 BC`, the issuer modulus long) over `static_data` and
@@ -623,6 +678,13 @@ impl SoftwareKeyStore {
         result
     }
 
+    fn issuer_private(&self, index: KeyIndex) -> Result<&IssuerPrivateKey, KeyStoreError> {
+        self.oda_private.get(&index).ok_or(KeyStoreError::Missing {
+            kind: "oda issuer private",
+            index: index.to_string(),
+        })
+    }
+
     fn imk(&self, index: KeyIndex) -> Result<&Imk, KeyStoreError> {
         self.imk.get(&index).ok_or(KeyStoreError::Missing {
             kind: "imk",
@@ -729,16 +791,62 @@ impl KeyStore for SoftwareKeyStore {
         })
     }
 
+    fn generate_icc_key(
+        &self,
+        index: KeyIndex,
+        bits: u16,
+        pan: &Pan,
+        exp: YearMonth,
+        static_data: &[u8],
+    ) -> Result<IccRsaKey, KeyStoreError> {
+        let key = self.issuer_private(index)?;
+        let pair = openssl::rsa::Rsa::generate(bits as u32).map_err(crypto)?;
+        let public = RsaPublicKey {
+            modulus: pair.n().to_vec(),
+            exponent: pair.e().to_vec(),
+        };
+        let mmyy = super::derive::bcd(&format!("{:02}{:02}", exp.mm, exp.yy));
+        let serial: [u8; 3] = rand::random();
+        let (certificate, remainder) = icc_certificate(
+            &key.modulus,
+            key.exponent.expose(),
+            &public,
+            pan,
+            [mmyy[0], mmyy[1]],
+            serial,
+            static_data,
+        )
+        .map_err(crypto)?;
+        // Every CRT part at half the modulus length: cards expect fixed-size fields.
+        let half = public.modulus.len().div_ceil(2) as i32;
+        let part = |b: Option<&openssl::bn::BigNumRef>| -> Result<SecretBytes, KeyStoreError> {
+            let b = b.ok_or_else(|| KeyStoreError::Crypto("RSA key without CRT parts".into()))?;
+            Ok(SecretBytes(Zeroizing::new(
+                b.to_vec_padded(half).map_err(crypto)?,
+            )))
+        };
+        Ok(IccRsaKey {
+            certificate,
+            exponent: public.exponent.clone(),
+            remainder,
+            modulus_len: public.modulus.len(),
+            crt: IccRsaCrt {
+                p: part(pair.p())?,
+                q: part(pair.q())?,
+                dp: part(pair.dmp1())?,
+                dq: part(pair.dmq1())?,
+                qinv: part(pair.iqmp())?,
+            },
+        })
+    }
+
     fn sign_static_data(
         &self,
         index: KeyIndex,
         dac: [u8; 2],
         static_data: &[u8],
     ) -> Result<Vec<u8>, KeyStoreError> {
-        let key = self.oda_private.get(&index).ok_or(KeyStoreError::Missing {
-            kind: "oda issuer private",
-            index: index.to_string(),
-        })?;
+        let key = self.issuer_private(index)?;
         let block = ssad_block(key.modulus.len(), dac, static_data).map_err(crypto)?;
         rsa_raw(&key.modulus, key.exponent.expose(), &block).map_err(crypto)
     }

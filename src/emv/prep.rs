@@ -6,11 +6,12 @@
 //! Either way the result carries the chip's track 2 equivalent so that the magnetic
 //! stripe can be checked against it, and a summary fit for logs (masked PAN only).
 //!
-//! SDA profiles get 8F, 90, 92, 9F32 from the key store and 93 signed through it.
+//! ODA profiles get 8F, 90, 92, 9F32 from the key store; SDA adds 93 signed through
+//! it, DDA a certified ICC key pair (9F46-9F48, DGIs 8201-8205).
 //!
 //! Not in scope: DGI 8010 (offline PIN block) — orders carry no PIN block, so no
-//! profile may ask for it (refused when the profile loads); DDA/CDA (ICC key pair,
-//! 9F46-9F49, DGIs 8201-8205): such profiles are refused as not supported yet.
+//! profile may ask for it (refused when the profile loads); CDA profiles are refused
+//! as not supported yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,7 +24,7 @@ use super::derive::{
     ServiceCode, YearMonth,
 };
 use super::dgi::{Dgi, DgiEncryption};
-use super::keystore::{KeyIndex, KeyStore, KeyStoreError};
+use super::keystore::{IccRsaCrt, KeyIndex, KeyStore, KeyStoreError};
 use super::oda::static_data_to_authenticate;
 use super::profile::{DgiContent, OdaMode, Profile};
 use super::tlv::{self, encode};
@@ -129,7 +130,7 @@ pub struct KeyIndexes {
     pub cv: Option<KeyIndex>,
     /// `pvKeyIndex`: also the PVKI when a 4-digit PVV comes without one.
     pub pv: Option<KeyIndex>,
-    /// `odaKeyIndex`: issuer key for ODA (ODA not implemented yet).
+    /// `odaKeyIndex`: issuer key for SDA/DDA.
     pub oda: Option<KeyIndex>,
 }
 
@@ -435,9 +436,11 @@ fn model1(
     if let Some(n) = &facts.name {
         values.insert(0x5F20, Zeroizing::new(n.clone()));
     }
-    if profile.oda.mode == OdaMode::Sda {
-        sign_static_data(profile, keys, keystore, &mut values)?;
-    }
+    let icc_rsa = if profile.oda.mode == OdaMode::None {
+        None
+    } else {
+        add_oda_data(profile, facts, keys, keystore, &mut values)?
+    };
     let tlvs = |tags: &[u32]| concat_tlv(&values, tags);
 
     let mut dgis = Vec::new();
@@ -469,14 +472,17 @@ fn model1(
         };
         dgis.push(Dgi::new(d.id, content.to_vec(), d.encryption));
     }
+    if let Some(crt) = &icc_rsa {
+        dgis.extend(icc_rsa_dgis(crt, profile.oda.rsa_dgi_encryption));
+    }
     validate_dgis(&dgis, super::crypto::DES_BLOCK)?;
     Ok((dgis, t2))
 }
 
 /// Tags left out of the card when there is no value for them: name and effective
 /// date when the order has none, the issuer key remainder when the key fits its
-/// certificate.
-const OPTIONAL_TAGS: &[u32] = &[0x5F20, 0x5F25, 0x92];
+/// certificate (92, 9F48).
+const OPTIONAL_TAGS: &[u32] = &[0x5F20, 0x5F25, 0x92, 0x9F48];
 
 type TagValues = BTreeMap<u32, Zeroizing<Vec<u8>>>;
 
@@ -494,21 +500,19 @@ fn concat_tlv(values: &TagValues, tags: &[u32]) -> Result<Zeroizing<Vec<u8>>, Pr
     Ok(out)
 }
 
-/// SDA: adds the issuer key data (8F, 90, 92, 9F32) and the signed static application
-/// data (93) over the ODA records and the SDA tag list.
-fn sign_static_data(
+/// ODA data: the issuer key data (8F, 90, 92, 9F32) from the key store, then for SDA
+/// the signed static application data (93), for DDA a certified ICC key pair (9F46,
+/// 9F47, 9F48) whose private part is returned for DGIs 8201-8205.
+fn add_oda_data(
     profile: &Profile,
+    facts: &CardFacts,
     keys: &KeyIndexes,
     keystore: &dyn KeyStore,
     values: &mut TagValues,
-) -> Result<(), PrepError> {
+) -> Result<Option<IccRsaCrt>, PrepError> {
     let index = keys.oda.ok_or_else(|| {
-        data("odaKeyIndex is missing: this card product signs its static data (SDA)")
+        data("odaKeyIndex is missing: this card product uses offline data authentication")
     })?;
-    let dac = profile
-        .oda
-        .dac
-        .ok_or_else(|| data("the profile has no oda.dac"))?;
     let issuer = keystore.oda_issuer_key(index)?;
     values.insert(0x8F, Zeroizing::new(vec![issuer.ca_index]));
     values.insert(0x90, Zeroizing::new(issuer.issuer_pk_certificate.clone()));
@@ -529,11 +533,49 @@ fn sign_static_data(
         profile.aip.to_vec()
     };
     let static_data = Zeroizing::new(
-        static_data_to_authenticate(&refs, &tag_values).map_err(|e| data(format!("SDA: {e}")))?,
+        static_data_to_authenticate(&refs, &tag_values).map_err(|e| data(format!("ODA: {e}")))?,
     );
-    let ssad = keystore.sign_static_data(index, dac, &static_data)?;
-    values.insert(0x93, Zeroizing::new(ssad));
-    Ok(())
+    match profile.oda.mode {
+        OdaMode::Sda => {
+            let dac = profile
+                .oda
+                .dac
+                .ok_or_else(|| data("the profile has no oda.dac"))?;
+            let ssad = keystore.sign_static_data(index, dac, &static_data)?;
+            values.insert(0x93, Zeroizing::new(ssad));
+            Ok(None)
+        }
+        OdaMode::Dda => {
+            let bits = profile
+                .oda
+                .icc_key_bits
+                .ok_or_else(|| data("the profile has no oda.icc_key_bits"))?;
+            let icc =
+                keystore.generate_icc_key(index, bits, &facts.pan, facts.exp, &static_data)?;
+            values.insert(0x9F46, Zeroizing::new(icc.certificate.clone()));
+            values.insert(0x9F47, Zeroizing::new(icc.exponent.clone()));
+            if !icc.remainder.is_empty() {
+                values.insert(0x9F48, Zeroizing::new(icc.remainder.clone()));
+            }
+            Ok(Some(icc.crt))
+        }
+        OdaMode::None | OdaMode::Cda => Ok(None),
+    }
+}
+
+/// DGIs 8201-8205: the ICC private key in CRT form (q⁻¹ mod p, d mod (q−1),
+/// d mod (p−1), q, p), per EMV CPS; check the numbering against the applet's guide.
+fn icc_rsa_dgis(crt: &IccRsaCrt, encryption: DgiEncryption) -> Vec<Dgi> {
+    [
+        (0x8201, &crt.qinv),
+        (0x8202, &crt.dq),
+        (0x8203, &crt.dp),
+        (0x8204, &crt.q),
+        (0x8205, &crt.p),
+    ]
+    .into_iter()
+    .map(|(id, part)| Dgi::new(id, part.expose().to_vec(), encryption))
+    .collect()
 }
 
 /// Decodes tag 57 to digits with `D` separator, dropping the `F` pad.

@@ -147,17 +147,17 @@ pub enum OdaMode {
     Sda,
     /// Dynamic data authentication (ICC key pair, 9F46/9F47/9F48, DGIs 8201-8205).
     Dda,
-    /// Combined DDA / application cryptogram generation.
+    /// Combined DDA / application cryptogram generation. Not implemented.
     Cda,
 }
 
-/// ODA settings. Only [`OdaMode::None`] is implemented; the other fields are read and
-/// checked so that SDA/DDA/CDA can be added without reshaping profiles.
+/// ODA settings. `none`, `sda` and `dda` are implemented; `cda` is refused as not
+/// supported yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OdaConfig {
     /// The ODA method.
     pub mode: OdaMode,
-    /// ICC RSA modulus length in bits for DDA/CDA.
+    /// ICC RSA modulus length in bits for DDA.
     pub icc_key_bits: Option<u16>,
     /// Static data authentication tag list (9F4A), usually `82`.
     pub sda_tag_list: Vec<u8>,
@@ -165,6 +165,8 @@ pub struct OdaConfig {
     pub rsa_dgi_encryption: DgiEncryption,
     /// Data authentication code the issuer puts in the signed static data (SDA).
     pub dac: Option<[u8; 2]>,
+    /// Dynamic data authentication data object list (9F49) for DDA.
+    pub ddol: Vec<u8>,
 }
 
 /// One record of the card: which data elements go in SFI `sfi`, record `record`.
@@ -297,8 +299,18 @@ const ODA_TAGS: &[u32] = &[
 /// exponent, signed static data, SDA tag list.
 const SDA_TAGS: &[u32] = &[0x8F, 0x90, 0x92, 0x9F32, 0x93, 0x9F4A];
 
+/// The ODA tags a DDA card carries: issuer key data, ICC key certificate, exponent,
+/// remainder, DDOL, SDA tag list.
+const DDA_TAGS: &[u32] = &[
+    0x8F, 0x90, 0x92, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F49, 0x9F4A,
+];
+
 /// AIP byte 1 bit for SDA.
 const AIP_SDA: u8 = 0x40;
+/// AIP byte 1 bit for DDA.
+const AIP_DDA: u8 = 0x20;
+/// AIP byte 1 bit for CDA.
+const AIP_CDA: u8 = 0x01;
 
 /// The AIP bits that announce SDA (0x40), DDA (0x20) and CDA (0x01) in byte 1.
 const AIP_ODA_BITS: u8 = 0x61;
@@ -358,6 +370,9 @@ impl Profile {
         m.insert(0x9F10, self.iad_template(derivation_key_index));
         if !self.oda.sda_tag_list.is_empty() {
             m.insert(0x9F4A, self.oda.sda_tag_list.clone());
+        }
+        if self.oda.mode == OdaMode::Dda {
+            m.insert(0x9F49, self.oda.ddol.clone());
         }
         for (t, v) in &self.fixed_tags {
             m.insert(*t, v.clone());
@@ -529,6 +544,12 @@ struct RawOda {
     #[serde(default = "default_rsa_encryption")]
     rsa_dgi_encryption: DgiEncryption,
     dac: Option<String>,
+    #[serde(default = "default_ddol")]
+    ddol: String,
+}
+
+fn default_ddol() -> String {
+    "9F3704".into()
 }
 
 fn default_rsa_encryption() -> DgiEncryption {
@@ -734,6 +755,7 @@ impl Check<'_> {
                 .as_deref()
                 .map(|d| self.fixed::<2>("oda.dac", d))
                 .transpose()?,
+            ddol: self.hex("oda.ddol", &r.oda.ddol)?,
         };
         match oda.mode {
             OdaMode::None => {
@@ -761,9 +783,45 @@ impl Check<'_> {
                     );
                 }
             }
-            OdaMode::Dda | OdaMode::Cda => {
+            OdaMode::Dda => {
+                if aip[0] & (AIP_DDA | AIP_CDA) != AIP_DDA {
+                    return Err(self.invalid(
+                        "aip",
+                        "oda.mode \"dda\" needs the DDA bit (20) and not the CDA bit (01) in byte 1",
+                    ));
+                }
+                match oda.icc_key_bits {
+                    Some(b) if b % 8 == 0 && (512..=1984).contains(&b) => {}
+                    _ => {
+                        return Err(self.invalid(
+                            "oda.icc_key_bits",
+                            "DDA needs the ICC key length: a multiple of 8 from 512 to 1984",
+                        ))
+                    }
+                }
+                if oda.rsa_dgi_encryption == DgiEncryption::None {
+                    return Err(self.invalid(
+                        "oda.rsa_dgi_encryption",
+                        "the ICC private key DGIs must be encrypted (pad or nopad)",
+                    ));
+                }
+                let ddol = parse_dol(&oda.ddol)
+                    .map_err(|e| self.invalid("oda.ddol", format!("not a valid DOL: {e}")))?;
+                if !ddol.iter().any(|d| d.0 == 0x9F37) {
+                    return Err(self.invalid(
+                        "oda.ddol",
+                        "the DDOL must ask for the unpredictable number 9F37",
+                    ));
+                }
+                if !(oda.sda_tag_list.is_empty() || oda.sda_tag_list == [0x82]) {
+                    return Err(
+                        self.invalid("oda.sda_tag_list", "EMV allows only \"82\" (or nothing)")
+                    );
+                }
+            }
+            OdaMode::Cda => {
                 return Err(
-                    self.unsupported("oda.mode", "dynamic offline data authentication (DDA/CDA)")
+                    self.unsupported("oda.mode", "combined DDA / application cryptogram (CDA)")
                 );
             }
         }
@@ -813,10 +871,11 @@ impl Check<'_> {
                 let tkey = format!("{key}.tags[{j}]");
                 let t = self.tag(&tkey, s)?;
                 self.check_source(&tkey, t, &pdol, oda.mode, &known)?;
-                if rr.oda && t == 0x93 {
-                    return Err(
-                        self.invalid(tkey, "93 signs the ODA records, so it cannot be in one")
-                    );
+                if rr.oda && (t == 0x93 || t == 0x9F46) {
+                    return Err(self.invalid(
+                        tkey,
+                        format!("{t:X} signs the ODA records, so it cannot be in one"),
+                    ));
                 }
                 if tags.contains(&t) {
                     return Err(self.invalid(tkey, format!("tag {t:X} twice in one record")));
@@ -843,17 +902,23 @@ impl Check<'_> {
             }
         }
 
-        if oda.mode == OdaMode::Sda {
+        if oda.mode != OdaMode::None {
             if !records.iter().any(|r| r.oda) {
-                return Err(self.invalid("record", "SDA needs at least one record with oda = true"));
+                return Err(self.invalid("record", "ODA needs at least one record with oda = true"));
             }
-            let mut must: Vec<u32> = vec![0x8F, 0x90, 0x9F32, 0x93];
+            let mut must: Vec<u32> = match oda.mode {
+                OdaMode::Sda => vec![0x8F, 0x90, 0x9F32, 0x93],
+                _ => vec![0x8F, 0x90, 0x9F32, 0x9F46, 0x9F47, 0x9F49],
+            };
             if !oda.sda_tag_list.is_empty() {
                 must.push(0x9F4A);
             }
             for t in must {
                 if !records.iter().any(|r| r.tags.contains(&t)) {
-                    return Err(self.invalid("record", format!("SDA needs tag {t:X} in a record")));
+                    return Err(self.invalid(
+                        "record",
+                        format!("{:?} needs tag {t:X} in a record", oda.mode),
+                    ));
                 }
             }
         }
@@ -882,6 +947,12 @@ impl Check<'_> {
                 return Err(self.invalid(
                     format!("{key}.id"),
                     "0101-1EFF are record DGIs; describe records with [[record]]",
+                ));
+            }
+            if (0x8201..=0x8205).contains(&id) {
+                return Err(self.invalid(
+                    format!("{key}.id"),
+                    "DGIs 8201-8205 are added by the agent when oda.mode is \"dda\"",
                 ));
             }
             if id == 0 || !seen_dgis.insert(id) {
@@ -914,9 +985,9 @@ impl Check<'_> {
                     ))
                 }
                 "icc_rsa_crt" => {
-                    return Err(self.unsupported(
-                        &format!("{key}.content"),
-                        "ICC RSA CRT key parts (8201-8205)",
+                    return Err(self.invalid(
+                        format!("{key}.content"),
+                        "DGIs 8201-8205 are added by the agent when oda.mode is \"dda\"; set their protection with oda.rsa_dgi_encryption",
                     ))
                 }
                 other => {
@@ -1005,7 +1076,10 @@ impl Check<'_> {
         if ODA_TAGS.contains(&t) {
             return match oda {
                 OdaMode::Sda if SDA_TAGS.contains(&t) => Ok(()),
-                OdaMode::Sda => Err(self.unsupported(key, &format!("DDA data element {t:X}"))),
+                OdaMode::Dda if DDA_TAGS.contains(&t) => Ok(()),
+                OdaMode::Sda | OdaMode::Dda => {
+                    Err(self.invalid(key, format!("{t:X} does not belong to oda.mode {:?}", oda)))
+                }
                 _ => Err(self.invalid(
                     key,
                     format!("ODA data element {t:X} needs oda.mode \"sda\""),
@@ -1136,8 +1210,8 @@ mod tests {
     }
 
     #[test]
-    fn oda_modes_other_than_none_are_refused_as_not_supported_yet() {
-        let e = broken("[oda]\nmode = \"none\"", "[oda]\nmode = \"dda\"");
+    fn cda_is_refused_as_not_supported_yet() {
+        let e = broken("[oda]\nmode = \"none\"", "[oda]\nmode = \"cda\"");
         assert!(
             matches!(&e, ProfileError::NotSupported { key, .. } if key == "oda.mode"),
             "{e}"

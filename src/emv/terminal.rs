@@ -1,7 +1,7 @@
 //! Reading a freshly personalized card the way a payment terminal would, to prove
 //! that what was stored is what a terminal sees: SELECT by AID, GET PROCESSING
-//! OPTIONS, READ RECORD over the AFL, GET DATA (PIN try counter, ATC) and a first
-//! GENERATE AC asking for an ARQC.
+//! OPTIONS, READ RECORD over the AFL, INTERNAL AUTHENTICATE when the card does DDA,
+//! GET DATA (PIN try counter, ATC) and a first GENERATE AC asking for an ARQC.
 //!
 //! Terminal data is deterministic ([`TerminalParams::default`]) so that a read-back
 //! can be replayed and checked; the GENERATE AC consumes one ATC value on the card.
@@ -165,6 +165,18 @@ pub struct GenerateAcResponse {
     pub iad: Vec<u8>,
 }
 
+/// DDA: what the terminal sent and what the card signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalAuthenticate {
+    /// The DDOL data sent (terminal dynamic data).
+    pub ddol_data: Vec<u8>,
+    /// Signed dynamic application data (9F4B).
+    pub sdad: Vec<u8>,
+}
+
+/// DDOL a terminal uses when the card has none (EMV Book 3: the unpredictable number).
+const DEFAULT_DDOL: &[u8] = &[0x9F, 0x37, 0x04];
+
 /// Everything the read-back saw. Holds card data: `Debug` shows its shape only.
 #[derive(Clone)]
 pub struct CardReadout {
@@ -182,6 +194,8 @@ pub struct CardReadout {
     pub pin_try_counter: Option<u8>,
     /// GET DATA 9F36 before GENERATE AC, when the card answers it.
     pub atc_before: Option<[u8; 2]>,
+    /// INTERNAL AUTHENTICATE, done when the AIP announces DDA.
+    pub internal_authenticate: Option<InternalAuthenticate>,
     /// The CDOL1 data sent with GENERATE AC.
     pub cdol1_data: Vec<u8>,
     /// The answer to GENERATE AC.
@@ -327,6 +341,38 @@ pub async fn read_card(
         }
     }
 
+    let records_tag = |tag: u32| {
+        records
+            .iter()
+            .find_map(|r: &ReadRecord| tlv::find(&r.data, tag).ok().flatten())
+    };
+    // DDA: INTERNAL AUTHENTICATE with the card's DDOL (or the default one).
+    const INTAUTH: &str = "INTERNAL AUTHENTICATE";
+    let internal_authenticate = if aip[0] & 0x20 != 0 {
+        let ddol = records_tag(0x9F49).unwrap_or_else(|| DEFAULT_DDOL.to_vec());
+        let ddol = parse_dol(&ddol).map_err(|e| malformed(INTAUTH, format!("DDOL: {e}")))?;
+        let ddol_data = params.dol_data(&ddol);
+        let r = command(t, INTAUTH, &case4(0x00, 0x88, 0x00, 0x00, &ddol_data)?).await?;
+        let sdad = match tlv::parse(&r)
+            .map_err(|e| malformed(INTAUTH, e.to_string()))?
+            .as_slice()
+        {
+            [t] if t.tag == 0x80 => t.value.clone(),
+            [t] if t.tag == 0x77 => tlv::find(&t.value, 0x9F4B)
+                .map_err(|e| malformed(INTAUTH, e.to_string()))?
+                .ok_or_else(|| malformed(INTAUTH, "response lacks 9F4B"))?,
+            _ => {
+                return Err(malformed(
+                    INTAUTH,
+                    "response is neither format 1 (80) nor format 2 (77)",
+                ))
+            }
+        };
+        Some(InternalAuthenticate { ddol_data, sdad })
+    } else {
+        None
+    };
+
     let pin_try_counter = get_data(t, 0x9F17).await?.and_then(|v| v.first().copied());
     let atc_before = get_data(t, 0x9F36).await?.and_then(|v| v.try_into().ok());
 
@@ -340,6 +386,7 @@ pub async fn read_card(
         records,
         pin_try_counter,
         atc_before,
+        internal_authenticate,
         cdol1_data: Vec::new(),
         generate_ac: GenerateAcResponse {
             cid: 0,

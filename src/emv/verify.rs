@@ -11,7 +11,10 @@ use zeroize::Zeroizing;
 use super::cryptogram::Cvn10Input;
 use super::derive::{mask_pan, Pan, Psn, YearMonth};
 use super::keystore::{KeyIndex, KeyStore, KeyStoreError};
-use super::oda::{recover_issuer_key, static_data_to_authenticate, verify_ssad, CaPublicKey};
+use super::oda::{
+    recover_icc_key, recover_issuer_key, static_data_to_authenticate, verify_sdad, verify_ssad,
+    CaPublicKey, RsaPublicKey,
+};
 use super::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
 use super::profile::{CryptogramVersion, Profile};
 use super::terminal::CardReadout;
@@ -211,46 +214,58 @@ pub fn verify_card(
         }
     }
     let oda_bits = read.aip[0] & 0x61;
-    if oda_bits & 0x21 != 0 {
-        // DDA/CDA cards cannot be checked by this version; they are not produced by it
+    if oda_bits & 0x01 != 0 {
+        // CDA cards cannot be checked by this version; they are not produced by it
         // either (such profiles are refused), so this is a Model 2 card.
-        tracing::warn!(aip = %hex::encode_upper(read.aip), "card announces DDA/CDA: not checked");
+        tracing::warn!(aip = %hex::encode_upper(read.aip), "card announces CDA: not checked");
+    } else if oda_bits & 0x20 != 0 {
+        verify_dda(read, expected)?;
     } else if oda_bits == 0x40 {
         verify_sda(read, expected)?;
     }
     verify_arqc(read, expected, keystore, derivation_key_index)
 }
 
-/// Checks SDA as a terminal does: CA key by RID and 8F, issuer key from 90/92/9F32,
-/// then 93 over the records the AFL flags for ODA and the 9F4A tag values.
-fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
-    let sda = |e: super::oda::OdaError| fail(format!("SDA: {e}"));
-    let tag = |t: u32, what: &str| {
+/// What SDA and DDA share: the issuer public key recovered from 90/92/9F32 with the
+/// CA key named by 8F, and the static data to be authenticated as the AFL flags it.
+struct OdaContext {
+    issuer: RsaPublicKey,
+    static_data: Zeroizing<Vec<u8>>,
+}
+
+fn oda_context(
+    read: &CardReadout,
+    expected: &CardExpectations,
+    what: &str,
+) -> Result<OdaContext, VerifyError> {
+    let err = |e: super::oda::OdaError| fail(format!("{what}: {e}"));
+    let tag = |t: u32, name: &str| {
         read.record_tag(t)
-            .ok_or_else(|| fail(format!("SDA: the card has no {what} ({t:X})")))
+            .ok_or_else(|| fail(format!("{what}: the card has no {name} ({t:X})")))
     };
     let ca_index = tag(0x8F, "CA public key index")?;
-    let ca_index = *ca_index.first().ok_or_else(|| fail("SDA: empty 8F"))?;
+    let ca_index = *ca_index
+        .first()
+        .ok_or_else(|| fail(format!("{what}: empty 8F")))?;
     let rid = read
         .aid
         .get(..5)
-        .ok_or_else(|| fail("SDA: AID shorter than a RID"))?;
+        .ok_or_else(|| fail(format!("{what}: AID shorter than a RID")))?;
     let ca = expected
         .ca_keys
         .iter()
         .find(|k| k.rid == rid && k.index == ca_index)
         .ok_or_else(|| {
             fail(format!(
-                "SDA: no CA public key {} index {ca_index:02X} is configured to check the card",
+                "{what}: no CA public key {} index {ca_index:02X} is configured to check the card",
                 hex::encode_upper(rid)
             ))
         })?;
     let cert = tag(0x90, "issuer public key certificate")?;
     let exponent = tag(0x9F32, "issuer public key exponent")?;
     let remainder = read.record_tag(0x92).unwrap_or_default();
-    let ssad = tag(0x93, "signed static application data")?;
     let issuer =
-        recover_issuer_key(ca, &cert, &remainder, &exponent, &expected.pan).map_err(sda)?;
+        recover_issuer_key(ca, &cert, &remainder, &exponent, &expected.pan).map_err(err)?;
 
     let mut records = Vec::new();
     for e in read.afl.chunks(4) {
@@ -262,7 +277,7 @@ fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
                 .find(|r| r.sfi == sfi && r.record == rec)
                 .ok_or_else(|| {
                     fail(format!(
-                        "SDA: ODA record SFI {sfi} record {rec} was not read"
+                        "{what}: ODA record SFI {sfi} record {rec} was not read"
                     ))
                 })?;
             records.push((sfi, r.data.as_slice()));
@@ -271,11 +286,28 @@ fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
     let tag_values = match read.record_tag(0x9F4A) {
         None => Vec::new(),
         Some(list) if list.as_slice() == [0x82] => read.aip.to_vec(),
-        Some(_) => return Err(fail("SDA: the tag list (9F4A) may only name 82")),
+        Some(_) => {
+            return Err(fail(format!(
+                "{what}: the tag list (9F4A) may only name 82"
+            )))
+        }
     };
     let static_data =
-        Zeroizing::new(static_data_to_authenticate(&records, &tag_values).map_err(sda)?);
-    let dac = verify_ssad(&issuer, &ssad, &static_data).map_err(sda)?;
+        Zeroizing::new(static_data_to_authenticate(&records, &tag_values).map_err(err)?);
+    Ok(OdaContext {
+        issuer,
+        static_data,
+    })
+}
+
+/// Checks SDA as a terminal does: 93 over the static data under the issuer key.
+fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
+    let ctx = oda_context(read, expected, "SDA")?;
+    let ssad = read
+        .record_tag(0x93)
+        .ok_or_else(|| fail("SDA: the card has no signed static application data (93)"))?;
+    let dac =
+        verify_ssad(&ctx.issuer, &ssad, &ctx.static_data).map_err(|e| fail(format!("SDA: {e}")))?;
     if let Some(want) = expected.dac {
         if dac != want {
             return Err(fail(format!(
@@ -285,6 +317,35 @@ fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
             )));
         }
     }
+    Ok(())
+}
+
+/// Checks DDA as a terminal does: the ICC key from 9F46/9F48/9F47 (certified over the
+/// static data), then the INTERNAL AUTHENTICATE signature over the DDOL data.
+fn verify_dda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
+    let err = |e: super::oda::OdaError| fail(format!("DDA: {e}"));
+    let ctx = oda_context(read, expected, "DDA")?;
+    let cert = read
+        .record_tag(0x9F46)
+        .ok_or_else(|| fail("DDA: the card has no ICC public key certificate (9F46)"))?;
+    let exponent = read
+        .record_tag(0x9F47)
+        .ok_or_else(|| fail("DDA: the card has no ICC public key exponent (9F47)"))?;
+    let remainder = read.record_tag(0x9F48).unwrap_or_default();
+    let icc = recover_icc_key(
+        &ctx.issuer,
+        &cert,
+        &remainder,
+        &exponent,
+        &expected.pan,
+        &ctx.static_data,
+    )
+    .map_err(err)?;
+    let ia = read
+        .internal_authenticate
+        .as_ref()
+        .ok_or_else(|| fail("DDA: the card was not asked for INTERNAL AUTHENTICATE"))?;
+    verify_sdad(&icc, &ia.sdad, &ia.ddol_data).map_err(err)?;
     Ok(())
 }
 

@@ -4,11 +4,18 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 use async_trait::async_trait;
+use openssl::rsa::Rsa;
 use station_agent::emv::cryptogram::{visa_cvn10, Cvn10Input};
+use station_agent::emv::derive::Pan;
 use station_agent::emv::keystore::{write_dev_keystore, KeyIndex, SoftwareKeyStore};
+use station_agent::emv::oda::{
+    issuer_certificate, issuer_identifier, sign_dynamic_data, CaPublicKey, IccPrivateCrt,
+    RsaPublicKey,
+};
 use station_agent::emv::prep::{is_record_dgi, KeyIndexes, PrepInput, PreparedCard};
 use station_agent::emv::profile::{Profile, ProfileSet};
 use station_agent::emv::tlv::{self, encode, parse_dol};
@@ -21,6 +28,56 @@ pub fn dev_keystore() -> (tempfile::TempDir, SoftwareKeyStore) {
     let path = write_dev_keystore(dir.path()).unwrap();
     let ks = SoftwareKeyStore::load(&path).unwrap();
     (dir, ks)
+}
+
+/// A lab CA (1408 bits) certifying a 1152-bit issuer key, so the certificate needs a
+/// remainder; the issuer key goes into the development key file as odaKeyIndex 01.
+pub fn lab() -> (tempfile::TempDir, SoftwareKeyStore, CaPublicKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_dev_keystore(dir.path()).unwrap();
+    let ca = Rsa::generate(1408).unwrap();
+    let issuer = Rsa::generate(1152).unwrap();
+    let issuer_pub = RsaPublicKey {
+        modulus: issuer.n().to_vec(),
+        exponent: issuer.e().to_vec(),
+    };
+    let pan = Pan::new("4761739001010010").unwrap();
+    let (cert, rem) = issuer_certificate(
+        &ca.n().to_vec(),
+        &ca.d().to_vec_padded(ca.n().num_bytes()).unwrap(),
+        &issuer_pub,
+        issuer_identifier(&pan, 6),
+        [0x12, 0x30],
+        [0x00, 0x00, 0x01],
+    )
+    .unwrap();
+    let n = issuer.n().num_bytes();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    write!(
+        f,
+        "\n[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"{}\"\nissuer_pk_exponent = \"{}\"\n\
+         issuer_pk_remainder = \"{}\"\nissuer_modulus = \"{}\"\nissuer_private_exponent = \"{}\"\n",
+        hex::encode_upper(cert),
+        hex::encode_upper(&issuer_pub.exponent),
+        hex::encode_upper(rem),
+        hex::encode_upper(&issuer_pub.modulus),
+        hex::encode_upper(issuer.d().to_vec_padded(n).unwrap()),
+    )
+    .unwrap();
+    drop(f);
+    let ks = SoftwareKeyStore::load(&path).unwrap();
+    let ca_key = CaPublicKey {
+        rid: [0xA0, 0x00, 0x00, 0x00, 0x03],
+        index: 0x92,
+        key: RsaPublicKey {
+            modulus: ca.n().to_vec(),
+            exponent: ca.e().to_vec(),
+        },
+    };
+    (dir, ks, ca_key)
 }
 
 /// A shipped profile by name.
@@ -68,6 +125,8 @@ pub struct FakeCard {
     iad: Vec<u8>,
     ptc: u8,
     atc: u16,
+    /// ICC private key parts from DGIs 8201-8205 (qinv, dq, dp, q, p), for DDA.
+    crt: Option<[Vec<u8>; 5]>,
     selected: bool,
     /// Commands received, in order.
     pub sent: Vec<Vec<u8>>,
@@ -97,6 +156,10 @@ impl FakeCard {
             iad,
             ptc: dgi(0x9010).expect("DGI 9010")[0],
             atc: 0,
+            crt: (0x8201..=0x8205)
+                .map(dgi)
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.try_into().unwrap()),
             selected: false,
             sent: Vec::new(),
         }
@@ -130,6 +193,18 @@ impl FakeCard {
                 _ => vec![0x6A, 0x88],
             },
             (0x80, 0xAE) => self.generate_ac(&c[5..5 + c[4] as usize]),
+            (0x00, 0x88) => match &self.crt {
+                Some([qinv, dq, dp, q, p]) => {
+                    let key = IccPrivateCrt { p, q, dp, dq, qinv };
+                    let n_ic = p.len() + q.len();
+                    let dynamic_number = [0x00, self.atc as u8, 0x5A];
+                    let sdad =
+                        sign_dynamic_data(&key, n_ic, &dynamic_number, &c[5..5 + c[4] as usize])
+                            .unwrap();
+                    ok(encode(0x80, &sdad))
+                }
+                None => vec![0x6D, 0x00],
+            },
             _ => vec![0x6D, 0x00],
         }
     }
