@@ -481,6 +481,10 @@ impl std::fmt::Debug for SoftwareKeyStore {
                 &self.pvk.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
             )
             .field("card_products", &self.transport.keys().collect::<Vec<_>>())
+            .field(
+                "oda_indexes",
+                &self.oda.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -1118,6 +1122,24 @@ mod tests {
         let e = SoftwareKeyStore::load(&path).unwrap_err().to_string();
         assert!(e.contains("imk.01.ac: 2 bytes, expected 16"), "{e}");
         assert!(!e.contains("0011"), "{e}");
+    }
+
+    #[test]
+    fn an_issuer_private_exponent_without_its_modulus_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_dev_keystore(dir.path()).unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(
+            "\n[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"00\"\n\
+             issuer_pk_exponent = \"03\"\nissuer_private_exponent = \"0102\"\n",
+        );
+        std::fs::write(&path, text).unwrap();
+        let e = SoftwareKeyStore::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("oda.01: issuer_modulus and issuer_private_exponent go together"),
+            "{e}"
+        );
+        assert!(!e.contains("0102"), "{e}");
     }
 
     #[test]
