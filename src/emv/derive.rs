@@ -78,11 +78,17 @@ impl std::fmt::Debug for Pan {
 
 /// Masks a digit string as first 6 ‖ `*`… ‖ last 4 (short strings are fully masked).
 pub fn mask_pan(digits: &str) -> String {
-    let n = digits.len();
+    // By characters, so that a malformed (non-ASCII) value cannot split a character.
+    let chars: Vec<char> = digits.chars().collect();
+    let n = chars.len();
     if n < 11 {
         return "*".repeat(n);
     }
-    format!("{}{}{}", &digits[..6], "*".repeat(n - 10), &digits[n - 4..])
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i < 6 || i >= n - 4 { *c } else { '*' })
+        .collect()
 }
 
 /// Packs decimal (or hex) digits two per byte, `F`-padding an odd count.
@@ -375,6 +381,12 @@ mod tests {
         let p = Pan::new("4761739001010010").unwrap();
         assert_eq!(p.masked(), "476173******0010");
         assert_eq!(format!("{p:?}"), "Pan(476173******0010)");
+    }
+
+    #[test]
+    fn masking_a_malformed_value_does_not_panic() {
+        assert_eq!(mask_pan("4761é39001010010"), "4761é3******0010");
+        assert_eq!(mask_pan("12345"), "*****");
     }
 
     #[test]

@@ -196,6 +196,10 @@ pub fn recover_issuer_key(
     pan: &Pan,
 ) -> Result<RsaPublicKey, OdaError> {
     let n_ca = ca.key.modulus.len();
+    // Below 37 bytes a format 02 certificate has no room for its fixed fields.
+    if n_ca < 37 {
+        return Err(invalid("the CA key is too short for an issuer certificate"));
+    }
     if certificate.len() != n_ca {
         return Err(invalid(format!(
             "issuer certificate (90) is {} bytes, the CA key {} bytes",
@@ -260,6 +264,11 @@ pub fn verify_ssad(
     static_data: &[u8],
 ) -> Result<[u8; 2], OdaError> {
     let n_i = issuer.modulus.len();
+    if n_i < 27 {
+        return Err(invalid(
+            "the issuer key is too short for signed static data",
+        ));
+    }
     if ssad.len() != n_i {
         return Err(invalid(format!(
             "signed static data (93) is {} bytes, the issuer key {n_i}",
@@ -350,6 +359,11 @@ pub fn recover_icc_key(
     static_data: &[u8],
 ) -> Result<RsaPublicKey, OdaError> {
     let n_i = issuer.modulus.len();
+    if n_i < 43 {
+        return Err(invalid(
+            "the issuer key is too short for an ICC certificate",
+        ));
+    }
     if certificate.len() != n_i {
         return Err(invalid(format!(
             "ICC certificate (9F46) is {} bytes, the issuer key {n_i}",
@@ -465,6 +479,9 @@ pub fn sign_dynamic_data(
 /// sent; returns the ICC dynamic number.
 pub fn verify_sdad(icc: &RsaPublicKey, sdad: &[u8], ddol_data: &[u8]) -> Result<Vec<u8>, OdaError> {
     let n_ic = icc.modulus.len();
+    if n_ic < 27 {
+        return Err(invalid("the ICC key is too short for signed dynamic data"));
+    }
     if sdad.len() != n_ic {
         return Err(invalid(format!(
             "signed dynamic data is {} bytes, the ICC key {n_ic}",
@@ -623,6 +640,30 @@ mod tests {
             vec![0xA1, 0xB2]
         );
         assert!(verify_sdad(&recovered, &sdad, &[0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn tiny_or_empty_keys_are_errors_not_panics() {
+        let pan = Pan::new("4761739001010010").unwrap();
+        let tiny = RsaPublicKey {
+            modulus: vec![0xC5],
+            exponent: vec![3],
+        };
+        let empty = RsaPublicKey {
+            modulus: Vec::new(),
+            exponent: vec![3],
+        };
+        for k in [&tiny, &empty] {
+            let ca = CaPublicKey {
+                rid: [0xA0, 0, 0, 0, 3],
+                index: 1,
+                key: k.clone(),
+            };
+            assert!(recover_issuer_key(&ca, &k.modulus, &[], &[3], &pan).is_err());
+            assert!(recover_icc_key(k, &k.modulus, &[], &[3], &pan, b"").is_err());
+            assert!(verify_ssad(k, &k.modulus, b"").is_err());
+            assert!(verify_sdad(k, &k.modulus, b"").is_err());
+        }
     }
 
     #[test]

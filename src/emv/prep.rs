@@ -367,9 +367,13 @@ fn check_stripe_agrees(stripe: Option<&str>, chip: &str) -> Result<(), PrepError
         let (pan, rest) = s.split_once(sep)?;
         Some((pan.to_string(), rest.get(..7)?.to_string()))
     };
+    let digits7 = |r: &String| r.len() == 7 && r.bytes().all(|b| b.is_ascii_digit());
     let (Some((sp, sr)), Some((cp, cr))) = (head(stripe, '='), head(chip, 'D')) else {
         return Err(data("trackData.track2: not PAN=YYMM service code"));
     };
+    if !digits7(&sr) || !digits7(&cr) {
+        return Err(data("trackData.track2: not PAN=YYMM service code"));
+    }
     let sp = Zeroizing::new(sp);
     let cp = Zeroizing::new(cp);
     if *sp != *cp {

@@ -243,6 +243,9 @@ async fn command(
     apdu: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, TerminalError> {
     let mut resp = Zeroizing::new(t.exchange(apdu).await?);
+    if resp.len() < 2 {
+        return Err(TransportError::ShortResponse(resp.len()).into());
+    }
     let sw = status(&resp);
     if sw != 0x9000 {
         return Err(TerminalError::Status { command: name, sw });
@@ -415,6 +418,9 @@ async fn get_data(t: &mut dyn ApduTransport, tag: u16) -> Result<Option<Vec<u8>>
     const GET_DATA: &str = "GET DATA";
     let [p1, p2] = tag.to_be_bytes();
     let resp = t.exchange(&[0x80, 0xCA, p1, p2, 0x00]).await?;
+    if resp.len() < 2 {
+        return Err(TransportError::ShortResponse(resp.len()).into());
+    }
     match status(&resp) {
         0x9000 => {}
         // Referenced data not found / conditions not satisfied: the card does not expose it.
