@@ -7,8 +7,16 @@
 pub mod cps;
 pub mod crypto;
 pub mod cryptogram;
+pub mod cvv;
+pub mod derive;
 pub mod dgi;
 pub mod diversify;
 pub mod gp;
+pub mod keystore;
+pub mod oda;
+pub mod prep;
+pub mod profile;
 pub mod secure_channel;
+pub mod terminal;
 pub mod tlv;
+pub mod verify;

@@ -1,0 +1,307 @@
+//! Terminal read-back and verification against a fake card built from prepared DGIs.
+
+mod emv_support;
+
+use emv_support::{dev_keystore, keys, order, profile, FakeCard};
+use station_agent::emv::keystore::KeyIndex;
+use station_agent::emv::prep::prepare;
+use station_agent::emv::terminal::{read_card, TerminalError, TerminalParams};
+use station_agent::emv::verify::{verify_card, CardExpectations, VerifyError};
+use station_hal::StaffFacing;
+
+#[tokio::test]
+async fn a_card_prepared_from_either_profile_reads_back_and_verifies() {
+    let (_d, ks) = dev_keystore();
+    for name in ["visa_vsdc_cvn10", "mc_mchip_adv"] {
+        let p = profile(name);
+        let input = order();
+        let card = prepare(&input, &p, &keys(), &ks).unwrap();
+        let mut chip = FakeCard::from_prepared(&card);
+        let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+            .await
+            .unwrap();
+        assert_eq!(read.pin_try_counter, Some(3), "{name}");
+        assert_eq!(read.atc_before, Some([0, 0]), "{name}");
+        assert_eq!(read.generate_ac.atc, [0, 1], "{name}");
+        let expected = CardExpectations::new(&input, &card, &p).unwrap();
+        verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn gpo_carries_pdol_data_only_when_the_card_has_a_pdol() {
+    let (_d, ks) = dev_keystore();
+    let gpo_of = |chip: &FakeCard| chip.sent.iter().find(|c| c[1] == 0xA8).unwrap().clone();
+    // Visa profile: no PDOL → 83 00.
+    let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        gpo_of(&chip),
+        vec![0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00]
+    );
+    // Mastercard-style profile: PDOL 9F35 01 → terminal type 22.
+    let card = prepare(&order(), &profile("mc_mchip_adv"), &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        gpo_of(&chip),
+        vec![0x80, 0xA8, 0x00, 0x00, 0x03, 0x83, 0x01, 0x22, 0x00]
+    );
+}
+
+#[tokio::test]
+async fn generate_ac_asks_for_an_arqc_with_the_cdol1_data() {
+    let (_d, ks) = dev_keystore();
+    let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let genac = chip.sent.iter().find(|c| c[1] == 0xAE).unwrap();
+    let expect = [
+        "80AE80001D",
+        "000000001000",
+        "000000000000",
+        "0840",
+        "0000000000",
+        "0840",
+        "261122",
+        "00",
+        "12345678",
+        "00",
+    ]
+    .concat();
+    assert_eq!(hex::encode_upper(genac), expect);
+}
+
+#[tokio::test]
+async fn a_card_prepared_with_the_wrong_imk_index_fails_on_its_arqc() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let mut wrong = keys();
+    wrong.derivation = KeyIndex(2);
+    let card = prepare(&input, &p, &wrong, &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert_eq!(e.code(), "CARD_PROD_EXCEPTION");
+    assert!(
+        e.to_string()
+            .contains("ARQC does not verify under issuer master key index 01"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_card_holding_another_name_fails_naming_5f20() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let card = prepare(&order(), &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let mut other = order();
+    other.encoded_name = Some("MARTIN/PAUL".into());
+    let expected = CardExpectations::new(&other, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        matches!(&e, VerifyError::CardProdException(r) if r.contains("5F20")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_card_holding_another_pan_fails_with_masked_pans_only() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let card = prepare(&order(), &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let mut other = order();
+    other.pan = zeroize::Zeroizing::new("4761739001010028".into());
+    let expected = CardExpectations::new(&other, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("476173******0010") && e.contains("476173******0028"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("4761739001010010") && !e.contains("4761739001010028"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_card_that_does_not_know_the_aid_is_a_card_prod_exception() {
+    let (_d, ks) = dev_keystore();
+    let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let e = read_card(
+        &mut chip,
+        &hex::decode("A0000000041010").unwrap(),
+        &TerminalParams::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        TerminalError::Status {
+            command: "SELECT",
+            sw: 0x6A82
+        }
+    );
+    assert_eq!(e.code(), "CARD_PROD_EXCEPTION");
+}
+
+/// The fake card behind a T=0 reader: every answer with data comes as `61xx` first
+/// and is fetched with GET RESPONSE, as PC/SC leaves it to the application.
+struct T0Reader {
+    card: FakeCard,
+    pending: Option<Vec<u8>>,
+    get_responses: usize,
+}
+
+#[async_trait::async_trait]
+impl station_hal::ApduTransport for T0Reader {
+    async fn transmit(&mut self, c: &[u8]) -> Result<Vec<u8>, station_hal::TransportError> {
+        if c[1] == 0xC0 {
+            self.get_responses += 1;
+            return Ok(self
+                .pending
+                .take()
+                .expect("GET RESPONSE without pending data"));
+        }
+        let r = self.card.transmit(c).await?;
+        if r.len() > 2 {
+            let n = (r.len() - 2) as u8;
+            self.pending = Some(r);
+            Ok(vec![0x61, n])
+        } else {
+            Ok(r)
+        }
+    }
+}
+
+#[tokio::test]
+async fn read_back_works_through_t0_get_response() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut reader = T0Reader {
+        card: FakeCard::from_prepared(&card),
+        pending: None,
+        get_responses: 0,
+    };
+    let read = read_card(&mut reader, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    // SELECT, GPO, 3 records, 2 GET DATA, GENERATE AC.
+    assert_eq!(reader.get_responses, 8);
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+#[tokio::test]
+async fn other_terminal_data_still_verifies_because_the_arqc_is_recomputed_from_it() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let params = TerminalParams {
+        amount: [0, 0, 0, 0, 0x00, 0x01],
+        date: [0x27, 0x02, 0x28],
+        unpredictable_number: [0xDE, 0xAD, 0xBE, 0xEF],
+        ..TerminalParams::default()
+    };
+    let read = read_card(&mut chip, &card.aid, &params).await.unwrap();
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+#[tokio::test]
+async fn a_tampered_cryptogram_fails_verification() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.ac[7] ^= 0x01;
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(e.to_string().contains("ARQC does not verify"), "{e}");
+}
+
+#[tokio::test]
+async fn a_card_that_declines_with_an_aac_fails_saying_so() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.cid = 0x00;
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(e.to_string().contains("declined (AAC)"), "{e}");
+}
+
+#[tokio::test]
+async fn a_card_reporting_another_cryptogram_version_fails_naming_it() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.iad[2] = 0x12;
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cryptogram version 12, the profile expects 0A"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_card_with_a_used_pin_try_counter_fails() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("visa_vsdc_cvn10");
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = FakeCard::from_prepared(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.pin_try_counter = Some(2);
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("PIN try counter is 2, a new card must have 3"),
+        "{e}"
+    );
+}
