@@ -24,9 +24,11 @@
 //!
 //! A missing required field or a wrong JSON type is `FIELD_INVALID_FORMAT`.
 //! Years are `20YY`. Track overrides are used as is (no LRC or sentinel check).
+//! Fields not listed (a `cvv2`, which never goes on a card, included) are ignored
+//! and wiped with the rest of the parsed payload.
 
 use serde_json::{Map, Value};
-use time::{Date, Month};
+use time::Date;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::error::{D1Error, D1ErrorCode};
@@ -155,11 +157,6 @@ impl Yymm {
     /// The `YYMM` text.
     pub fn to_yymm(&self) -> String {
         format!("{:02}{:02}", self.year % 100, self.month)
-    }
-
-    /// The `time` month.
-    pub fn month(&self) -> Month {
-        Month::try_from(self.month).unwrap_or(Month::January)
     }
 }
 

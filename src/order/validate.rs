@@ -28,7 +28,11 @@
 //! `\p{N}`, `\p{M}` are Unicode classes, `.-\\` and `\/-?` inside a class are
 //! character ranges, escaped punctuation is literal, and an unanchored pattern
 //! (`[A-Za-z0-9_-]{1,64}` in `cardRequestThales`) matches anywhere in the value.
-//! Repetition counts apply to code points, as do the length limits.
+//! Repetition counts apply to code points, as do the length limits. Patterns of the
+//! shape `^[class]{m,n}$` are run as `^[class]*$` plus a code-point count (see
+//! [`Pattern`]): same strings accepted, a few MiB instead of hundreds. The test
+//! `every_spec_pattern_agrees_with_the_ecma_oracle` checks every spec pattern
+//! against results computed by a JavaScript engine.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
