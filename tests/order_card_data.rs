@@ -428,3 +428,38 @@ fn base64url(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn chip_data_duplicate_dgi_is_invalid_value() {
+    let err = parse(&with(
+        "chipData",
+        json!({
+            "aid": "A0000000031010",
+            "dgis": [
+                {"dgi": "0101", "data": "7000", "encryption": "none"},
+                {"dgi": "0101", "data": "7000", "encryption": "none"}
+            ]
+        }),
+    ))
+    .unwrap_err();
+    assert_eq!(err, value_err("encryptedData.chipData.dgis[1].dgi"));
+}
+
+#[test]
+fn chip_data_dgi_id_with_sign_is_invalid_format() {
+    let err = parse(&with(
+        "chipData",
+        json!({"aid": "A0000000031010", "dgis": [{"dgi": "+101", "data": "7000", "encryption": "none"}]}),
+    ))
+    .unwrap_err();
+    assert_eq!(err, fmt_err("encryptedData.chipData.dgis[0].dgi"));
+}
+
+#[test]
+fn keyring_reports_an_unreadable_key_file() {
+    let missing = std::path::PathBuf::from("/nonexistent/station.jwk");
+    assert!(matches!(
+        StationKeyring::from_jwk_files(&[missing]),
+        Err(KeyringError::Read { .. })
+    ));
+}

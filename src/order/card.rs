@@ -425,11 +425,11 @@ fn parse_tracks(t: &Map<String, Value>) -> Result<TrackData, D1Error> {
         }
     };
     // ISO/IEC 7811: track 1 is 6-bit alphanumeric (0x20–0x5F), tracks 2 and 3 are 4-bit BCD (0x30–0x3F).
-    let mut out = TrackData::default();
-    out.track1 = track("track1", 79, |b| (0x20..=0x5F).contains(&b))?;
-    out.track2 = track("track2", 40, |b| (0x30..=0x3F).contains(&b))?;
-    out.track3 = track("track3", 107, |b| (0x30..=0x3F).contains(&b))?;
-    Ok(out)
+    Ok(TrackData {
+        track1: track("track1", 79, |b| (0x20..=0x5F).contains(&b))?,
+        track2: track("track2", 40, |b| (0x30..=0x3F).contains(&b))?,
+        track3: track("track3", 107, |b| (0x30..=0x3F).contains(&b))?,
+    })
 }
 
 fn hex_bytes(s: &str) -> Option<Zeroizing<Vec<u8>>> {
@@ -437,6 +437,15 @@ fn hex_bytes(s: &str) -> Option<Zeroizing<Vec<u8>>> {
         return None;
     }
     hex::decode(s).ok().map(Zeroizing::new)
+}
+
+/// A DGI identifier: exactly four hex digits.
+fn dgi_id(s: &str) -> Option<u16> {
+    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u16::from_str_radix(s, 16).ok()
+    } else {
+        None
+    }
 }
 
 fn parse_chip(c: &Map<String, Value>) -> Result<ChipData, D1Error> {
@@ -461,12 +470,7 @@ fn parse_chip(c: &Map<String, Value>) -> Result<ChipData, D1Error> {
         let item = item.as_object().ok_or_else(|| D1Error::format(&here))?;
         let id_path = format!("{here}.dgi");
         let id = str_field(item, "dgi", &here)?
-            .filter(|s| s.len() == 4)
-            .and_then(|s| {
-                u16::from_str_radix(s, 16)
-                    .ok()
-                    .filter(|_| s.bytes().all(|b| b.is_ascii_hexdigit()))
-            })
+            .and_then(dgi_id)
             .ok_or_else(|| D1Error::format(&id_path))?;
         if dgis.iter().any(|d| d.id == id) {
             return Err(D1Error::value(id_path));

@@ -118,7 +118,7 @@ impl StationKeyring {
 
     /// Decrypts a compact JWE and returns the raw payload (for the hub, which re-encrypts).
     ///
-    /// Unknown `kid`, an `alg`/`enc` other than ECDH-ES/A256GCM, a malformed token or
+    /// A missing or unknown `kid`, a `zip` header, an `alg`/`enc` other than ECDH-ES/A256GCM, a malformed token or
     /// a failed decryption → `CRYPTO_ERROR` at `encryptedData`.
     pub fn decrypt_json(&self, compact: &str) -> Result<Zeroizing<Vec<u8>>, D1Error> {
         let crypto = || D1Error::new(D1ErrorCode::CryptoError, FIELD);
