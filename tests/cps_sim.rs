@@ -64,7 +64,7 @@ fn visa_dgis() -> Vec<Dgi> {
             h("500B56495341204352454449548701019F38039F1A02"),
             DgiEncryption::None,
         ),
-        Dgi::new(0x9104, h("180008010200"), DgiEncryption::None),
+        Dgi::new(0x9104, h("82021800940408010200"), DgiEncryption::None),
         Dgi::new(0x8000, keys, DgiEncryption::Nopad),
         Dgi::new(0x9000, h("F23EFA000000000000"), DgiEncryption::None),
         Dgi::new(0x9010, h("0303"), DgiEncryption::None),

@@ -58,7 +58,7 @@ async fn a_blank_card_is_personalized_through_pcsc_and_reads_back_with_a_valid_a
     let dgis = vec![
         Dgi::new(0x0101, rec, DgiEncryption::None),
         Dgi::new(0x9102, h("500456495341"), DgiEncryption::None),
-        Dgi::new(0x9104, h("180008010100"), DgiEncryption::None),
+        Dgi::new(0x9104, h("82021800940408010100"), DgiEncryption::None),
         Dgi::new(
             0x8000,
             h(&format!("{mk}{}", "33".repeat(32))),

@@ -8,9 +8,11 @@
 //! CVN 10 cryptogram under the personalized MK-AC.
 //!
 //! Data conventions (the station's profiles follow them): DGI `9102` holds the content
-//! of the FCI proprietary template `A5`; `9104` holds AIP ‖ AFL; record DGIs `SSRR`
-//! hold the `70` template of SFI `SS` record `RR`; `8000` holds MK-AC ‖ MK-SMI ‖
-//! MK-SMC; `9010` holds the PIN try counter ‖ limit.
+//! of the FCI proprietary template `A5`; `9104` holds the GPO response data objects
+//! (`82` AIP, `94` AFL); record DGIs `SSRR` hold the `70` template of SFI `SS` record
+//! `RR`; `8000` holds MK-AC ‖ MK-SMI ‖ MK-SMC; `9010` holds the PIN try counter ‖
+//! limit; an issuer application data template `9F10` (06 DKI CVN 03 CVR) may come in
+//! any other non-record DGI (the shipped profiles use `3000`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -435,12 +437,18 @@ impl SimCard {
         if !self.personalized_app() {
             return sw(0x6985);
         }
-        let Some(aip_afl) = self.dgi(0x9104).filter(|d| d.len() >= 2) else {
+        let Some(gpo) = self.dgi(0x9104) else {
             return sw(0x6985);
         };
-        let mut body = tlv::encode(0x82, &aip_afl[..2]);
-        body.extend(tlv::encode(0x94, &aip_afl[2..]));
-        ok(tlv::encode(0x77, &body))
+        ok(tlv::encode(0x77, gpo))
+    }
+
+    /// A data object from a non-record DGI (card-internal data such as AIP or IAD).
+    fn internal_tag(&self, tag: u32) -> Option<Vec<u8>> {
+        self.dgis
+            .iter()
+            .filter(|(id, _)| !(0x0100..0x1F00).contains(*id) && **id != 0x8000)
+            .find_map(|(_, d)| tlv::find(d, tag).ok().flatten())
     }
 
     fn read_record(&mut self, cmd: &Command) -> Vec<u8> {
@@ -505,10 +513,15 @@ impl SimCard {
         };
         let (Some(keys), Some(aip)) = (
             self.dgi(0x8000).map(|k| Zeroizing::new(k.to_vec())),
-            self.dgi(0x9104).map(|a| a.to_vec()),
+            self.internal_tag(0x82).filter(|a| a.len() == 2),
         ) else {
             return sw(0x6985);
         };
+        let iad_head = self
+            .internal_tag(0x9F10)
+            .filter(|t| t.len() >= 3)
+            .map(|t| t[..3].to_vec())
+            .unwrap_or(vec![0x06, 0x01, 0x0A]);
         if keys.len() < 16 {
             return sw(0x6985);
         }

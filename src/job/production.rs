@@ -1,0 +1,277 @@
+//! What producing one card takes beyond moving it: validate and decrypt the order,
+//! prepare the chip data from its profile, lay out the face and the stripe, then
+//! personalize and verify the chip. Card data lives only in memory here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use station_hal::{ApduTransport, MagTracks, PanelImage};
+use time::Date;
+use zeroize::Zeroizing;
+
+use crate::emv::cps::{personalize, CpsError, PersoTarget};
+use crate::emv::keystore::{KeyIndex, KeyStore, TransportKeySet};
+use crate::emv::prep::{prepare, KeyIndexes, Model2Data, PrepInput, PreparedCard};
+use crate::emv::profile::ProfileSet;
+use crate::emv::secure_channel::{ScpParams, SecurityLevel};
+use crate::emv::terminal::{read_card, TerminalParams};
+use crate::emv::verify::{verify_card, CardExpectations};
+use crate::order::{accept_for_station, CardData, D1ErrorCode, StationKeyring};
+use crate::plastic::face::{render_front, to_k_panel, FaceInput, Layout};
+use crate::plastic::magstripe;
+
+/// Why an order cannot be produced, as reported upstream: a D1 code and a reason
+/// that carries no card data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {reason}")]
+pub struct Refusal {
+    /// D1 code (`FIELD_INVALID_FORMAT`, `CRYPTO_ERROR`, `DATA_EXCEPTION`, `CARD_PROD_EXCEPTION`…).
+    pub code: String,
+    /// What is wrong, for staff and the issuer.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal with a code and reason.
+    pub fn new(code: impl Into<String>, reason: impl Into<String>) -> Self {
+        Refusal {
+            code: code.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn data(reason: impl Into<String>) -> Self {
+        Refusal::new("DATA_EXCEPTION", reason)
+    }
+}
+
+/// A card ready to be produced. Holds card data: never logged, dropped after the card.
+pub struct PreparedJob {
+    /// PAN masked (first 6, last 4).
+    pub masked_pan: String,
+    /// Chip data.
+    pub card: PreparedCard,
+    /// What the read-back must find.
+    pub expectations: CardExpectations,
+    /// Issuer master key index the ARQC is checked with.
+    pub derivation_index: KeyIndex,
+    /// Transport keys of the card stock.
+    pub transport: TransportKeySet,
+    /// Stripe contents.
+    pub tracks: MagTracks,
+    /// Printed panels.
+    pub panels: Vec<PanelImage>,
+}
+
+impl std::fmt::Debug for PreparedJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PreparedJob({})", self.masked_pan)
+    }
+}
+
+/// The station's production set-up: keys, profiles, layout.
+pub struct Production {
+    /// This station's persoStation id.
+    pub station_id: String,
+    /// JWE keys the card data is addressed to.
+    pub keyring: StationKeyring,
+    /// Issuer and transport keys.
+    pub keystore: Arc<dyn KeyStore>,
+    /// EMV profiles by name.
+    pub profiles: ProfileSet,
+    /// Card face design.
+    pub layout: Layout,
+    /// Folder of artwork PNGs.
+    pub artwork_dir: Option<PathBuf>,
+    /// Card product used when the order names none.
+    pub default_card_product: String,
+    /// Secure messaging for personalization.
+    pub level: SecurityLevel,
+}
+
+fn index(field: &str, v: Option<&String>) -> Result<Option<KeyIndex>, Refusal> {
+    v.map(|s| {
+        KeyIndex::parse(s).ok_or_else(|| {
+            Refusal::new(
+                "FIELD_INVALID_FORMAT",
+                format!("paymentApplication.{field}"),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn prep_input(card: &CardData) -> PrepInput {
+    PrepInput {
+        pan: Zeroizing::new(card.pan.digits().to_string()),
+        exp_yymm: card.exp.to_yymm(),
+        psn: card.pan_sequence_number.clone(),
+        encoded_name: card.encoded_name.clone(),
+        effective_yymm: card.effective_date.as_ref().map(|d| d.to_yymm()),
+        service_code: None,
+        cvv1: card.cvv1.clone().map(Zeroizing::new),
+        pvv: card.pvv.clone().map(Zeroizing::new),
+        track2_override: card
+            .track_data
+            .as_ref()
+            .and_then(|t| t.track2.clone())
+            .map(Zeroizing::new),
+        chip_data: card.chip_data.as_ref().map(|c| Model2Data {
+            aid: c.aid.clone(),
+            dgis: c.dgis.clone(),
+        }),
+    }
+}
+
+/// Track 1 built to agree with track 2 (same PAN, expiry, service code and
+/// discretionary data), unless the order overrides it.
+fn tracks(card: &CardData, track2: &str) -> Result<MagTracks, Refusal> {
+    let overrides = card.track_data.as_ref();
+    let track1 = match overrides.and_then(|t| t.track1.clone()) {
+        Some(t1) => Some(t1),
+        None => match &card.encoded_name {
+            Some(name) => {
+                let pan = card.pan.digits();
+                let after = track2
+                    .split_once('=')
+                    .map(|(_, r)| r)
+                    .ok_or_else(|| Refusal::data("track 2 has no field separator"))?;
+                if after.len() < 7 {
+                    return Err(Refusal::data(
+                        "track 2 too short for expiry and service code",
+                    ));
+                }
+                let t1 = magstripe::track1(&magstripe::TrackInput {
+                    pan,
+                    exp_yymm: &after[..4],
+                    name,
+                    service_code: &after[4..7],
+                    discretionary: &after[7..],
+                })
+                .map_err(|e| Refusal::data(format!("track 1: {e}")))?;
+                Some(t1.to_string())
+            }
+            None => None,
+        },
+    };
+    magstripe::validate(2, track2).map_err(|e| Refusal::data(format!("track 2: {e}")))?;
+    Ok(MagTracks {
+        track1,
+        track2: Some(track2.to_string()),
+        track3: overrides.and_then(|t| t.track3.clone()),
+    })
+}
+
+impl Production {
+    /// Validates the order for this station, decrypts its card data and prepares
+    /// chip, stripe and face. No device is touched.
+    pub fn prepare(&self, order: &serde_json::Value, today: Date) -> Result<PreparedJob, Refusal> {
+        let instant = accept_for_station(order, &self.station_id)
+            .map_err(|e| Refusal::new(e.error_code.as_str(), e.error.clone()))?;
+        let card = self
+            .keyring
+            .decrypt_card_data(&instant.encrypted_data, today)
+            .map_err(|e| Refusal::new(e.error_code.as_str(), e.error.clone()))?;
+        let pa = &instant.payment_application;
+        let profile = self.profiles.get(&pa.config).map_err(|e| {
+            Refusal::data(format!("paymentApplication.config '{}': {e}", pa.config))
+        })?;
+        let derivation = index("derivationKeyIndex", pa.derivation_key_index.as_ref())?;
+        let keys = KeyIndexes {
+            derivation: derivation.unwrap_or(KeyIndex(1)),
+            cv: index("cvKeyIndex", pa.cv_key_index.as_ref())?,
+            pv: index("pvKeyIndex", pa.pv_key_index.as_ref())?,
+            oda: index("odaKeyIndex", pa.oda_key_index.as_ref())?,
+        };
+        if derivation.is_none() && card.chip_data.is_none() {
+            return Err(Refusal::new(
+                D1ErrorCode::FieldInvalidFormat.as_str(),
+                "paymentApplication.derivationKeyIndex",
+            ));
+        }
+        let input = prep_input(&card);
+        let prepared = prepare(&input, profile, &keys, self.keystore.as_ref())
+            .map_err(|e| Refusal::data(e.to_string()))?;
+        let expectations = CardExpectations::new(&input, &prepared, profile)
+            .map_err(|e| Refusal::data(e.to_string()))?;
+        let product = instant
+            .card_product_id
+            .clone()
+            .unwrap_or_else(|| self.default_card_product.clone());
+        let transport = self
+            .keystore
+            .transport_keys(&product)
+            .map_err(|e| Refusal::data(format!("card product '{product}': {e}")))?;
+        let track2 = prepared
+            .magstripe_track2
+            .clone()
+            .ok_or_else(|| Refusal::data("no track 2 for the stripe"))?;
+        let tracks = tracks(&card, &track2)?;
+        let design = instant.card_design.as_ref();
+        let face = FaceInput {
+            name: card.encoded_name.clone().unwrap_or_default(),
+            pan: Some(Zeroizing::new(card.pan.digits().to_string())),
+            exp_yymm: card.exp.to_yymm(),
+            custom_lines: design.map(|d| d.custom_lines.clone()).unwrap_or_default(),
+            member_id: design.and_then(|d| d.member_id.clone()),
+            artwork_id: design.and_then(|d| d.artwork_id.clone()),
+        };
+        let panels = vec![to_k_panel(&render_front(
+            &face,
+            &self.layout,
+            self.artwork_dir.as_deref(),
+        ))];
+        Ok(PreparedJob {
+            masked_pan: card.pan.masked(),
+            card: prepared,
+            expectations,
+            derivation_index: keys.derivation,
+            transport,
+            tracks,
+            panels,
+        })
+    }
+
+    /// Writes the chip; returns the APDU count.
+    pub async fn personalize(
+        &self,
+        enc: &mut dyn ApduTransport,
+        job: &PreparedJob,
+    ) -> Result<u32, CpsError> {
+        let report = personalize(
+            enc,
+            &PersoTarget {
+                aid: job.card.aid.clone(),
+                via_isd: None,
+            },
+            &job.transport.key_source(),
+            ScpParams {
+                protocol: job.transport.protocol,
+                kvn: job.transport.kvn,
+                level: self.level,
+            },
+            &job.card.dgis,
+            rand::random(),
+        )
+        .await?;
+        Ok(report.apdu_count)
+    }
+
+    /// Reads the chip as a terminal and checks it against the order, ARQC included.
+    pub async fn verify(
+        &self,
+        enc: &mut dyn ApduTransport,
+        job: &PreparedJob,
+    ) -> Result<(), Refusal> {
+        let read = read_card(enc, &job.card.aid, &TerminalParams::default())
+            .await
+            .map_err(|e| Refusal::new("CARD_PROD_EXCEPTION", format!("read-back: {e}")))?;
+        verify_card(
+            &read,
+            &job.expectations,
+            self.keystore.as_ref(),
+            job.derivation_index,
+        )
+        .map_err(|e| Refusal::new("CARD_PROD_EXCEPTION", e.to_string()))
+    }
+}

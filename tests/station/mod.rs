@@ -1,0 +1,114 @@
+//! A development station for tests: JWE key pair, dev key store, production set-up,
+//! and INSTANT orders encrypted to the station as the hub would send them.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use station_agent::emv::keystore::{write_dev_keystore, KeyStore, SoftwareKeyStore};
+use station_agent::emv::profile::ProfileSet;
+use station_agent::emv::secure_channel::SecurityLevel;
+use station_agent::job::production::Production;
+use station_agent::order::jwe::{encrypt_json, generate_p256_keypair};
+use station_agent::order::StationKeyring;
+use station_agent::plastic::face::Layout;
+use station_sim::card::{default_instances, SimCardConfig};
+
+/// This station's id.
+pub const STATION: &str = "BR-TEST-01";
+
+/// A station's keys and production set-up.
+pub struct Dev {
+    pub dir: tempfile::TempDir,
+    pub public_jwk: String,
+    pub production: Arc<Production>,
+    pub keystore: Arc<dyn KeyStore>,
+}
+
+/// Builds the development station.
+pub fn dev() -> Dev {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = generate_p256_keypair("station-test-1");
+    let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
+    let path = write_dev_keystore(dir.path()).unwrap();
+    let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
+    let production = Arc::new(Production {
+        station_id: STATION.into(),
+        keyring,
+        keystore: keystore.clone(),
+        profiles: ProfileSet::builtin().unwrap(),
+        layout: Layout::standard(),
+        artwork_dir: None,
+        default_card_product: "DEV-VISA".into(),
+        level: SecurityLevel::CDEC_CMAC,
+    });
+    Dev {
+        dir,
+        public_jwk: public,
+        production,
+        keystore,
+    }
+}
+
+/// Card data of test card `n` (Luhn-valid PANs from the Visa test range).
+pub fn card_data(n: u32) -> Value {
+    let body = format!("47617390010{:04}", n);
+    let check = luhn_digit(&body);
+    json!({
+        "pan": format!("{body}{check}"),
+        "exp": "3012",
+        "encodedName": "DOE/JOHN",
+        "cvv1": "123",
+        "panSequenceNumber": "01"
+    })
+}
+
+fn luhn_digit(body: &str) -> u32 {
+    let sum: u32 = body
+        .chars()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = c.to_digit(10).unwrap();
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// An INSTANT order for this station with `card` encrypted to the station key.
+pub fn order(dev: &Dev, profile: &str, derivation: &str, card: &Value) -> Value {
+    let jwe = encrypt_json(&dev.public_jwk, card.to_string().as_bytes()).unwrap();
+    json!({
+        "distributionChannel": "INSTANT",
+        "cardProductId": if profile.starts_with("mc") { "DEV-MC" } else { "DEV-VISA" },
+        "persoStation": STATION,
+        "services": {"issuance": "CREATION"},
+        "encryptedData": jwe,
+        "cardDesign": {"customLines": ["PLATINUM"], "memberId": "M-42"},
+        "paymentApplication": {"config": profile, "derivationKeyIndex": derivation, "cvKeyIndex": "01"}
+    })
+}
+
+/// Blank card stock for a card product of the dev key store.
+pub fn card_stock(dev: &Dev, product: &str) -> SimCardConfig {
+    let t = dev.keystore.transport_keys(product).unwrap();
+    SimCardConfig {
+        protocol: t.protocol,
+        kvn: t.kvn,
+        kdd: [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0x00],
+        keys: t.key_source(),
+        instances: default_instances(),
+        padded_dgis: vec![0x8010, 0x8201, 0x8202, 0x8203, 0x8204, 0x8205],
+    }
+}
