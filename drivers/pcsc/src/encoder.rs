@@ -19,6 +19,8 @@ use crate::pcsc_errors::{is_service_loss, map_error};
 
 /// How long one status-change wait blocks before the thread looks at its cancel flag.
 const STATUS_POLL: Duration = Duration::from_millis(200);
+/// How long a failed exchange waits for the reader to report the card gone.
+const REMOVAL_GRACE: Duration = Duration::from_millis(1500);
 /// Longest short APDU command: header ‖ Lc ‖ 255 data bytes ‖ Le.
 const SHORT_COMMAND_MAX: u32 = 261;
 
@@ -411,17 +413,24 @@ impl Worker {
         let header = CommandHeader::of(command);
         let outcome = match card.transmit(command, &mut self.buffer) {
             Ok(response) if response.len() >= 2 => Ok(response.to_vec()),
-            Ok(response) => Err(if card_gone(card) {
-                TransportError::CardRemoved
-            } else {
-                TransportError::ShortResponse(response.len())
-            }),
-            Err(e) => Err(match map_error(e, &self.reader_name) {
-                TransportError::Other(_) | TransportError::CardMute if card_gone(card) => {
+            Ok(response) => {
+                let len = response.len();
+                Err(if self.card_left() {
                     TransportError::CardRemoved
-                }
-                mapped => mapped,
-            }),
+                } else {
+                    TransportError::ShortResponse(len)
+                })
+            }
+            Err(e @ (pcsc::Error::NotTransacted | pcsc::Error::CommError)) => {
+                Err(if self.card_left() {
+                    TransportError::CardRemoved
+                } else if e == pcsc::Error::NotTransacted {
+                    TransportError::CardMute
+                } else {
+                    map_error(e, &self.reader_name)
+                })
+            }
+            Err(e) => Err(map_error(e, &self.reader_name)),
         };
         match &outcome {
             Ok(response) => {
@@ -452,6 +461,32 @@ impl Worker {
         outcome
     }
 
+    /// Whether the card left the reader after a failed exchange.
+    ///
+    /// The reader driver notices a pulled card at its next presence poll (pcscd polls
+    /// every few hundred milliseconds), so the failure itself can precede the EMPTY state.
+    fn card_left(&self) -> bool {
+        let Some(context) = &self.context else {
+            return false;
+        };
+        let mut states = [ReaderState::new(self.reader.clone(), State::UNAWARE)];
+        let deadline = std::time::Instant::now() + REMOVAL_GRACE;
+        while std::time::Instant::now() < deadline {
+            match context.get_status_change(STATUS_POLL, &mut states) {
+                Ok(()) => {
+                    let state = states[0].event_state();
+                    if state.contains(State::EMPTY) {
+                        return true;
+                    }
+                    states[0].sync_current_state();
+                }
+                Err(pcsc::Error::Timeout) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
     fn release(&mut self) -> Result<(), TransportError> {
         match self.card.take() {
             Some(card) => card
@@ -459,14 +494,6 @@ impl Worker {
                 .map_err(|(_, e)| map_error(e, &self.reader_name)),
             None => Ok(()),
         }
-    }
-}
-
-/// Whether the reader says the card left (status fails or reports it absent).
-fn card_gone(card: &Card) -> bool {
-    match card.status2_owned() {
-        Ok(status) => status.status().contains(pcsc::Status::ABSENT),
-        Err(_) => true,
     }
 }
 
