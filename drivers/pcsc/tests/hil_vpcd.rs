@@ -161,6 +161,8 @@ async fn inserted_card_is_connected_exclusively_and_answers_select() {
 
     let session = enc.wait_for_card(CARD_WAIT).await.unwrap();
     assert_eq!(session.atr, EchoCard::ATR.to_vec());
+    // vpcd does not declare SCARD_ATTR_MAXINPUT, so extended APDUs are not claimed.
+    assert!(!enc.supports_extended_length());
     assert_eq!(enc.transmit(&SELECT).await.unwrap(), vec![0x90, 0x00]);
     assert_eq!(
         enc.exchange(&[0x80, 0xCA, 0x00, 0x00, 0x02, 0x12, 0x34, 0x00])
