@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pcsc::{Attribute, Card, Context, Disposition, Protocols, ReaderState, Scope, State};
 use station_hal::{ApduTransport, TransportError};
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroize;
 
 use crate::pattern::{PatternError, ReaderPattern};
 use crate::pcsc_errors::{is_service_loss, map_error};
@@ -318,8 +319,11 @@ impl Worker {
                 Request::WaitForCard { cancel, reply } => {
                     let _ = reply.send(self.wait_for_card(&cancel));
                 }
-                Request::Transmit { command, reply } => {
-                    let _ = reply.send(self.transmit(&command));
+                Request::Transmit { mut command, reply } => {
+                    let outcome = self.transmit(&command);
+                    // Record DGIs and READ RECORD answers carry the PAN in clear.
+                    command.zeroize();
+                    let _ = reply.send(outcome);
                 }
                 Request::Reestablish { reply } => {
                     let _ = reply.send(self.establish().map(|()| self.reader_name.clone()));
@@ -432,6 +436,8 @@ impl Worker {
             }
             Err(e) => Err(map_error(e, &self.reader_name)),
         };
+        let used = outcome.as_ref().map_or(0, Vec::len);
+        self.buffer[..used].zeroize();
         match &outcome {
             Ok(response) => {
                 let sw = &response[response.len() - 2..];
