@@ -29,6 +29,8 @@ const SELECT: [u8; 11] = [
 /// Generous bound for a card to show up; the tests never wait it out when things work.
 const CARD_WAIT: Duration = Duration::from_secs(20);
 
+/// Bound for pcscd to settle (reader empty, daemon restarted); never reached when healthy.
+const SETTLE: Duration = Duration::from_secs(30);
 /// The tests share one pcscd and one reader slot, and one of them restarts pcscd.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -103,14 +105,16 @@ async fn reader_empty() {
             std::ffi::CString::new(READER).unwrap(),
             pcsc::State::UNAWARE,
         )];
-        loop {
-            ctx.get_status_change(Duration::from_secs(5), &mut states)
-                .expect("reader state readable");
-            if states[0].event_state().contains(pcsc::State::EMPTY) {
-                return;
+        let deadline = std::time::Instant::now() + SETTLE;
+        while std::time::Instant::now() < deadline {
+            match ctx.get_status_change(Duration::from_millis(500), &mut states) {
+                Ok(()) if states[0].event_state().contains(pcsc::State::EMPTY) => return,
+                Ok(()) => states[0].sync_current_state(),
+                Err(pcsc::Error::Timeout) => {}
+                Err(e) => panic!("cannot read the state of {READER}: {e}"),
             }
-            states[0].sync_current_state();
         }
+        panic!("{READER} still holds a card after {SETTLE:?}");
     })
     .await
     .unwrap();
@@ -276,19 +280,23 @@ async fn restart_pcscd(hil: &Hil) {
         .unwrap();
     assert!(status.success(), "could not stop pcscd {old}");
     let pidfile = hil.pidfile.clone();
-    tokio::task::spawn_blocking(move || loop {
-        std::thread::sleep(Duration::from_millis(100));
-        match read_pid(&pidfile) {
-            Some(pid) if pid != old => {}
-            _ => continue,
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + SETTLE;
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            match read_pid(&pidfile) {
+                Some(pid) if pid != old => {}
+                _ => continue,
+            }
+            let listed = pcsc::Context::establish(pcsc::Scope::User)
+                .and_then(|c| c.list_readers_owned())
+                .map(|r| r.iter().any(|n| n.to_string_lossy() == READER))
+                .unwrap_or(false);
+            if listed {
+                return;
+            }
         }
-        let listed = pcsc::Context::establish(pcsc::Scope::User)
-            .and_then(|c| c.list_readers_owned())
-            .map(|r| r.iter().any(|n| n.to_string_lossy() == READER))
-            .unwrap_or(false);
-        if listed {
-            return;
-        }
+        panic!("the harness did not bring pcscd back within {SETTLE:?}");
     })
     .await
     .unwrap();
