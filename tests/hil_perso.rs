@@ -40,10 +40,9 @@ async fn a_blank_card_is_personalized_through_pcsc_and_reads_back_with_a_valid_a
     let card = Arc::new(Mutex::new(SimCard::new(config)));
     let link: SharedCard = card.clone();
     let inserted = Inserted::new(port, link);
-    let mut enc = PcscEncoder::open(ReaderConfig {
-        name_pattern: SLOT0.into(),
-    })
-    .unwrap();
+    let mut enc = PcscEncoder::open(ReaderConfig::new(SLOT0).unwrap())
+        .await
+        .unwrap();
     enc.wait_for_card(Duration::from_secs(10)).await.unwrap();
 
     let mk = "2F02C8B0E9CBC7B05B5167F7A1CDE6E5";
@@ -121,6 +120,6 @@ async fn a_blank_card_is_personalized_through_pcsc_and_reads_back_with_a_valid_a
     )
     .unwrap();
     assert_eq!(ac, expected);
-    enc.release().await;
+    enc.release().await.unwrap();
     inserted.remove().await;
 }

@@ -3,7 +3,7 @@
 //!
 //! - `STATION_HIL_PCSC=1`: a private pcscd is running;
 //! - `PCSCLITE_CSOCK_NAME`: its socket (read by libpcsclite itself);
-//! - `STATION_VPCD_PORT`: its vpcd port for slot 0 (`Virtual PCD 00 00`); slot 1 is port + 1.
+//! - `STATION_HIL_VPCD_PORT`: its vpcd port for slot 0 (`Virtual PCD 00 00`); slot 1 is port + 1.
 //!
 //! Without them these tests fail with instructions, unless `STATION_HIL=off` is set
 //! explicitly (for a quick `cargo test` on a machine without pcscd).
@@ -34,10 +34,10 @@ pub fn vpcd_port() -> Option<u16> {
         );
     }
     Some(
-        std::env::var("STATION_VPCD_PORT")
-            .expect("STATION_VPCD_PORT")
+        std::env::var("STATION_HIL_VPCD_PORT")
+            .expect("STATION_HIL_VPCD_PORT")
             .parse()
-            .expect("STATION_VPCD_PORT is a port"),
+            .expect("STATION_HIL_VPCD_PORT is a port"),
     )
 }
 
@@ -58,7 +58,9 @@ impl Inserted {
     pub fn new(port: u16, card: SharedCard) -> Self {
         let (stop, rx) = watch::channel(false);
         let addr = format!("127.0.0.1:{port}");
-        let task = tokio::spawn(async move { serve(&addr, card, rx).await });
+        let task = tokio::spawn(async move {
+            let _ = serve(&addr, card, rx).await;
+        });
         Inserted { stop, task }
     }
 

@@ -40,7 +40,10 @@ fn test() -> Result<(), String> {
     let hil_dir = std::env::temp_dir().join(format!("station-hil-{}", std::process::id()));
     let pcscd = pcscd::PrivatePcscd::start(&hil_dir)
         .map_err(|e| format!("hardware-in-the-loop set-up: {e}"))?;
-    println!("xtask: private pcscd + vpcd ready ({hil_dir:?})");
+    println!(
+        "xtask: private pcscd + vpcd ready (vpcd port {}, {hil_dir:?})",
+        pcscd.vpcd_port()
+    );
     cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
     drop(pcscd);
     Ok(())

@@ -551,10 +551,7 @@ impl SimCard {
         let mut body = tlv::encode(0x9F27, &[cid]);
         body.extend(tlv::encode(0x9F36, &self.atc.to_be_bytes()));
         body.extend(tlv::encode(0x9F26, &ac));
-        body.extend(tlv::encode(
-            0x9F10,
-            &[&[0x06, 0x01, 0x0A][..], &cvr].concat(),
-        ));
+        body.extend(tlv::encode(0x9F10, &[&iad_head[..], &cvr].concat()));
         ok(tlv::encode(0x77, &body))
     }
 }

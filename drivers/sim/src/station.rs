@@ -158,7 +158,9 @@ pub async fn serve_chips_on_vpcd(
                 let a = addr.clone();
                 inserted = Some((
                     tx,
-                    tokio::spawn(async move { serve(&a, card, card_stop).await }),
+                    tokio::spawn(async move {
+                        let _ = serve(&a, card, card_stop).await;
+                    }),
                 ));
             }
             (Position::AtChipStation, true) => {}
