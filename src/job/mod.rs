@@ -1,6 +1,7 @@
 //! Jobs: one card order from receipt to hand-over, its state machine and the pipeline
 //! that drives printer and encoder through it.
 
+pub mod pipeline;
 pub mod production;
 pub mod state;
 

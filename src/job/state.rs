@@ -11,6 +11,7 @@
 //!                                     Ejected ──▶ HandedOver
 //!
 //!  any hardware state (Feeding … Printing) ──▶ Spoiled   (card sent to the reject box)
+//!  Feeding ──(feeder empty, no card fed)──▶ WaitingForStaff
 //!  any hardware state ──(agent restart)──▶ InDoubt ──staff──▶ Ejected (confirm) | Spoiled (spoil)
 //! ```
 //!
@@ -83,7 +84,8 @@ impl JobState {
             Received => &[Validated, Failed, Cancelled],
             Validated => &[WaitingForStaff, Feeding, Failed, Cancelled],
             WaitingForStaff => &[Feeding, Failed, Cancelled],
-            Feeding => &[AtChipStation, Spoiled, InDoubt],
+            // Feeder empty: no card left the hopper, the order waits for staff again.
+            Feeding => &[AtChipStation, Spoiled, InDoubt, WaitingForStaff],
             AtChipStation => &[Personalizing, Spoiled, InDoubt],
             Personalizing => &[Verifying, Spoiled, InDoubt],
             Verifying => &[Printing, Spoiled, InDoubt],
