@@ -53,11 +53,17 @@ impl LinkError {
         }
     }
 
-    /// Whether sending the same request later may succeed.
+    /// Whether sending the same request later may succeed. A refused credential
+    /// counts as retryable: it concerns the whole station (fixed by re-registration),
+    /// not the request, so requests wait rather than being parked.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            LinkError::Unavailable { .. } | LinkError::Transport(_) | LinkError::Protocol(_)
+            LinkError::Unavailable { .. }
+                | LinkError::Transport(_)
+                | LinkError::Protocol(_)
+                | LinkError::Unauthorized { .. }
+                | LinkError::Credential(_)
         )
     }
 

@@ -119,7 +119,15 @@ impl EventSender {
                     report.delivered += 1;
                 }
                 Err(e) if e.is_retryable() => {
-                    tracing::info!(
+                    if matches!(e, LinkError::Unauthorized { .. } | LinkError::Credential(_)) {
+                        tracing::warn!(
+                            operation_id = %item.operation_id,
+                            code = e.code(),
+                            alert = true,
+                            "station credentials refused; events wait: {e}"
+                        );
+                    }
+                    tracing::debug!(
                         operation_id = %item.operation_id,
                         sequence = item.event.sequence,
                         code = e.code(),
