@@ -11,6 +11,7 @@
 //! makes the operation FAILED (so the card may be ordered again).
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod hub;
