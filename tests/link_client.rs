@@ -217,3 +217,84 @@ fn heartbeat() -> station_agent::link::Heartbeat {
         card_stock: Some(42),
     }
 }
+
+struct Intake(std::sync::Mutex<Vec<String>>);
+
+impl station_agent::link::OrderIntake for Intake {
+    fn accept(&self, order: station_agent::link::StationOrder) {
+        self.0.lock().unwrap().push(order.operation_id);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_order_poller_hands_orders_over_and_survives_an_outage() {
+    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let intake = Arc::new(Intake(Default::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(station_agent::link::run_order_poller(
+        Arc::new(client(addr)),
+        intake.clone(),
+        Duration::from_secs(20),
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+        stop_rx,
+    ));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(intake.0.lock().unwrap().is_empty());
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    link_common::serve(listener, Arc::new(Upstream::default()));
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while intake.0.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("order handed over once the hub is back");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(intake.0.lock().unwrap()[0], "op-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_go_out_periodically() {
+    struct Health;
+    impl station_agent::link::HealthSource for Health {
+        fn heartbeat(&self) -> station_agent::link::Heartbeat {
+            heartbeat()
+        }
+    }
+    let up = Arc::new(Upstream::default());
+    let addr = start(up.clone()).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(station_agent::link::outbox::run_heartbeat(
+        Arc::new(client(addr)),
+        Arc::new(Health),
+        Duration::from_secs(30),
+        stop_rx,
+    ));
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while *up.heartbeats.lock().unwrap() < 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await
+    .expect("three heartbeats");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[test]
+fn a_client_certificate_without_its_key_is_a_configuration_error() {
+    let err = station_agent::link::client::http_client(
+        &station_agent::link::TlsFiles {
+            client_cert: Some("/nonexistent/cert.pem".into()),
+            client_key: None,
+            ca_bundle: None,
+        },
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "LINK_CONFIG");
+}

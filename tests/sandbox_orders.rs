@@ -202,23 +202,29 @@ async fn an_unknown_card_has_no_production_status() {
 }
 
 #[tokio::test]
-async fn orders_survive_a_hub_restart() {
+async fn orders_and_keys_survive_a_hub_restart() {
     let hub = TestHub::start().await;
     let token = hub.issuer_token().await;
-    assert_eq!(
-        hub.order(
+    let (_, body) = hub
+        .order(
             &token,
             "card-1",
-            &instant_order(&hub.sealed_card(), STATION)
+            &instant_order(&hub.sealed_card(), STATION),
         )
-        .await
-        .0,
-        202
+        .await;
+    let hub_key = hub.hub_public_jwk();
+
+    let hub = hub.restart().await;
+
+    assert_eq!(
+        hub.hub_public_jwk(),
+        hub_key,
+        "keys are not rotated by a restart"
     );
-    let store = station_agent::sandbox::store::HubStore::open(&hub.files.database).unwrap();
-    let ops = store
-        .operations_for_card("SANDBOX-ISSUER", "card-1")
-        .unwrap();
-    assert_eq!(ops.len(), 1);
-    assert_eq!(store.pending_station_orders(STATION).unwrap().len(), 1);
+    let polled = hub.poll(&hub.station_token().await, 0).await;
+    assert_eq!(polled["orders"][0]["operationId"], body["operationId"]);
+    let (_, st) = hub
+        .production_status(&hub.issuer_token().await, "card-1")
+        .await;
+    assert_eq!(st["operations"][0]["status"], "PENDING");
 }

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod outbox;
+pub mod poller;
 pub mod wire;
 
 pub use auth::{AccessToken, ClientCredential, TokenSource};
@@ -17,4 +18,5 @@ pub use error::LinkError;
 pub use outbox::{
     EventSender, HealthSource, Outbox, OutboxError, OutboxEvent, PassReport, SenderOptions,
 };
+pub use poller::{run_order_poller, OrderIntake};
 pub use wire::{DeviceHealth, Heartbeat, StationOrder, StationOrders, StatusEvent};

@@ -129,6 +129,37 @@ impl TestHub {
         }
     }
 
+    /// Stop the hub and start a new one on the same state directory.
+    pub async fn restart(self) -> TestHub {
+        let TestHub {
+            dir,
+            files,
+            handle,
+            station_signing_private,
+            station_jwe_private,
+            station_jwe_public,
+        } = self;
+        handle.shutdown().await;
+        let rules = Arc::new(TestRules {
+            hub_private_jwk: Zeroizing::new(
+                std::fs::read_to_string(&files.hub_private_jwk).unwrap(),
+            ),
+        });
+        let config = SandboxConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            state_dir: dir.path().to_path_buf(),
+        };
+        let handle = start_with_rules(&config, rules).await.unwrap();
+        TestHub {
+            dir,
+            files,
+            handle,
+            station_signing_private,
+            station_jwe_private,
+            station_jwe_public,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.handle.base_url(), path)
     }
