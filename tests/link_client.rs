@@ -298,3 +298,33 @@ fn a_client_certificate_without_its_key_is_a_configuration_error() {
     .unwrap_err();
     assert_eq!(err.code(), "LINK_CONFIG");
 }
+
+#[tokio::test]
+async fn events_of_one_operation_go_out_by_sequence_whatever_the_outbox_order() {
+    let up = Arc::new(Upstream::default());
+    let addr = start(up.clone()).await;
+    let outbox = Arc::new(MemOutbox::with(&[
+        ("op-a", 2, "CARD_PROD_DONE"),
+        ("op-b", 1, "CARD_PROD_READY"),
+        ("op-a", 1, "CARD_PROD_READY"),
+    ]));
+    let sender = EventSender::new(Arc::new(client(addr)), outbox.clone(), options());
+
+    sender.send_pending().await.unwrap();
+
+    let sent: Vec<(String, u64)> = up
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.0.clone(), e.1))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            ("op-a".to_string(), 1),
+            ("op-a".to_string(), 2),
+            ("op-b".to_string(), 1)
+        ]
+    );
+}

@@ -96,13 +96,21 @@ impl EventSender {
         let events = self.outbox.pending_events(self.options.batch)?;
         let mut report = PassReport::default();
         let mut blocked: HashSet<String> = HashSet::new();
-        let mut sorted = events;
-        // Stable sort keeps the journal's order between operations.
-        sorted.sort_by(|a, b| {
-            a.operation_id
-                .cmp(&b.operation_id)
-                .then(a.event.sequence.cmp(&b.event.sequence))
-        });
+        // Operations in the journal's (oldest first) order, each operation's events by sequence.
+        let mut order: Vec<String> = Vec::new();
+        let mut by_op: std::collections::HashMap<String, Vec<OutboxEvent>> = Default::default();
+        for e in events {
+            if !by_op.contains_key(&e.operation_id) {
+                order.push(e.operation_id.clone());
+            }
+            by_op.entry(e.operation_id.clone()).or_default().push(e);
+        }
+        let mut sorted = Vec::new();
+        for op in order {
+            let mut evs = by_op.remove(&op).unwrap_or_default();
+            evs.sort_by_key(|e| e.event.sequence);
+            sorted.extend(evs);
+        }
         for item in sorted {
             if blocked.contains(&item.operation_id) {
                 report.deferred += 1;
