@@ -171,3 +171,32 @@ pub fn describe_state(files: &StateFiles, addr: SocketAddr) -> String {
         files.database.display()
     )
 }
+
+/// Run the hub until Ctrl-C: create the state on first start, print where the
+/// keys are, serve, then shut down gracefully.
+pub async fn run_with_rules(
+    config: SandboxConfig,
+    rules: Arc<dyn OrderRules>,
+) -> Result<(), SandboxError> {
+    let files = init_state(&config.state_dir)?;
+    let mut handle = start_with_rules(&config, rules).await?;
+    println!("{}", describe_state(&files, handle.local_addr()));
+    let addr = handle.local_addr().to_string();
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if let Err(e) = r {
+                tracing::warn!("cannot wait for Ctrl-C: {e}");
+            }
+            handle.shutdown().await;
+            Ok(())
+        }
+        r = &mut handle.server => Err(SandboxError::Listen {
+            addr,
+            reason: match r {
+                Ok(Ok(())) => "server stopped".into(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            },
+        }),
+    }
+}
