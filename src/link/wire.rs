@@ -117,3 +117,29 @@ pub fn is_masked_pan(value: &str) -> bool {
     let digits = value.chars().filter(|c| c.is_ascii_digit()).count();
     digits <= 10 && value.chars().any(|c| !c.is_ascii_digit())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pan_masked_to_first_six_and_last_four_passes() {
+        assert!(is_masked_pan("476173******0010"));
+    }
+
+    #[test]
+    fn a_clear_pan_is_not_masked() {
+        assert!(!is_masked_pan("4761739001010010"));
+        assert!(!is_masked_pan("4761 7390 0101 0010"));
+    }
+
+    #[test]
+    fn token_response_debug_hides_the_token() {
+        let t = TokenResponse {
+            access_token: "secret-token".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+        };
+        assert!(!format!("{t:?}").contains("secret-token"));
+    }
+}

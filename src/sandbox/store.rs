@@ -486,3 +486,19 @@ impl HubStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn d1_details_statuses_map_to_top_level_statuses() {
+        assert_eq!(top_level_status("CARD_PROD_REQUESTED"), Some(PENDING));
+        assert_eq!(top_level_status("CARD_PROD_READY"), Some(PENDING));
+        assert_eq!(top_level_status("CARD_PROD_DONE"), Some(SUCCESSFUL));
+        assert_eq!(top_level_status("DATA_EXCEPTION"), Some(FAILED));
+        assert_eq!(top_level_status("CARD_PROD_EXCEPTION"), Some(FAILED));
+        assert_eq!(top_level_status("CARD_PROD_CANCELED"), Some(FAILED));
+        assert_eq!(top_level_status("SOMETHING_NEW"), None);
+    }
+}
