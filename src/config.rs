@@ -1,1 +1,528 @@
-//! config
+//! Station configuration: where it is found, what it holds, and how it is checked.
+//!
+//! The file is found at `--config`, else the service default
+//! (`/etc/station-agent/station.toml`, `%ProgramData%\station-agent\station.toml`),
+//! else the user's config dir. Relative paths inside it are relative to its folder,
+//! so a configuration folder can be moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A configuration problem, naming the file or key so IT can fix it.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// No configuration file was found in any of the usual places.
+    #[error("no configuration file found (looked in: {0})")]
+    NotFound(String),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/mistyped keys.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// File.
+        path: PathBuf,
+        /// Parser message (names the key and line).
+        message: String,
+    },
+    /// A key has a value the station cannot use.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `upstream.url`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Stable code for logs and the console.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::NotFound(_) => "CFG_NOT_FOUND",
+            ConfigError::Read { .. } => "CFG_READ",
+            ConfigError::Syntax { .. } => "CFG_SYNTAX",
+            ConfigError::Invalid { .. } => "CFG_INVALID",
+        }
+    }
+
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole station configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    /// Identity of this station.
+    pub station: StationSection,
+    /// The order hub this station talks to.
+    pub upstream: UpstreamSection,
+    /// Decryption keys and key store.
+    pub keys: KeysSection,
+    /// Printer and chip encoder.
+    pub devices: DevicesSection,
+    /// Journal location and retention.
+    pub journal: JournalSection,
+    /// Staff console.
+    #[serde(default)]
+    pub console: ConsoleSection,
+    /// Start policy.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// Log level and format.
+    #[serde(default)]
+    pub logging: LoggingSection,
+    /// Folder the file was read from; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[station]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationSection {
+    /// The persoStation id orders must carry.
+    pub perso_station: String,
+    /// The issuer this station produces for.
+    pub issuer_id: String,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Base URL of the hub.
+    pub url: String,
+    /// Client id (iss/sub of the client assertion).
+    pub client_id: String,
+    /// Key id of the ES256 signing key.
+    pub kid: String,
+    /// Private ES256 JWK file.
+    pub signing_key: PathBuf,
+    /// Client certificate (PEM) for mTLS.
+    pub client_certificate: Option<PathBuf>,
+    /// Client private key (PEM) for mTLS.
+    pub client_key: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the hub's certificate.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// Station JWE private keys (JWK files).
+    pub station_jwe: Vec<PathBuf>,
+    /// Software key store file.
+    pub keystore: PathBuf,
+}
+
+/// `[devices]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesSection {
+    /// The card printer.
+    pub printer: PrinterSection,
+    /// The chip encoder.
+    pub encoder: EncoderSection,
+}
+
+/// `[devices.printer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterSection {
+    /// Serial path, USB printer node or `tcp://host:port`.
+    pub device: String,
+    /// Model profile name; detected when absent.
+    pub model: Option<String>,
+}
+
+/// `[devices.encoder]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSection {
+    /// PC/SC reader name pattern.
+    pub reader: String,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// SQLite file.
+    pub path: PathBuf,
+    /// Days ended jobs keep their encrypted card data.
+    #[serde(default)]
+    pub retention_days: u32,
+}
+
+/// `[console]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Listen address.
+    #[serde(default = "default_console")]
+    pub listen: String,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        ConsoleSection {
+            listen: default_console(),
+        }
+    }
+}
+
+fn default_console() -> String {
+    "127.0.0.1:8470".into()
+}
+
+/// Who starts a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPolicy {
+    /// Staff press Start when the customer is at the counter.
+    #[default]
+    Staff,
+    /// Cards start as soon as the order is validated.
+    Automatic,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Start policy.
+    #[serde(default)]
+    pub start: StartPolicy,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// Default level filter.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// Output format.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection {
+            level: default_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+/// Where the service installation keeps its configuration on this platform.
+pub fn service_default_path() -> PathBuf {
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").unwrap_or_else(|| "C:\\ProgramData".into());
+        PathBuf::from(base)
+            .join("station-agent")
+            .join("station.toml")
+    } else {
+        PathBuf::from("/etc/station-agent/station.toml")
+    }
+}
+
+/// The per-user configuration file (for engineers running the agent by hand).
+pub fn user_default_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "station-agent")
+        .map(|d| d.config_dir().join("station.toml"))
+}
+
+/// Finds the configuration file: the explicit path, else the service default, else the user's.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let mut tried = vec![service_default_path()];
+    tried.extend(user_default_path());
+    tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        ConfigError::NotFound(
+            tried
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })
+}
+
+impl StationConfig {
+    /// Reads and parses a file, without checking the referenced files.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        cfg.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (base dir left empty).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Resolves a path from the file against the file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Checks every value and every referenced key file; the first problem names its key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.check_values()?;
+        self.check_files()
+    }
+
+    /// Checks values that need no file system access.
+    pub fn check_values(&self) -> Result<(), ConfigError> {
+        check_id("station.perso_station", &self.station.perso_station)?;
+        check_id("station.issuer_id", &self.station.issuer_id)?;
+        let url = &self.upstream.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                format!("'{url}' is not an http(s) URL"),
+            ));
+        }
+        check_id("upstream.client_id", &self.upstream.client_id)?;
+        check_id("upstream.kid", &self.upstream.kid)?;
+        if self.upstream.client_certificate.is_some() != self.upstream.client_key.is_some() {
+            return Err(ConfigError::invalid(
+                "upstream.client_key",
+                "client_certificate and client_key go together for mTLS",
+            ));
+        }
+        if self.keys.station_jwe.is_empty() {
+            return Err(ConfigError::invalid(
+                "keys.station_jwe",
+                "at least one station decryption key is needed",
+            ));
+        }
+        if self.devices.printer.device.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "devices.printer.device",
+                "empty device path",
+            ));
+        }
+        if self.devices.encoder.reader.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "devices.encoder.reader",
+                "empty reader name pattern",
+            ));
+        }
+        self.console
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::invalid("console.listen", e.to_string()))?;
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
+            return Err(ConfigError::invalid(
+                "logging.level",
+                format!(
+                    "'{}' is not one of error, warn, info, debug, trace",
+                    self.logging.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_files(&self) -> Result<(), ConfigError> {
+        check_secret_file(
+            "upstream.signing_key",
+            &self.resolve(&self.upstream.signing_key),
+        )?;
+        for (i, p) in self.keys.station_jwe.iter().enumerate() {
+            check_secret_file(&format!("keys.station_jwe[{i}]"), &self.resolve(p))?;
+        }
+        check_secret_file("keys.keystore", &self.resolve(&self.keys.keystore))?;
+        if let Some(k) = &self.upstream.client_key {
+            check_secret_file("upstream.client_key", &self.resolve(k))?;
+        }
+        for (key, p) in [
+            (
+                "upstream.client_certificate",
+                &self.upstream.client_certificate,
+            ),
+            ("upstream.ca_bundle", &self.upstream.ca_bundle),
+        ] {
+            if let Some(p) = p {
+                let p = self.resolve(p);
+                if !p.is_file() {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("{} does not exist", p.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_id(key: &str, v: &str) -> Result<(), ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("'{v}' must be 1-64 characters of A-Z a-z 0-9 - _ ."),
+        ))
+    }
+}
+
+/// Refuses a key file that is missing or, on Unix, readable by group or others.
+pub fn check_secret_file(key: &str, path: &Path) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{} is not a file", path.display()),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "{} is readable by group or others (mode {mode:03o}); run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> String {
+        include_str!("../config/station.example.toml").to_string()
+    }
+
+    #[test]
+    fn the_shipped_example_parses_and_its_values_check() {
+        let cfg = StationConfig::parse(&example()).unwrap();
+        cfg.check_values().unwrap();
+        assert_eq!(cfg.station.perso_station, "BR-0042-01");
+        assert_eq!(cfg.policy.start, StartPolicy::Staff);
+    }
+
+    #[test]
+    fn a_misspelled_key_is_named() {
+        let text = example().replace("retention_days", "retention_dayz");
+        let err = StationConfig::parse(&text).unwrap_err();
+        assert!(err.contains("retention_dayz"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_upstream_url_names_the_key() {
+        let text = example().replace("http://127.0.0.1:8480", "ftp:/nowhere");
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("upstream.url:"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_start_policy_is_refused() {
+        let text = example().replace("start = \"staff\"", "start = \"whenever\"");
+        let err = StationConfig::parse(&text).unwrap_err();
+        assert!(err.contains("whenever"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("station.toml");
+        std::fs::write(&path, example()).unwrap();
+        let cfg = StationConfig::load(&path).unwrap();
+        assert_eq!(
+            cfg.resolve(&cfg.keys.keystore),
+            dir.path().join("keys/keystore.toml")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_readable_by_others_is_refused_with_its_key_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.jwk");
+        std::fs::write(&key, "{}").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check_secret_file("keys.keystore", &key).unwrap_err();
+        assert!(err.to_string().starts_with("keys.keystore:"), "{err}");
+        assert!(err.to_string().contains("644"), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_secret_file("keys.keystore", &key).unwrap();
+    }
+
+    #[test]
+    fn a_missing_key_file_is_named() {
+        let cfg = StationConfig::parse(&example()).unwrap();
+        let err = cfg.check().unwrap_err();
+        assert!(
+            err.to_string().starts_with("upstream.signing_key:"),
+            "{err}"
+        );
+    }
+}

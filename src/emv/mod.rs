@@ -4,7 +4,11 @@
 //!
 //! The core is transport-agnostic: it speaks to any [`station_hal::ApduTransport`].
 
+pub mod cps;
 pub mod crypto;
 pub mod cryptogram;
 pub mod dgi;
+pub mod diversify;
+pub mod gp;
+pub mod secure_channel;
 pub mod tlv;

@@ -1,0 +1,1 @@
+//! Staff console (a page at `/`) and the admin API under `/api`.

@@ -1,0 +1,339 @@
+//! The job state machine and its mapping to D1 production statuses.
+//!
+//! ```text
+//!  Received ──▶ Validated ──▶ WaitingForStaff ──▶ Feeding ──▶ AtChipStation ──▶ Personalizing
+//!     │            │   └──────────────────────────▲                                   │
+//!     │            │                                                                  ▼
+//!     ├──▶ Failed ◀┤                  Printing ◀── Verifying ◀────────────────────────┘
+//!     └──▶ Cancelled (also from Validated / WaitingForStaff)
+//!                                        │
+//!                                        ▼
+//!                                     Ejected ──▶ HandedOver
+//!
+//!  any hardware state (Feeding … Printing) ──▶ Spoiled   (card sent to the reject box)
+//!  any hardware state ──(agent restart)──▶ InDoubt ──staff──▶ Ejected (confirm) | Spoiled (spoil)
+//! ```
+//!
+//! A card is physically in the printer exactly in the hardware states; a restart that
+//! finds a job there never re-runs it: the job becomes `InDoubt` for staff to decide.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Order received and journaled, not yet checked.
+    Received,
+    /// Order valid, card data decrypted and prepared.
+    Validated,
+    /// Waiting for staff to start the card with the customer at the counter.
+    WaitingForStaff,
+    /// A blank card is being fed.
+    Feeding,
+    /// The card is held at the contact chip station.
+    AtChipStation,
+    /// The chip is being personalized.
+    Personalizing,
+    /// The chip is being read back as a terminal would.
+    Verifying,
+    /// The card face and magstripe are being written.
+    Printing,
+    /// The finished card is in the output hopper.
+    Ejected,
+    /// Staff handed the card to the customer.
+    HandedOver,
+    /// The card was spoiled and sent to the reject box.
+    Spoiled,
+    /// The order could not be produced; no card was consumed.
+    Failed,
+    /// The order was cancelled before a card was fed.
+    Cancelled,
+    /// The agent restarted while the card was in the printer; staff must decide.
+    InDoubt,
+}
+
+use JobState::*;
+
+/// Every state, for exhaustive tests and listings.
+pub const ALL_STATES: [JobState; 14] = [
+    Received,
+    Validated,
+    WaitingForStaff,
+    Feeding,
+    AtChipStation,
+    Personalizing,
+    Verifying,
+    Printing,
+    Ejected,
+    HandedOver,
+    Spoiled,
+    Failed,
+    Cancelled,
+    InDoubt,
+];
+
+impl JobState {
+    /// The states this one may move to.
+    pub fn allowed_next(self) -> &'static [JobState] {
+        match self {
+            Received => &[Validated, Failed, Cancelled],
+            Validated => &[WaitingForStaff, Feeding, Failed, Cancelled],
+            WaitingForStaff => &[Feeding, Failed, Cancelled],
+            Feeding => &[AtChipStation, Spoiled, InDoubt],
+            AtChipStation => &[Personalizing, Spoiled, InDoubt],
+            Personalizing => &[Verifying, Spoiled, InDoubt],
+            Verifying => &[Printing, Spoiled, InDoubt],
+            Printing => &[Ejected, Spoiled, InDoubt],
+            Ejected => &[HandedOver],
+            InDoubt => &[Ejected, Spoiled],
+            HandedOver | Spoiled | Failed | Cancelled => &[],
+        }
+    }
+
+    /// Whether `next` is an allowed move from here.
+    pub fn can_go_to(self, next: JobState) -> bool {
+        self.allowed_next().contains(&next)
+    }
+
+    /// Whether the job has ended (no card in the printer, nothing left to do).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, HandedOver | Spoiled | Failed | Cancelled)
+    }
+
+    /// Whether a card is physically in the printer in this state.
+    pub fn is_hardware(self) -> bool {
+        matches!(
+            self,
+            Feeding | AtChipStation | Personalizing | Verifying | Printing
+        )
+    }
+
+    /// Whether the job may still need its card data (false once the card is out or the job ended).
+    pub fn card_data_needed(self) -> bool {
+        !(self.is_terminal() || self == Ejected)
+    }
+
+    /// Whether an order for the same card counts as still pending or done (D1 re-order rule).
+    pub fn blocks_reorder(self) -> bool {
+        !matches!(self, Spoiled | Failed | Cancelled)
+    }
+
+    /// The D1 `details.status` reported on entering this state, if any.
+    pub fn reported_status(self) -> Option<D1Status> {
+        match self {
+            Received => Some(D1Status::CardProdRequested),
+            Validated => Some(D1Status::CardProdReady),
+            Ejected => Some(D1Status::CardProdDone),
+            Failed => Some(D1Status::DataException),
+            Spoiled => Some(D1Status::CardProdException),
+            Cancelled => Some(D1Status::CardProdCanceled),
+            _ => None,
+        }
+    }
+
+    /// Stable storage code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Received => "received",
+            Validated => "validated",
+            WaitingForStaff => "waiting_for_staff",
+            Feeding => "feeding",
+            AtChipStation => "at_chip_station",
+            Personalizing => "personalizing",
+            Verifying => "verifying",
+            Printing => "printing",
+            Ejected => "ejected",
+            HandedOver => "handed_over",
+            Spoiled => "spoiled",
+            Failed => "failed",
+            Cancelled => "cancelled",
+            InDoubt => "in_doubt",
+        }
+    }
+
+    /// Words for branch staff.
+    pub fn label(self) -> &'static str {
+        match self {
+            Received => "Received",
+            Validated => "Ready",
+            WaitingForStaff => "Ready — press Start with the customer present",
+            Feeding => "Feeding a blank card",
+            AtChipStation => "Card at the chip encoder",
+            Personalizing => "Writing the chip",
+            Verifying => "Checking the chip",
+            Printing => "Printing and encoding the stripe",
+            Ejected => "Card ready in the output tray",
+            HandedOver => "Handed over",
+            Spoiled => "Spoiled — card in the reject box",
+            Failed => "Could not be produced",
+            Cancelled => "Cancelled",
+            InDoubt => "Check the printer — confirm or spoil this card",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored state code that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job state '{0}'")]
+pub struct UnknownState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ALL_STATES
+            .iter()
+            .copied()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// D1 `details.status` of a PRODUCE operation (unknown values tolerated).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum D1Status {
+    /// Requested.
+    CardProdRequested,
+    /// Data processed.
+    CardProdReady,
+    /// Card personalized.
+    CardProdDone,
+    /// Data problem.
+    DataException,
+    /// Personalization problem.
+    CardProdException,
+    /// Cancelled.
+    CardProdCanceled,
+    /// A value this version does not know (forward compatible).
+    Unknown(String),
+}
+
+impl D1Status {
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            D1Status::CardProdRequested => "CARD_PROD_REQUESTED",
+            D1Status::CardProdReady => "CARD_PROD_READY",
+            D1Status::CardProdDone => "CARD_PROD_DONE",
+            D1Status::DataException => "DATA_EXCEPTION",
+            D1Status::CardProdException => "CARD_PROD_EXCEPTION",
+            D1Status::CardProdCanceled => "CARD_PROD_CANCELED",
+            D1Status::Unknown(s) => s,
+        }
+    }
+
+    /// Parses a wire string; unknown values are kept, not refused.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "CARD_PROD_REQUESTED" => D1Status::CardProdRequested,
+            "CARD_PROD_READY" => D1Status::CardProdReady,
+            "CARD_PROD_DONE" => D1Status::CardProdDone,
+            "DATA_EXCEPTION" => D1Status::DataException,
+            "CARD_PROD_EXCEPTION" => D1Status::CardProdException,
+            "CARD_PROD_CANCELED" => D1Status::CardProdCanceled,
+            other => D1Status::Unknown(other.to_string()),
+        }
+    }
+
+    /// The operation's top-level status; `None` for an unknown detail status.
+    pub fn operation_status(&self) -> Option<OperationStatus> {
+        match self {
+            D1Status::CardProdRequested | D1Status::CardProdReady => Some(OperationStatus::Pending),
+            D1Status::CardProdDone => Some(OperationStatus::Successful),
+            D1Status::DataException | D1Status::CardProdException | D1Status::CardProdCanceled => {
+                Some(OperationStatus::Failed)
+            }
+            D1Status::Unknown(_) => None,
+        }
+    }
+}
+
+impl Serialize for D1Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for D1Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(D1Status::parse(&String::deserialize(d)?))
+    }
+}
+
+/// Top-level status of a D1 operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationStatus {
+    /// Requested or ready.
+    Pending,
+    /// Done.
+    Successful,
+    /// An exception or cancellation.
+    Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_codes_round_trip_for_every_state() {
+        for s in ALL_STATES {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), s);
+        }
+        assert!("printing_now".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn terminal_states_allow_no_move() {
+        for s in ALL_STATES.into_iter().filter(|s| s.is_terminal()) {
+            assert!(s.allowed_next().is_empty(), "{s}");
+        }
+    }
+
+    #[test]
+    fn every_hardware_state_can_spoil_and_go_in_doubt() {
+        for s in ALL_STATES.into_iter().filter(|s| s.is_hardware()) {
+            assert!(s.can_go_to(Spoiled) && s.can_go_to(InDoubt), "{s}");
+        }
+    }
+
+    #[test]
+    fn no_state_before_feeding_can_reach_spoiled() {
+        // Spoiled means a card went to the reject box: impossible without a fed card.
+        for s in [Received, Validated, WaitingForStaff] {
+            assert!(!s.can_go_to(Spoiled), "{s}");
+        }
+    }
+
+    #[test]
+    fn ejected_reports_done_and_exceptions_map_to_failed() {
+        assert_eq!(Ejected.reported_status(), Some(D1Status::CardProdDone));
+        assert_eq!(
+            Spoiled.reported_status().unwrap().operation_status(),
+            Some(OperationStatus::Failed)
+        );
+        assert_eq!(
+            Validated.reported_status().unwrap().operation_status(),
+            Some(OperationStatus::Pending)
+        );
+    }
+
+    #[test]
+    fn unknown_d1_status_is_tolerated() {
+        let s: D1Status = serde_json::from_str("\"CARD_PROD_SHIPPED\"").unwrap();
+        assert_eq!(s, D1Status::Unknown("CARD_PROD_SHIPPED".into()));
+        assert_eq!(s.operation_status(), None);
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"CARD_PROD_SHIPPED\"");
+    }
+}

@@ -1,0 +1,71 @@
+//! Versioned schema: `PRAGMA user_version` is the number of migrations applied.
+
+use rusqlite::Connection;
+
+use super::JournalError;
+
+/// Each entry moves the schema one version up; never edit a shipped entry, add one.
+const MIGRATIONS: &[&str] = &[
+    // v1: jobs, audit trail, outbox.
+    "CREATE TABLE jobs (
+        operation_id  TEXT PRIMARY KEY,
+        issuer_id     TEXT NOT NULL,
+        card_id       TEXT NOT NULL,
+        perso_station TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        order_json    TEXT NOT NULL,
+        reason        TEXT,
+        masked_pan    TEXT,
+        apdu_count    INTEGER NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX jobs_card ON jobs (issuer_id, card_id);
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE TABLE transitions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        operation_id TEXT NOT NULL REFERENCES jobs (operation_id),
+        from_state   TEXT,
+        to_state     TEXT NOT NULL,
+        at           TEXT NOT NULL,
+        reason       TEXT,
+        actor        TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        operation_id TEXT NOT NULL REFERENCES jobs (operation_id),
+        sequence     INTEGER NOT NULL,
+        status       TEXT NOT NULL,
+        reason       TEXT,
+        time         TEXT NOT NULL,
+        masked_pan   TEXT,
+        apdu_count   INTEGER NOT NULL DEFAULT 0,
+        delivered_at TEXT,
+        parked       INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        UNIQUE (operation_id, sequence)
+    );",
+    // v2: how long each card took, for the console and the demo summary.
+    "ALTER TABLE jobs ADD COLUMN seconds REAL;",
+];
+
+/// The schema version this build writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Applies every migration above the database's version, each in its own transaction.
+pub fn apply(conn: &Connection) -> Result<(), JournalError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > LATEST {
+        return Err(JournalError::TooNew {
+            found,
+            supported: LATEST,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = i as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {version}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! System packages the build and the hardware-in-the-loop tests need, installed on
+//! Debian/Ubuntu when missing (with sudo when not root).
+
+use std::process::Command;
+
+/// Debian packages: PC/SC headers and daemon, the virtual reader driver, TLS headers.
+pub const NEEDED: &[&str] = &[
+    "pkg-config",
+    "libssl-dev",
+    "libpcsclite-dev",
+    "pcscd",
+    "vsmartcard-vpcd",
+    "socat",
+];
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs whatever of [`NEEDED`] is missing; an error says what to install by hand.
+pub fn ensure() -> Result<(), String> {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Err(format!(
+            "this is not a Debian/Ubuntu system: install these packages by hand: {}",
+            NEEDED.join(" ")
+        ));
+    }
+    let missing: Vec<&str> = NEEDED.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing system packages: {}", missing.join(" "));
+    let prefix: Vec<&str> = if is_root() {
+        vec![]
+    } else {
+        vec!["sudo", "-n"]
+    };
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let mut all: Vec<&str> = prefix.clone();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let status = Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", all[0]))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "'{}' failed; install by hand: sudo apt-get install {}",
+                all.join(" "),
+                missing.join(" ")
+            ))
+        }
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    apt(&args)?;
+    let still: Vec<&str> = missing.iter().copied().filter(|p| !installed(p)).collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "packages still missing after install: {}",
+            still.join(" ")
+        ))
+    }
+}
