@@ -57,3 +57,27 @@ fn credential_debug_hides_the_private_key() {
     let secret = d["d"].as_str().unwrap();
     assert!(!format!("{cred:?}").contains(secret));
 }
+
+#[test]
+fn a_configured_kid_goes_into_the_header() {
+    let (private, public) = generate_p256_jwk("link-BR-1", KeyUse::Signing).unwrap();
+    let cred = ClientCredential::with_kid("station-BR-1", "link-BR-1", &private, None).unwrap();
+
+    let assertion = cred
+        .assertion(SystemTime::now(), Duration::from_secs(60))
+        .unwrap();
+
+    let verifier = ES256
+        .verifier_from_jwk(&Jwk::from_bytes(public.as_bytes()).unwrap())
+        .unwrap();
+    let (_, header) = jwt::decode_with_verifier(&assertion, &verifier).unwrap();
+    assert_eq!(header.key_id(), Some("link-BR-1"));
+}
+
+#[test]
+fn a_key_file_naming_another_kid_than_configured_is_refused() {
+    let (private, _) = generate_p256_jwk("kid-in-file", KeyUse::Signing).unwrap();
+    let err =
+        ClientCredential::with_kid("station-BR-1", "kid-in-config", &private, None).unwrap_err();
+    assert_eq!(err.code(), "LINK_CREDENTIAL");
+}

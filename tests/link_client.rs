@@ -119,21 +119,27 @@ async fn refused_credentials_leave_events_pending_instead_of_parking_them() {
 }
 
 #[tokio::test]
-async fn a_4xx_rejection_parks_the_event_and_the_operation_goes_on() {
+async fn a_4xx_rejection_parks_the_event_and_holds_the_rest_of_its_operation() {
     let up = Arc::new(Upstream::default());
     up.rejected.lock().unwrap().insert(("op-a".into(), 1));
     let addr = start(up.clone()).await;
     let outbox = Arc::new(MemOutbox::with(&[
         ("op-a", 1, "CARD_PROD_READY"),
         ("op-a", 2, "CARD_PROD_DONE"),
+        ("op-b", 1, "CARD_PROD_READY"),
     ]));
     let sender = EventSender::new(Arc::new(client(addr)), outbox.clone(), options());
 
     let report = sender.send_pending().await.unwrap();
 
     assert_eq!(
-        (report.delivered, report.parked, report.deferred),
-        (1, 1, 0)
+        (
+            report.delivered,
+            report.parked,
+            report.held,
+            report.deferred
+        ),
+        (1, 1, 1, 0)
     );
     let parked = outbox.parked.lock().unwrap().clone();
     assert_eq!(parked.len(), 1);
@@ -141,8 +147,12 @@ async fn a_4xx_rejection_parks_the_event_and_the_operation_goes_on() {
     assert!(parked[0].2.starts_with("LINK_REJECTED"), "{}", parked[0].2);
     assert_eq!(
         *outbox.delivered.lock().unwrap(),
-        vec![("op-a".to_string(), 2)]
+        vec![("op-b".to_string(), 1)],
+        "other operations keep flowing"
     );
+    let again = sender.send_pending().await.unwrap();
+    assert_eq!(again, Default::default(), "nothing retried after parking");
+    assert_eq!(up.events.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -56,6 +56,31 @@ impl ClientCredential {
         })
     }
 
+    /// Credential with an explicit `kid` (from configuration); a JWK naming another kid is refused.
+    pub fn with_kid(
+        client_id: impl Into<String>,
+        kid: &str,
+        private_jwk_json: &str,
+        audience: Option<String>,
+    ) -> Result<Self, LinkError> {
+        let jwk = Jwk::from_bytes(private_jwk_json.as_bytes())
+            .map_err(|_| LinkError::Credential("private key is not a JWK".into()))?;
+        if jwk.key_id().is_some_and(|k| k != kid) {
+            return Err(LinkError::Credential(format!(
+                "signing key JWK names another kid than the configured {kid}"
+            )));
+        }
+        ES256
+            .signer_from_jwk(&jwk)
+            .map_err(|_| LinkError::Credential("private JWK is not an ES256 key".into()))?;
+        Ok(ClientCredential {
+            client_id: client_id.into(),
+            kid: kid.to_string(),
+            private_jwk: Zeroizing::new(private_jwk_json.to_string()),
+            audience,
+        })
+    }
+
     /// The `iss`/`sub` of this credential's assertions.
     pub fn client_id(&self) -> &str {
         &self.client_id
@@ -70,9 +95,11 @@ impl ClientCredential {
     pub fn assertion(&self, now: SystemTime, lifetime: Duration) -> Result<String, LinkError> {
         let jwk = Jwk::from_bytes(self.private_jwk.as_bytes())
             .map_err(|_| LinkError::Credential("private key is not a JWK".into()))?;
-        let signer = ES256
+        let mut signer = ES256
             .signer_from_jwk(&jwk)
             .map_err(|_| LinkError::Credential("private JWK is not an ES256 key".into()))?;
+        // josekit copies the signer's kid into the header: make it the configured one.
+        signer.set_key_id(self.kid.clone());
         let mut header = JwsHeader::new();
         header.set_token_type("JWT");
         header.set_key_id(self.kid.clone());

@@ -36,6 +36,32 @@ pub struct LinkConfig {
     pub request_timeout: Duration,
 }
 
+impl LinkConfig {
+    /// Link settings from the station configuration (`[station]`, `[upstream]`).
+    pub fn from_station_config(config: &crate::config::StationConfig) -> Result<Self, LinkError> {
+        let up = &config.upstream;
+        let key_path = config.resolve(&up.signing_key);
+        let jwk =
+            Zeroizing::new(std::fs::read_to_string(&key_path).map_err(|e| {
+                LinkError::Config(format!("cannot read {}: {e}", key_path.display()))
+            })?);
+        let base = up.url.trim_end_matches('/').to_string();
+        let credential = ClientCredential::with_kid(up.client_id.clone(), &up.kid, &jwk, None)?;
+        Ok(LinkConfig {
+            token_url: format!("{base}/oauth2/token"),
+            base_url: base,
+            station_id: config.station.perso_station.clone(),
+            credential,
+            tls: TlsFiles {
+                client_cert: up.client_certificate.as_ref().map(|p| config.resolve(p)),
+                client_key: up.client_key.as_ref().map(|p| config.resolve(p)),
+                ca_bundle: up.ca_bundle.as_ref().map(|p| config.resolve(p)),
+            },
+            request_timeout: Duration::from_secs(30),
+        })
+    }
+}
+
 /// The station's client to its upstream hub.
 pub struct LinkClient {
     http: reqwest::Client,

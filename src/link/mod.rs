@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backoff;
 pub mod client;
 pub mod error;
+pub mod journal_outbox;
 pub mod outbox;
 pub mod poller;
 pub mod wire;

@@ -31,7 +31,8 @@ pub trait Outbox: Send + Sync {
     fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, OutboxError>;
     /// The hub acknowledged this event.
     fn mark_delivered(&self, operation_id: &str, sequence: u64) -> Result<(), OutboxError>;
-    /// The hub refused this event for good; keep it for a supervisor.
+    /// The hub refused this event for good; keep it, and the operation's later
+    /// events, for a supervisor (they are no longer returned as pending).
     fn mark_parked(
         &self,
         operation_id: &str,
@@ -49,6 +50,8 @@ pub struct PassReport {
     pub parked: usize,
     /// Events left for a later pass because the hub is unreachable or failing.
     pub deferred: usize,
+    /// Events behind a parked event of the same operation (wait for a supervisor).
+    pub held: usize,
 }
 
 /// Tuning of the event sender.
@@ -96,6 +99,7 @@ impl EventSender {
         let events = self.outbox.pending_events(self.options.batch)?;
         let mut report = PassReport::default();
         let mut blocked: HashSet<String> = HashSet::new();
+        let mut held: HashSet<String> = HashSet::new();
         // Operations in the journal's (oldest first) order, each operation's events by sequence.
         let mut order: Vec<String> = Vec::new();
         let mut by_op: std::collections::HashMap<String, Vec<OutboxEvent>> = Default::default();
@@ -112,6 +116,10 @@ impl EventSender {
             sorted.extend(evs);
         }
         for item in sorted {
+            if held.contains(&item.operation_id) {
+                report.held += 1;
+                continue;
+            }
             if blocked.contains(&item.operation_id) {
                 report.deferred += 1;
                 continue;
@@ -158,6 +166,9 @@ impl EventSender {
                         &format!("{}: {e}", e.code()),
                     )?;
                     report.parked += 1;
+                    // Later events of a parked operation wait for a supervisor too:
+                    // the hub must never see them out of order.
+                    held.insert(item.operation_id.clone());
                 }
             }
         }

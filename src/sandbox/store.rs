@@ -177,12 +177,14 @@ fn row_to_op(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operation> {
 
 /// Top-level status for a `details.status`; `None` for values this hub does not know.
 pub fn top_level_status(details_status: &str) -> Option<&'static str> {
-    match details_status {
-        "CARD_PROD_REQUESTED" | "CARD_PROD_READY" => Some(PENDING),
-        "CARD_PROD_DONE" => Some(SUCCESSFUL),
-        "DATA_EXCEPTION" | "CARD_PROD_EXCEPTION" | "CARD_PROD_CANCELED" => Some(FAILED),
-        _ => None,
-    }
+    use crate::job::state::{D1Status, OperationStatus};
+    D1Status::parse(details_status)
+        .operation_status()
+        .map(|s| match s {
+            OperationStatus::Pending => PENDING,
+            OperationStatus::Successful => SUCCESSFUL,
+            OperationStatus::Failed => FAILED,
+        })
 }
 
 fn now_rfc3339() -> String {

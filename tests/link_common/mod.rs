@@ -190,11 +190,18 @@ impl MemOutbox {
 
 impl Outbox for MemOutbox {
     fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, OutboxError> {
+        // As the journal: nothing of an operation at or after one of its parked events.
+        let parked = self.parked.lock().unwrap().clone();
         Ok(self
             .pending
             .lock()
             .unwrap()
             .iter()
+            .filter(|e| {
+                !parked
+                    .iter()
+                    .any(|p| p.0 == e.operation_id && p.1 <= e.event.sequence)
+            })
             .take(limit)
             .cloned()
             .collect())
