@@ -5,12 +5,12 @@ use josekit::jws::ES256;
 use josekit::jwt;
 use station_agent::link::auth::MAX_ASSERTION_LIFETIME;
 use station_agent::link::ClientCredential;
-use station_agent::sandbox::keys::{generate_p256_jwk, KeyUse};
+use station_agent::sandbox::keys::generate_es256_jwk;
 use std::time::{Duration, SystemTime};
 
 #[test]
 fn assertion_is_es256_with_kid_and_iss_equal_sub() {
-    let (private, public) = generate_p256_jwk("kid-7", KeyUse::Signing).unwrap();
+    let (private, public) = generate_es256_jwk("kid-7").unwrap();
     let cred =
         ClientCredential::from_private_jwk("ISSUER-1", &private, Some("https://hub/".into()))
             .unwrap();
@@ -34,7 +34,7 @@ fn assertion_is_es256_with_kid_and_iss_equal_sub() {
 
 #[test]
 fn assertion_lifetime_is_clamped_to_fifteen_minutes() {
-    let (private, public) = generate_p256_jwk("kid-8", KeyUse::Signing).unwrap();
+    let (private, public) = generate_es256_jwk("kid-8").unwrap();
     let cred = ClientCredential::from_private_jwk("ISSUER-1", &private, None).unwrap();
     let now = SystemTime::now();
 
@@ -51,7 +51,7 @@ fn assertion_lifetime_is_clamped_to_fifteen_minutes() {
 
 #[test]
 fn credential_debug_hides_the_private_key() {
-    let (private, _) = generate_p256_jwk("kid-9", KeyUse::Signing).unwrap();
+    let (private, _) = generate_es256_jwk("kid-9").unwrap();
     let cred = ClientCredential::from_private_jwk("ISSUER-1", &private, None).unwrap();
     let d: serde_json::Value = serde_json::from_str(&private).unwrap();
     let secret = d["d"].as_str().unwrap();
@@ -60,7 +60,7 @@ fn credential_debug_hides_the_private_key() {
 
 #[test]
 fn a_configured_kid_goes_into_the_header() {
-    let (private, public) = generate_p256_jwk("link-BR-1", KeyUse::Signing).unwrap();
+    let (private, public) = generate_es256_jwk("link-BR-1").unwrap();
     let cred = ClientCredential::with_kid("station-BR-1", "link-BR-1", &private, None).unwrap();
 
     let assertion = cred
@@ -76,7 +76,7 @@ fn a_configured_kid_goes_into_the_header() {
 
 #[test]
 fn a_key_file_naming_another_kid_than_configured_is_refused() {
-    let (private, _) = generate_p256_jwk("kid-in-file", KeyUse::Signing).unwrap();
+    let (private, _) = generate_es256_jwk("kid-in-file").unwrap();
     let err =
         ClientCredential::with_kid("station-BR-1", "kid-in-config", &private, None).unwrap_err();
     assert_eq!(err.code(), "LINK_CREDENTIAL");

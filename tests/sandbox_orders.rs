@@ -178,8 +178,16 @@ async fn an_order_for_an_unregistered_station_is_not_allowed() {
 async fn a_thales_order_is_recorded_but_not_routed_to_a_station() {
     let hub = TestHub::start().await;
     let token = hub.issuer_token().await;
-    let mut order = instant_order(&hub.sealed_card(), STATION);
-    order["distributionChannel"] = json!("THALES");
+    let order = json!({
+        "distributionChannel": "THALES",
+        "services": {"issuance": "CREATION"},
+        "encryptedData": hub.sealed_card(),
+        "paymentApplication": {"config": "VIS16"},
+        "shipment": {"type": "INDIVIDUAL", "deliveryAddress": {
+            "lastName": "Doe", "line1": "1 Rue de la Paix", "zipCode": "75002",
+            "city": "Paris", "countryCode": "FR"
+        }}
+    });
 
     let (status, _) = hub.order(&token, "card-1", &order).await;
 
@@ -227,4 +235,56 @@ async fn orders_and_keys_survive_a_hub_restart() {
         .production_status(&hub.issuer_token().await, "card-1")
         .await;
     assert_eq!(st["operations"][0]["status"], "PENDING");
+}
+
+#[tokio::test]
+async fn an_order_breaking_the_d1_contract_is_a_400_with_the_d1_body() {
+    let hub = TestHub::start().await;
+    let token = hub.issuer_token().await;
+    let mut order = instant_order(&hub.sealed_card(), STATION);
+    order["paymentApplication"]["derivationKeyIndex"] = json!("1");
+
+    let (status, body) = hub.order(&token, "card-1", &order).await;
+
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"errorCode": "FIELD_INVALID_FORMAT", "error": "paymentApplication.derivationKeyIndex"})
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_distribution_channel_is_an_invalid_value() {
+    let hub = TestHub::start().await;
+    let token = hub.issuer_token().await;
+    let mut order = instant_order(&hub.sealed_card(), STATION);
+    order["distributionChannel"] = json!("DRONE");
+
+    let (status, body) = hub.order(&token, "card-1", &order).await;
+
+    assert_eq!(status, 400);
+    assert_eq!(body["errorCode"], "FIELD_INVALID_VALUE");
+    assert_eq!(body["error"], "distributionChannel");
+}
+
+#[tokio::test]
+async fn expired_card_data_is_refused_before_reaching_a_station() {
+    let hub = TestHub::start().await;
+    let token = hub.issuer_token().await;
+    let card = json!({"pan": "4761739001010010", "exp": "2001", "encodedName": "DOE/JANE"});
+    let sealed = sandbox_common::encrypt(&hub.hub_public_jwk(), card.to_string().as_bytes());
+
+    let (status, body) = hub
+        .order(&token, "card-1", &instant_order(&sealed, STATION))
+        .await;
+
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("encryptedData"),
+        "{body}"
+    );
+    assert_eq!(
+        hub.poll(&hub.station_token().await, 0).await["orders"],
+        json!([])
+    );
 }

@@ -2,17 +2,15 @@
 
 mod sandbox_common;
 
-use sandbox_common::{decrypt, TestHub, STATION};
+use sandbox_common::{keyring_decrypt, TestHub, STATION};
 use serde_json::Value;
-use station_agent::sandbox::client::{luhn_valid, post_sample_orders_with, SAMPLE_BIN};
+use station_agent::sandbox::client::{luhn_valid, post_sample_orders, SAMPLE_BIN};
 
 #[tokio::test]
 async fn sample_orders_reach_the_station_with_valid_test_card_data() {
     let hub = TestHub::start().await;
-    let seal =
-        |jwk: &str, value: &Value| Ok(sandbox_common::encrypt(jwk, value.to_string().as_bytes()));
 
-    let posted = post_sample_orders_with(&hub.handle.base_url(), hub.dir.path(), STATION, 3, &seal)
+    let posted = post_sample_orders(&hub.handle.base_url(), hub.dir.path(), STATION, 3)
         .await
         .unwrap();
 
@@ -23,7 +21,7 @@ async fn sample_orders_reach_the_station_with_valid_test_card_data() {
     for ((card_id, op), order) in posted.iter().zip(orders) {
         assert_eq!(order["cardId"], card_id.as_str());
         assert_eq!(order["operationId"], op.as_str());
-        let clear = decrypt(
+        let clear = keyring_decrypt(
             &hub.station_jwe_private,
             order["order"]["encryptedData"].as_str().unwrap(),
         )

@@ -3,7 +3,9 @@
 
 mod sandbox_common;
 
-use sandbox_common::{card_data, decrypt, instant_order, now_rfc3339, TestHub, STATION};
+use sandbox_common::{
+    card_data, decrypt, instant_order, keyring_decrypt, now_rfc3339, TestHub, STATION,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -32,7 +34,8 @@ async fn the_station_receives_the_order_re_encrypted_to_its_own_key() {
     assert!(o["receivedAt"].is_string());
     assert_eq!(o["order"]["persoStation"], STATION);
     let jwe = o["order"]["encryptedData"].as_str().unwrap();
-    let clear = decrypt(&hub.station_jwe_private, jwe).expect("decryptable with the station key");
+    let clear =
+        keyring_decrypt(&hub.station_jwe_private, jwe).expect("decryptable with the station key");
     assert_eq!(
         serde_json::from_slice::<Value>(&clear).unwrap(),
         card_data()

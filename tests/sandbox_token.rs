@@ -113,11 +113,7 @@ async fn a_replayed_assertion_is_refused() {
 #[tokio::test]
 async fn an_assertion_signed_by_another_key_under_a_registered_kid_is_refused() {
     let hub = TestHub::start().await;
-    let (other, _) = station_agent::sandbox::keys::generate_p256_jwk(
-        &dev_kid(&hub),
-        station_agent::sandbox::keys::KeyUse::Signing,
-    )
-    .unwrap();
+    let (other, _) = station_agent::sandbox::keys::generate_es256_jwk(&dev_kid(&hub)).unwrap();
     let cred =
         station_agent::link::ClientCredential::from_private_jwk("SANDBOX-ISSUER", &other, None)
             .unwrap();

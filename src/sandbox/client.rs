@@ -91,7 +91,7 @@ pub fn sample_instant_order(encrypted: &str, station: &str, request_id: &str) ->
 }
 
 /// Encrypts card data JSON to a recipient public JWK (the order module's JWE).
-pub type SealFn = dyn Fn(&str, &Value) -> Result<String, String> + Send + Sync;
+pub type SealFn = dyn Fn(&str, &[u8]) -> Result<String, String> + Send + Sync;
 
 /// Post `count` sample INSTANT orders for `station` to the hub at `base_url`,
 /// authenticated with the development issuer credential of `state_dir`, card
@@ -129,11 +129,8 @@ pub async fn post_sample_orders_with(
             let mut rng = rand::thread_rng();
             sample_card_data(&mut rng, today)
         };
-        let card_value: Zeroizing<String> = card;
-        let parsed: Value =
-            serde_json::from_str(&card_value).map_err(|e| SandboxError::Upstream(e.to_string()))?;
-        let encrypted = seal(&hub_key, &parsed).map_err(SandboxError::Keys)?;
-        drop(parsed);
+        let encrypted = seal(&hub_key, card.as_bytes()).map_err(SandboxError::Keys)?;
+        drop(card);
         let card_id = format!("card-{}", uuid::Uuid::new_v4().simple());
         let request_id = format!("req-{}", &card_id[5..21]);
         let token = tokens
@@ -166,6 +163,20 @@ pub async fn post_sample_orders_with(
         out.push((card_id, op.to_string()));
     }
     Ok(out)
+}
+
+/// Post `count` sample INSTANT orders for `station`, card data encrypted with the
+/// order module's JWE, as an issuer backend would. Returns (cardId, operationId) per order.
+pub async fn post_sample_orders(
+    base_url: &str,
+    state_dir: &Path,
+    station: &str,
+    count: usize,
+) -> Result<Vec<(String, String)>, SandboxError> {
+    let seal = |jwk: &str, card: &[u8]| {
+        crate::order::jwe::encrypt_json(jwk, card).map_err(|e| e.to_string())
+    };
+    post_sample_orders_with(base_url, state_dir, station, count, &seal).await
 }
 
 #[cfg(test)]

@@ -7,32 +7,17 @@ use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// What a generated key is for; goes into the JWK's `use` and `alg`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyUse {
-    /// ES256 signatures (client assertions).
-    Signing,
-    /// ECDH-ES key agreement (JWE recipients).
-    Encryption,
-}
-
-/// A fresh P-256 key pair as (private JWK, public JWK) JSON, both carrying `kid`.
-pub fn generate_p256_jwk(
-    kid: &str,
-    key_use: KeyUse,
-) -> Result<(Zeroizing<String>, String), SandboxError> {
+/// A fresh ES256 (P-256) signing key pair as (private JWK, public JWK) JSON, both
+/// carrying `kid`, `use` = `sig` and `alg` = `ES256`. JWE keys come from the order module.
+pub fn generate_es256_jwk(kid: &str) -> Result<(Zeroizing<String>, String), SandboxError> {
     let mut pair = EcKeyPair::generate(EcCurve::P256)
         .map_err(|e| SandboxError::Keys(format!("P-256 generation: {e}")))?;
     pair.set_key_id(Some(kid));
-    let (usage, alg) = match key_use {
-        KeyUse::Signing => ("sig", "ES256"),
-        KeyUse::Encryption => ("enc", "ECDH-ES"),
-    };
-    pair.set_algorithm(Some(alg));
+    pair.set_algorithm(Some("ES256"));
     let mut private = pair.to_jwk_key_pair();
     let mut public = pair.to_jwk_public_key();
-    private.set_key_use(usage);
-    public.set_key_use(usage);
+    private.set_key_use("sig");
+    public.set_key_use("sig");
     Ok((Zeroizing::new(private.to_string()), public.to_string()))
 }
 

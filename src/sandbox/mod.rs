@@ -24,7 +24,7 @@ pub mod store;
 pub use config::{SandboxConfig, SandboxFile, StationEntry};
 pub use error::{HubError, SandboxError};
 pub use hub::{router, served_routes, Hub};
-pub use rules::{CardJson, OrderRules};
+pub use rules::{CardJson, D1Rules, OrderRules};
 pub use state::{init_state, StateFiles, DEV_ISSUER_ID};
 
 use auth::{AuthBook, Principal};
@@ -199,4 +199,18 @@ pub async fn run_with_rules(
             },
         }),
     }
+}
+
+/// Start the hub with the order module's D1 rules and the hub key of the state directory.
+pub async fn start(config: &SandboxConfig) -> Result<SandboxHandle, SandboxError> {
+    let files = init_state(&config.state_dir)?;
+    let rules = Arc::new(D1Rules::from_state(&files)?);
+    start_with_rules(config, rules).await
+}
+
+/// `station-agent sandbox --listen ADDR --state DIR`: run the hub with the D1 rules until Ctrl-C.
+pub async fn run(config: SandboxConfig) -> Result<(), SandboxError> {
+    let files = init_state(&config.state_dir)?;
+    let rules = Arc::new(D1Rules::from_state(&files)?);
+    run_with_rules(config, rules).await
 }

@@ -2,7 +2,7 @@
 
 use super::config::SandboxFile;
 use super::error::SandboxError;
-use super::keys::{generate_p256_jwk, read_text, write_private, write_public, KeyUse};
+use super::keys::{generate_es256_jwk, read_text, write_private, write_public};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -97,14 +97,14 @@ pub fn init_state(dir: &Path) -> Result<StateFiles, SandboxError> {
     let mut files = StateFiles::in_dir(dir);
     if !files.hub_private_jwk.exists() {
         let kid = format!("hub-{}", short_id());
-        let (private, public) = generate_p256_jwk(&kid, KeyUse::Encryption)?;
+        let (private, public) = crate::order::jwe::generate_p256_keypair(&kid);
         write_private(&files.hub_private_jwk, &private)?;
         write_public(&files.hub_public_jwk, &public)?;
         files.created = true;
     }
     if !files.dev_issuer.exists() {
         let kid = format!("dev-issuer-{}", short_id());
-        let (private, public) = generate_p256_jwk(&kid, KeyUse::Signing)?;
+        let (private, public) = generate_es256_jwk(&kid)?;
         let cred = DevIssuer {
             issuer_id: DEV_ISSUER_ID.into(),
             kid,

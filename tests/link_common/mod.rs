@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use station_agent::link::outbox::{Outbox, OutboxError, OutboxEvent};
 use station_agent::link::{ClientCredential, LinkClient, LinkConfig, StatusEvent, TlsFiles};
-use station_agent::sandbox::keys::{generate_p256_jwk, KeyUse};
+use station_agent::sandbox::keys::generate_es256_jwk;
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -136,7 +136,7 @@ pub async fn start(up: Arc<Upstream>) -> SocketAddr {
 }
 
 pub fn station_credential() -> ClientCredential {
-    let (private, _public) = generate_p256_jwk("station-key-1", KeyUse::Signing).unwrap();
+    let (private, _public) = generate_es256_jwk("station-key-1").unwrap();
     ClientCredential::from_private_jwk("station-ST-1", &private, None).unwrap()
 }
 

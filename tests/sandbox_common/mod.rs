@@ -3,72 +3,34 @@
 
 #![allow(dead_code)]
 
-use josekit::jwe::{JweHeader, ECDH_ES};
+use josekit::jwe::ECDH_ES;
 use josekit::jwk::Jwk;
 use serde_json::{json, Value};
 use station_agent::link::{ClientCredential, TokenSource};
-use station_agent::sandbox::keys::{generate_p256_jwk, KeyUse};
+use station_agent::sandbox::keys::generate_es256_jwk;
 use station_agent::sandbox::{
-    init_state, start_with_rules, CardJson, HubError, OrderRules, SandboxConfig, SandboxFile,
-    SandboxHandle, StateFiles, StationEntry,
+    init_state, start, SandboxConfig, SandboxFile, SandboxHandle, StateFiles, StationEntry,
 };
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub const STATION: &str = "BRANCH-001";
 pub const STATION_CLIENT: &str = "station-branch-001";
 
-/// Test double of the order module's rules: D1 shape checks reduced to the
-/// channel and JWE with josekit (ECDH-ES + A256GCM). The hub's own logic
-/// (auth, routing, re-order, queues, events) is what these tests exercise.
-pub struct TestRules {
-    hub_private_jwk: Zeroizing<String>,
-}
-
-impl OrderRules for TestRules {
-    fn validate(&self, body: &Value) -> Result<(), HubError> {
-        match body["distributionChannel"].as_str() {
-            Some("THALES") | Some("INSTANT") | Some("CENTRAL") => Ok(()),
-            _ => Err(HubError::invalid_value("distributionChannel")),
-        }
-    }
-
-    fn open_card_data(&self, compact_jwe: &str) -> Result<CardJson, HubError> {
-        let bytes = decrypt(&self.hub_private_jwk, compact_jwe)
-            .ok_or_else(|| HubError::d1(axum::http::StatusCode::BAD_REQUEST, "CRYPTO_ERROR", ""))?;
-        let text = String::from_utf8(bytes).map_err(|_| parsing())?;
-        serde_json::from_str::<Value>(&text).map_err(|_| parsing())?;
-        Ok(CardJson(Zeroizing::new(text)))
-    }
-
-    fn seal_card_data(
-        &self,
-        station_public_jwk: &str,
-        card: &CardJson,
-    ) -> Result<String, HubError> {
-        Ok(encrypt(station_public_jwk, card.0.as_bytes()))
-    }
-}
-
-fn parsing() -> HubError {
-    HubError::d1(
-        axum::http::StatusCode::BAD_REQUEST,
-        "PARSING_ERROR",
-        "encryptedData",
-    )
-}
-
+/// Encrypt with the order module's JWE (ECDH-ES + A256GCM, recipient kid in the header).
 pub fn encrypt(public_jwk: &str, payload: &[u8]) -> String {
-    let jwk = Jwk::from_bytes(public_jwk.as_bytes()).unwrap();
-    let mut header = JweHeader::new();
-    header.set_content_encryption("A256GCM");
-    if let Some(kid) = jwk.key_id() {
-        header.set_key_id(kid);
-    }
-    let encrypter = ECDH_ES.encrypter_from_jwk(&jwk).unwrap();
-    josekit::jwe::serialize_compact(payload, &header, &encrypter).unwrap()
+    station_agent::order::jwe::encrypt_json(public_jwk, payload).unwrap()
 }
 
+/// Decrypt with a keyring holding only `private_jwk` (as a station would).
+pub fn keyring_decrypt(private_jwk: &str, compact: &str) -> Option<Vec<u8>> {
+    station_agent::order::StationKeyring::from_jwks(vec![private_jwk.to_string()])
+        .unwrap()
+        .decrypt_json(compact)
+        .ok()
+        .map(|p| p.to_vec())
+}
+
+/// Raw ECDH-ES decryption with a key, whatever the `kid` says.
 pub fn decrypt(private_jwk: &str, compact: &str) -> Option<Vec<u8>> {
     let jwk = Jwk::from_bytes(private_jwk.as_bytes()).ok()?;
     let decrypter = ECDH_ES.decrypter_from_jwk(&jwk).ok()?;
@@ -95,10 +57,9 @@ impl TestHub {
     pub async fn start_with_issuer(issuer_url: Option<String>) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let files = init_state(dir.path()).unwrap();
-        let (sig_private, sig_public) =
-            generate_p256_jwk("station-sig-1", KeyUse::Signing).unwrap();
+        let (sig_private, sig_public) = generate_es256_jwk("station-sig-1").unwrap();
         let (jwe_private, jwe_public) =
-            generate_p256_jwk("station-jwe-1", KeyUse::Encryption).unwrap();
+            station_agent::order::jwe::generate_p256_keypair("station-jwe-1");
         let file = SandboxFile {
             issuer_url,
             stations: vec![StationEntry {
@@ -109,16 +70,11 @@ impl TestHub {
             }],
         };
         std::fs::write(&files.config, file.to_toml().unwrap()).unwrap();
-        let rules = Arc::new(TestRules {
-            hub_private_jwk: Zeroizing::new(
-                std::fs::read_to_string(&files.hub_private_jwk).unwrap(),
-            ),
-        });
         let config = SandboxConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             state_dir: dir.path().to_path_buf(),
         };
-        let handle = start_with_rules(&config, rules).await.unwrap();
+        let handle = start(&config).await.unwrap();
         TestHub {
             dir,
             files,
@@ -140,16 +96,11 @@ impl TestHub {
             station_jwe_public,
         } = self;
         handle.shutdown().await;
-        let rules = Arc::new(TestRules {
-            hub_private_jwk: Zeroizing::new(
-                std::fs::read_to_string(&files.hub_private_jwk).unwrap(),
-            ),
-        });
         let config = SandboxConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             state_dir: dir.path().to_path_buf(),
         };
-        let handle = start_with_rules(&config, rules).await.unwrap();
+        let handle = start(&config).await.unwrap();
         TestHub {
             dir,
             files,
