@@ -39,6 +39,19 @@ async fn a_produced_card_is_reported_from_the_journal_to_the_hub() {
         .unwrap(),
     );
     let order = client.poll_orders(Duration::ZERO).await.unwrap().remove(0);
+    // What the hub hands over passes the station's own acceptance and decrypts with its key.
+    station_agent::order::accept_for_station(&order.order, STATION)
+        .expect("accepted by the station");
+    let keyring =
+        station_agent::order::StationKeyring::from_jwks(vec![hub.station_jwe_private.to_string()])
+            .unwrap();
+    let card = keyring
+        .decrypt_card_data(
+            order.order["encryptedData"].as_str().unwrap(),
+            time::OffsetDateTime::now_utc().date(),
+        )
+        .expect("card data valid for the station");
+    assert_eq!(card.pan.masked(), "476173******0010");
     let journal = Arc::new(Journal::open_in_memory().unwrap());
     let outcome = journal
         .insert_order(&NewJob {
