@@ -338,3 +338,31 @@ async fn events_of_one_operation_go_out_by_sequence_whatever_the_outbox_order() 
         ]
     );
 }
+
+#[tokio::test]
+async fn the_link_is_built_from_the_station_configuration() {
+    let up = Arc::new(Upstream::default());
+    let addr = start(up.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/station.example.toml"
+    ))
+    .unwrap()
+    .replace("http://127.0.0.1:8480", &format!("http://{addr}"));
+    std::fs::write(dir.path().join("station.toml"), example).unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    let (private, _) = station_agent::sandbox::keys::generate_es256_jwk("link-BR-0042-01").unwrap();
+    std::fs::write(dir.path().join("keys/link-es256.jwk"), private.as_str()).unwrap();
+    let config =
+        station_agent::config::StationConfig::load(&dir.path().join("station.toml")).unwrap();
+
+    let link = station_agent::link::LinkClient::new(
+        station_agent::link::LinkConfig::from_station_config(&config).unwrap(),
+    )
+    .unwrap();
+
+    assert_eq!(link.station_id(), "BR-0042-01");
+    assert_eq!(link.poll_orders(Duration::ZERO).await.unwrap().len(), 1);
+    assert_eq!(*up.token_calls.lock().unwrap(), 1);
+}
