@@ -1,0 +1,209 @@
+//! An issuer backend in a box: builds sample INSTANT orders with realistic test
+//! card data, encrypts them to the hub key and posts them like an issuer would.
+
+use super::error::SandboxError;
+use super::state::StateFiles;
+use crate::link::{ClientCredential, TokenSource};
+use rand::Rng;
+use serde_json::{json, Value};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Visa test BIN used for sample PANs (never a live BIN).
+pub const SAMPLE_BIN: &str = "476173";
+
+const GIVEN: &[&str] = &[
+    "JANE", "JOHN", "AMELIE", "KOFI", "MEI", "LUCAS", "SOFIA", "OMAR",
+];
+const FAMILY: &[&str] = &[
+    "DOE", "MARTIN", "MENSAH", "CHEN", "SILVA", "NOWAK", "HASSAN",
+];
+
+/// Luhn check digit for `digits` (the PAN without its last digit).
+pub fn luhn_check_digit(digits: &str) -> char {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
+}
+
+/// Whether `pan` passes the Luhn check.
+pub fn luhn_valid(pan: &str) -> bool {
+    pan.len() >= 2
+        && pan.bytes().all(|b| b.is_ascii_digit())
+        && luhn_check_digit(&pan[..pan.len() - 1]) == pan.chars().last().unwrap_or('x')
+}
+
+/// Sample card data JSON: 16-digit Luhn-valid PAN on the test BIN, expiry three
+/// years ahead (YYMM), effective this month, ISO 7813 name.
+pub fn sample_card_data<R: Rng>(rng: &mut R, today: time::Date) -> Zeroizing<String> {
+    let mut body = String::from(SAMPLE_BIN);
+    while body.len() < 15 {
+        body.push(char::from(b'0' + rng.gen_range(0..10u8)));
+    }
+    let check = luhn_check_digit(&body);
+    body.push(check);
+    let yymm = |y: i32, m: u8| format!("{:02}{:02}", y.rem_euclid(100), m);
+    let month = today.month() as u8;
+    let given = GIVEN[rng.gen_range(0..GIVEN.len())];
+    let family = FAMILY[rng.gen_range(0..FAMILY.len())];
+    let data = json!({
+        "pan": body,
+        "exp": yymm(today.year() + 3, month),
+        "effectiveDate": yymm(today.year(), month),
+        "encodedName": format!("{family}/{given}"),
+        "panSequenceNumber": "00",
+    });
+    Zeroizing::new(data.to_string())
+}
+
+/// A D1 INSTANT card request around already encrypted card data.
+pub fn sample_instant_order(encrypted: &str, station: &str, request_id: &str) -> Value {
+    json!({
+        "distributionChannel": "INSTANT",
+        "services": { "issuance": "CREATION" },
+        "encryptedData": encrypted,
+        "paymentApplication": {
+            "config": "VIS_1_6",
+            "derivationKeyIndex": "01",
+            "cvKeyIndex": "01",
+            "pvKeyIndex": "01",
+            "odaKeyIndex": "01"
+        },
+        "persoStation": station,
+        "issuerRequestId": request_id,
+    })
+}
+
+/// Encrypts card data JSON to a recipient public JWK (the order module's JWE).
+pub type SealFn = dyn Fn(&str, &[u8]) -> Result<String, String> + Send + Sync;
+
+/// Post `count` sample INSTANT orders for `station` to the hub at `base_url`,
+/// authenticated with the development issuer credential of `state_dir`, card
+/// data encrypted by `seal` to the key served at `/sandbox/v1/keys`.
+/// Returns (cardId, operationId) per order.
+pub async fn post_sample_orders_with(
+    base_url: &str,
+    state_dir: &Path,
+    station: &str,
+    count: usize,
+    seal: &SealFn,
+) -> Result<Vec<(String, String)>, SandboxError> {
+    let base = base_url.trim_end_matches('/');
+    let files = StateFiles::in_dir(state_dir);
+    let dev = files.load_dev_issuer()?;
+    let credential =
+        ClientCredential::from_private_jwk(dev.issuer_id.clone(), &dev.private_jwk, None)
+            .map_err(|e| SandboxError::Keys(e.to_string()))?;
+    let http = reqwest::Client::new();
+    let tokens = TokenSource::new(http.clone(), format!("{base}/oauth2/token"), credential);
+    let up = |e: reqwest::Error| SandboxError::Upstream(e.without_url().to_string());
+    let keys: Value = http
+        .get(format!("{base}/sandbox/v1/keys"))
+        .send()
+        .await
+        .map_err(up)?
+        .json()
+        .await
+        .map_err(up)?;
+    let hub_key = keys["keys"][0].to_string();
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let card = {
+            let mut rng = rand::thread_rng();
+            sample_card_data(&mut rng, today)
+        };
+        let encrypted = seal(&hub_key, card.as_bytes()).map_err(SandboxError::Keys)?;
+        drop(card);
+        let card_id = format!("card-{}", uuid::Uuid::new_v4().simple());
+        let request_id = format!("req-{}", &card_id[5..21]);
+        let token = tokens
+            .token()
+            .await
+            .map_err(|e| SandboxError::Upstream(e.to_string()))?;
+        let resp = http
+            .post(format!(
+                "{base}/banking/v1/issuers/{}/physicalCards/{card_id}/operations:production",
+                dev.issuer_id
+            ))
+            .bearer_auth(token.secret())
+            .json(&sample_instant_order(&encrypted, station, &request_id))
+            .send()
+            .await
+            .map_err(up)?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.as_u16() != 202 {
+            return Err(SandboxError::Upstream(format!(
+                "order refused: HTTP {} {} {}",
+                status.as_u16(),
+                body["errorCode"].as_str().unwrap_or("-"),
+                body["error"].as_str().unwrap_or("")
+            )));
+        }
+        let op = body["operationId"]
+            .as_str()
+            .ok_or_else(|| SandboxError::Upstream("202 without operationId".into()))?;
+        out.push((card_id, op.to_string()));
+    }
+    Ok(out)
+}
+
+/// Post `count` sample INSTANT orders for `station`, card data encrypted with the
+/// order module's JWE, as an issuer backend would. Returns (cardId, operationId) per order.
+pub async fn post_sample_orders(
+    base_url: &str,
+    state_dir: &Path,
+    station: &str,
+    count: usize,
+) -> Result<Vec<(String, String)>, SandboxError> {
+    let seal = |jwk: &str, card: &[u8]| {
+        crate::order::jwe::encrypt_json(jwk, card).map_err(|e| e.to_string())
+    };
+    post_sample_orders_with(base_url, state_dir, station, count, &seal).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn luhn_check_digit_matches_a_known_test_pan() {
+        assert_eq!(luhn_check_digit("476173900101001"), '0');
+        assert!(luhn_valid("4761739001010010"));
+        assert!(!luhn_valid("4761739001010011"));
+    }
+
+    #[test]
+    fn sample_card_data_is_luhn_valid_on_the_test_bin_and_not_expired() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let today = time::macros::date!(2026 - 11 - 23);
+        for _ in 0..50 {
+            let data: Value = serde_json::from_str(&sample_card_data(&mut rng, today)).unwrap();
+            let pan = data["pan"].as_str().unwrap();
+            assert_eq!(pan.len(), 16);
+            assert!(pan.starts_with(SAMPLE_BIN));
+            assert!(luhn_valid(pan));
+            assert_eq!(data["exp"], "2911");
+            assert_eq!(data["effectiveDate"], "2611");
+            assert!(data["encodedName"].as_str().unwrap().contains('/'));
+        }
+    }
+}
