@@ -85,6 +85,9 @@ pub struct StationConfig {
     /// Log level and format.
     #[serde(default)]
     pub logging: LoggingSection,
+    /// Card products, EMV profiles, face layout.
+    #[serde(default)]
+    pub production: ProductionSection,
     /// Folder the file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -208,6 +211,44 @@ pub struct PolicySection {
     /// Start policy.
     #[serde(default)]
     pub start: StartPolicy,
+}
+
+/// `[production]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductionSection {
+    /// Card product (transport keys of the blank stock) when an order names none.
+    #[serde(default = "default_product")]
+    pub default_card_product: String,
+    /// Folder of extra EMV profiles (`<name>.toml`), added to the shipped ones.
+    pub profiles_dir: Option<PathBuf>,
+    /// Card face layout file; the shipped `standard` layout when absent.
+    pub layout: Option<PathBuf>,
+    /// Folder of artwork PNGs named by `cardDesign.artworkId`.
+    pub artwork_dir: Option<PathBuf>,
+    /// Seconds to wait for the chip after the card is parked at the chip station.
+    #[serde(default = "default_chip_wait")]
+    pub chip_wait_seconds: u64,
+}
+
+impl Default for ProductionSection {
+    fn default() -> Self {
+        ProductionSection {
+            default_card_product: default_product(),
+            profiles_dir: None,
+            layout: None,
+            artwork_dir: None,
+            chip_wait_seconds: default_chip_wait(),
+        }
+    }
+}
+
+fn default_product() -> String {
+    "DEFAULT".into()
+}
+
+fn default_chip_wait() -> u64 {
+    10
 }
 
 /// Log output format.

@@ -4,9 +4,11 @@
 //! ([`order`]), journaled ([`journal`]) and driven through the job state machine
 //! ([`job`]) across the card printer and the chip encoder ([`emv`]).
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod devkit;
 pub mod emv;
 pub mod job;
 pub mod journal;

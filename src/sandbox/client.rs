@@ -78,12 +78,13 @@ pub fn sample_instant_order(encrypted: &str, station: &str, request_id: &str) ->
         "distributionChannel": "INSTANT",
         "services": { "issuance": "CREATION" },
         "encryptedData": encrypted,
+        "cardProductId": "DEV-VISA",
+        "cardDesign": { "customLines": ["DEMO BANK"], "memberId": "M-0001" },
         "paymentApplication": {
-            "config": "VIS_1_6",
+            "config": "visa_vsdc_cvn10",
             "derivationKeyIndex": "01",
             "cvKeyIndex": "01",
-            "pvKeyIndex": "01",
-            "odaKeyIndex": "01"
+            "pvKeyIndex": "01"
         },
         "persoStation": station,
         "issuerRequestId": request_id,
@@ -177,6 +178,37 @@ pub async fn post_sample_orders(
         crate::order::jwe::encrypt_json(jwk, card).map_err(|e| e.to_string())
     };
     post_sample_orders_with(base_url, state_dir, station, count, &seal).await
+}
+
+/// The hub's `productionStatus` of a card, asked with the development issuer credential.
+pub async fn production_status(
+    base_url: &str,
+    state_dir: &Path,
+    card_id: &str,
+) -> Result<Value, SandboxError> {
+    let base = base_url.trim_end_matches('/');
+    let dev = StateFiles::in_dir(state_dir).load_dev_issuer()?;
+    let credential =
+        ClientCredential::from_private_jwk(dev.issuer_id.clone(), &dev.private_jwk, None)
+            .map_err(|e| SandboxError::Keys(e.to_string()))?;
+    let http = reqwest::Client::new();
+    let tokens = TokenSource::new(http.clone(), format!("{base}/oauth2/token"), credential);
+    let token = tokens
+        .token()
+        .await
+        .map_err(|e| SandboxError::Upstream(e.to_string()))?;
+    let up = |e: reqwest::Error| SandboxError::Upstream(e.without_url().to_string());
+    http.get(format!(
+        "{base}/banking/v1/issuers/{}/physicalCards/{card_id}/productionStatus",
+        dev.issuer_id
+    ))
+    .bearer_auth(token.secret())
+    .send()
+    .await
+    .map_err(up)?
+    .json()
+    .await
+    .map_err(up)
 }
 
 #[cfg(test)]

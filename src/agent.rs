@@ -1,0 +1,299 @@
+//! The running agent: journal, production line, upstream link and staff console,
+//! assembled from the station configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::StationConfig;
+use crate::emv::keystore::{KeyStore, SoftwareKeyStore};
+use crate::emv::profile::ProfileSet;
+use crate::emv::secure_channel::SecurityLevel;
+use crate::job::pipeline::{Devices, Station};
+use crate::job::production::Production;
+use crate::journal::{Journal, JournalOptions, NewJob};
+use crate::link::backoff::Backoff;
+use crate::link::client::{LinkClient, LinkConfig};
+use crate::link::outbox::{run_heartbeat, EventSender, HealthSource, SenderOptions};
+use crate::link::poller::{run_order_poller, OrderIntake};
+use crate::link::wire::{DeviceHealth, Heartbeat, StationOrder};
+use crate::order::StationKeyring;
+use crate::plastic::face::Layout;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A configured file or key could not be used.
+    #[error("{0}")]
+    Setup(String),
+    /// A device could not be opened.
+    #[error("device: {0}")]
+    Device(String),
+    /// The journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+impl AgentError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::Setup(_) => "AGENT_SETUP",
+            AgentError::Device(_) => "AGENT_DEVICE",
+            AgentError::Journal(_) => "AGENT_JOURNAL",
+        }
+    }
+}
+
+fn setup(what: &str, e: impl std::fmt::Display) -> AgentError {
+    AgentError::Setup(format!("{what}: {e}"))
+}
+
+/// Builds the production set-up (keys, profiles, layout) from the configuration.
+pub fn production_from_config(cfg: &StationConfig) -> Result<Production, AgentError> {
+    let jwks: Vec<_> = cfg
+        .keys
+        .station_jwe
+        .iter()
+        .map(|p| cfg.resolve(p))
+        .collect();
+    let keyring =
+        StationKeyring::from_jwk_files(&jwks).map_err(|e| setup("keys.station_jwe", e))?;
+    let keystore: Arc<dyn KeyStore> = Arc::new(
+        SoftwareKeyStore::load(&cfg.resolve(&cfg.keys.keystore))
+            .map_err(|e| setup("keys.keystore", e))?,
+    );
+    let profiles = match &cfg.production.profiles_dir {
+        Some(dir) => ProfileSet::with_dir(&cfg.resolve(dir))
+            .map_err(|e| setup("production.profiles_dir", e))?,
+        None => ProfileSet::builtin().map_err(|e| setup("EMV profiles", e))?,
+    };
+    let layout = match &cfg.production.layout {
+        Some(p) => Layout::load(&cfg.resolve(p)).map_err(|e| setup("production.layout", e))?,
+        None => Layout::standard(),
+    };
+    Ok(Production {
+        station_id: cfg.station.perso_station.clone(),
+        keyring,
+        keystore,
+        profiles,
+        layout,
+        artwork_dir: cfg.production.artwork_dir.as_ref().map(|p| cfg.resolve(p)),
+        default_card_product: cfg.production.default_card_product.clone(),
+        level: SecurityLevel::CDEC_CMAC,
+    })
+}
+
+/// Opens the configured printer and encoder.
+pub async fn open_devices(cfg: &StationConfig) -> Result<Devices, AgentError> {
+    let printer = station_evolis::EvolisPrinter::open(
+        &cfg.devices.printer.device,
+        cfg.devices.printer.model.as_deref(),
+    )
+    .await
+    .map_err(|e| AgentError::Device(format!("printer {}: {e}", cfg.devices.printer.device)))?;
+    let reader = station_pcsc::ReaderConfig::new(&cfg.devices.encoder.reader)
+        .map_err(|e| setup("devices.encoder.reader", e))?;
+    let encoder = station_pcsc::PcscEncoder::open(reader)
+        .await
+        .map_err(|e| AgentError::Device(format!("encoder {}: {e}", cfg.devices.encoder.reader)))?;
+    Ok(Devices {
+        printer: Box::new(printer),
+        encoder: Box::new(encoder),
+        chip_wait: Duration::from_secs(cfg.production.chip_wait_seconds),
+    })
+}
+
+/// Orders polled from the hub go into the journal (duplicates are ignored there).
+struct Intake {
+    station: Arc<Station>,
+    issuer_id: String,
+}
+
+impl OrderIntake for Intake {
+    fn accept(&self, order: StationOrder) {
+        let job = NewJob {
+            operation_id: order.operation_id.clone(),
+            issuer_id: if order.issuer_id.is_empty() {
+                self.issuer_id.clone()
+            } else {
+                order.issuer_id
+            },
+            card_id: order.card_id,
+            perso_station: self.station.production.station_id.clone(),
+            order_json: order.order,
+        };
+        if let Err(e) = self.station.intake(job) {
+            tracing::error!(operation_id = %order.operation_id, error = %e, "order not journaled; the hub will offer it again");
+        }
+    }
+}
+
+struct Health {
+    station: Arc<Station>,
+}
+
+impl HealthSource for Health {
+    fn heartbeat(&self) -> Heartbeat {
+        let printer = match self.station.printer_problem() {
+            Some(p) => DeviceHealth {
+                kind: "printer".into(),
+                name: "card printer".into(),
+                status: "DOWN".into(),
+                faults: vec![p],
+            },
+            None => DeviceHealth {
+                kind: "printer".into(),
+                name: "card printer".into(),
+                status: "OK".into(),
+                faults: vec![],
+            },
+        };
+        Heartbeat {
+            time: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            devices: vec![printer],
+            card_stock: None,
+        }
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    /// The station (journal, queue, progress).
+    pub station: Arc<Station>,
+    /// Where the staff console listens.
+    pub console_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts every task: preparer, producer, link (orders, reports, heartbeat), console.
+    pub async fn start(cfg: &StationConfig, devices: Devices) -> Result<Agent, AgentError> {
+        let journal = Arc::new(Journal::open_with(
+            &cfg.resolve(&cfg.journal.path),
+            JournalOptions {
+                retention: Duration::from_secs(cfg.journal.retention_days as u64 * 86_400),
+            },
+        )?);
+        for j in journal.recover_after_restart()? {
+            tracing::warn!(operation_id = %j.operation_id, "card in doubt after a restart: staff must confirm or spoil it");
+        }
+        let production = Arc::new(production_from_config(cfg)?);
+        let station = Station::new(journal.clone(), production, cfg.policy.start);
+        let (stop, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let s = station.clone();
+        let r = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = s.run_preparer(r).await {
+                tracing::error!(error = %e, "preparer stopped");
+            }
+        }));
+        let s = station.clone();
+        let r = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = s.run_producer(devices, r).await {
+                tracing::error!(error = %e, "production stopped");
+            }
+        }));
+
+        let client = Arc::new(
+            LinkClient::new(
+                LinkConfig::from_station_config(cfg).map_err(|e| setup("upstream", e))?,
+            )
+            .map_err(|e| setup("upstream", e))?,
+        );
+        let intake: Arc<dyn OrderIntake> = Arc::new(Intake {
+            station: station.clone(),
+            issuer_id: cfg.station.issuer_id.clone(),
+        });
+        tasks.push(tokio::spawn(run_order_poller(
+            client.clone(),
+            intake,
+            Duration::from_secs(20),
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            rx.clone(),
+        )));
+        let wake = Arc::new(Notify::new());
+        let sender = EventSender::new(client.clone(), journal.clone(), SenderOptions::default());
+        tasks.push(tokio::spawn(sender.run(wake.clone(), rx.clone())));
+        // Every state change may have written a report: wake the sender.
+        let mut progress = station.subscribe();
+        let mut r = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    p = progress.recv() => match p {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+                        Err(_) => return,
+                    },
+                    _ = r.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(run_heartbeat(
+            client,
+            Arc::new(Health {
+                station: station.clone(),
+            }),
+            Duration::from_secs(60),
+            rx.clone(),
+        )));
+
+        let listener = tokio::net::TcpListener::bind(&cfg.console.listen)
+            .await
+            .map_err(|e| setup(&format!("console.listen {}", cfg.console.listen), e))?;
+        let console_addr = listener.local_addr().map_err(|e| setup("console", e))?;
+        let app = crate::console::router(station.clone());
+        let mut r = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = r.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+        Ok(Agent {
+            station,
+            console_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops after the card in progress (the producer checks between cards).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops at once, as a crash would (tests of restart behaviour).
+    pub fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the agent as a service until SIGTERM/Ctrl-C.
+pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
+    let devices = open_devices(&cfg).await?;
+    let agent = Agent::start(&cfg, devices).await?;
+    tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
+    crate::service::notify_ready();
+    crate::service::shutdown_signal().await;
+    crate::service::notify_stopping(Duration::from_secs(120));
+    tracing::info!("stopping after the card in progress");
+    agent.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Development key set for a station (`station-agent keys init --dev DIR`): station
+//! JWE key pair, ES256 link key, software key store, blank card stock keys, and a
+//! station configuration that uses them — optionally registered at a sandbox hub.
+//! The demo and the tests use it; production keys never come from it.
+
+use std::path::{Path, PathBuf};
+
+use crate::emv::keystore::write_dev_keystore;
+use crate::order::jwe::generate_p256_keypair;
+use crate::sandbox::config::{SandboxFile, StationEntry};
+use crate::sandbox::keys::{generate_es256_jwk, write_private, write_public};
+use crate::sandbox::state::init_state;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// persoStation id.
+    pub station: String,
+    /// Hub base URL.
+    pub upstream: String,
+    /// Printer device.
+    pub printer: String,
+    /// Encoder reader pattern.
+    pub reader: String,
+    /// `staff` or `automatic`.
+    pub policy: String,
+    /// Sandbox state dir to register the station in.
+    pub hub_state: Option<PathBuf>,
+}
+
+/// Files written.
+#[derive(Debug, Clone)]
+pub struct DevFiles {
+    /// The station configuration.
+    pub config: PathBuf,
+    /// Key file of the blank card stock (for `sim-card --keys`).
+    pub card_stock: PathBuf,
+}
+
+fn io(path: &Path, e: std::io::Error) -> String {
+    format!("{}: {e}", path.display())
+}
+
+/// Writes the development key set and configuration into `dir`.
+pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(|e| io(&keys, e))?;
+    let jwe_kid = format!("{}-jwe-1", o.station);
+    let (jwe_private, jwe_public) = generate_p256_keypair(&jwe_kid);
+    write_private(&keys.join("station-jwe.jwk"), &jwe_private).map_err(|e| e.to_string())?;
+    write_public(&keys.join("station-jwe.public.jwk"), &jwe_public).map_err(|e| e.to_string())?;
+    let link_kid = format!("{}-link-1", o.station);
+    let (link_private, link_public) = generate_es256_jwk(&link_kid).map_err(|e| e.to_string())?;
+    write_private(&keys.join("link-es256.jwk"), &link_private).map_err(|e| e.to_string())?;
+    write_public(&keys.join("link-es256.public.jwk"), &link_public).map_err(|e| e.to_string())?;
+    let keystore = write_dev_keystore(&keys).map_err(|e| e.to_string())?;
+    let keystore_name = keystore
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let card_stock = dir.join("card-stock.toml");
+    write_private(
+        &card_stock,
+        "# Blank card stock of card product DEV-VISA / DEV-MC (public development keys).\n\
+         scp = \"02\"\ni = 0x55\nkvn = 0x20\nkdd = \"11223344556677889900\"\n\
+         kmc = \"404142434445464748494A4B4C4D4E4F\"\ndiversification = \"emv_cpg202\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let client_id = format!("station-{}", o.station);
+    let config = dir.join("station.toml");
+    let text = format!(
+        "# Development station (keys init --dev). Not for production.\n\
+         [station]\nperso_station = \"{station}\"\nissuer_id = \"{issuer}\"\n\n\
+         [upstream]\nurl = \"{url}\"\nclient_id = \"{client_id}\"\nkid = \"{link_kid}\"\nsigning_key = \"keys/link-es256.jwk\"\n\n\
+         [keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\nkeystore = \"keys/{keystore_name}\"\n\n\
+         [devices.printer]\ndevice = \"{printer}\"\n\n[devices.encoder]\nreader = \"{reader}\"\n\n\
+         [journal]\npath = \"journal.db\"\nretention_days = 0\n\n\
+         [console]\nlisten = \"127.0.0.1:8470\"\n\n[policy]\nstart = \"{policy}\"\n\n\
+         [logging]\nlevel = \"info\"\nformat = \"text\"\n\n\
+         [production]\ndefault_card_product = \"DEV-VISA\"\nchip_wait_seconds = 10\n",
+        station = o.station,
+        issuer = crate::sandbox::state::DEV_ISSUER_ID,
+        url = o.upstream,
+        printer = o.printer,
+        reader = o.reader,
+        policy = o.policy,
+    );
+    std::fs::write(&config, text).map_err(|e| io(&config, e))?;
+    if let Some(hub) = &o.hub_state {
+        let files = init_state(hub).map_err(|e| e.to_string())?;
+        let mut file = files.load_config().map_err(|e| e.to_string())?;
+        file.stations.retain(|s| s.perso_station != o.station);
+        file.stations.push(StationEntry {
+            perso_station: o.station.clone(),
+            public_jwks: vec![jwe_public.clone()],
+            client_id,
+            client_jwk: link_public.clone(),
+        });
+        write_sandbox_file(&files.config, &file)?;
+    }
+    Ok(DevFiles { config, card_stock })
+}
+
+fn write_sandbox_file(path: &Path, file: &SandboxFile) -> Result<(), String> {
+    let text = toml::to_string_pretty(file).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StationConfig;
+
+    #[test]
+    fn the_dev_set_checks_and_registers_at_the_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = dir.path().join("hub");
+        let files = init_dev(
+            &dir.path().join("station"),
+            &DevOptions {
+                station: "BR-DEV-01".into(),
+                upstream: "http://127.0.0.1:8480".into(),
+                printer: "/dev/null".into(),
+                reader: "Virtual PCD".into(),
+                policy: "automatic".into(),
+                hub_state: Some(hub.clone()),
+            },
+        )
+        .unwrap();
+        let cfg = StationConfig::load(&files.config).unwrap();
+        cfg.check().unwrap();
+        let reg = crate::sandbox::state::StateFiles::in_dir(&hub)
+            .load_config()
+            .unwrap();
+        assert_eq!(reg.stations[0].perso_station, "BR-DEV-01");
+    }
+}
