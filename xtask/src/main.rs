@@ -23,6 +23,47 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<(), String> {
     }
 }
 
+/// Starts the private pcscd + vpcd that hardware-in-the-loop runs use.
+fn private_pcscd(name: &str) -> Result<pcscd::PrivatePcscd, String> {
+    let dir = std::env::temp_dir().join(format!("station-{name}-{}", std::process::id()));
+    let p = pcscd::PrivatePcscd::start(&dir)
+        .map_err(|e| format!("hardware-in-the-loop set-up: {e}"))?;
+    println!(
+        "xtask: private pcscd + vpcd ready (vpcd port {}, {dir:?})",
+        p.vpcd_port()
+    );
+    Ok(p)
+}
+
+fn demo(extra: &[String]) -> Result<(), String> {
+    packages::ensure()?;
+    cargo(
+        &[
+            "build",
+            "--quiet",
+            "-p",
+            "station-sim",
+            "--bin",
+            "station-demo",
+        ],
+        &[],
+    )?;
+    let pcscd = private_pcscd("demo")?;
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "-p",
+        "station-sim",
+        "--bin",
+        "station-demo",
+        "--",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let r = cargo(&args, &pcscd.env());
+    drop(pcscd);
+    r
+}
+
 fn test() -> Result<(), String> {
     packages::ensure()?;
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
@@ -37,25 +78,21 @@ fn test() -> Result<(), String> {
         ],
         &[],
     )?;
-    let hil_dir = std::env::temp_dir().join(format!("station-hil-{}", std::process::id()));
-    let pcscd = pcscd::PrivatePcscd::start(&hil_dir)
-        .map_err(|e| format!("hardware-in-the-loop set-up: {e}"))?;
-    println!(
-        "xtask: private pcscd + vpcd ready (vpcd port {}, {hil_dir:?})",
-        pcscd.vpcd_port()
-    );
+    let pcscd = private_pcscd("hil")?;
     cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
     drop(pcscd);
     Ok(())
 }
 
 fn main() {
-    let cmd = std::env::args().nth(1).unwrap_or_default();
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = all.first().cloned().unwrap_or_default();
     let result = match cmd.as_str() {
         "test" => test(),
+        "demo" => demo(&all[1..]),
         "setup" => packages::ensure(),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|setup>");
             exit(2);
         }
     };
