@@ -176,6 +176,15 @@ impl Station {
             .resolve_in_doubt(op, resolution, staff)
             .map_err(|e| e.to_string())?;
         self.emit(op, j.state, j.masked_pan, j.reason);
+        if self
+            .journal
+            .jobs(&[JobState::InDoubt])
+            .map(|j| j.is_empty())
+            .unwrap_or(false)
+        {
+            self.set_printer_problem(None);
+        }
+        self.wake.notify_waiters();
         Ok(match resolution {
             Resolution::Confirm => "Card confirmed as good.".into(),
             Resolution::Spoil => "Card recorded as spoiled.".into(),
@@ -304,7 +313,19 @@ impl Station {
     ) -> Result<(), PipelineError> {
         loop {
             let wake = self.wake.notified();
-            let next = self.runnable()?.into_iter().next();
+            // A card left in doubt by a restart may still be in the printer: no new card
+            // is fed until staff have looked and confirmed or spoiled it.
+            let in_doubt = !self.journal.jobs(&[JobState::InDoubt])?.is_empty();
+            if in_doubt {
+                self.set_printer_problem(Some(
+                    "A card is in doubt after a restart: check the printer, then confirm or spoil it.".into(),
+                ));
+            }
+            let next = if in_doubt {
+                None
+            } else {
+                self.runnable()?.into_iter().next()
+            };
             match next {
                 Some(job) => {
                     let prepared = match self.ready_remove(&job.operation_id) {
