@@ -75,7 +75,7 @@ async fn an_order_delivered_twice_makes_one_card() {
     let op = posted[0].1.clone();
     wait_states(
         &agent,
-        &[op.clone()],
+        std::slice::from_ref(&op),
         &[JobState::Ejected],
         Duration::from_secs(60),
     )
