@@ -211,7 +211,7 @@ async fn killed_at(step: JobState) {
         .unwrap();
     wait_states(
         &agent,
-        &[second.clone()],
+        std::slice::from_ref(&second),
         &[JobState::Ejected],
         Duration::from_secs(60),
     )
