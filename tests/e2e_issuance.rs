@@ -10,7 +10,7 @@ use station_agent::job::state::JobState;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_posted_to_the_hub_come_out_as_cards_and_are_reported_done() {
-    let b = branch("automatic").await;
+    let (_dir, b) = branch("automatic").await;
     let agent = b.agent().await;
     let posted = b.order(3).await;
     let ops: Vec<String> = posted.iter().map(|(_, op)| op.clone()).collect();

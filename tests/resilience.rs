@@ -14,7 +14,7 @@ use station_agent::sandbox::{self, SandboxConfig};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cards_are_produced_while_the_hub_is_down_and_reports_drain_once_it_is_back() {
-    let mut b = branch("automatic").await;
+    let (_dir, mut b) = branch("automatic").await;
     let addr = b.hub.local_addr();
     let agent = b.agent().await;
     // Stop production until the hub is down, so every card is made during the outage.
@@ -69,7 +69,7 @@ async fn cards_are_produced_while_the_hub_is_down_and_reports_drain_once_it_is_b
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_delivered_twice_makes_one_card() {
-    let b = branch("automatic").await;
+    let (_dir, b) = branch("automatic").await;
     let agent = b.agent().await;
     let posted = b.order(1).await;
     let op = posted[0].1.clone();
@@ -110,7 +110,7 @@ async fn an_order_delivered_twice_makes_one_card() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_orders_never_reach_a_device() {
-    let b = branch("automatic").await;
+    let (_dir, b) = branch("automatic").await;
     let agent = b.agent().await;
     let feeder = b.printer.feeder();
     let good = b.order(1).await;
@@ -175,7 +175,7 @@ async fn bad_orders_never_reach_a_device() {
 /// Kills the agent as soon as the card enters `step`, restarts it, and checks the
 /// card is surfaced in doubt, never produced twice, and the next order still made.
 async fn killed_at(step: JobState) {
-    let b = branch("automatic").await;
+    let (_dir, b) = branch("automatic").await;
     let agent = b.agent().await;
     let mut progress = agent.station.subscribe();
     let posted = b.order(1).await;

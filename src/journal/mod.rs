@@ -495,6 +495,20 @@ impl Journal {
                 to,
             });
         }
+        // Only a card whose chip had been verified (it was being printed) can be good.
+        let went_in_doubt_from = self
+            .history(operation_id)?
+            .into_iter()
+            .rev()
+            .find(|t| t.to == JobState::InDoubt.as_str())
+            .and_then(|t| t.from);
+        if resolution == Resolution::Confirm
+            && went_in_doubt_from.as_deref() != Some(JobState::Printing.as_str())
+        {
+            return Err(JournalError::Refused(
+                "to confirm a card whose chip was not verified before the restart: spoil it",
+            ));
+        }
         self.transition_by(operation_id, to, Some(reason), staff)
     }
 
