@@ -267,3 +267,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn only_a_card_caught_while_printing_can_be_confirmed_as_good() {
+    let j = Journal::open_in_memory().unwrap();
+    j.insert_order(&order("early", "c1")).unwrap();
+    walk(
+        &j,
+        "early",
+        &[Validated, Feeding, AtChipStation, Personalizing],
+    );
+    j.insert_order(&order("late", "c2")).unwrap();
+    walk(
+        &j,
+        "late",
+        &[
+            Validated,
+            Feeding,
+            AtChipStation,
+            Personalizing,
+            Verifying,
+            Printing,
+        ],
+    );
+    j.recover_after_restart().unwrap();
+    assert!(matches!(
+        j.resolve_in_doubt("early", Resolution::Confirm, "staff-1"),
+        Err(JournalError::Refused(_))
+    ));
+    let late = j
+        .resolve_in_doubt("late", Resolution::Confirm, "staff-1")
+        .unwrap();
+    assert_eq!(late.state, Ejected);
+}
