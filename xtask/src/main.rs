@@ -4,6 +4,7 @@
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
 
+mod fuzz;
 mod packages;
 mod pcscd;
 
@@ -81,6 +82,7 @@ fn test() -> Result<(), String> {
     let pcscd = private_pcscd("hil")?;
     cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
     drop(pcscd);
+    fuzz::run(20)?;
     Ok(())
 }
 
@@ -90,9 +92,10 @@ fn main() {
     let result = match cmd.as_str() {
         "test" => test(),
         "demo" => demo(&all[1..]),
+        "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|setup>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|fuzz [SECONDS]|setup>");
             exit(2);
         }
     };
