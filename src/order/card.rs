@@ -448,6 +448,17 @@ fn dgi_id(s: &str) -> Option<u16> {
     }
 }
 
+impl ChipData {
+    /// Reads a Model 2 DGI set on its own (`{aid, dgis:[…]}`), as engineers give it to
+    /// `card perso`; errors name the field as in card data.
+    pub fn from_json_str(text: &str) -> Result<ChipData, D1Error> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => parse_chip(&m),
+            _ => Err(D1Error::format(format!("{ROOT}.chipData"))),
+        }
+    }
+}
+
 fn parse_chip(c: &Map<String, Value>) -> Result<ChipData, D1Error> {
     let parent = format!("{ROOT}.chipData");
     let aid_path = format!("{parent}.aid");
