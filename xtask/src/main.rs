@@ -4,6 +4,7 @@
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
 
+mod bench;
 mod fuzz;
 mod packages;
 mod pcscd;
@@ -92,10 +93,11 @@ fn main() {
     let result = match cmd.as_str() {
         "test" => test(),
         "demo" => demo(&all[1..]),
+        "bench" => bench::run(),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|fuzz [SECONDS]|setup>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|bench|fuzz [SECONDS]|setup>");
             exit(2);
         }
     };

@@ -138,6 +138,16 @@ enum Ended {
     ReaderClosed,
 }
 
+/// Asks Linux to acknowledge received data immediately (re-armed before each read).
+fn quickack(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
 async fn session(
     mut stream: TcpStream,
     card: &Arc<Mutex<dyn VirtualCard>>,
@@ -145,6 +155,9 @@ async fn session(
 ) -> io::Result<Ended> {
     stream.set_nodelay(true)?;
     loop {
+        // pcscd's vpcd driver sends length and payload in two writes without
+        // TCP_NODELAY: acknowledging at once spares each APDU a delayed-ACK wait (~40 ms).
+        quickack(&stream);
         let mut len = [0u8; 2];
         tokio::select! {
             r = stream.read_exact(&mut len) => match r {
@@ -154,6 +167,7 @@ async fn session(
             },
             _ = stop.changed() => return Ok(Ended::Stopped),
         }
+        quickack(&stream);
         let mut payload = vec![0u8; usize::from(u16::from_be_bytes(len))];
         tokio::select! {
             r = stream.read_exact(&mut payload) => { r?; }

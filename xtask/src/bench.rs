@@ -1,0 +1,58 @@
+//! `cargo xtask bench`: benchmarks that print ratios against their floors, never
+//! pass/fail on time.
+//!
+//! - personalization session vs replaying its identical APDUs to a 9000 card, through
+//!   a private pcscd + vpcd, and in-process; STORE DATA count packed vs one per DGI;
+//! - pipeline throughput vs the simulated printer's mechanical limit; idle cost.
+
+use std::process::Command;
+
+fn example(name: &str, args: &[&str], envs: &[(String, String)]) -> Result<(), String> {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "station-sim",
+            "--example",
+            name,
+            "--",
+        ])
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_remove("STATION_HIL_VPCD_PORT")
+        .envs(
+            envs.iter()
+                .filter(|(k, _)| k == "STATION_HIL_VPCD_PORT")
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("benchmark {name} failed ({status})"))
+    }
+}
+
+/// Runs every benchmark.
+pub fn run() -> Result<(), String> {
+    crate::packages::ensure()?;
+    crate::cargo(
+        &[
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "station-sim",
+            "--examples",
+        ],
+        &[],
+    )?;
+    example("perso_bench", &[], &[])?;
+    let pcscd = crate::private_pcscd("bench")?;
+    example("perso_bench", &[], &pcscd.env())?;
+    drop(pcscd);
+    example("throughput", &["20", "0.1"], &[])
+}
