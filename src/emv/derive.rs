@@ -76,19 +76,9 @@ impl std::fmt::Debug for Pan {
     }
 }
 
-/// Masks a digit string as first 6 ‖ `*`… ‖ last 4 (short strings are fully masked).
+/// Masks a digit string as first 6 ‖ `*`… ‖ last 4 (the one masking rule, in `logging`).
 pub fn mask_pan(digits: &str) -> String {
-    // By characters, so that a malformed (non-ASCII) value cannot split a character.
-    let chars: Vec<char> = digits.chars().collect();
-    let n = chars.len();
-    if n < 11 {
-        return "*".repeat(n);
-    }
-    chars
-        .iter()
-        .enumerate()
-        .map(|(i, c)| if i < 6 || i >= n - 4 { *c } else { '*' })
-        .collect()
+    crate::logging::mask_digits(digits)
 }
 
 /// Packs decimal (or hex) digits two per byte, `F`-padding an odd count.

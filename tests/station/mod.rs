@@ -54,7 +54,7 @@ pub fn dev() -> Dev {
 /// Card data of test card `n` (Luhn-valid PANs from the Visa test range).
 pub fn card_data(n: u32) -> Value {
     let body = format!("47617390010{:04}", n);
-    let check = luhn_digit(&body);
+    let check = station_agent::sandbox::client::luhn_check_digit(&body);
     json!({
         "pan": format!("{body}{check}"),
         "exp": "3012",
@@ -62,28 +62,6 @@ pub fn card_data(n: u32) -> Value {
         "cvv1": "123",
         "panSequenceNumber": "01"
     })
-}
-
-fn luhn_digit(body: &str) -> u32 {
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    (10 - sum % 10) % 10
 }
 
 /// An INSTANT order for this station with `card` encrypted to the station key.
