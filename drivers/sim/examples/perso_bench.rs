@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use station_agent::emv::cps::{one_dgi_per_command_count, personalize, PersoTarget, WireDgi};
+use station_agent::emv::cps::{
+    one_dgi_per_command_count, personalize, PersoReport, PersoTarget, WireDgi,
+};
 use station_agent::emv::dgi::{Dgi, DgiEncryption};
 use station_agent::emv::keystore::{write_dev_keystore, KeyIndex, KeyStore, SoftwareKeyStore};
 use station_agent::emv::prep::{prepare, KeyIndexes, PrepInput};
@@ -59,6 +61,35 @@ impl ApduTransport for Nine000 {
     async fn transmit(&mut self, _c: &[u8]) -> Result<Vec<u8>, TransportError> {
         Ok(vec![0x90, 0x00])
     }
+}
+
+/// One timed personalization session, recording the APDUs it sends.
+async fn session(
+    link: &mut dyn ApduTransport,
+    target: &PersoTarget,
+    keys: &station_agent::emv::secure_channel::KeySource,
+    params: ScpParams,
+    dgis: &[Dgi],
+    challenge: [u8; 8],
+) -> (Duration, Vec<Vec<u8>>, PersoReport) {
+    let mut rec = Recorder {
+        inner: link,
+        sent: Vec::new(),
+    };
+    let t0 = Instant::now();
+    let r = personalize(&mut rec, target, keys, params, dgis, challenge)
+        .await
+        .expect("personalization");
+    (t0.elapsed(), rec.sent, r)
+}
+
+/// The same APDUs replayed as fast as the link allows.
+async fn replay(link: &mut dyn ApduTransport, apdus: &[Vec<u8>]) -> Duration {
+    let t0 = Instant::now();
+    for apdu in apdus {
+        link.transmit(apdu).await.expect("replay");
+    }
+    t0.elapsed()
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -138,23 +169,17 @@ async fn main() {
                 enc.wait_for_card(Duration::from_secs(10))
                     .await
                     .expect("card");
-                let mut rec = Recorder {
-                    inner: &mut enc,
-                    sent: Vec::new(),
-                };
-                let t0 = Instant::now();
-                let r = personalize(
-                    &mut rec,
+                let (d, sent, r) = session(
+                    &mut enc,
                     &target,
                     &t.key_source(),
                     params,
                     &card.dgis,
                     [i as u8; 8],
                 )
-                .await
-                .expect("personalization");
-                sessions.push(t0.elapsed());
-                recorded = rec.sent;
+                .await;
+                sessions.push(d);
+                recorded = sent;
                 report = Some(r);
                 let _ = enc.release().await;
                 let _ = stop.send(true);
@@ -168,11 +193,7 @@ async fn main() {
                 enc.wait_for_card(Duration::from_secs(10))
                     .await
                     .expect("floor card");
-                let t0 = Instant::now();
-                for apdu in &recorded {
-                    enc.transmit(apdu).await.expect("replay");
-                }
-                floors.push(t0.elapsed());
+                floors.push(replay(&mut enc, &recorded).await);
                 let _ = enc.release().await;
                 let _ = stop.send(true);
                 let _ = task.await;
@@ -180,30 +201,19 @@ async fn main() {
             }
             None => {
                 let mut link = InProcessTransport::new(blank.clone());
-                let mut rec = Recorder {
-                    inner: &mut link,
-                    sent: Vec::new(),
-                };
-                let t0 = Instant::now();
-                let r = personalize(
-                    &mut rec,
+                let (d, sent, r) = session(
+                    &mut link,
                     &target,
                     &t.key_source(),
                     params,
                     &card.dgis,
                     [i as u8; 8],
                 )
-                .await
-                .expect("personalization");
-                sessions.push(t0.elapsed());
-                recorded = rec.sent;
+                .await;
+                sessions.push(d);
+                recorded = sent;
                 report = Some(r);
-                let mut floor = Nine000;
-                let t0 = Instant::now();
-                for apdu in &recorded {
-                    floor.transmit(apdu).await.expect("replay");
-                }
-                floors.push(t0.elapsed());
+                floors.push(replay(&mut Nine000, &recorded).await);
             }
         }
     }
