@@ -256,3 +256,77 @@ async fn killed_while_verifying() {
 async fn killed_while_printing() {
     killed_at(JobState::Printing).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jam_spoils_the_card_reports_it_and_the_next_card_is_made() {
+    let (_dir, b) = branch("automatic").await;
+    b.printer.arm_fault(
+        station_sim::printer::Step::Park,
+        station_sim::printer::Fault::Jam,
+    );
+    let agent = b.agent().await;
+    let first = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&first.1),
+        &[JobState::Spoiled],
+        Duration::from_secs(30),
+    )
+    .await;
+    let j = agent.station.journal.job(&first.1).unwrap().unwrap();
+    assert!(
+        j.reason.as_deref().unwrap().starts_with("PRN_CARD_JAM"),
+        "{:?}",
+        j.reason
+    );
+    assert!(
+        b.printer.finished()[0].rejected,
+        "the jammed card went to the reject box"
+    );
+    wait_hub(
+        &b,
+        std::slice::from_ref(&first.0),
+        "FAILED",
+        Duration::from_secs(30),
+    )
+    .await;
+    b.printer.clear_fault();
+    let second = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&second.1),
+        &[JobState::Ejected],
+        Duration::from_secs(60),
+    )
+    .await;
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_pulled_during_encoding_is_spoiled_as_such() {
+    let (_dir, b) = branch("automatic").await;
+    b.chips.queue_faults(station_sim::card::Faults {
+        drop_at: Some(5),
+        ..Default::default()
+    });
+    let agent = b.agent().await;
+    let first = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&first.1),
+        &[JobState::Spoiled],
+        Duration::from_secs(30),
+    )
+    .await;
+    let j = agent.station.journal.job(&first.1).unwrap().unwrap();
+    assert!(
+        j.reason
+            .as_deref()
+            .unwrap()
+            .contains("card removed during encoding"),
+        "{:?}",
+        j.reason
+    );
+    assert!(b.printer.finished()[0].rejected);
+    agent.shutdown().await;
+}
