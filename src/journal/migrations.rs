@@ -47,6 +47,11 @@ const MIGRATIONS: &[&str] = &[
     );",
     // v2: how long each card took, for the console and the demo summary.
     "ALTER TABLE jobs ADD COLUMN seconds REAL;",
+    // v3: the audit trail is append-only, as card-production auditors expect.
+    "CREATE TRIGGER transitions_no_update BEFORE UPDATE ON transitions
+        BEGIN SELECT RAISE(ABORT, 'the transition audit is append-only'); END;
+     CREATE TRIGGER transitions_no_delete BEFORE DELETE ON transitions
+        BEGIN SELECT RAISE(ABORT, 'the transition audit is append-only'); END;",
 ];
 
 /// The schema version this build writes.

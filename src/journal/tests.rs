@@ -300,3 +300,14 @@ fn only_a_card_caught_while_printing_can_be_confirmed_as_good() {
         .unwrap();
     assert_eq!(late.state, Ejected);
 }
+
+#[test]
+fn the_audit_trail_cannot_be_rewritten() {
+    let j = Journal::open_in_memory().unwrap();
+    j.insert_order(&order("op1", "c1")).unwrap();
+    let conn = j.lock();
+    assert!(conn
+        .execute("UPDATE transitions SET to_state = 'ejected'", [])
+        .is_err());
+    assert!(conn.execute("DELETE FROM transitions", []).is_err());
+}
