@@ -76,3 +76,41 @@ fn an_unknown_profile_is_a_data_exception() {
     let e = d.production.prepare(&o, date!(2026 - 11 - 22)).unwrap_err();
     assert_eq!(e.code, "DATA_EXCEPTION");
 }
+
+#[tokio::test]
+async fn the_stripe_agrees_with_the_chips_track_2_equivalent() {
+    let d = dev();
+    let o = order(&d, "visa_vsdc_cvn10", "01", &card_data(11));
+    let job = d.production.prepare(&o, date!(2026 - 11 - 22)).unwrap();
+    let card = Arc::new(Mutex::new(SimCard::new(card_stock(&d, "DEV-VISA"))));
+    let mut t = InProcessTransport::new(card.clone());
+    d.production.personalize(&mut t, &job).await.unwrap();
+    // Tag 57 as the personalized chip holds it, in the records.
+    let chip_57 = (0x0101u16..0x0120)
+        .filter_map(|id| card.lock().unwrap().dgi(id).map(|r| r.to_vec()))
+        .find_map(|r| station_agent::emv::tlv::find(&r, 0x57).ok().flatten())
+        .expect("tag 57 in a record");
+    let chip = hex::encode_upper(chip_57);
+    let chip = chip.trim_end_matches('F');
+    let stripe = job.tracks.track2.clone().unwrap();
+    let (chip_pan, chip_rest) = chip.split_once('D').unwrap();
+    let (stripe_pan, stripe_rest) = stripe.split_once('=').unwrap();
+    assert_eq!(chip_pan, stripe_pan, "PAN");
+    assert_eq!(chip_rest[..7], stripe_rest[..7], "expiry and service code");
+    assert_eq!(
+        chip_rest.len(),
+        stripe_rest.len(),
+        "discretionary data length"
+    );
+    // Only the card verification value differs: CVV on the stripe, iCVV (service code
+    // 999) on the chip, as the scheme requires.
+    let differing = chip_rest
+        .chars()
+        .zip(stripe_rest.chars())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        differing <= 3,
+        "{differing} digits differ beyond the CVV position"
+    );
+}
