@@ -430,9 +430,10 @@ impl Station {
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
-        self.journal
-            .record_metrics(op, apdus, started.elapsed().as_secs_f64())?;
-        self.transition(op, JobState::Ejected, None)?;
+        let ejected = self
+            .journal
+            .eject(op, apdus, started.elapsed().as_secs_f64())?;
+        self.emit(op, JobState::Ejected, ejected.masked_pan, None);
         Ok(())
     }
 

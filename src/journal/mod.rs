@@ -369,12 +369,40 @@ impl Journal {
         self.transition_by(operation_id, to, reason, "agent")
     }
 
+    /// The card left through the output hopper: `Ejected`, with the production
+    /// figures of the job, in one durable write (one fsync on the printer's time).
+    pub fn eject(
+        &self,
+        operation_id: &str,
+        apdu_count: u32,
+        seconds: f64,
+    ) -> Result<Job, JournalError> {
+        self.write_transition(
+            operation_id,
+            JobState::Ejected,
+            None,
+            "agent",
+            Some((apdu_count, seconds)),
+        )
+    }
+
     fn transition_by(
         &self,
         operation_id: &str,
         to: JobState,
         reason: Option<&str>,
         actor: &str,
+    ) -> Result<Job, JournalError> {
+        self.write_transition(operation_id, to, reason, actor, None)
+    }
+
+    fn write_transition(
+        &self,
+        operation_id: &str,
+        to: JobState,
+        reason: Option<&str>,
+        actor: &str,
+        metrics: Option<(u32, f64)>,
     ) -> Result<Job, JournalError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -404,6 +432,12 @@ impl Journal {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![operation_id, from.as_str(), to.as_str(), at, reason, actor],
         )?;
+        if let Some((apdu_count, seconds)) = metrics {
+            tx.execute(
+                "UPDATE jobs SET apdu_count = ?2, seconds = ?3 WHERE operation_id = ?1",
+                params![operation_id, apdu_count, seconds],
+            )?;
+        }
         if let Some(status) = to.reported_status() {
             push_event(&tx, operation_id, &status, reason, &at)?;
         }
@@ -430,13 +464,25 @@ impl Journal {
     }
 
     /// Jobs in any of `states`, oldest first.
+    ///
+    /// Asked by the index on `state`: the producer asks every loop, and a branch's
+    /// journal keeps years of ended jobs that must not be read each time.
     pub fn jobs(&self, states: &[JobState]) -> Result<Vec<Job>, JournalError> {
-        Ok(self
-            .all_jobs(u32::MAX)?
-            .into_iter()
-            .rev()
-            .filter(|j| states.contains(&j.state))
-            .collect())
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock();
+        let marks = vec!["?"; states.len()].join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY created_at, rowid"
+        ))?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(states.iter().map(|s| s.as_str())),
+                job_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_job).collect()
     }
 
     /// The most recent `limit` jobs, newest first.
@@ -454,11 +500,11 @@ impl Journal {
     /// After a restart: every job found with a card in the printer becomes `InDoubt`
     /// (returned, for staff); queued jobs stay queued. Nothing is re-run.
     pub fn recover_after_restart(&self) -> Result<Vec<Job>, JournalError> {
-        let hardware: Vec<Job> = self
-            .all_jobs(u32::MAX)?
+        let in_printer: Vec<JobState> = crate::job::state::ALL_STATES
             .into_iter()
-            .filter(|j| j.state.is_hardware())
+            .filter(|s| s.is_hardware())
             .collect();
+        let hardware = self.jobs(&in_printer)?;
         hardware
             .iter()
             .map(|j| {
@@ -618,20 +664,6 @@ impl Journal {
         if n == 0 {
             return Err(JournalError::NotFound(operation_id.to_string()));
         }
-        Ok(())
-    }
-
-    /// Records the APDU count and the seconds a card took.
-    pub fn record_metrics(
-        &self,
-        operation_id: &str,
-        apdu_count: u32,
-        seconds: f64,
-    ) -> Result<(), JournalError> {
-        self.lock().execute(
-            "UPDATE jobs SET apdu_count = ?2, seconds = ?3 WHERE operation_id = ?1",
-            params![operation_id, apdu_count, seconds],
-        )?;
         Ok(())
     }
 

@@ -311,3 +311,41 @@ fn the_audit_trail_cannot_be_rewritten() {
         .is_err());
     assert!(conn.execute("DELETE FROM transitions", []).is_err());
 }
+
+#[test]
+fn jobs_by_state_are_only_those_states_oldest_first() {
+    let j = Journal::open_in_memory().unwrap();
+    for (op, card) in [("op1", "c1"), ("op2", "c2"), ("op3", "c3")] {
+        j.insert_order(&order(op, card)).unwrap();
+    }
+    walk(&j, "op2", &[Validated]);
+    let received: Vec<String> = j
+        .jobs(&[Received])
+        .unwrap()
+        .into_iter()
+        .map(|job| job.operation_id)
+        .collect();
+    assert_eq!(received, ["op1", "op3"]);
+    assert!(j.jobs(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn an_eject_records_the_figures_with_the_state_in_one_write() {
+    let j = Journal::open_in_memory().unwrap();
+    j.insert_order(&order("op1", "c1")).unwrap();
+    walk(
+        &j,
+        "op1",
+        &[
+            Validated,
+            Feeding,
+            AtChipStation,
+            Personalizing,
+            Verifying,
+            Printing,
+        ],
+    );
+    let job = j.eject("op1", 7, 9.5).unwrap();
+    assert_eq!((job.state, job.apdu_count), (Ejected, 7));
+    assert_eq!(job.seconds, Some(9.5));
+}

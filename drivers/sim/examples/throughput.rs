@@ -59,7 +59,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("station-throughput-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench folder");
-    let b = branch(&dir, "automatic", timing).await;
+    let b = branch(&dir, "automatic", timing.clone()).await;
     let agent = b.agent().await;
 
     // Idle cost: the agent with nothing to do (long polls open, timers running).
@@ -81,6 +81,17 @@ async fn main() {
             break Instant::now();
         }
     };
+    // Every state change with its time, to say where the time of a card goes.
+    let steps = tokio::spawn(async move {
+        let mut seen = vec![(JobState::Feeding, start)];
+        while let Ok(p) = progress.recv().await {
+            seen.push((p.state, Instant::now()));
+            if seen.iter().filter(|(s, _)| *s == JobState::Ejected).count() == cards {
+                break;
+            }
+        }
+        seen
+    });
     wait_states(
         &agent,
         &ops,
@@ -112,6 +123,39 @@ async fn main() {
         overhead * 1000.0,
         real / (real + overhead)
     );
+    let seen = steps.await.expect("step log");
+    let scaled = |s: f64| s * scale * 1000.0;
+    let mech = [
+        (JobState::Feeding, scaled(timing.feed)),
+        (JobState::AtChipStation, scaled(timing.park)),
+        (JobState::Personalizing, 0.0),
+        (JobState::Verifying, 0.0),
+        (
+            JobState::Printing,
+            scaled(timing.print_panel + timing.mag + timing.eject),
+        ),
+        (JobState::Ejected, 0.0),
+    ];
+    println!(
+        "  where a card's time goes (median ms in each state, mechanical part, software part):"
+    );
+    for (state, mech_ms) in mech {
+        let mut d: Vec<f64> = seen
+            .windows(2)
+            .filter(|w| w[0].0 == state)
+            .map(|w| (w[1].1 - w[0].1).as_secs_f64() * 1000.0)
+            .collect();
+        if d.is_empty() {
+            continue;
+        }
+        d.sort_by(|a, b| a.total_cmp(b));
+        let median = d[d.len() / 2];
+        println!(
+            "    {:<16} {median:>8.2} {mech_ms:>8.2} {:>8.2}",
+            format!("{state:?}"),
+            median - mech_ms
+        );
+    }
     println!("idle agent: {idle_rss} KiB resident, {idle_cpu:.2} % of one core");
     agent.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use tokio::sync::watch;
@@ -233,10 +233,14 @@ impl SimPrinter {
         self.position.send_replace(p);
     }
 
-    fn wait(&self, seconds: f64) {
+    /// Holds the reply until the step's mechanical time has passed since the command
+    /// arrived: the simulator's own bookkeeping (recording a panel as PNG) runs inside
+    /// that time, as a real controller's work does, so it never counts as printer time.
+    fn wait(&self, received: Instant, seconds: f64) {
         let scale = self.lock().config.timing.scale;
         if seconds * scale > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(seconds * scale));
+            let left = Duration::from_secs_f64(seconds * scale).saturating_sub(received.elapsed());
+            std::thread::sleep(left);
         }
     }
 
@@ -263,6 +267,7 @@ impl SimPrinter {
 
     /// Handles one command (without ESC/CR) and returns the reply line.
     pub fn handle(&self, cmd: &str) -> String {
+        let received = Instant::now();
         let mut parts = cmd.splitn(4, ';');
         let name = parts.next().unwrap_or_default();
         let args: Vec<&str> = parts.collect();
@@ -316,7 +321,7 @@ impl SimPrinter {
                 st.cards_started += 1;
                 self.set_position(&mut st, Position::InPrinter);
                 drop(st);
-                self.wait(timing.feed);
+                self.wait(received, timing.feed);
                 "OK".into()
             }
             "Sis" => {
@@ -328,7 +333,7 @@ impl SimPrinter {
                     return "ERR 2".into();
                 }
                 drop(st);
-                self.wait(timing.park);
+                self.wait(received, timing.park);
                 let mut st = self.lock();
                 self.set_position(&mut st, Position::AtChipStation);
                 "OK".into()
@@ -360,7 +365,7 @@ impl SimPrinter {
                 st.current.panel_names.push(panel);
                 self.set_position(&mut st, Position::InPrinter);
                 drop(st);
-                self.wait(timing.print_panel);
+                self.wait(received, timing.print_panel);
                 "OK".into()
             }
             "Dm" => {
@@ -383,7 +388,7 @@ impl SimPrinter {
                 }
                 st.encoded = st.mag_buffer.clone();
                 drop(st);
-                self.wait(timing.mag);
+                self.wait(received, timing.mag);
                 "OK".into()
             }
             "Smr" => {
@@ -402,7 +407,7 @@ impl SimPrinter {
                     return "ERR 2".into();
                 }
                 drop(st);
-                self.wait(timing.eject);
+                self.wait(received, timing.eject);
                 let mut st = self.lock();
                 self.end_card(&mut st, false);
                 "OK".into()
@@ -414,7 +419,7 @@ impl SimPrinter {
                     return "ERR 2".into();
                 }
                 drop(st);
-                self.wait(timing.reject);
+                self.wait(received, timing.reject);
                 let mut st = self.lock();
                 self.end_card(&mut st, true);
                 "OK".into()
