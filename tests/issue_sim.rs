@@ -6,6 +6,7 @@ mod station;
 use std::sync::{Arc, Mutex};
 
 use station::{card_data, card_stock, dev, order};
+use station_agent::plastic::magstripe::discretionary;
 use station_sim::card::{AppState, InProcessTransport, SimCard};
 use time::macros::date;
 
@@ -93,24 +94,29 @@ async fn the_stripe_agrees_with_the_chips_track_2_equivalent() {
     let chip = hex::encode_upper(chip_57);
     let chip = chip.trim_end_matches('F');
     let stripe = job.tracks.track2.clone().unwrap();
-    let (chip_pan, chip_rest) = chip.split_once('D').unwrap();
-    let (stripe_pan, stripe_rest) = stripe.split_once('=').unwrap();
-    assert_eq!(chip_pan, stripe_pan, "PAN");
-    assert_eq!(chip_rest[..7], stripe_rest[..7], "expiry and service code");
-    assert_eq!(
-        chip_rest.len(),
-        stripe_rest.len(),
-        "discretionary data length"
-    );
-    // Only the card verification value differs: CVV on the stripe, iCVV (service code
-    // 999) on the chip, as the scheme requires.
-    let differing = chip_rest
-        .chars()
-        .zip(stripe_rest.chars())
-        .filter(|(a, b)| a != b)
-        .count();
-    assert!(
-        differing <= 3,
-        "{differing} digits differ beyond the CVV position"
+    // Where the product's pattern puts the CVV: the digits that change when only the
+    // CVV does.
+    let pattern = &d
+        .production
+        .profiles
+        .get("visa_vsdc_cvn10")
+        .unwrap()
+        .track2_discretionary;
+    let with = |cvv| discretionary(pattern, "", "", cvv).unwrap();
+    let (a, b) = (with("000"), with("111"));
+    let cvv_at: Vec<usize> = (0..a.len()).filter(|&i| a[i..=i] != b[i..=i]).collect();
+    assert_eq!(cvv_at.len(), 3);
+    let dd_start = stripe.find('=').unwrap() + 1 + 4 + 3;
+    let cvv_field = dd_start + cvv_at[0]..dd_start + cvv_at[2] + 1;
+    // Byte for byte the same track, '=' written 'D' in the chip, except the CVV field:
+    // CVV on the stripe, iCVV (service code 999) in the chip, as the scheme requires.
+    let chip_as_stripe = chip.replacen('D', "=", 1);
+    assert_eq!(chip_as_stripe.len(), stripe.len(), "track length");
+    assert_eq!(chip_as_stripe[..cvv_field.start], stripe[..cvv_field.start]);
+    assert_eq!(chip_as_stripe[cvv_field.end..], stripe[cvv_field.end..]);
+    assert_ne!(
+        chip_as_stripe[cvv_field.clone()],
+        stripe[cvv_field],
+        "the chip carries the iCVV, not the stripe's CVV"
     );
 }
