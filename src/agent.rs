@@ -252,7 +252,14 @@ impl Agent {
             .await
             .map_err(|e| setup(&format!("console.listen {}", cfg.console.listen), e))?;
         let console_addr = listener.local_addr().map_err(|e| setup("console", e))?;
-        let app = crate::console::router(station.clone());
+        let access = match &cfg.console.staff {
+            Some(p) => crate::console::Access::Staff(
+                crate::console::staff::StaffDesk::watching(&cfg.resolve(p))
+                    .map_err(|e| setup("console.staff", e))?,
+            ),
+            None => crate::console::Access::Anonymous,
+        };
+        let app = crate::console::router(station.clone(), access);
         let mut r = rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)

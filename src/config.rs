@@ -179,12 +179,21 @@ pub struct ConsoleSection {
     /// Listen address.
     #[serde(default = "default_console")]
     pub listen: String,
+    /// Staff accounts (ids and PIN hashes) that may sign in; see `station-agent staff`.
+    #[serde(default)]
+    pub staff: Option<PathBuf>,
+    /// Run the console without sign-in (loopback only; actions are journaled as
+    /// "console", not as a person).
+    #[serde(default)]
+    pub allow_anonymous: bool,
 }
 
 impl Default for ConsoleSection {
     fn default() -> Self {
         ConsoleSection {
             listen: default_console(),
+            staff: None,
+            allow_anonymous: false,
         }
     }
 }
@@ -398,10 +407,35 @@ impl StationConfig {
                 "empty reader name pattern",
             ));
         }
-        self.console
+        let console = self
+            .console
             .listen
             .parse::<SocketAddr>()
             .map_err(|e| ConfigError::invalid("console.listen", e.to_string()))?;
+        match (&self.console.staff, self.console.allow_anonymous) {
+            (None, false) => {
+                return Err(ConfigError::invalid(
+                    "console.staff",
+                    "no staff file: create one with `station-agent staff add ID --name NAME --file PATH` \
+                     and set console.staff, or set console.allow_anonymous = true",
+                ))
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::invalid(
+                    "console.allow_anonymous",
+                    "set either console.staff or console.allow_anonymous, not both",
+                ))
+            }
+            (None, true) if !console.ip().is_loopback() => {
+                return Err(ConfigError::invalid(
+                    "console.allow_anonymous",
+                    format!(
+                        "a console without sign-in must listen on loopback, not {console}"
+                    ),
+                ))
+            }
+            _ => {}
+        }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
             return Err(ConfigError::invalid(
                 "logging.level",
@@ -423,6 +457,12 @@ impl StationConfig {
             check_secret_file(&format!("keys.station_jwe[{i}]"), &self.resolve(p))?;
         }
         check_secret_file("keys.keystore", &self.resolve(&self.keys.keystore))?;
+        if let Some(p) = &self.console.staff {
+            let p = self.resolve(p);
+            check_secret_file("console.staff", &p)?;
+            crate::console::staff::StaffFile::load(&p)
+                .map_err(|e| ConfigError::invalid("console.staff", e.to_string()))?;
+        }
         if let Some(k) = &self.upstream.client_key {
             check_secret_file("upstream.client_key", &self.resolve(k))?;
         }
@@ -563,6 +603,33 @@ mod tests {
         let err = cfg.check().unwrap_err();
         assert!(
             err.to_string().starts_with("upstream.signing_key:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_console_without_staff_or_an_explicit_choice_is_refused() {
+        let text = example().replace("staff = \"/etc/station-agent/staff.toml\"\n", "");
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("console.staff:"), "{err}");
+    }
+
+    #[test]
+    fn a_console_without_sign_in_must_stay_on_loopback() {
+        let text = example()
+            .replace("staff = \"/etc/station-agent/staff.toml\"\n", "")
+            .replace("# allow_anonymous = true", "allow_anonymous = true");
+        StationConfig::parse(&text).unwrap().check_values().unwrap();
+        let wide = text.replace("listen = \"127.0.0.1:8470\"", "listen = \"0.0.0.0:8470\"");
+        let err = StationConfig::parse(&wide)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("console.allow_anonymous:"),
             "{err}"
         );
     }

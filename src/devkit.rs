@@ -35,7 +35,14 @@ pub struct DevFiles {
     pub config: PathBuf,
     /// Key file of the blank card stock (for `sim-card --keys`).
     pub card_stock: PathBuf,
+    /// Staff accounts of the console (one development account).
+    pub staff: PathBuf,
 }
+
+/// Sign-in id of the development staff account.
+pub const DEV_STAFF_ID: &str = "dev";
+/// PIN of the development staff account (public: development only).
+pub const DEV_STAFF_PIN: &str = "246810";
 
 fn io(path: &Path, e: std::io::Error) -> String {
     format!("{}: {e}", path.display())
@@ -66,6 +73,12 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
          kmc = \"404142434445464748494A4B4C4D4E4F\"\ndiversification = \"emv_cpg202\"\n",
     )
     .map_err(|e| e.to_string())?;
+    let staff = dir.join("staff.toml");
+    let mut accounts = crate::console::staff::StaffFile::default();
+    accounts
+        .set(DEV_STAFF_ID, "Development staff", DEV_STAFF_PIN)
+        .and_then(|_| accounts.save(&staff))
+        .map_err(|e| e.to_string())?;
     let client_id = format!("station-{}", o.station);
     let config = dir.join("station.toml");
     let text = format!(
@@ -75,7 +88,7 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
          [keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\nkeystore = \"keys/{keystore_name}\"\n\n\
          [devices.printer]\ndevice = \"{printer}\"\n\n[devices.encoder]\nreader = \"{reader}\"\n\n\
          [journal]\npath = \"journal.db\"\nretention_days = 0\n\n\
-         [console]\nlisten = \"127.0.0.1:8470\"\n\n[policy]\nstart = \"{policy}\"\n\n\
+         [console]\nlisten = \"127.0.0.1:8470\"\nstaff = \"staff.toml\"\n\n[policy]\nstart = \"{policy}\"\n\n\
          [logging]\nlevel = \"info\"\nformat = \"text\"\n\n\
          [production]\ndefault_card_product = \"DEV-VISA\"\nchip_wait_seconds = 10\n",
         station = o.station,
@@ -98,7 +111,11 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
         });
         write_sandbox_file(&files.config, &file)?;
     }
-    Ok(DevFiles { config, card_stock })
+    Ok(DevFiles {
+        config,
+        card_stock,
+        staff,
+    })
 }
 
 fn write_sandbox_file(path: &Path, file: &SandboxFile) -> Result<(), String> {

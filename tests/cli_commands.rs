@@ -28,6 +28,7 @@ fn help_lists_every_command() {
         "printer",
         "preview",
         "jobs",
+        "staff",
     ] {
         assert!(out.contains(c), "{c} missing from:\n{out}");
     }
@@ -134,4 +135,47 @@ fn card_read_on_a_missing_reader_names_the_pattern() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("No Such Reader 9000"), "{err}");
+}
+
+#[test]
+fn staff_add_reads_the_pin_from_standard_input_and_stores_only_its_hash() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("staff.toml");
+    let mut child = agent()
+        .args(["staff", "add", "amartin", "--name", "A. Martin", "--file"])
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"482913\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("amartin") && text.contains("$argon2id$"));
+    assert!(!text.contains("482913"));
+    let (code, listed, _) = run(&["staff", "list", "--file", file.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(listed.contains("A. Martin"));
+    assert!(!listed.contains("argon2"), "hashes are not listed");
+}
+
+#[test]
+fn staff_add_refuses_a_short_pin_and_writes_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("staff.toml");
+    let mut child = agent()
+        .args(["staff", "add", "amartin", "--name", "A. Martin", "--file"])
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"1234\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 6"));
+    assert!(!file.exists());
 }

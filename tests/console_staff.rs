@@ -1,5 +1,6 @@
-//! Staff policy through the console API: the card waits for Start, is produced, then
-//! handed over; the page itself is served.
+//! Staff policy through the console API: staff sign in, the card waits for Start, is
+//! produced, then handed over, each step journaled under the staff id; nothing is
+//! shown or done without a session.
 
 mod e2e;
 
@@ -7,7 +8,22 @@ use std::time::Duration;
 
 use e2e::{branch, wait_hub, wait_states};
 use serde_json::Value;
+use station_agent::devkit::{DEV_STAFF_ID, DEV_STAFF_PIN};
 use station_agent::job::state::JobState;
+
+async fn sign_in(http: &reqwest::Client, base: &str) -> String {
+    let r: Value = http
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({"staff": DEV_STAFF_ID, "pin": DEV_STAFF_PIN}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["member"]["id"], DEV_STAFF_ID);
+    r["token"].as_str().unwrap().to_string()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_card_waits_for_staff_start_and_is_handed_over() {
@@ -17,6 +33,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
     let http = reqwest::Client::new();
     let page = http.get(&base).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Card issuance"));
+    let token = sign_in(&http, &base).await;
 
     let posted = b.order(1).await;
     let (card, op) = posted[0].clone();
@@ -35,6 +52,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
 
     let jobs: Vec<Value> = http
         .get(format!("{base}/api/jobs"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -54,6 +72,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
 
     let r = http
         .post(format!("{base}/api/jobs/{op}/start"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -75,6 +94,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
 
     let r = http
         .post(format!("{base}/api/jobs/{op}/handover"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -85,6 +105,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
     );
     let again = http
         .post(format!("{base}/api/jobs/{op}/start"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -95,6 +116,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
     );
     let status: Value = http
         .get(format!("{base}/api/status"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -102,5 +124,69 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
         .await
         .unwrap();
     assert_eq!(status["persoStation"], e2e::STATION);
+    // The audit names who set the card going and who handed it over.
+    let history = agent.station.journal.history(&op).unwrap();
+    let actor = |to: JobState| {
+        history
+            .iter()
+            .find(|t| t.to == to.as_str())
+            .map(|t| t.actor.clone())
+    };
+    assert_eq!(actor(JobState::Feeding).as_deref(), Some(DEV_STAFF_ID));
+    assert_eq!(actor(JobState::HandedOver).as_deref(), Some(DEV_STAFF_ID));
+    assert_eq!(actor(JobState::Personalizing).as_deref(), Some("agent"));
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_session_nothing_is_shown_or_done() {
+    let (_dir, b) = branch("staff").await;
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let http = reqwest::Client::new();
+    let posted = b.order(1).await;
+    let op = posted[0].1.clone();
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let jobs = http.get(format!("{base}/api/jobs")).send().await.unwrap();
+    assert_eq!(jobs.status(), 401);
+    let start = http
+        .post(format!("{base}/api/jobs/{op}/start"))
+        .bearer_auth("not-a-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 401);
+    let body: Value = start.json().await.unwrap();
+    assert_eq!(body["code"], "STAFF_NOT_SIGNED_IN");
+
+    let wrong = http
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({"staff": DEV_STAFF_ID, "pin": "000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let session: Value = http
+        .get(format!("{base}/api/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["signInRequired"], true);
+    assert!(session["member"].is_null());
+    assert_eq!(
+        agent.station.journal.job(&op).unwrap().unwrap().state,
+        JobState::WaitingForStaff,
+        "the card did not start"
+    );
     agent.shutdown().await;
 }

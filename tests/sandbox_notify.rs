@@ -100,13 +100,22 @@ async fn a_notification_is_retried_after_a_500_until_the_issuer_answers_204() {
         assert_eq!(o["details"]["status"], "CARD_PROD_REQUESTED");
     }
     assert_eq!(calls[0].1, calls[1].1, "a retry keeps its correlation id");
-    assert!(hub
-        .handle
-        .hub()
-        .store
-        .pending_notifications(10)
-        .unwrap()
-        .is_empty());
+    // The issuer records the call before its 204 reaches the hub: wait for the hub to
+    // mark the notification delivered.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !hub
+            .handle
+            .hub()
+            .store
+            .pending_notifications(10)
+            .unwrap()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the delivered notification leaves the queue");
 }
 
 #[tokio::test]

@@ -1,17 +1,22 @@
 //! Staff console (a page at `/`) and the admin API under `/api`.
 //!
-//! It listens on loopback by default: branch staff use it on the workstation itself.
-//! Anything wider needs a reverse proxy with TLS and staff authentication in front.
+//! Staff sign in with their id and PIN (`staff`); every action is journaled under
+//! their id. It listens on loopback by default: branch staff use it on the
+//! workstation itself. Anything wider needs a reverse proxy with TLS in front.
+
+pub mod staff;
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use staff::{StaffDesk, StaffError, StaffMember};
 
 use crate::job::pipeline::Station;
 use crate::job::state::JobState;
@@ -92,17 +97,109 @@ fn hint(state: JobState) -> Option<String> {
     }
 }
 
+/// Who may act on the console.
+pub enum Access {
+    /// Staff sign in with id and PIN; actions carry their id.
+    Staff(StaffDesk),
+    /// No sign-in (explicitly configured, loopback only): actions carry "console".
+    Anonymous,
+}
+
+#[derive(Clone)]
+struct Console {
+    station: Arc<Station>,
+    access: Arc<Access>,
+}
+
 /// Builds the console router over a station.
-pub fn router(station: Arc<Station>) -> Router {
+pub fn router(station: Arc<Station>, access: Access) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/api/session", get(session).delete(sign_out))
+        .route("/api/session", post(sign_in))
         .route("/api/status", get(status))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{op}/{action}", post(act))
-        .with_state(station)
+        .with_state(Console {
+            station,
+            access: Arc::new(access),
+        })
 }
 
-async fn status(State(s): State<Arc<Station>>) -> impl IntoResponse {
+fn refusal(status: StatusCode, e: &StaffError) -> Response {
+    (
+        status,
+        Json(json!({"code": e.code(), "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// The signed-in member (a fixed "console" member when there is no sign-in).
+fn who(c: &Console, headers: &HeaderMap) -> Result<StaffMember, StaffError> {
+    match c.access.as_ref() {
+        Access::Anonymous => Ok(StaffMember {
+            id: "console".into(),
+            name: "Console".into(),
+        }),
+        Access::Staff(desk) => bearer(headers)
+            .ok_or(StaffError::NotSignedIn)
+            .and_then(|t| desk.member(t)),
+    }
+}
+
+#[derive(Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    staff: String,
+    pin: String,
+}
+
+/// Whether sign-in is needed, and who is signed in with this token.
+async fn session(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let needed = matches!(c.access.as_ref(), Access::Staff(_));
+    let member = who(&c, &headers).ok();
+    Json(json!({"signInRequired": needed, "member": member})).into_response()
+}
+
+async fn sign_in(State(c): State<Console>, Json(req): Json<SignIn>) -> Response {
+    let Access::Staff(desk) = c.access.as_ref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "this console has no staff sign-in"})),
+        )
+            .into_response();
+    };
+    // Argon2 takes tens of milliseconds: off the async workers.
+    let attempt = tokio::task::block_in_place(|| desk.sign_in(&req.staff, &req.pin));
+    match attempt {
+        Ok((token, member)) => {
+            Json(json!({"token": token.as_str(), "member": member})).into_response()
+        }
+        Err(e @ StaffError::Locked { .. }) => refusal(StatusCode::TOO_MANY_REQUESTS, &e),
+        Err(e) => refusal(StatusCode::UNAUTHORIZED, &e),
+    }
+}
+
+async fn sign_out(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if let (Access::Staff(desk), Some(token)) = (c.access.as_ref(), bearer(&headers)) {
+        desk.sign_out(token);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if let Err(e) = who(&c, &headers) {
+        return refusal(StatusCode::UNAUTHORIZED, &e);
+    }
+    let s = &c.station;
     let printer = match s.printer_problem() {
         Some(p) => json!({"name": "Card printer", "ok": false, "message": p}),
         None => json!({"name": "Card printer", "ok": true, "message": "Ready"}),
@@ -118,10 +215,14 @@ async fn status(State(s): State<Arc<Station>>) -> impl IntoResponse {
         "persoStation": s.production.station_id,
         "devices": [printer, link],
     }))
+    .into_response()
 }
 
-async fn jobs(State(s): State<Arc<Station>>) -> impl IntoResponse {
-    match s.journal.all_jobs(200) {
+async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if let Err(e) = who(&c, &headers) {
+        return refusal(StatusCode::UNAUTHORIZED, &e);
+    }
+    match c.station.journal.all_jobs(200) {
         Ok(list) => Json(
             list.into_iter()
                 .map(|j| JobView {
@@ -149,19 +250,27 @@ async fn jobs(State(s): State<Arc<Station>>) -> impl IntoResponse {
 }
 
 async fn act(
-    State(s): State<Arc<Station>>,
+    State(c): State<Console>,
+    headers: HeaderMap,
     Path((op, action)): Path<(String, String)>,
-) -> impl IntoResponse {
+) -> Response {
+    let member = match who(&c, &headers) {
+        Ok(m) => m,
+        Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
+    };
+    let s = &c.station;
+    let by = member.id.as_str();
     let r = match action.as_str() {
-        "start" => s.start(&op),
-        "handover" => s.hand_over(&op),
-        "cancel" => s.cancel(&op),
-        "confirm" => s.resolve(&op, Resolution::Confirm, "console"),
-        "spoil" => s.resolve(&op, Resolution::Spoil, "console"),
+        "start" => s.start(&op, by),
+        "handover" => s.hand_over(&op, by),
+        "cancel" => s.cancel(&op, by),
+        "confirm" => s.resolve(&op, Resolution::Confirm, by),
+        "spoil" => s.resolve(&op, Resolution::Spoil, by),
         _ => Err(format!("unknown action '{action}'")),
     };
+    tracing::info!(staff = by, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
     match r {
-        Ok(m) => (StatusCode::OK, Json(json!({ "message": m }))),
-        Err(m) => (StatusCode::CONFLICT, Json(json!({ "message": m }))),
+        Ok(m) => (StatusCode::OK, Json(json!({ "message": m }))).into_response(),
+        Err(m) => (StatusCode::CONFLICT, Json(json!({ "message": m }))).into_response(),
     }
 }

@@ -9,7 +9,7 @@
 //! `CARD_PROD_EXCEPTION` with the reason; data problems report `DATA_EXCEPTION`
 //! before any card moves.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,8 @@ pub struct Station {
     pub production: Arc<Production>,
     /// Who starts cards.
     pub policy: StartPolicy,
-    started: Mutex<HashSet<String>>,
+    /// Orders staff have started, with who started them.
+    started: Mutex<HashMap<String, String>>,
     ready: Mutex<HashMap<String, Arc<PreparedJob>>>,
     wake: Notify,
     progress: broadcast::Sender<Progress>,
@@ -81,7 +82,7 @@ impl Station {
             journal,
             production,
             policy,
-            started: Mutex::new(HashSet::new()),
+            started: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             progress,
@@ -119,7 +120,17 @@ impl Station {
     }
 
     fn transition(&self, op: &str, to: JobState, reason: Option<&str>) -> Result<(), JournalError> {
-        let job = self.journal.transition(op, to, reason)?;
+        self.transition_by(op, to, reason, "agent")
+    }
+
+    fn transition_by(
+        &self,
+        op: &str,
+        to: JobState,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<(), JournalError> {
+        let job = self.journal.transition_by(op, to, reason, actor)?;
         self.emit(op, to, job.masked_pan, reason.map(str::to_string));
         Ok(())
     }
@@ -135,14 +146,14 @@ impl Station {
         Ok(outcome)
     }
 
-    /// Staff start a card waiting for them.
-    pub fn start(&self, op: &str) -> ActionResult {
+    /// Staff start a card waiting for them; the feed is journaled as theirs.
+    pub fn start(&self, op: &str, staff: &str) -> ActionResult {
         match self.journal.job(op) {
             Ok(Some(j)) if j.state == JobState::WaitingForStaff => {
                 self.started
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(op.to_string());
+                    .insert(op.to_string(), staff.to_string());
                 self.wake.notify_waiters();
                 Ok("Card started.".into())
             }
@@ -155,16 +166,21 @@ impl Station {
     }
 
     /// Staff handed the card over to the customer.
-    pub fn hand_over(&self, op: &str) -> ActionResult {
-        self.transition(op, JobState::HandedOver, Some("handed over at the counter"))
-            .map(|_| "Handed over.".to_string())
-            .map_err(|e| e.to_string())
+    pub fn hand_over(&self, op: &str, staff: &str) -> ActionResult {
+        self.transition_by(
+            op,
+            JobState::HandedOver,
+            Some("handed over at the counter"),
+            staff,
+        )
+        .map(|_| "Handed over.".to_string())
+        .map_err(|e| e.to_string())
     }
 
     /// Staff cancel a card that has not started.
-    pub fn cancel(&self, op: &str) -> ActionResult {
+    pub fn cancel(&self, op: &str, staff: &str) -> ActionResult {
         self.ready_remove(op);
-        self.transition(op, JobState::Cancelled, Some("cancelled by staff"))
+        self.transition_by(op, JobState::Cancelled, Some("cancelled by staff"), staff)
             .map(|_| "Cancelled.".to_string())
             .map_err(|e| e.to_string())
     }
@@ -279,7 +295,7 @@ impl Station {
                 self.journal
                     .jobs(&[JobState::WaitingForStaff])?
                     .into_iter()
-                    .filter(|j| started.contains(&j.operation_id))
+                    .filter(|j| started.contains_key(&j.operation_id))
                     .collect()
             }
         })
@@ -343,11 +359,13 @@ impl Station {
                         },
                     };
                     self.wake.notify_waiters();
-                    self.started
+                    let starter = self
+                        .started
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&job.operation_id);
-                    self.produce(&mut devices, &job.operation_id, &prepared)
+                    let actor = starter.as_deref().unwrap_or("agent");
+                    self.produce(&mut devices, &job.operation_id, &prepared, actor)
                         .await?;
                 }
                 None => {
@@ -373,14 +391,16 @@ impl Station {
 
     /// Produces one card. Card problems end the job (spoiled, reported); only a
     /// journal failure stops the pipeline.
+    /// `actor` is who set the card going: the staff member who pressed Start, or the agent.
     pub async fn produce(
         &self,
         d: &mut Devices,
         op: &str,
         job: &PreparedJob,
+        actor: &str,
     ) -> Result<(), PipelineError> {
         let started = Instant::now();
-        self.transition(op, JobState::Feeding, None)?;
+        self.transition_by(op, JobState::Feeding, None, actor)?;
         if let Err(e) = d.printer.feed().await {
             if e == PrinterError::FeederEmpty {
                 // No card left the feeder: the order goes back to staff, nothing is spoiled.

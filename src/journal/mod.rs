@@ -386,7 +386,8 @@ impl Journal {
         )
     }
 
-    fn transition_by(
+    /// Moves a job to `to` on behalf of `actor` (a staff id, or "agent"), audited.
+    pub fn transition_by(
         &self,
         operation_id: &str,
         to: JobState,

@@ -155,7 +155,12 @@ async fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    println!("   staff console at http://{}/", agent.console_addr);
+    println!(
+        "   staff console at http://{}/ (sign in as {} / {})",
+        agent.console_addr,
+        station_agent::devkit::DEV_STAFF_ID,
+        station_agent::devkit::DEV_STAFF_PIN
+    );
     let mut progress = agent.station.subscribe();
 
     println!(
