@@ -87,24 +87,37 @@ pub fn production_from_config(cfg: &StationConfig) -> Result<Production, AgentEr
     })
 }
 
-/// Opens the configured printer and encoder.
-pub async fn open_devices(cfg: &StationConfig) -> Result<Devices, AgentError> {
-    let printer = station_evolis::EvolisPrinter::open(
-        &cfg.devices.printer.device,
-        cfg.devices.printer.model.as_deref(),
-    )
-    .await
-    .map_err(|e| AgentError::Device(format!("printer {}: {e}", cfg.devices.printer.device)))?;
-    let reader = station_pcsc::ReaderConfig::new(&cfg.devices.encoder.reader)
-        .map_err(|e| setup("devices.encoder.reader", e))?;
-    let encoder = station_pcsc::PcscEncoder::open(reader)
+/// Opens the printer and encoder of every configured line.
+pub async fn open_devices(cfg: &StationConfig) -> Result<Vec<Devices>, AgentError> {
+    let mut lines = Vec::new();
+    for (i, line) in cfg.devices.line.iter().enumerate() {
+        let printer = station_evolis::EvolisPrinter::open(
+            &line.printer.device,
+            line.printer.model.as_deref(),
+        )
         .await
-        .map_err(|e| AgentError::Device(format!("encoder {}: {e}", cfg.devices.encoder.reader)))?;
-    Ok(Devices {
-        printer: Box::new(printer),
-        encoder: Box::new(encoder),
-        chip_wait: Duration::from_secs(cfg.production.chip_wait_seconds),
-    })
+        .map_err(|e| {
+            AgentError::Device(format!(
+                "line {} printer {}: {e}",
+                line.name, line.printer.device
+            ))
+        })?;
+        let reader = station_pcsc::ReaderConfig::new(&line.encoder.reader)
+            .map_err(|e| setup(&format!("devices.line[{i}].encoder.reader"), e))?;
+        let encoder = station_pcsc::PcscEncoder::open(reader).await.map_err(|e| {
+            AgentError::Device(format!(
+                "line {} encoder {}: {e}",
+                line.name, line.encoder.reader
+            ))
+        })?;
+        lines.push(Devices {
+            line: line.name.clone(),
+            printer: Box::new(printer),
+            encoder: Box::new(encoder),
+            chip_wait: Duration::from_secs(cfg.production.chip_wait_seconds),
+        });
+    }
+    Ok(lines)
 }
 
 /// Orders polled from the hub go into the journal (duplicates are ignored there).
@@ -138,26 +151,23 @@ struct Health {
 
 impl HealthSource for Health {
     fn heartbeat(&self) -> Heartbeat {
-        let printer = match self.station.printer_problem() {
-            Some(p) => DeviceHealth {
+        let devices = self
+            .station
+            .lines()
+            .into_iter()
+            .map(|(line, problem)| DeviceHealth {
                 kind: "printer".into(),
-                name: "card printer".into(),
-                status: "DOWN".into(),
-                faults: vec![p],
-            },
-            None => DeviceHealth {
-                kind: "printer".into(),
-                name: "card printer".into(),
-                status: "OK".into(),
-                faults: vec![],
-            },
-        };
+                name: format!("card printer {line}"),
+                status: if problem.is_some() { "DOWN" } else { "OK" }.into(),
+                faults: problem.into_iter().collect(),
+            })
+            .collect();
         Heartbeat {
             time: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
-            devices: vec![printer],
+            devices,
             card_stock: None,
         }
     }
@@ -175,7 +185,7 @@ pub struct Agent {
 
 impl Agent {
     /// Starts every task: preparer, producer, link (orders, reports, heartbeat), console.
-    pub async fn start(cfg: &StationConfig, devices: Devices) -> Result<Agent, AgentError> {
+    pub async fn start(cfg: &StationConfig, lines: Vec<Devices>) -> Result<Agent, AgentError> {
         let journal = Arc::new(Journal::open_with(
             &cfg.resolve(&cfg.journal.path),
             JournalOptions {
@@ -197,13 +207,16 @@ impl Agent {
                 tracing::error!(error = %e, "preparer stopped");
             }
         }));
-        let s = station.clone();
-        let r = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = s.run_producer(devices, r).await {
-                tracing::error!(error = %e, "production stopped");
-            }
-        }));
+        for devices in lines {
+            let s = station.clone();
+            let r = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let line = devices.line.clone();
+                if let Err(e) = s.run_producer(devices, r).await {
+                    tracing::error!(line = %line, error = %e, "production stopped");
+                }
+            }));
+        }
 
         let client = Arc::new(
             LinkClient::new(
@@ -294,8 +307,8 @@ impl Agent {
 
 /// Runs the agent as a service until SIGTERM/Ctrl-C.
 pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
-    let devices = open_devices(&cfg).await?;
-    let agent = Agent::start(&cfg, devices).await?;
+    let lines = open_devices(&cfg).await?;
+    let agent = Agent::start(&cfg, lines).await?;
     tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
     crate::service::notify_ready();
     crate::service::shutdown_signal().await;

@@ -133,17 +133,58 @@ pub struct KeysSection {
     pub keystore: PathBuf,
 }
 
-/// `[devices]`.
+/// `[devices]`: the station's production lines.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicesSection {
+    /// One `[[devices.line]]` per printer with its chip encoder; each makes one card
+    /// at a time.
+    pub line: Vec<LineSection>,
+}
+
+/// `[[devices.line]]`: a printer and the encoder at its chip station.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineSection {
+    /// Name staff see on the console and the journal records for each card.
+    pub name: String,
     /// The card printer.
     pub printer: PrinterSection,
     /// The chip encoder.
     pub encoder: EncoderSection,
 }
 
-/// `[devices.printer]`.
+impl LineSection {
+    fn check(&self, i: usize) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("devices.line[{i}].{k}");
+        let name_ok = (1..=32).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            return Err(ConfigError::invalid(
+                &key("name"),
+                "1 to 32 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if self.printer.device.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                &key("printer.device"),
+                "empty device path",
+            ));
+        }
+        if self.encoder.reader.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                &key("encoder.reader"),
+                "empty reader name pattern",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[devices.line.printer]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrinterSection {
@@ -153,7 +194,7 @@ pub struct PrinterSection {
     pub model: Option<String>,
 }
 
-/// `[devices.encoder]`.
+/// `[devices.line.encoder]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderSection {
@@ -395,18 +436,46 @@ impl StationConfig {
                 "at least one station decryption key is needed",
             ));
         }
-        if self.devices.printer.device.trim().is_empty() {
+        if self.devices.line.is_empty() {
             return Err(ConfigError::invalid(
-                "devices.printer.device",
-                "empty device path",
+                "devices.line",
+                "no production line: add a [[devices.line]] with its printer and encoder",
             ));
         }
-        if self.devices.encoder.reader.trim().is_empty() {
+        for (i, line) in self.devices.line.iter().enumerate() {
+            line.check(i)?;
+            for (j, other) in self.devices.line[..i].iter().enumerate() {
+                let same = |what: &str, why: &str| {
+                    Err(ConfigError::invalid(
+                        &format!("devices.line[{i}].{what}"),
+                        format!("{why} as devices.line[{j}]"),
+                    ))
+                };
+                if other.name == line.name {
+                    return same("name", "the same name");
+                }
+                if other.printer.device == line.printer.device {
+                    return same("printer.device", "the same printer");
+                }
+                if other.encoder.reader == line.encoder.reader {
+                    return same("encoder.reader", "the same reader pattern");
+                }
+            }
+        }
+        self.check_console()?;
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
             return Err(ConfigError::invalid(
-                "devices.encoder.reader",
-                "empty reader name pattern",
+                "logging.level",
+                format!(
+                    "'{}' is not one of error, warn, info, debug, trace",
+                    self.logging.level
+                ),
             ));
         }
+        Ok(())
+    }
+
+    fn check_console(&self) -> Result<(), ConfigError> {
         let console = self
             .console
             .listen
@@ -435,15 +504,6 @@ impl StationConfig {
                 ))
             }
             _ => {}
-        }
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
-            return Err(ConfigError::invalid(
-                "logging.level",
-                format!(
-                    "'{}' is not one of error, warn, info, debug, trace",
-                    self.logging.level
-                ),
-            ));
         }
         Ok(())
     }
@@ -632,5 +692,36 @@ mod tests {
             err.to_string().starts_with("console.allow_anonymous:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn two_lines_on_one_printer_are_refused_naming_the_key() {
+        let line = example()
+            .split("\n[[devices.line]]\n")
+            .nth(1)
+            .unwrap()
+            .split("[journal]")
+            .next()
+            .unwrap()
+            .to_string();
+        let second = line.replace("counter-1", "counter-2");
+        let text = example().replace("[journal]", &format!("[[devices.line]]\n{second}[journal]"));
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("devices.line[1].printer.device:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_station_without_a_line_is_refused() {
+        let mut cfg = StationConfig::parse(&example()).unwrap();
+        cfg.devices.line.clear();
+        let err = cfg.check_values().unwrap_err();
+        assert!(err.to_string().starts_with("devices.line:"), "{err}");
     }
 }

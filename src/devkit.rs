@@ -86,7 +86,8 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
          [station]\nperso_station = \"{station}\"\nissuer_id = \"{issuer}\"\n\n\
          [upstream]\nurl = \"{url}\"\nclient_id = \"{client_id}\"\nkid = \"{link_kid}\"\nsigning_key = \"keys/link-es256.jwk\"\n\n\
          [keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\nkeystore = \"keys/{keystore_name}\"\n\n\
-         [devices.printer]\ndevice = \"{printer}\"\n\n[devices.encoder]\nreader = \"{reader}\"\n\n\
+         [[devices.line]]\nname = \"line-1\"\n\n[devices.line.printer]\ndevice = \"{printer}\"\n\n\
+         [devices.line.encoder]\nreader = \"{reader}\"\n\n\
          [journal]\npath = \"journal.db\"\nretention_days = 0\n\n\
          [console]\nlisten = \"127.0.0.1:8470\"\nstaff = \"staff.toml\"\n\n[policy]\nstart = \"{policy}\"\n\n\
          [logging]\nlevel = \"info\"\nformat = \"text\"\n\n\

@@ -47,6 +47,7 @@ pub struct JobView {
     reason: Option<String>,
     seconds: Option<f64>,
     apdu_count: u32,
+    line: Option<String>,
     updated_at: String,
     actions: Vec<Action>,
 }
@@ -200,10 +201,17 @@ async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
         return refusal(StatusCode::UNAUTHORIZED, &e);
     }
     let s = &c.station;
-    let printer = match s.printer_problem() {
-        Some(p) => json!({"name": "Card printer", "ok": false, "message": p}),
-        None => json!({"name": "Card printer", "ok": true, "message": "Ready"}),
-    };
+    let mut devices: Vec<serde_json::Value> = s
+        .lines()
+        .into_iter()
+        .map(|(line, problem)| {
+            let name = format!("Card printer {line}");
+            match problem {
+                Some(p) => json!({"name": name, "ok": false, "message": p}),
+                None => json!({"name": name, "ok": true, "message": "Ready"}),
+            }
+        })
+        .collect();
     let parked = s.journal.parked_count().unwrap_or(0);
     let link = if parked == 0 {
         json!({"name": "Order hub", "ok": true, "message": "Reports up to date"})
@@ -211,9 +219,10 @@ async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
         json!({"name": "Order hub", "ok": false,
                "message": format!("{parked} report(s) refused by the hub: call IT")})
     };
+    devices.push(link);
     Json(json!({
         "persoStation": s.production.station_id,
-        "devices": [printer, link],
+        "devices": devices,
     }))
     .into_response()
 }
@@ -236,6 +245,7 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
                     reason: j.reason,
                     seconds: j.seconds,
                     apdu_count: j.apdu_count,
+                    line: j.line,
                     updated_at: j.updated_at,
                 })
                 .collect::<Vec<_>>(),

@@ -1,4 +1,5 @@
-//! The issuance pipeline of one printer/encoder pair, one card at a time.
+//! The issuance pipeline: one producer per printer/encoder pair (a line), one card at
+//! a time on each.
 //!
 //! Two tasks share the journal: the preparer validates and decrypts received orders
 //! and prepares their chip, stripe and face ahead of time (at most [`READY_AHEAD`]
@@ -9,7 +10,7 @@
 //! `CARD_PROD_EXCEPTION` with the reason; data problems report `DATA_EXCEPTION`
 //! before any card moves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,21 @@ use super::state::JobState;
 use crate::config::StartPolicy;
 use crate::journal::{InsertOutcome, Journal, JournalError, NewJob, Resolution};
 
-/// Prepared cards held in memory ahead of the printer.
+/// Prepared cards held in memory ahead of each printer.
 pub const READY_AHEAD: usize = 2;
+
+/// Printer problem staff see while a card of the line is in doubt.
+const IN_DOUBT: &str =
+    "A card is in doubt after a restart: check the printer, then confirm or spoil it.";
+
+/// What staff must know about one line.
+#[derive(Debug, Clone, Default)]
+struct LineHealth {
+    /// Last device problem, cleared by the next good feed.
+    problem: Option<String>,
+    /// A card of this line is in doubt.
+    in_doubt: bool,
+}
 
 /// One step of one job, for the console and the demo's progress display.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,9 +74,11 @@ pub struct Station {
     /// Orders staff have started, with who started them.
     started: Mutex<HashMap<String, String>>,
     ready: Mutex<HashMap<String, Arc<PreparedJob>>>,
+    /// Jobs a line has taken and not finished (so no other line takes them).
+    claimed: Mutex<HashSet<String>>,
     wake: Notify,
     progress: broadcast::Sender<Progress>,
-    printer_health: Mutex<Option<String>>,
+    health: Mutex<BTreeMap<String, LineHealth>>,
     today: fn() -> Date,
 }
 
@@ -84,9 +100,10 @@ impl Station {
             policy,
             started: Mutex::new(HashMap::new()),
             ready: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             progress,
-            printer_health: Mutex::new(None),
+            health: Mutex::new(BTreeMap::new()),
             today: utc_today,
         })
     }
@@ -96,12 +113,39 @@ impl Station {
         self.progress.subscribe()
     }
 
-    /// Last printer problem staff must fix, if any.
-    pub fn printer_problem(&self) -> Option<String> {
-        self.printer_health
+    /// Each line with the printer problem staff must fix, if any.
+    pub fn lines(&self) -> Vec<(String, Option<String>)> {
+        self.health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .map(|(name, h)| {
+                let problem = if h.in_doubt {
+                    Some(IN_DOUBT.to_string())
+                } else {
+                    h.problem.clone()
+                };
+                (name.clone(), problem)
+            })
+            .collect()
+    }
+
+    /// The first printer problem staff must fix on any line, if any.
+    pub fn printer_problem(&self) -> Option<String> {
+        self.lines().into_iter().find_map(|(_, p)| p)
+    }
+
+    fn with_health(&self, line: &str, f: impl FnOnce(&mut LineHealth)) {
+        f(self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(line.to_string())
+            .or_default());
+    }
+
+    fn set_printer_problem(&self, line: &str, p: Option<String>) {
+        self.with_health(line, |h| h.problem = p);
     }
 
     fn emit(
@@ -192,14 +236,7 @@ impl Station {
             .resolve_in_doubt(op, resolution, staff)
             .map_err(|e| e.to_string())?;
         self.emit(op, j.state, j.masked_pan, j.reason);
-        if self
-            .journal
-            .jobs(&[JobState::InDoubt])
-            .map(|j| j.is_empty())
-            .unwrap_or(false)
-        {
-            self.set_printer_problem(None);
-        }
+        // Its line re-checks for cards in doubt and goes on when none is left.
         self.wake.notify_waiters();
         Ok(match resolution {
             Resolution::Confirm => "Card confirmed as good.".into(),
@@ -321,27 +358,46 @@ impl Station {
         }
     }
 
-    /// Runs the producer on one printer/encoder pair until `stop`.
+    /// The next job for a line: the oldest runnable one no other line has taken.
+    fn claim_next(&self) -> Result<Option<crate::journal::Job>, JournalError> {
+        let runnable = self.runnable()?;
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let next = runnable
+            .into_iter()
+            .find(|j| !claimed.contains(&j.operation_id));
+        if let Some(j) = &next {
+            claimed.insert(j.operation_id.clone());
+        }
+        Ok(next)
+    }
+
+    fn release_claim(&self, op: &str) {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(op);
+    }
+
+    /// Runs the producer of one line until `stop`.
     pub async fn run_producer(
         self: Arc<Self>,
         mut devices: Devices,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
+        let line = devices.line.clone();
+        self.with_health(&line, |_| {});
         loop {
             let wake = self.wake.notified();
-            // A card left in doubt by a restart may still be in the printer: no new card
-            // is fed until staff have looked and confirmed or spoiled it.
-            let in_doubt = !self.journal.jobs(&[JobState::InDoubt])?.is_empty();
-            if in_doubt {
-                self.set_printer_problem(Some(
-                    "A card is in doubt after a restart: check the printer, then confirm or spoil it.".into(),
-                ));
-            }
-            let next = if in_doubt {
-                None
-            } else {
-                self.runnable()?.into_iter().next()
-            };
+            // A card left in doubt by a restart may still be in this line's printer: no
+            // new card is fed here until staff have looked and confirmed or spoiled it.
+            // A card from before lines were recorded may be in any printer.
+            let in_doubt = self
+                .journal
+                .jobs(&[JobState::InDoubt])?
+                .iter()
+                .any(|j| j.line.as_deref().map_or(true, |l| l == line));
+            self.with_health(&line, |h| h.in_doubt = in_doubt);
+            let next = if in_doubt { None } else { self.claim_next()? };
             match next {
                 Some(job) => {
                     let prepared = match self.ready_remove(&job.operation_id) {
@@ -349,6 +405,7 @@ impl Station {
                         None => match self.prepare_job(job.order_json.clone()).await {
                             Ok(p) => Arc::new(p),
                             Err(r) => {
+                                self.release_claim(&job.operation_id);
                                 self.transition(
                                     &job.operation_id,
                                     JobState::Failed,
@@ -365,8 +422,11 @@ impl Station {
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&job.operation_id);
                     let actor = starter.as_deref().unwrap_or("agent");
-                    self.produce(&mut devices, &job.operation_id, &prepared, actor)
-                        .await?;
+                    let made = self
+                        .produce(&mut devices, &job.operation_id, &prepared, actor)
+                        .await;
+                    self.release_claim(&job.operation_id);
+                    made?;
                 }
                 None => {
                     tokio::select! {
@@ -382,13 +442,6 @@ impl Station {
         }
     }
 
-    fn set_printer_problem(&self, p: Option<String>) {
-        *self
-            .printer_health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = p;
-    }
-
     /// Produces one card. Card problems end the job (spoiled, reported); only a
     /// journal failure stops the pipeline.
     /// `actor` is who set the card going: the staff member who pressed Start, or the agent.
@@ -400,11 +453,12 @@ impl Station {
         actor: &str,
     ) -> Result<(), PipelineError> {
         let started = Instant::now();
-        self.transition_by(op, JobState::Feeding, None, actor)?;
+        let fed = self.journal.feed(op, &d.line, actor)?;
+        self.emit(op, JobState::Feeding, fed.masked_pan, None);
         if let Err(e) = d.printer.feed().await {
             if e == PrinterError::FeederEmpty {
                 // No card left the feeder: the order goes back to staff, nothing is spoiled.
-                self.set_printer_problem(Some(e.staff_message()));
+                self.set_printer_problem(&d.line, Some(e.staff_message()));
                 self.transition(op, JobState::WaitingForStaff, Some(&e.staff_message()))?;
                 return Ok(());
             }
@@ -412,7 +466,7 @@ impl Station {
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
-        self.set_printer_problem(None);
+        self.set_printer_problem(&d.line, None);
         self.transition(op, JobState::AtChipStation, None)?;
         if let Err(e) = d.printer.park_at_chip_station().await {
             return self
@@ -462,7 +516,7 @@ impl Station {
         let reason = match d.printer.reject().await {
             Ok(()) => reason.to_string(),
             Err(e) => {
-                self.set_printer_problem(Some(e.staff_message()));
+                self.set_printer_problem(&d.line, Some(e.staff_message()));
                 format!("{reason}; the card could not be sent to the reject box ({e}): remove it by hand and put it in the spoiled box")
             }
         };
@@ -474,6 +528,8 @@ impl Station {
 
 /// The devices of one production line.
 pub struct Devices {
+    /// Line name (`devices.line.name`), recorded with each card it takes.
+    pub line: String,
     /// Card printer.
     pub printer: Box<dyn CardPrinter>,
     /// Chip encoder at the printer's chip station.

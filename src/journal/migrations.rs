@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the transition audit is append-only'); END;
      CREATE TRIGGER transitions_no_delete BEFORE DELETE ON transitions
         BEGIN SELECT RAISE(ABORT, 'the transition audit is append-only'); END;",
+    // v4: which printer/encoder pair took the card, so a card in doubt stops only its line.
+    "ALTER TABLE jobs ADD COLUMN line TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -132,6 +132,8 @@ pub struct Job {
     pub apdu_count: u32,
     /// Seconds from feed to eject.
     pub seconds: Option<f64>,
+    /// The printer/encoder pair that took the card, once fed.
+    pub line: Option<String>,
     /// When the order was received (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -155,6 +157,13 @@ pub struct OutboxEvent {
     pub masked_pan: Option<String>,
     /// APDUs exchanged so far.
     pub apdu_count: u32,
+}
+
+/// What a transition writes besides the state.
+enum Extra<'a> {
+    Nothing,
+    Metrics(u32, f64),
+    Line(&'a str),
 }
 
 /// One row of a job's audit trail.
@@ -194,7 +203,7 @@ fn now() -> String {
 }
 
 const JOB_COLUMNS: &str = "operation_id, issuer_id, card_id, perso_station, state, order_json, \
-     reason, masked_pan, apdu_count, seconds, created_at, updated_at";
+     reason, masked_pan, apdu_count, seconds, created_at, updated_at, line";
 
 fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
     let state: String = row.get(4)?;
@@ -213,6 +222,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
             seconds: row.get(9)?,
             created_at: row.get(10)?,
             updated_at: row.get(11)?,
+            line: row.get(12)?,
         },
         state,
     ))
@@ -382,7 +392,20 @@ impl Journal {
             JobState::Ejected,
             None,
             "agent",
-            Some((apdu_count, seconds)),
+            Extra::Metrics(apdu_count, seconds),
+        )
+    }
+
+    /// A card is fed on `line` for this job, set going by `actor`: `Feeding` and the
+    /// line in one durable write. Only one line can take a job: a second claim finds it
+    /// already fed and is refused.
+    pub fn feed(&self, operation_id: &str, line: &str, actor: &str) -> Result<Job, JournalError> {
+        self.write_transition(
+            operation_id,
+            JobState::Feeding,
+            None,
+            actor,
+            Extra::Line(line),
         )
     }
 
@@ -394,7 +417,7 @@ impl Journal {
         reason: Option<&str>,
         actor: &str,
     ) -> Result<Job, JournalError> {
-        self.write_transition(operation_id, to, reason, actor, None)
+        self.write_transition(operation_id, to, reason, actor, Extra::Nothing)
     }
 
     fn write_transition(
@@ -403,7 +426,7 @@ impl Journal {
         to: JobState,
         reason: Option<&str>,
         actor: &str,
-        metrics: Option<(u32, f64)>,
+        extra: Extra<'_>,
     ) -> Result<Job, JournalError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -433,11 +456,20 @@ impl Journal {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![operation_id, from.as_str(), to.as_str(), at, reason, actor],
         )?;
-        if let Some((apdu_count, seconds)) = metrics {
-            tx.execute(
-                "UPDATE jobs SET apdu_count = ?2, seconds = ?3 WHERE operation_id = ?1",
-                params![operation_id, apdu_count, seconds],
-            )?;
+        match extra {
+            Extra::Nothing => {}
+            Extra::Metrics(apdu_count, seconds) => {
+                tx.execute(
+                    "UPDATE jobs SET apdu_count = ?2, seconds = ?3 WHERE operation_id = ?1",
+                    params![operation_id, apdu_count, seconds],
+                )?;
+            }
+            Extra::Line(line) => {
+                tx.execute(
+                    "UPDATE jobs SET line = ?2 WHERE operation_id = ?1",
+                    params![operation_id, line],
+                )?;
+            }
         }
         if let Some(status) = to.reported_status() {
             push_event(&tx, operation_id, &status, reason, &at)?;

@@ -349,3 +349,23 @@ fn an_eject_records_the_figures_with_the_state_in_one_write() {
     assert_eq!((job.state, job.apdu_count), (Ejected, 7));
     assert_eq!(job.seconds, Some(9.5));
 }
+
+#[test]
+fn a_fed_job_records_its_line_and_a_second_line_cannot_take_it() {
+    let j = Journal::open_in_memory().unwrap();
+    j.insert_order(&order("op1", "c1")).unwrap();
+    walk(&j, "op1", &[Validated]);
+    let fed = j.feed("op1", "counter-1", "amartin").unwrap();
+    assert_eq!(fed.state, Feeding);
+    assert_eq!(fed.line.as_deref(), Some("counter-1"));
+    assert!(matches!(
+        j.feed("op1", "counter-2", "agent"),
+        Err(JournalError::IllegalTransition { .. })
+    ));
+    assert_eq!(
+        j.job("op1").unwrap().unwrap().line.as_deref(),
+        Some("counter-1")
+    );
+    let fed_by = j.history("op1").unwrap().pop().unwrap().actor;
+    assert_eq!(fed_by, "amartin");
+}

@@ -29,14 +29,21 @@ pub struct Branch {
     pub hub_state: PathBuf,
     /// The station configuration.
     pub config: StationConfig,
-    /// The simulated printer.
+    /// The simulated printer of the first line.
     pub printer: SimPrinter,
     /// Chips of the cards at its chip station.
     pub chips: Chips,
+    /// Printers and chips of the lines after the first.
+    pub more_lines: Vec<(SimPrinter, Chips)>,
 }
 
 /// Starts the hub in `dir` and writes the station's development configuration.
 pub async fn branch(dir: &Path, policy: &str, timing: Timing) -> Branch {
+    branch_with_lines(dir, policy, timing, 1).await
+}
+
+/// A branch whose station has `lines` printer/encoder pairs.
+pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: usize) -> Branch {
     let dir = dir.to_path_buf();
     let hub_state = dir.join("hub");
     let files = init_dev(
@@ -60,16 +67,34 @@ pub async fn branch(dir: &Path, policy: &str, timing: Timing) -> Branch {
     let mut config = StationConfig::load(&files.config).unwrap();
     config.upstream.url = hub.base_url();
     config.console.listen = "127.0.0.1:0".into();
+    let template = config.devices.line[0].clone();
+    config.devices.line = (1..=lines.max(1))
+        .map(|n| {
+            let mut l = template.clone();
+            l.name = format!("line-{n}");
+            l.printer.device = format!("sim-{n}");
+            l.encoder.reader = format!("sim-{n}");
+            l
+        })
+        .collect();
     let stock = std::fs::read_to_string(&files.card_stock).unwrap();
-    let printer = SimPrinter::new(SimPrinterConfig {
-        out_dir: Some(dir.clone()),
-        timing,
-        ..SimPrinterConfig::default()
-    });
-    let chips = track_chips(
-        &printer,
-        KeyFile::parse(&stock).unwrap().to_config().unwrap(),
-    );
+    let chip_config = KeyFile::parse(&stock).unwrap().to_config().unwrap();
+    let mut all: Vec<(SimPrinter, Chips)> = (1..=lines.max(1))
+        .map(|n| {
+            let printer = SimPrinter::new(SimPrinterConfig {
+                out_dir: Some(if n == 1 {
+                    dir.clone()
+                } else {
+                    dir.join(format!("line-{n}"))
+                }),
+                timing: timing.clone(),
+                ..SimPrinterConfig::default()
+            });
+            let chips = track_chips(&printer, chip_config.clone());
+            (printer, chips)
+        })
+        .collect();
+    let (printer, chips) = all.remove(0);
     Branch {
         dir,
         hub,
@@ -77,21 +102,29 @@ pub async fn branch(dir: &Path, policy: &str, timing: Timing) -> Branch {
         config,
         printer,
         chips,
+        more_lines: all,
     }
 }
 
 impl Branch {
-    /// Devices of the simulated line (printer over an in-memory link).
-    pub fn devices(&self) -> Devices {
-        let link = self.printer.spawn_in_memory().unwrap();
-        Devices {
-            printer: Box::new(EvolisPrinter::new(
-                Box::new(link),
-                ModelProfile::find("Primacy 2").unwrap(),
-            )),
-            encoder: Box::new(SimEncoder::new(self.chips.clone())),
-            chip_wait: Duration::from_secs(5),
-        }
+    /// Devices of every simulated line (printers over in-memory links).
+    pub fn devices(&self) -> Vec<Devices> {
+        std::iter::once((&self.printer, &self.chips))
+            .chain(self.more_lines.iter().map(|(p, c)| (p, c)))
+            .zip(&self.config.devices.line)
+            .map(|((printer, chips), line)| {
+                let link = printer.spawn_in_memory().unwrap();
+                Devices {
+                    line: line.name.clone(),
+                    printer: Box::new(EvolisPrinter::new(
+                        Box::new(link),
+                        ModelProfile::find("Primacy 2").unwrap(),
+                    )),
+                    encoder: Box::new(SimEncoder::new(chips.clone())),
+                    chip_wait: Duration::from_secs(5),
+                }
+            })
+            .collect()
     }
 
     /// Starts the agent.
