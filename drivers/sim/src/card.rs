@@ -33,7 +33,7 @@ use station_agent::emv::tlv;
 use station_hal::{ApduTransport, TransportError};
 use zeroize::Zeroizing;
 
-use crate::vpcd::VirtualCard;
+use crate::vpcd::{self, VirtualCard};
 
 /// Transport keys and identity of a blank card, as in a card-stock key file.
 #[derive(Clone, Debug)]
@@ -154,6 +154,10 @@ pub struct Faults {
     pub drop_at: Option<u32>,
     /// Delay before each response (in-process transport: tokio time).
     pub delay: Option<Duration>,
+    /// A mute chip: present in the reader, but it cannot be powered up. Through vpcd
+    /// it answers the ATR request with [`vpcd::unreadable_atr`], which the reader
+    /// driver refuses; in-process every exchange fails with [`TransportError::CardMute`].
+    pub mute: bool,
 }
 
 /// Life cycle of the payment application.
@@ -666,6 +670,9 @@ impl SimCard {
 
 impl VirtualCard for SimCard {
     fn atr(&self) -> Vec<u8> {
+        if self.faults.mute {
+            return vpcd::unreadable_atr();
+        }
         // T=1 capable, historical bytes "STATION".
         let mut atr = vec![0x3B, 0x87, 0x80, 0x01];
         atr.extend_from_slice(b"STATION");
@@ -715,6 +722,9 @@ impl ApduTransport for InProcessTransport {
     async fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let (delay, response) = {
             let mut c = self.card.lock().unwrap_or_else(|p| p.into_inner());
+            if c.faults.mute {
+                return Err(TransportError::CardMute);
+            }
             (c.faults.delay, c.process(command))
         };
         if let Some(d) = delay {
@@ -724,5 +734,40 @@ impl ApduTransport for InProcessTransport {
             return Err(TransportError::CardRemoved);
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vpcd::{handle_payload, CTRL_GET_ATR, CTRL_POWER_ON, MAX_ATR_LEN};
+
+    fn mute() -> SimCard {
+        let mut card = SimCard::new(
+            KeyFile::parse(
+                "scp = \"02\"\ni = 0x55\nkvn = 0x20\nkdd = \"00010203040506070809\"\n\
+                 kmc = \"404142434445464748494A4B4C4D4E4F\"\n",
+            )
+            .unwrap()
+            .to_config()
+            .unwrap(),
+        );
+        card.faults.mute = true;
+        card
+    }
+
+    #[test]
+    fn a_mute_card_answers_the_vpcd_atr_request_with_more_than_an_atr_can_hold() {
+        let mut card = mute();
+        assert_eq!(handle_payload(&mut card, &[CTRL_POWER_ON]), None);
+        let atr = handle_payload(&mut card, &[CTRL_GET_ATR]).unwrap();
+        assert_eq!(atr.len(), MAX_ATR_LEN + 1);
+    }
+
+    #[tokio::test]
+    async fn a_mute_card_in_process_fails_every_exchange_as_card_mute() {
+        let mut t = InProcessTransport::new(Arc::new(Mutex::new(mute())));
+        let select = station_agent::emv::gp::select(&default_instances()[0]).to_bytes();
+        assert_eq!(t.exchange(&select).await, Err(TransportError::CardMute));
     }
 }
