@@ -276,3 +276,39 @@ fn an_isd_that_is_not_a_5_to_16_byte_aid_is_refused_naming_the_entry() {
     let e = SoftwareKeyStore::load(&path).expect_err("refused");
     assert!(e.to_string().contains("transport.ISD-SCP02.isd"), "{e}");
 }
+
+#[tokio::test]
+async fn an_isd_at_another_aid_is_reached_by_that_aid_only() {
+    let d = dev_with_keys(ISD_PRODUCTS);
+    let (keys, params) = scp02(&d);
+    let op_aid = hex::decode("A000000003000000").unwrap();
+    let card = Arc::new(Mutex::new(
+        SimCard::new(card_stock(&d, "ISD-SCP02")).with_isd_aid(op_aid.clone()),
+    ));
+    let dgis = [Dgi::new(0x9010, vec![3, 3], DgiEncryption::None)];
+    let target = |isd: &[u8]| PersoTarget {
+        aid: hex::decode("A0000000031010").unwrap(),
+        via_isd: Some(isd.to_vec()),
+    };
+    let mut t = InProcessTransport::new(card.clone());
+    match personalize(
+        &mut t,
+        &target(&DEFAULT_ISD_AID),
+        &keys,
+        params,
+        &dgis,
+        [1; 8],
+    )
+    .await
+    .unwrap_err()
+    {
+        CpsError::Refused { command, sw, .. } => {
+            assert_eq!((command.as_str(), sw), ("SELECT ISD", 0x6A82))
+        }
+        other => panic!("{other}"),
+    }
+    personalize(&mut t, &target(&op_aid), &keys, params, &dgis, [2; 8])
+        .await
+        .unwrap();
+    assert_eq!(card.lock().unwrap().state(), AppState::Personalized);
+}
