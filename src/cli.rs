@@ -520,7 +520,7 @@ async fn card(explicit: Option<&Path>, action: CardAction) -> Outcome {
                 &mut enc,
                 &crate::emv::cps::PersoTarget {
                     aid: set.aid.clone(),
-                    via_isd: None,
+                    via_isd: t.isd.clone(),
                 },
                 &t.key_source(),
                 crate::emv::secure_channel::ScpParams {

@@ -16,6 +16,7 @@
 //! 01 = "…"            # PIN verification key, pvKeyIndex 01
 //! [transport.DEV-VISA]  # GlobalPlatform keys per cardProductId
 //! kmc = "…"; diversification = "emv-cpg202"; scp = "scp02"; i = "55"; kvn = "20"
+//! isd = "A000000151000000"  # optional: personalize through this ISD (INSTALL [for personalization])
 //! [oda.01]            # optional: SDA issuer key, odaKeyIndex 01
 //! ca_index = "92"; issuer_pk_certificate = "…"; issuer_pk_exponent = "03"; issuer_pk_remainder = "…"
 //! issuer_modulus = "…"; issuer_private_exponent = "…"  # as long as the modulus (left-pad 00)
@@ -160,6 +161,8 @@ pub struct TransportKeySet {
     pub protocol: Protocol,
     /// Key version number on the card.
     pub kvn: u8,
+    /// AID of the Issuer Security Domain to personalize through; `None` = SELECT the application.
+    pub isd: Option<Vec<u8>>,
 }
 
 impl TransportKeySet {
@@ -409,6 +412,8 @@ struct RawTransport {
     scp: String,
     i: String,
     kvn: String,
+    #[serde(default)]
+    isd: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -593,6 +598,14 @@ impl Loader<'_> {
                 diversification,
                 protocol,
                 kvn: self.byte(&format!("{entry}.kvn"), &e.kvn)?,
+                isd: match &e.isd {
+                    None => None,
+                    Some(s) => match self.public_hex(&format!("{entry}.isd"), s)? {
+                        // ISO 7816-4: an AID is 5 to 16 bytes.
+                        aid if (5..=16).contains(&aid.len()) => Some(aid),
+                        _ => return Err(self.err(format!("{entry}.isd: an AID of 5 to 16 bytes"))),
+                    },
+                },
             };
             ks.transport.insert(product.clone(), set);
         }

@@ -242,7 +242,7 @@ impl Production {
             enc,
             &PersoTarget {
                 aid: job.card.aid.clone(),
-                via_isd: None,
+                via_isd: job.transport.isd.clone(),
             },
             &job.transport.key_source(),
             ScpParams {

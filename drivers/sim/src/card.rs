@@ -3,7 +3,11 @@
 //! Before personalization it accepts SELECT of its application instance, opens a
 //! secure channel (verifying the host cryptogram and every C-MAC, decrypting C-DEC),
 //! and takes STORE DATA in block order, decrypting sensitive DGIs with the DEK. The
-//! last block makes it PERSONALIZED; from then on it answers as an EMV card: SELECT →
+//! same data can reach the application through the Issuer Security Domain instead
+//! (GlobalPlatform Card Specification 2.3, INSTALL [for personalization]): SELECT the
+//! ISD, open the secure channel with it, name the application in an INSTALL
+//! [for personalization] sent inside that channel, and the ISD hands the following
+//! STORE DATA commands to the application. The last block makes it PERSONALIZED; from then on it answers as an EMV card: SELECT →
 //! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA and GENERATE AC with a Visa
 //! CVN 10 cryptogram under the personalized MK-AC.
 //!
@@ -29,7 +33,7 @@ use station_agent::emv::tlv;
 use station_hal::{ApduTransport, TransportError};
 use zeroize::Zeroizing;
 
-use crate::vpcd::VirtualCard;
+use crate::vpcd::{self, VirtualCard};
 
 /// Transport keys and identity of a blank card, as in a card-stock key file.
 #[derive(Clone, Debug)]
@@ -134,6 +138,9 @@ pub fn default_instances() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Default AID of the Issuer Security Domain (GlobalPlatform Card Specification).
+pub const DEFAULT_ISD_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00];
+
 /// Behaviour switches for testing the station's error handling.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -147,6 +154,10 @@ pub struct Faults {
     pub drop_at: Option<u32>,
     /// Delay before each response (in-process transport: tokio time).
     pub delay: Option<Duration>,
+    /// A mute chip: present in the reader, but it cannot be powered up. Through vpcd
+    /// it answers the ATR request with [`vpcd::unreadable_atr`], which the reader
+    /// driver refuses; in-process every exchange fails with [`TransportError::CardMute`].
+    pub mute: bool,
 }
 
 /// Life cycle of the payment application.
@@ -176,6 +187,10 @@ pub struct SimCard {
     commands: u32,
     held_response: Option<Vec<u8>>,
     removed: bool,
+    isd_aid: Vec<u8>,
+    direct_perso: bool,
+    /// Application named by INSTALL [for personalization] in the ISD's current session.
+    perso_target: Option<Vec<u8>>,
 }
 
 /// Response of a removed card (the transport reports it as such).
@@ -209,7 +224,30 @@ impl SimCard {
             commands: 0,
             held_response: None,
             removed: false,
+            isd_aid: DEFAULT_ISD_AID.to_vec(),
+            direct_perso: true,
+            perso_target: None,
         }
+    }
+
+    /// The same card with its Issuer Security Domain at `aid` (default [`DEFAULT_ISD_AID`]).
+    pub fn with_isd_aid(mut self, aid: Vec<u8>) -> Self {
+        self.isd_aid = aid;
+        self
+    }
+
+    /// The same card with applications that have no secure channel keys of their own:
+    /// INITIALIZE UPDATE on a selected application is refused (`6D00`), so the only way
+    /// to personalize is through the ISD, as on card stock whose applications rely on
+    /// the ISD's secure channel.
+    pub fn personalized_only_through_isd(mut self) -> Self {
+        self.direct_perso = false;
+        self
+    }
+
+    /// AID of the Issuer Security Domain.
+    pub fn isd_aid(&self) -> &[u8] {
+        &self.isd_aid
     }
 
     /// Application life cycle state.
@@ -277,6 +315,7 @@ impl SimCard {
             (0x80, 0x50) => self.initialize_update(cmd),
             (0x80, 0x82) => self.external_authenticate(cmd),
             (0x80, 0xE2) => self.store_data(cmd),
+            (0x80, 0xE6) => self.install(cmd),
             (0x80, 0xA8) => self.gpo(),
             (0x00, 0xB2) => self.read_record(cmd),
             (0x80, 0xCA) => self.get_data(cmd),
@@ -286,8 +325,20 @@ impl SimCard {
         }
     }
 
+    fn isd_selected(&self) -> bool {
+        self.selected.as_deref() == Some(self.isd_aid.as_slice())
+    }
+
     fn select(&mut self, cmd: &Command) -> Vec<u8> {
         self.channel = None;
+        self.perso_target = None;
+        if cmd.data == self.isd_aid {
+            self.selected = Some(cmd.data.clone());
+            // FCI: AID and, in the proprietary template, the largest command data field.
+            let mut fci = tlv::encode(0x84, &cmd.data);
+            fci.extend(tlv::encode(0xA5, &tlv::encode(0x9F65, &[0xFF])));
+            return ok(tlv::encode(0x6F, &fci));
+        }
         if !self.config.instances.contains(&cmd.data) {
             self.selected = None;
             return sw(0x6A82);
@@ -304,8 +355,14 @@ impl SimCard {
         if self.selected.is_none() {
             return sw(0x6985);
         }
-        if self.state == AppState::Personalized {
-            return sw(0x6985);
+        // The ISD always opens a channel; an application only while it takes perso data.
+        if !self.isd_selected() {
+            if !self.direct_perso {
+                return sw(0x6D00);
+            }
+            if self.state == AppState::Personalized {
+                return sw(0x6985);
+            }
         }
         if cmd.p1 != 0 && cmd.p1 != self.config.kvn {
             return sw(0x6A88);
@@ -352,6 +409,7 @@ impl SimCard {
             Ok(()) => {
                 self.next_block = 0;
                 self.pending.clear();
+                self.perso_target = None;
                 sw(0x9000)
             }
             Err(_) => {
@@ -372,6 +430,11 @@ impl SimCard {
                 return sw(0x6982);
             }
         };
+        // The ISD's own STORE DATA (its personalization) is not modelled: through the
+        // ISD, STORE DATA only reaches an application named by INSTALL first.
+        if self.isd_selected() && self.perso_target.is_none() {
+            return sw(0x6985);
+        }
         if plain.p2 as u16 != self.next_block {
             return sw(0x6A86);
         }
@@ -390,10 +453,59 @@ impl SimCard {
                 return sw(0x6A80);
             }
             self.state = AppState::Personalized;
-            self.aid = self.selected.clone();
+            self.aid = if self.isd_selected() {
+                self.perso_target.take()
+            } else {
+                self.selected.clone()
+            };
             self.channel = None;
         }
         sw(0x9000)
+    }
+
+    /// INSTALL [for personalization] (P1 `20`), the only INSTALL the ISD takes: data =
+    /// `00` (no load file) ‖ `00` (no module) ‖ len ‖ application AID ‖ `00 00 00` (no
+    /// privileges, parameters or token). It must come inside the authenticated secure
+    /// channel, with the C-MAC (and C-DEC) the session's level requires.
+    fn install(&mut self, cmd: &Command) -> Vec<u8> {
+        if !self.isd_selected() {
+            return sw(0x6D00);
+        }
+        let Some(ch) = self.channel.as_mut().filter(|c| c.is_open()) else {
+            return sw(0x6982);
+        };
+        let plain = match ch.unwrap(cmd) {
+            Ok(p) => p,
+            Err(_) => {
+                self.channel = None;
+                return sw(0x6982);
+            }
+        };
+        if plain.p1 != 0x20 || plain.p2 != 0x00 {
+            return sw(0x6A86);
+        }
+        let d = &plain.data;
+        let aid = match d.as_slice() {
+            [0x00, 0x00, len, rest @ ..] if rest.len() == usize::from(*len) + 3 => {
+                let (aid, tail) = rest.split_at(usize::from(*len));
+                if tail != [0x00, 0x00, 0x00] || aid.is_empty() {
+                    return sw(0x6A80);
+                }
+                aid.to_vec()
+            }
+            _ => return sw(0x6A80),
+        };
+        if !self.config.instances.contains(&aid) {
+            return sw(0x6A88);
+        }
+        if self.state == AppState::Personalized {
+            return sw(0x6985);
+        }
+        self.perso_target = Some(aid);
+        self.next_block = 0;
+        self.pending.clear();
+        // The response data of INSTALL is a single byte 00.
+        ok(vec![0x00])
     }
 
     /// Moves every complete DGI from the pending stream into the store.
@@ -558,6 +670,9 @@ impl SimCard {
 
 impl VirtualCard for SimCard {
     fn atr(&self) -> Vec<u8> {
+        if self.faults.mute {
+            return vpcd::unreadable_atr();
+        }
         // T=1 capable, historical bytes "STATION".
         let mut atr = vec![0x3B, 0x87, 0x80, 0x01];
         atr.extend_from_slice(b"STATION");
@@ -573,11 +688,13 @@ impl VirtualCard for SimCard {
     fn power_off(&mut self) {
         self.selected = None;
         self.channel = None;
+        self.perso_target = None;
     }
 
     fn reset(&mut self) {
         self.selected = None;
         self.channel = None;
+        self.perso_target = None;
         self.held_response = None;
         self.commands = 0;
     }
@@ -605,6 +722,9 @@ impl ApduTransport for InProcessTransport {
     async fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let (delay, response) = {
             let mut c = self.card.lock().unwrap_or_else(|p| p.into_inner());
+            if c.faults.mute {
+                return Err(TransportError::CardMute);
+            }
             (c.faults.delay, c.process(command))
         };
         if let Some(d) = delay {
@@ -614,5 +734,40 @@ impl ApduTransport for InProcessTransport {
             return Err(TransportError::CardRemoved);
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vpcd::{handle_payload, CTRL_GET_ATR, CTRL_POWER_ON, MAX_ATR_LEN};
+
+    fn mute() -> SimCard {
+        let mut card = SimCard::new(
+            KeyFile::parse(
+                "scp = \"02\"\ni = 0x55\nkvn = 0x20\nkdd = \"00010203040506070809\"\n\
+                 kmc = \"404142434445464748494A4B4C4D4E4F\"\n",
+            )
+            .unwrap()
+            .to_config()
+            .unwrap(),
+        );
+        card.faults.mute = true;
+        card
+    }
+
+    #[test]
+    fn a_mute_card_answers_the_vpcd_atr_request_with_more_than_an_atr_can_hold() {
+        let mut card = mute();
+        assert_eq!(handle_payload(&mut card, &[CTRL_POWER_ON]), None);
+        let atr = handle_payload(&mut card, &[CTRL_GET_ATR]).unwrap();
+        assert_eq!(atr.len(), MAX_ATR_LEN + 1);
+    }
+
+    #[tokio::test]
+    async fn a_mute_card_in_process_fails_every_exchange_as_card_mute() {
+        let mut t = InProcessTransport::new(Arc::new(Mutex::new(mute())));
+        let select = station_agent::emv::gp::select(&default_instances()[0]).to_bytes();
+        assert_eq!(t.exchange(&select).await, Err(TransportError::CardMute));
     }
 }

@@ -122,6 +122,10 @@ impl ChipEncoder for SimEncoder {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(c) = self.chips.current() {
+                // Like pcscd, the encoder finds a mute chip when it powers it up.
+                if c.lock().unwrap_or_else(|p| p.into_inner()).faults.mute {
+                    return Err(TransportError::CardMute);
+                }
                 self.connected = Some(c);
                 return Ok(());
             }

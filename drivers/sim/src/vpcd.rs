@@ -24,6 +24,21 @@ pub const CTRL_RESET: u8 = 0x02;
 /// vpcd control byte: the card must answer with its ATR.
 pub const CTRL_GET_ATR: u8 = 0x04;
 
+/// Longest answer-to-reset ISO 7816-3 allows, and the size of pcscd's ATR buffer.
+pub const MAX_ATR_LEN: usize = 33;
+
+/// What a chip that cannot be powered up sends instead of an ATR: one byte more than
+/// any ATR may have, as an I/O line stuck high reads (`FF`).
+///
+/// vpcd asks for the ATR both to see whether a card is present (any answer will do)
+/// and to power it up (copied into pcscd's 33-byte buffer). This answer passes the
+/// first and fails the second, without closing the link: pcscd then sees a card that
+/// is present but unpowered (mute) and keeps serving the reader. Answering nothing
+/// would block pcscd's reader thread, and an empty answer means "no card".
+pub fn unreadable_atr() -> Vec<u8> {
+    vec![0xFF; MAX_ATR_LEN + 1]
+}
+
 /// How long to wait before trying pcscd again when its vpcd port is not (yet) listening.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
