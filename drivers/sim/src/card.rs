@@ -74,6 +74,9 @@ pub struct KeyFile {
     pub mac: Option<String>,
     /// Static DEK (hex).
     pub dek: Option<String>,
+    /// AID of the Issuer Security Domain (hex), when not the GlobalPlatform default.
+    #[serde(default)]
+    pub isd: Option<String>,
 }
 
 /// A key file that cannot be used, naming the field.
@@ -94,6 +97,20 @@ impl KeyFile {
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<Self, KeyFileError> {
         toml::from_str(text).map_err(|e| KeyFileError(e.to_string()))
+    }
+
+    /// A blank card with these keys (and this ISD, if the file names one).
+    pub fn blank_card(&self) -> Result<SimCard, KeyFileError> {
+        let card = SimCard::new(self.to_config()?);
+        match &self.isd {
+            None => Ok(card),
+            Some(hex_aid) => match hex::decode(hex_aid) {
+                Ok(aid) if (5..=16).contains(&aid.len()) => Ok(card.with_isd_aid(aid)),
+                _ => Err(KeyFileError(
+                    "isd is not an AID of 5 to 16 bytes in hex".into(),
+                )),
+            },
+        }
     }
 
     /// The card configuration this file describes (Visa and Mastercard instances).
@@ -769,5 +786,29 @@ mod tests {
         let mut t = InProcessTransport::new(Arc::new(Mutex::new(mute())));
         let select = station_agent::emv::gp::select(&default_instances()[0]).to_bytes();
         assert_eq!(t.exchange(&select).await, Err(TransportError::CardMute));
+    }
+
+    const KEYS: &str = "scp = \"02\"\ni = 0x55\nkvn = 0x20\nkdd = \"00010203040506070809\"\n\
+                        kmc = \"404142434445464748494A4B4C4D4E4F\"\n";
+
+    #[test]
+    fn a_key_file_naming_an_isd_gives_a_card_with_that_isd() {
+        let card = KeyFile::parse(&format!("{KEYS}isd = \"A000000003000000\"\n"))
+            .unwrap()
+            .blank_card()
+            .unwrap();
+        assert_eq!(card.isd_aid(), hex::decode("A000000003000000").unwrap());
+        let plain = KeyFile::parse(KEYS).unwrap().blank_card().unwrap();
+        assert_eq!(plain.isd_aid(), DEFAULT_ISD_AID);
+    }
+
+    #[test]
+    fn a_key_file_with_a_malformed_isd_is_refused_naming_it() {
+        let e = KeyFile::parse(&format!("{KEYS}isd = \"A0\"\n"))
+            .unwrap()
+            .blank_card()
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("isd"), "{e}");
     }
 }
