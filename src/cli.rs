@@ -72,6 +72,12 @@ pub enum Command {
     },
     /// List the journal's recent jobs.
     Jobs,
+    /// The Windows service: install, uninstall, and the entry the service manager starts.
+    Service {
+        /// Service actions.
+        #[command(subcommand)]
+        action: crate::service::ServiceCommand,
+    },
 }
 
 /// `sandbox …` client actions.
@@ -273,6 +279,18 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Printer { action } => printer(action).await,
         Command::Preview { order, out } => preview(explicit, &order, &out),
         Command::Jobs => jobs(explicit),
+        Command::Service { action } => {
+            crate::service::command(action, explicit)
+                .await
+                .map_err(|e| {
+                    let m = format!("[{}] {e}", e.code());
+                    if e.is_usage() {
+                        usage(m)
+                    } else {
+                        runtime(m)
+                    }
+                })
+        }
     }
 }
 
