@@ -24,15 +24,19 @@ pub const SMART_CARD_SERVICE: &str = "SCardSvr";
 /// for; the same 120 s as `TimeoutStopSec` in the systemd unit.
 pub const CARD_STOP_GRACE: Duration = Duration::from_secs(120);
 
+/// The service's own SID by name. Installed with an unrestricted service SID, every
+/// token of this service carries it whatever account it runs as, so the folder is
+/// granted to this service alone.
+pub const SERVICE_SID_NAME: &str = r"NT SERVICE\station-agent";
+
 /// The account the service runs as unless `--account` says otherwise.
 ///
-/// A virtual service account: it has its own SID, so the key files can be granted to
-/// this service alone (LocalService would share them with every other service running
-/// as LocalService; LocalSystem would give the agent, which parses data from the
-/// network, the whole machine), and it has no password to manage or rotate. Like
-/// LocalService it is a local, unprivileged identity that may open the smart card
-/// service and local devices.
-pub const DEFAULT_ACCOUNT: &str = r"NT SERVICE\station-agent";
+/// The virtual service account: an unprivileged local identity like LocalService, but
+/// one no other service shares, so whatever it is granted (the key folder, a printer
+/// port) is granted to this service alone; it has no password to manage or rotate.
+/// LocalSystem is not used: the agent parses data from the network and must not hold
+/// the whole machine. A bank that needs a domain identity passes a gMSA (`DOMAIN\name$`).
+pub const DEFAULT_ACCOUNT: &str = SERVICE_SID_NAME;
 
 /// Well-known SID of LocalSystem; used by SID so localized Windows installs match.
 const SID_SYSTEM: &str = "*S-1-5-18";
@@ -126,7 +130,7 @@ impl InstallSpec {
 
     /// The `icacls` calls, in order, that make the configuration folder private.
     pub fn acl_steps(&self) -> Vec<AclStep> {
-        acl_steps(&self.config_dir(), &self.account)
+        acl_steps(&self.config_dir())
     }
 }
 
@@ -137,26 +141,27 @@ pub struct AclStep {
     pub args: Vec<OsString>,
 }
 
-/// The permission steps for `dir` and the service `account`.
+/// The permission steps for `dir`; the service is named by its own SID, not its account.
 ///
 /// Folders under %ProgramData% inherit "Users: read" and "Users: create files";
-/// key files must not. So: stop inheriting, grant SYSTEM and Administrators full
-/// control and the service account read, make every existing file inherit only that
-/// (dropping any explicit grant someone added), make Administrators the owner (an
-/// owner can always rewrite a file's permissions), and let the service write only its
-/// journal and log folders.
-pub fn acl_steps(dir: &Path, account: &str) -> Vec<AclStep> {
+/// key files must not. So: drop any explicit grant on the folder, stop inheriting,
+/// grant SYSTEM and Administrators full control and the service read, make
+/// every existing file inherit only that (dropping explicit grants there too), make
+/// Administrators the owner (an owner can always rewrite a file's permissions), and let
+/// the service write only its journal and log folders.
+pub fn acl_steps(dir: &Path) -> Vec<AclStep> {
     let step = |args: Vec<OsString>| AclStep { args };
     let s = |v: &str| OsString::from(v);
-    let modify = format!("{account}:(OI)(CI)M");
+    let modify = format!("{SERVICE_SID_NAME}:(OI)(CI)M");
     vec![
+        step(vec![dir.as_os_str().to_owned(), s("/reset"), s("/Q")]),
         step(vec![
             dir.as_os_str().to_owned(),
             s("/inheritance:r"),
             s("/grant:r"),
             s(&format!("{SID_SYSTEM}:(OI)(CI)F")),
             s(&format!("{SID_ADMINISTRATORS}:(OI)(CI)F")),
-            s(&format!("{account}:(OI)(CI)RX")),
+            s(&format!("{SERVICE_SID_NAME}:(OI)(CI)RX")),
         ]),
         step(vec![
             dir.join("*").into_os_string(),
@@ -264,6 +269,16 @@ mod tests {
     #[test]
     fn the_default_account_is_the_per_service_virtual_account() {
         assert_eq!(DEFAULT_ACCOUNT, format!(r"NT SERVICE\{SERVICE_NAME}"));
+        assert_eq!(SERVICE_SID_NAME, DEFAULT_ACCOUNT);
+    }
+
+    #[test]
+    fn explicit_grants_on_the_configuration_folder_are_dropped_first() {
+        let steps = spec().acl_steps();
+        assert_eq!(
+            args(&steps[0]),
+            vec!["/ProgramData/station-agent", "/reset", "/Q"]
+        );
     }
 
     #[test]
@@ -272,7 +287,7 @@ mod tests {
         let steps = spec().acl_steps();
         let dir = "/ProgramData/station-agent";
         assert_eq!(
-            args(&steps[0]),
+            args(&steps[1]),
             vec![
                 dir,
                 "/inheritance:r",
@@ -289,7 +304,7 @@ mod tests {
         let steps = spec().acl_steps();
         let star = Path::new("/ProgramData/station-agent").join("*");
         assert_eq!(
-            args(&steps[1]),
+            args(&steps[2]),
             vec![star.to_str().unwrap(), "/reset", "/T", "/C", "/Q"]
         );
     }
@@ -298,7 +313,7 @@ mod tests {
     fn administrators_own_the_folder_so_no_user_keeps_owner_rights_over_key_files() {
         let steps = spec().acl_steps();
         assert_eq!(
-            args(&steps[2])[1..],
+            args(&steps[3])[1..],
             ["/setowner", "*S-1-5-32-544", "/T", "/C", "/Q"]
         );
     }
@@ -307,7 +322,7 @@ mod tests {
     fn the_service_may_write_only_its_journal_and_log_folders() {
         let steps = spec().acl_steps();
         let dir = Path::new("/ProgramData/station-agent");
-        let writable: Vec<Vec<String>> = steps.iter().skip(3).map(args).collect();
+        let writable: Vec<Vec<String>> = steps.iter().skip(4).map(args).collect();
         assert_eq!(
             writable,
             vec![
@@ -324,19 +339,21 @@ mod tests {
             ]
         );
         // Nowhere else does the service get more than read.
-        for step in &steps[..3] {
+        for step in &steps[..4] {
             assert!(!args(step).iter().any(|a| a.ends_with(":(OI)(CI)M")));
         }
     }
 
     #[test]
-    fn a_configured_account_is_the_one_granted_access() {
+    fn whatever_the_account_the_folder_is_granted_to_the_service_sid_alone() {
         let s = InstallSpec::new(
             PathBuf::from("/a/station-agent.exe"),
             PathBuf::from("/cfg/station.toml"),
             r"BANK\svc-station$".to_string(),
         );
-        assert!(args(&s.acl_steps()[0]).contains(&r"BANK\svc-station$:(OI)(CI)RX".to_string()));
+        let all: Vec<String> = s.acl_steps().iter().flat_map(args).collect();
+        assert!(all.contains(&r"NT SERVICE\station-agent:(OI)(CI)RX".to_string()));
+        assert!(!all.iter().any(|a| a.contains("svc-station")));
     }
 
     #[test]

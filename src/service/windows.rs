@@ -227,11 +227,31 @@ fn install(config: Option<&Path>, account: String) -> Result<(), ServiceError> {
         account_password: None,
     };
     let service = manager
-        .create_service(&info, ServiceAccess::CHANGE_CONFIG)
+        .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::DELETE)
         .map_err(|e| match win32_code(&e) {
             Some(ERROR_SERVICE_EXISTS) => ServiceError::AlreadyInstalled,
             _ => manager_error("creating the service", e),
         })?;
+    // A half-configured service (no recovery, folder still readable by Users) must not
+    // stay registered: remove it and report why.
+    if let Err(e) = configure(&service, &spec) {
+        let _ = service.delete();
+        return Err(e);
+    }
+    println!(
+        "service {SERVICE_NAME} installed (automatic start, account {}), configuration {}",
+        spec.account,
+        spec.config.display()
+    );
+    println!("start it once the configuration checks: sc start {SERVICE_NAME}");
+    Ok(())
+}
+
+/// Everything after creation: description, recovery, shutdown timeout, SID, folder permissions.
+fn configure(
+    service: &windows_service::service::Service,
+    spec: &InstallSpec,
+) -> Result<(), ServiceError> {
     service
         .set_description(DESCRIPTION)
         .map_err(|e| manager_error("setting the description", e))?;
@@ -259,7 +279,7 @@ fn install(config: Option<&Path>, account: String) -> Result<(), ServiceError> {
     service
         .set_preshutdown_timeout(spec.preshutdown_timeout)
         .map_err(|e| manager_error("setting the shutdown timeout", e))?;
-    // Puts the service SID in the token whatever the account, so the folder grant holds.
+    // Puts the service SID in the token whatever the account: the folder is granted to it.
     service
         .set_config_service_sid_info(ServiceSidType::Unrestricted)
         .map_err(|e| manager_error("setting the service SID", e))?;
@@ -290,12 +310,6 @@ fn install(config: Option<&Path>, account: String) -> Result<(), ServiceError> {
             });
         }
     }
-    println!(
-        "service {SERVICE_NAME} installed (automatic start, account {}), configuration {}",
-        spec.account,
-        spec.config.display()
-    );
-    println!("start it once the configuration checks: sc start {SERVICE_NAME}");
     Ok(())
 }
 
