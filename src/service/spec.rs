@@ -29,6 +29,10 @@ pub const CARD_STOP_GRACE: Duration = Duration::from_secs(120);
 /// granted to this service alone.
 pub const SERVICE_SID_NAME: &str = r"NT SERVICE\station-agent";
 
+/// Margin on top of [`CARD_STOP_GRACE`] for what follows the card: the journal is
+/// closed and STOPPED reported before Windows gives up on the shutdown wait.
+pub const STOP_MARGIN: Duration = Duration::from_secs(30);
+
 /// The account the service runs as unless `--account` says otherwise.
 ///
 /// The virtual service account: an unprivileged local identity like LocalService, but
@@ -100,7 +104,7 @@ impl InstallSpec {
             account,
             dependencies: vec![SMART_CARD_SERVICE.to_string()],
             recovery: Recovery::default(),
-            preshutdown_timeout: CARD_STOP_GRACE,
+            preshutdown_timeout: CARD_STOP_GRACE + STOP_MARGIN,
         }
     }
 
@@ -262,8 +266,8 @@ mod tests {
     }
 
     #[test]
-    fn a_machine_shutdown_waits_as_long_as_a_service_stop() {
-        assert_eq!(spec().preshutdown_timeout, CARD_STOP_GRACE);
+    fn a_machine_shutdown_waits_for_the_card_in_progress_and_a_margin() {
+        assert_eq!(spec().preshutdown_timeout, Duration::from_secs(150));
     }
 
     #[test]

@@ -22,7 +22,9 @@ use super::control::{
     action_for, ControlAction, ControlRequest, ManagerState, Phase, ServiceExit, StatusReport,
     StatusSequence,
 };
-use super::spec::{InstallSpec, CARD_STOP_GRACE, DESCRIPTION, DISPLAY_NAME, SERVICE_NAME};
+use super::spec::{
+    InstallSpec, CARD_STOP_GRACE, DESCRIPTION, DISPLAY_NAME, SERVICE_NAME, STOP_MARGIN,
+};
 use super::{ServiceCommand, ServiceError};
 
 /// Win32 error: the process was not started by the service manager.
@@ -343,7 +345,7 @@ async fn uninstall() -> Result<(), ServiceError> {
                 .stop()
                 .map_err(|e| manager_error("stopping the service", e))?;
         }
-        let limit = CARD_STOP_GRACE + Duration::from_secs(30);
+        let limit = CARD_STOP_GRACE + STOP_MARGIN;
         let stopped = tokio::time::timeout(limit, async {
             loop {
                 match state(&service) {
