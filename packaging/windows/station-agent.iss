@@ -1,4 +1,4 @@
-; Inno Setup 6 script for the station-agent Windows installer.
+; Inno Setup (6.3 or later) script for the station-agent Windows installer.
 ; Build on Windows (see README.md here):  ISCC.exe /DAppVersion=0.1.0 packaging\windows\station-agent.iss
 ;
 ; What it does:

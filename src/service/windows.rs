@@ -367,3 +367,48 @@ async fn uninstall() -> Result<(), ServiceError> {
     );
     Ok(())
 }
+
+// These need a Windows test build, which the Unix-only dev-dependency station-sim
+// prevents today; they were type-checked by cross-compiling them as plain code.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scm_stop_shutdown_and_preshutdown_map_to_the_graceful_stop() {
+        for c in [
+            ServiceControl::Stop,
+            ServiceControl::Shutdown,
+            ServiceControl::Preshutdown,
+        ] {
+            assert_eq!(action_for(to_request(&c)), ControlAction::BeginStop);
+        }
+        assert_eq!(to_request(&ServiceControl::Pause), ControlRequest::Other);
+    }
+
+    #[test]
+    fn running_accepts_stop_and_preshutdown() {
+        let s = to_status(StatusSequence::default().report(Phase::Running));
+        assert_eq!(s.current_state, ServiceState::Running);
+        assert_eq!(
+            s.controls_accepted,
+            ServiceControlAccept::STOP | ServiceControlAccept::PRESHUTDOWN
+        );
+    }
+
+    #[test]
+    fn stopping_reports_the_grace_as_wait_hint() {
+        let s = to_status(StatusSequence::default().report(Phase::Stopping {
+            grace: CARD_STOP_GRACE,
+        }));
+        assert_eq!(s.current_state, ServiceState::StopPending);
+        assert_eq!(s.wait_hint, CARD_STOP_GRACE);
+    }
+
+    #[test]
+    fn a_failure_is_a_service_specific_exit_code() {
+        let s = to_status(StatusSequence::default().report(Phase::Stopped(ServiceExit::Failed(2))));
+        assert_eq!(s.current_state, ServiceState::Stopped);
+        assert_eq!(s.exit_code, ServiceExitCode::ServiceSpecific(2));
+    }
+}
