@@ -312,7 +312,7 @@ pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
     tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
     crate::service::notify_ready();
     crate::service::shutdown_signal().await;
-    crate::service::notify_stopping(Duration::from_secs(120));
+    crate::service::notify_stopping(crate::service::spec::CARD_STOP_GRACE);
     tracing::info!("stopping after the card in progress");
     agent.shutdown().await;
     Ok(())

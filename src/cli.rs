@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         action: StaffAction,
     },
+    /// The Windows service: install, uninstall, and the entry the service manager starts.
+    Service {
+        /// Service actions.
+        #[command(subcommand)]
+        action: crate::service::ServiceCommand,
+    },
 }
 
 /// `staff …` actions. The file defaults to the configuration's `console.staff`.
@@ -311,6 +317,18 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Preview { order, out } => preview(explicit, &order, &out),
         Command::Jobs => jobs(explicit),
         Command::Staff { action } => staff(explicit, action),
+        Command::Service { action } => {
+            crate::service::command(action, explicit)
+                .await
+                .map_err(|e| {
+                    let m = format!("[{}] {e}", e.code());
+                    if e.is_usage() {
+                        usage(m)
+                    } else {
+                        runtime(m)
+                    }
+                })
+        }
     }
 }
 

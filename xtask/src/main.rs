@@ -8,6 +8,7 @@ mod bench;
 mod fuzz;
 mod packages;
 mod pcscd;
+mod windows;
 
 use std::process::{exit, Command};
 
@@ -96,8 +97,9 @@ fn main() {
         "bench" => bench::run(),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
+        "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|bench|fuzz [SECONDS]|setup>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };

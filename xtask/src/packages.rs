@@ -31,6 +31,11 @@ fn is_root() -> bool {
 
 /// Installs whatever of [`NEEDED`] is missing; an error says what to install by hand.
 pub fn ensure() -> Result<(), String> {
+    ensure_packages(NEEDED)
+}
+
+/// Installs whatever of `needed` is missing; an error says what to install by hand.
+pub fn ensure_packages(needed: &[&str]) -> Result<(), String> {
     if Command::new("dpkg-query")
         .arg("--version")
         .output()
@@ -38,10 +43,10 @@ pub fn ensure() -> Result<(), String> {
     {
         return Err(format!(
             "this is not a Debian/Ubuntu system: install these packages by hand: {}",
-            NEEDED.join(" ")
+            needed.join(" ")
         ));
     }
-    let missing: Vec<&str> = NEEDED.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = needed.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
