@@ -137,20 +137,31 @@ fn card_read_on_a_missing_reader_names_the_pattern() {
     assert!(err.contains("No Such Reader 9000"), "{err}");
 }
 
-#[test]
-fn staff_add_reads_the_pin_from_standard_input_and_stores_only_its_hash() {
+/// `staff add amartin` into `file` with `pin` on standard input.
+fn staff_add(file: &std::path::Path, pin: &str) -> std::process::Output {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("staff.toml");
     let mut child = agent()
         .args(["staff", "add", "amartin", "--name", "A. Martin", "--file"])
-        .arg(&file)
+        .arg(file)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"482913\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pin}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn staff_add_reads_the_pin_from_standard_input_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("staff.toml");
+    let out = staff_add(&file, "482913");
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("amartin") && text.contains("$argon2id$"));
@@ -163,18 +174,9 @@ fn staff_add_reads_the_pin_from_standard_input_and_stores_only_its_hash() {
 
 #[test]
 fn staff_add_refuses_a_short_pin_and_writes_nothing() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("staff.toml");
-    let mut child = agent()
-        .args(["staff", "add", "amartin", "--name", "A. Martin", "--file"])
-        .arg(&file)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"1234\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = staff_add(&file, "1234");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 6"));
     assert!(!file.exists());

@@ -8,17 +8,13 @@ mod station;
 
 use std::sync::{Arc, Mutex};
 
-use station::{card_data, card_stock, order, Dev, STATION};
+use station::{card_data, card_stock, dev_with_keys, order, Dev};
 use station_agent::emv::cps::{personalize, CpsError, PersoTarget};
 use station_agent::emv::dgi::{Dgi, DgiEncryption};
 use station_agent::emv::gp::{self, Command};
-use station_agent::emv::keystore::{write_dev_keystore, KeyStore, SoftwareKeyStore};
-use station_agent::emv::profile::ProfileSet;
+use station_agent::emv::keystore::{write_dev_keystore, SoftwareKeyStore};
 use station_agent::emv::secure_channel::{HostChannel, ScError, ScpParams, SecurityLevel};
-use station_agent::job::production::{PreparedJob, Production};
-use station_agent::order::jwe::generate_p256_keypair;
-use station_agent::order::StationKeyring;
-use station_agent::plastic::face::Layout;
+use station_agent::job::production::PreparedJob;
 use station_hal::ApduTransport;
 use station_sim::card::{AppState, InProcessTransport, SimCard, DEFAULT_ISD_AID};
 use time::macros::date;
@@ -42,33 +38,6 @@ i = "70"
 kvn = "30"
 isd = "A000000151000000"
 "#;
-
-/// The development station with `extra` appended to its key file.
-fn dev_with_keys(extra: &str) -> Dev {
-    let dir = tempfile::tempdir().unwrap();
-    let (private, public) = generate_p256_keypair("station-test-1");
-    let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
-    let path = write_dev_keystore(dir.path()).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
-    let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
-    let production = Arc::new(Production {
-        station_id: STATION.into(),
-        keyring,
-        keystore: keystore.clone(),
-        profiles: ProfileSet::builtin().unwrap(),
-        layout: Layout::standard(),
-        artwork_dir: None,
-        default_card_product: "DEV-VISA".into(),
-        level: SecurityLevel::CDEC_CMAC,
-    });
-    Dev {
-        dir,
-        public_jwk: public,
-        production,
-        keystore,
-    }
-}
 
 /// A Visa order for card product `product`, prepared by the station.
 fn job(d: &Dev, product: &str, n: u32) -> PreparedJob {

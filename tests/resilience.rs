@@ -302,13 +302,11 @@ async fn a_jam_spoils_the_card_reports_it_and_the_next_card_is_made() {
     agent.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_card_pulled_during_encoding_is_spoiled_as_such() {
+/// Makes one order's chip misbehave with `faults`; returns the spoiled job's reason
+/// after checking the card went to the reject box and the next card is still made.
+async fn chip_fault_spoils_one_card(faults: station_sim::card::Faults) -> String {
     let (_dir, b) = branch("automatic").await;
-    b.chips.queue_faults(station_sim::card::Faults {
-        drop_at: Some(5),
-        ..Default::default()
-    });
+    b.chips.queue_faults(faults);
     let agent = b.agent().await;
     let first = b.order(1).await.remove(0);
     wait_states(
@@ -318,15 +316,48 @@ async fn a_card_pulled_during_encoding_is_spoiled_as_such() {
         Duration::from_secs(30),
     )
     .await;
-    let j = agent.station.journal.job(&first.1).unwrap().unwrap();
+    let reason = agent
+        .station
+        .journal
+        .job(&first.1)
+        .unwrap()
+        .unwrap()
+        .reason
+        .unwrap_or_default();
     assert!(
-        j.reason
-            .as_deref()
-            .unwrap()
-            .contains("card removed during encoding"),
-        "{:?}",
-        j.reason
+        b.printer.finished()[0].rejected,
+        "the card is in the reject box"
     );
-    assert!(b.printer.finished()[0].rejected);
+    let second = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&second.1),
+        &[JobState::Ejected],
+        Duration::from_secs(60),
+    )
+    .await;
     agent.shutdown().await;
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_pulled_during_encoding_is_spoiled_as_such() {
+    let reason = chip_fault_spoils_one_card(station_sim::card::Faults {
+        drop_at: Some(5),
+        ..Default::default()
+    })
+    .await;
+    assert!(reason.contains("card removed during encoding"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mute_chip_is_spoiled_as_card_mute_and_the_next_card_is_made() {
+    use station_hal::{StaffFacing, TransportError};
+    let reason = chip_fault_spoils_one_card(station_sim::card::Faults {
+        mute: true,
+        ..Default::default()
+    })
+    .await;
+    let mute = TransportError::CardMute;
+    assert_eq!(reason, format!("{}: {}", mute.code(), mute.staff_message()));
 }

@@ -28,10 +28,19 @@ pub struct Dev {
 
 /// Builds the development station.
 pub fn dev() -> Dev {
+    dev_with_keys("")
+}
+
+/// The development station with `extra` appended to its key file.
+pub fn dev_with_keys(extra: &str) -> Dev {
     let dir = tempfile::tempdir().unwrap();
     let (private, public) = generate_p256_keypair("station-test-1");
     let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
     let path = write_dev_keystore(dir.path()).unwrap();
+    if !extra.is_empty() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    }
     let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
     let production = Arc::new(Production {
         station_id: STATION.into(),
