@@ -12,6 +12,16 @@ fn order(op: &str, card: &str) -> NewJob {
     }
 }
 
+/// A card's way from validation to the printer's last step.
+const UP_TO_PRINTING: [JobState; 6] = [
+    Validated,
+    Feeding,
+    AtChipStation,
+    Personalizing,
+    Verifying,
+    Printing,
+];
+
 fn walk(j: &Journal, op: &str, states: &[JobState]) {
     for s in states {
         j.transition(op, *s, None).unwrap();
@@ -80,19 +90,8 @@ fn the_same_card_while_pending_is_a_duplicate() {
 fn the_same_card_once_done_is_a_duplicate() {
     let j = Journal::open_in_memory().unwrap();
     j.insert_order(&order("op1", "c1")).unwrap();
-    walk(
-        &j,
-        "op1",
-        &[
-            Validated,
-            Feeding,
-            AtChipStation,
-            Personalizing,
-            Verifying,
-            Printing,
-            Ejected,
-        ],
-    );
+    walk(&j, "op1", &UP_TO_PRINTING);
+    walk(&j, "op1", &[Ejected]);
     assert!(matches!(
         j.insert_order(&order("op2", "c1")).unwrap(),
         InsertOutcome::Duplicate { .. }
@@ -278,18 +277,7 @@ fn only_a_card_caught_while_printing_can_be_confirmed_as_good() {
         &[Validated, Feeding, AtChipStation, Personalizing],
     );
     j.insert_order(&order("late", "c2")).unwrap();
-    walk(
-        &j,
-        "late",
-        &[
-            Validated,
-            Feeding,
-            AtChipStation,
-            Personalizing,
-            Verifying,
-            Printing,
-        ],
-    );
+    walk(&j, "late", &UP_TO_PRINTING);
     j.recover_after_restart().unwrap();
     assert!(matches!(
         j.resolve_in_doubt("early", Resolution::Confirm, "staff-1"),
@@ -333,18 +321,7 @@ fn jobs_by_state_are_only_those_states_oldest_first() {
 fn an_eject_records_the_figures_with_the_state_in_one_write() {
     let j = Journal::open_in_memory().unwrap();
     j.insert_order(&order("op1", "c1")).unwrap();
-    walk(
-        &j,
-        "op1",
-        &[
-            Validated,
-            Feeding,
-            AtChipStation,
-            Personalizing,
-            Verifying,
-            Printing,
-        ],
-    );
+    walk(&j, "op1", &UP_TO_PRINTING);
     let job = j.eject("op1", 7, 9.5).unwrap();
     assert_eq!((job.state, job.apdu_count), (Ejected, 7));
     assert_eq!(job.seconds, Some(9.5));

@@ -436,16 +436,22 @@ impl SimCard {
         }
     }
 
-    fn store_data(&mut self, cmd: &Command) -> Vec<u8> {
+    /// The command as sent inside the open secure channel; a command outside it or with
+    /// a bad MAC is refused with 6982, and a bad MAC also closes the channel.
+    fn unwrap_secured(&mut self, cmd: &Command) -> Result<Command, Vec<u8>> {
         let Some(ch) = self.channel.as_mut().filter(|c| c.is_open()) else {
-            return sw(0x6982);
+            return Err(sw(0x6982));
         };
-        let plain = match ch.unwrap(cmd) {
+        ch.unwrap(cmd).map_err(|_| {
+            self.channel = None;
+            sw(0x6982)
+        })
+    }
+
+    fn store_data(&mut self, cmd: &Command) -> Vec<u8> {
+        let plain = match self.unwrap_secured(cmd) {
             Ok(p) => p,
-            Err(_) => {
-                self.channel = None;
-                return sw(0x6982);
-            }
+            Err(refusal) => return refusal,
         };
         // The ISD's own STORE DATA (its personalization) is not modelled: through the
         // ISD, STORE DATA only reaches an application named by INSTALL first.
@@ -488,15 +494,9 @@ impl SimCard {
         if !self.isd_selected() {
             return sw(0x6D00);
         }
-        let Some(ch) = self.channel.as_mut().filter(|c| c.is_open()) else {
-            return sw(0x6982);
-        };
-        let plain = match ch.unwrap(cmd) {
+        let plain = match self.unwrap_secured(cmd) {
             Ok(p) => p,
-            Err(_) => {
-                self.channel = None;
-                return sw(0x6982);
-            }
+            Err(refusal) => return refusal,
         };
         if plain.p1 != 0x20 || plain.p2 != 0x00 {
             return sw(0x6A86);
