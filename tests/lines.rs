@@ -84,3 +84,35 @@ async fn a_card_in_doubt_stops_only_its_own_line() {
         .expect("line-1 goes on once the card is resolved");
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_cancelled_between_pick_and_feed_is_not_fed_and_the_line_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = branch_with_lines(dir.path(), "staff", timing(), 1).await;
+    let agent = b.agent().await;
+    let op = b.order(1).await.remove(0).1;
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+    let order = agent.station.journal.job(&op).unwrap().unwrap().order_json;
+    let today = time::OffsetDateTime::now_utc().date();
+    let prepared = agent.station.production.prepare(&order, today).unwrap();
+    agent.station.cancel(&op, "amartin").unwrap();
+    let feeder = b.printer.feeder();
+    let mut line = b.devices().remove(0);
+    agent
+        .station
+        .produce(&mut line, &op, &prepared, "amartin")
+        .await
+        .expect("a cancelled order is skipped, not a pipeline failure");
+    assert_eq!(b.printer.feeder(), feeder, "no card left the feeder");
+    assert_eq!(
+        agent.station.journal.job(&op).unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    agent.shutdown().await;
+}

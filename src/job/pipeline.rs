@@ -360,8 +360,10 @@ impl Station {
 
     /// The next job for a line: the oldest runnable one no other line has taken.
     fn claim_next(&self) -> Result<Option<crate::journal::Job>, JournalError> {
-        let runnable = self.runnable()?;
+        // The list is read under the claim lock: a line releases its claim only after
+        // the journal shows the job past the feed, so no line can act on a stale list.
         let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let runnable = self.runnable()?;
         let next = runnable
             .into_iter()
             .find(|j| !claimed.contains(&j.operation_id));
@@ -453,7 +455,15 @@ impl Station {
         actor: &str,
     ) -> Result<(), PipelineError> {
         let started = Instant::now();
-        let fed = self.journal.feed(op, &d.line, actor)?;
+        let fed = match self.journal.feed(op, &d.line, actor) {
+            Ok(job) => job,
+            // Staff cancelled it between the pick and the feed: no card moved.
+            Err(JournalError::IllegalTransition { from, .. }) => {
+                tracing::info!(operation_id = %op, state = ?from, "order no longer waiting; not fed");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.emit(op, JobState::Feeding, fed.masked_pan, None);
         if let Err(e) = d.printer.feed().await {
             if e == PrinterError::FeederEmpty {
