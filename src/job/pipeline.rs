@@ -224,6 +224,10 @@ impl Station {
     /// Staff cancel a card that has not started.
     pub fn cancel(&self, op: &str, staff: &str) -> ActionResult {
         self.ready_remove(op);
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(op);
         self.transition_by(op, JobState::Cancelled, Some("cancelled by staff"), staff)
             .map(|_| "Cancelled.".to_string())
             .map_err(|e| e.to_string())
