@@ -15,7 +15,7 @@ use station_agent::emv::secure_channel::{KeySource, Protocol, ScpParams, Securit
 use station_agent::emv::tlv;
 use station_hal::ApduTransport;
 use station_pcsc::{PcscEncoder, ReaderConfig};
-use station_sim::card::{AppState, KeyFile, SimCard};
+use station_sim::card::{AppState, KeyFile, SimCard, DEFAULT_ISD_AID};
 use station_sim::vpcd::SharedCard;
 
 const KEYS: &str = r#"
@@ -29,6 +29,31 @@ diversification = "emv_cpg202"
 
 fn h(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap()
+}
+
+/// MK-AC written into DGI 8000 of the reference set.
+const MK_AC: &str = "2F02C8B0E9CBC7B05B5167F7A1CDE6E5";
+
+/// A small Visa DGI set: a record, FCI, GPO answer and the encrypted key DGI.
+fn reference_dgis() -> Vec<Dgi> {
+    let rec = tlv::encode(
+        0x70,
+        &[
+            tlv::encode(0x5A, &h("4761739001010010")),
+            tlv::encode(0x8C, &h("9F02069F03069F1A0295055F2A029A039C019F3704")),
+        ]
+        .concat(),
+    );
+    vec![
+        Dgi::new(0x0101, rec, DgiEncryption::None),
+        Dgi::new(0x9102, h("500456495341"), DgiEncryption::None),
+        Dgi::new(0x9104, h("82021800940408010100"), DgiEncryption::None),
+        Dgi::new(
+            0x8000,
+            h(&format!("{MK_AC}{}", "33".repeat(32))),
+            DgiEncryption::Nopad,
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,25 +70,8 @@ async fn a_blank_card_is_personalized_through_pcsc_and_reads_back_with_a_valid_a
         .unwrap();
     enc.wait_for_card(Duration::from_secs(10)).await.unwrap();
 
-    let mk = "2F02C8B0E9CBC7B05B5167F7A1CDE6E5";
-    let rec = tlv::encode(
-        0x70,
-        &[
-            tlv::encode(0x5A, &h("4761739001010010")),
-            tlv::encode(0x8C, &h("9F02069F03069F1A0295055F2A029A039C019F3704")),
-        ]
-        .concat(),
-    );
-    let dgis = vec![
-        Dgi::new(0x0101, rec, DgiEncryption::None),
-        Dgi::new(0x9102, h("500456495341"), DgiEncryption::None),
-        Dgi::new(0x9104, h("82021800940408010100"), DgiEncryption::None),
-        Dgi::new(
-            0x8000,
-            h(&format!("{mk}{}", "33".repeat(32))),
-            DgiEncryption::Nopad,
-        ),
-    ];
+    let mk = MK_AC;
+    let dgis = reference_dgis();
     let report = personalize(
         &mut enc,
         &PersoTarget {
@@ -120,6 +128,44 @@ async fn a_blank_card_is_personalized_through_pcsc_and_reads_back_with_a_valid_a
     )
     .unwrap();
     assert_eq!(ac, expected);
+    enc.release().await.unwrap();
+    inserted.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_open_only_through_its_isd_is_personalized_through_pcsc() {
+    let Some(port) = vpcd_port() else { return };
+    let _g = serial().await;
+    let config = KeyFile::parse(KEYS).unwrap().to_config().unwrap();
+    let keys: KeySource = config.keys.clone();
+    let card = Arc::new(Mutex::new(
+        SimCard::new(config).personalized_only_through_isd(),
+    ));
+    let link: SharedCard = card.clone();
+    let inserted = Inserted::new(port, link);
+    let mut enc = PcscEncoder::open(ReaderConfig::new(SLOT0).unwrap())
+        .await
+        .unwrap();
+    enc.wait_for_card(Duration::from_secs(10)).await.unwrap();
+    let report = personalize(
+        &mut enc,
+        &PersoTarget {
+            aid: h("A0000000031010"),
+            via_isd: Some(DEFAULT_ISD_AID.to_vec()),
+        },
+        &keys,
+        ScpParams {
+            protocol: Protocol::Scp02 { i: 0x55 },
+            kvn: 0x20,
+            level: SecurityLevel::CDEC_CMAC,
+        },
+        &reference_dgis(),
+        rand::random(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.store_data_count, 2);
+    assert_eq!(card.lock().unwrap().state(), AppState::Personalized);
     enc.release().await.unwrap();
     inserted.remove().await;
 }
