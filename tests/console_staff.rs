@@ -31,8 +31,18 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
     let http = reqwest::Client::new();
-    let page = http.get(&base).send().await.unwrap().text().await.unwrap();
+    let page = http.get(&base).send().await.unwrap();
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let page = page.text().await.unwrap();
     assert!(page.contains("Card issuance"));
+    let script = http.get(format!("{base}/console.js")).send().await.unwrap();
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(page.contains("src=\"/console.js\""));
+    assert!(script.text().await.unwrap().contains("Bearer"));
     let token = sign_in(&http, &base).await;
 
     let posted = b.order(1).await;

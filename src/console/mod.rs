@@ -23,6 +23,8 @@ use crate::job::state::JobState;
 use crate::journal::Resolution;
 
 const PAGE: &str = include_str!("index.html");
+/// The page's script, served from the console itself so the policy allows no inline script.
+const SCRIPT: &str = include_str!("console.js");
 
 /// One action a staff member can take on a job.
 #[derive(Debug, Serialize)]
@@ -116,15 +118,44 @@ struct Console {
 pub fn router(station: Arc<Station>, access: Access) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/console.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
         .route("/api/session", get(session).delete(sign_out))
         .route("/api/session", post(sign_in))
         .route("/api/status", get(status))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{op}/{action}", post(act))
+        .layer(axum::middleware::map_response(guard_headers))
         .with_state(Console {
             station,
             access: Arc::new(access),
         })
+}
+
+/// The page may not be framed by another site (a click on "Spoil card" must be the
+/// member's own), nothing it shows is cached, and it loads nothing from elsewhere.
+async fn guard_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.insert(name, header::HeaderValue::from_static(value));
+    };
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    );
+    set(h, header::CACHE_CONTROL, "no-store");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    r
 }
 
 fn refusal(status: StatusCode, e: &StaffError) -> Response {
