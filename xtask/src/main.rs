@@ -28,6 +28,7 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<(), String> {
 
 /// Starts the private pcscd + vpcd that hardware-in-the-loop runs use.
 fn private_pcscd(name: &str) -> Result<pcscd::PrivatePcscd, String> {
+    pcscd::build_helper()?;
     let dir = std::env::temp_dir().join(format!("station-{name}-{}", std::process::id()));
     let p = pcscd::PrivatePcscd::start(&dir)
         .map_err(|e| format!("hardware-in-the-loop set-up: {e}"))?;
@@ -67,7 +68,29 @@ fn demo(extra: &[String]) -> Result<(), String> {
     r
 }
 
+/// The xtask must build before any system package is installed (it is what installs
+/// them): build it in a target dir of its own with no pkg-config library visible.
+fn bare_machine_build() -> Result<(), String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bare-xtask");
+    cargo(
+        &[
+            "build",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--target-dir",
+            &dir.display().to_string(),
+        ],
+        &[
+            ("PKG_CONFIG_LIBDIR".into(), "/nonexistent".into()),
+            ("PKG_CONFIG_PATH".into(), String::new()),
+        ],
+    )
+    .map_err(|e| format!("the xtask needs a system library to build: {e}"))
+}
+
 fn test() -> Result<(), String> {
+    bare_machine_build()?;
     packages::ensure()?;
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(

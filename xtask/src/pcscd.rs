@@ -192,16 +192,10 @@ impl PrivatePcscd {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("not started");
         while Instant::now() < deadline {
-            match pcsc::Context::establish(pcsc::Scope::User).and_then(|c| c.list_readers_owned()) {
-                Ok(readers)
-                    if readers
-                        .iter()
-                        .any(|r| r.to_string_lossy().starts_with(READER_NAME)) =>
-                {
-                    return Ok(())
-                }
+            match list_readers() {
+                Ok(readers) if readers.iter().any(|r| r.starts_with(READER_NAME)) => return Ok(()),
                 Ok(readers) => last = format!("readers listed: {readers:?}"),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e,
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -213,6 +207,45 @@ impl PrivatePcscd {
             tail.join("\n")
         ))
     }
+}
+
+/// The reader names pcscd lists, through the `pcsc-readers` helper (built by [`build_helper`]).
+fn list_readers() -> Result<Vec<String>, String> {
+    let out = Command::new(helper_path())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", helper_path().display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Where cargo leaves the `pcsc-readers` helper (the workspace's debug target dir).
+fn helper_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug").join("pcsc-readers")
+}
+
+/// Builds the PC/SC helper; call it after the system packages are installed, since it
+/// links libpcsclite (which the xtask itself must not need).
+pub fn build_helper() -> Result<(), String> {
+    crate::cargo(
+        &[
+            "build",
+            "--quiet",
+            "-p",
+            "station-pcsc",
+            "--bin",
+            "pcsc-readers",
+        ],
+        &[],
+    )
 }
 
 impl Drop for PrivatePcscd {
