@@ -9,9 +9,6 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::StationConfig;
-use crate::emv::keystore::{KeyStore, SoftwareKeyStore};
-use crate::emv::profile::ProfileSet;
-use crate::emv::secure_channel::SecurityLevel;
 use crate::job::pipeline::{Devices, Station};
 use crate::job::production::Production;
 use crate::journal::{Journal, JournalOptions, NewJob};
@@ -22,6 +19,9 @@ use crate::link::poller::{run_order_poller, OrderIntake};
 use crate::link::wire::{DeviceHealth, Heartbeat, StationOrder};
 use crate::order::StationKeyring;
 use crate::plastic::face::Layout;
+use station_emv::data::profile::ProfileSet;
+use station_emv::gp::scp::SecurityLevel;
+use station_emv::keys::{KeyStore, SoftwareKeyStore};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]

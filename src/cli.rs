@@ -496,7 +496,7 @@ async fn encoder(pattern: &str) -> Result<station_pcsc::PcscEncoder, Failure> {
 }
 
 async fn card(explicit: Option<&Path>, action: CardAction) -> Outcome {
-    use crate::emv::terminal::{read_card, TerminalParams};
+    use station_emv::terminal::{read_card, TerminalParams};
     match action {
         CardAction::Read { reader, aid } => {
             let aids: Vec<Vec<u8>> = match aid {
@@ -525,26 +525,26 @@ async fn card(explicit: Option<&Path>, action: CardAction) -> Outcome {
             transport_key,
         } => {
             let cfg = load_config(explicit)?;
-            let ks = crate::emv::keystore::SoftwareKeyStore::load(&cfg.resolve(&cfg.keys.keystore))
+            let ks = station_emv::keys::SoftwareKeyStore::load(&cfg.resolve(&cfg.keys.keystore))
                 .map_err(|e| usage(format!("keys.keystore: {e}")))?;
-            let t = crate::emv::keystore::KeyStore::transport_keys(&ks, &transport_key)
+            let t = station_emv::keys::KeyStore::transport_keys(&ks, &transport_key)
                 .map_err(|e| usage(format!("--transport-key {transport_key}: {e}")))?;
             let text = std::fs::read_to_string(&dgis)
                 .map_err(|e| usage(format!("{}: {e}", dgis.display())))?;
             let set = crate::order::card::ChipData::from_json_str(&text)
                 .map_err(|e| usage(format!("{}: {}", dgis.display(), e.error)))?;
             let mut enc = encoder(&reader).await?;
-            let report = crate::emv::cps::personalize(
+            let report = station_emv::cps::personalize(
                 &mut enc,
-                &crate::emv::cps::PersoTarget {
+                &station_emv::cps::PersoTarget {
                     aid: set.aid.clone(),
                     via_isd: t.isd.clone(),
                 },
                 &t.key_source(),
-                crate::emv::secure_channel::ScpParams {
+                station_emv::gp::scp::ScpParams {
                     protocol: t.protocol,
                     kvn: t.kvn,
-                    level: crate::emv::secure_channel::SecurityLevel::CDEC_CMAC,
+                    level: station_emv::gp::scp::SecurityLevel::CDEC_CMAC,
                 },
                 &set.dgis,
                 rand::random(),
@@ -590,13 +590,13 @@ async fn card(explicit: Option<&Path>, action: CardAction) -> Outcome {
     }
 }
 
-fn print_readout(r: &crate::emv::terminal::CardReadout) {
-    use crate::emv::tlv;
+fn print_readout(r: &station_emv::terminal::CardReadout) {
+    use station_emv::tlv;
     let tag = |t: u32| r.record_tag(t).map(|v| v.to_vec());
     let pan = tag(0x5A)
         .map(|v| {
             let digits: String = hex::encode_upper(v).trim_end_matches('F').to_string();
-            crate::logging::mask_digits(&digits)
+            station_emv::card_data::mask_digits(&digits)
         })
         .unwrap_or_else(|| "(none)".into());
     let label = tlv::find(&r.fci, 0x50)
@@ -628,7 +628,7 @@ fn print_readout(r: &crate::emv::terminal::CardReadout) {
         let masked = match s.split_once('D') {
             Some((p, rest)) => format!(
                 "{}D{}",
-                crate::logging::mask_digits(p),
+                station_emv::card_data::mask_digits(p),
                 rest.get(..7).unwrap_or("")
             ),
             None => "(malformed)".into(),

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::emv::keystore::write_dev_keystore;
 use crate::order::jwe::generate_p256_keypair;
 use crate::sandbox::config::{SandboxFile, StationEntry};
 use crate::sandbox::keys::{generate_es256_jwk, write_private, write_public};
 use crate::sandbox::state::init_state;
+use station_emv::keys::write_dev_keystore;
 
 /// What to generate.
 #[derive(Debug, Clone)]

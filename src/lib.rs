@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod devkit;
-pub mod emv;
 pub mod job;
 pub mod journal;
 pub mod link;

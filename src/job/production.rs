@@ -9,16 +9,16 @@ use station_hal::{ApduTransport, MagTracks, PanelImage};
 use time::Date;
 use zeroize::Zeroizing;
 
-use crate::emv::cps::{personalize, CpsError, PersoTarget};
-use crate::emv::keystore::{KeyIndex, KeyStore, TransportKeySet};
-use crate::emv::prep::{prepare, KeyIndexes, Model2Data, PrepInput, PreparedCard};
-use crate::emv::profile::ProfileSet;
-use crate::emv::secure_channel::{ScpParams, SecurityLevel};
-use crate::emv::terminal::{read_card, TerminalParams};
-use crate::emv::verify::{verify_card, CardExpectations};
 use crate::order::{accept_for_station, CardData, D1ErrorCode, StationKeyring};
 use crate::plastic::face::{render_front, to_k_panel, FaceInput, Layout};
 use crate::plastic::magstripe;
+use station_emv::cps::{personalize, CpsError, PersoTarget};
+use station_emv::data::prep::{prepare, KeyIndexes, Model2Data, PrepInput, PreparedCard};
+use station_emv::data::profile::ProfileSet;
+use station_emv::gp::scp::{ScpParams, SecurityLevel};
+use station_emv::keys::{KeyIndex, KeyStore, TransportKeySet};
+use station_emv::terminal::verify::{verify_card, CardExpectations};
+use station_emv::terminal::{read_card, TerminalParams};
 
 /// Why an order cannot be produced, as reported upstream: a D1 code and a reason
 /// that carries no card data.

@@ -15,19 +15,19 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::derive::{check_discretionary_pattern, ServiceCode};
-use super::dgi::DgiEncryption;
-use super::tlv::{encode, parse_dol};
+use crate::data::derive::{check_discretionary_pattern, ServiceCode};
+use crate::dgi::DgiEncryption;
+use crate::tlv::{encode, parse_dol};
 
 /// Profiles shipped with the agent, embedded so that a bare install works.
 const BUILTIN: &[(&str, &str)] = &[
     (
         "visa_vsdc_cvn10",
-        include_str!("../../config/emv/visa_vsdc_cvn10.toml"),
+        include_str!("../../../../config/emv/visa_vsdc_cvn10.toml"),
     ),
     (
         "mc_mchip_adv",
-        include_str!("../../config/emv/mc_mchip_adv.toml"),
+        include_str!("../../../../config/emv/mc_mchip_adv.toml"),
     ),
 ];
 
@@ -644,7 +644,7 @@ impl Check<'_> {
         if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(self.invalid(key, "must be a 3-digit numeric ISO code"));
         }
-        let b = super::derive::bcd(&format!("0{s}"));
+        let b = crate::data::derive::bcd(&format!("0{s}"));
         Ok([b[0], b[1]])
     }
 

@@ -1,13 +1,14 @@
 //! Visa card verification values: CVV / CVC1 on the stripe, iCVV in the chip's
 //! track 2 equivalent (the same algorithm with service code `999`), and the Visa PVV.
 //!
-//! These functions take raw keys and are called inside a [`super::keystore::KeyStore`]
+//! These functions take raw keys and are called inside a [`crate::keys::KeyStore`]
 //! implementation only, so that an HSM-backed store can replace them.
 
 use zeroize::Zeroizing;
 
-use super::crypto::{des_ecb_encrypt, tdes_ecb_encrypt, CryptoError};
-use super::derive::{bcd, Pan, ServiceCode, YearMonth};
+use crate::card_data::{Pan, YearMonth};
+use crate::crypto::{des_ecb_encrypt, tdes_ecb_encrypt, CryptoError};
+use crate::data::derive::{bcd, ServiceCode};
 
 /// Service code the iCVV is computed with instead of the card's own.
 pub const ICVV_SERVICE_CODE: &str = "999";
@@ -40,7 +41,7 @@ pub fn visa_cvv(
     let mut digits = Zeroizing::new(format!(
         "{}{}{}",
         pan.digits(),
-        exp.yymm(),
+        exp.to_yymm(),
         service_code.digits()
     ));
     // PAN up to 19 + 4 + 3 = 26 digits always fits in the 32-digit field.
@@ -91,7 +92,7 @@ mod tests {
             &hex::decode("0123456789ABCDEF").unwrap(),
             &hex::decode("FEDCBA9876543210").unwrap(),
             &Pan::new("4123456789012345").unwrap(),
-            YearMonth::parse("8701", "exp").unwrap(),
+            crate::data::derive::parse_date("8701", "exp").unwrap(),
             &ServiceCode::new("101").unwrap(),
         )
         .unwrap();
@@ -103,7 +104,7 @@ mod tests {
         let a = hex::decode("0123456789ABCDEF").unwrap();
         let b = hex::decode("FEDCBA9876543210").unwrap();
         let pan = Pan::new("4123456789012345").unwrap();
-        let exp = YearMonth::parse("8701", "exp").unwrap();
+        let exp = crate::data::derive::parse_date("8701", "exp").unwrap();
         let cvv = visa_cvv(&a, &b, &pan, exp, &ServiceCode::new("101").unwrap()).unwrap();
         let icvv = visa_cvv(
             &a,

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use station_hal::{ApduTransport, TransportError};
 use thiserror::Error;
 
-use super::dgi::{Dgi, DgiEncryption, DgiError};
-use super::gp::{self, Command};
-use super::secure_channel::{HostChannel, KeySource, ScError, ScpParams};
+use crate::dgi::{Dgi, DgiEncryption, DgiError};
+use crate::gp::host::HostChannel;
+use crate::gp::scp::{KeySource, ScError, ScpParams};
+use crate::gp::{self, Command};
 
 /// Why personalization stopped, naming the command that failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{tdes_ecb_encrypt, CryptoError};
+use crate::crypto::{tdes_ecb_encrypt, CryptoError};
 
 /// How the card's static keys were derived from the KMC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub fn derive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emv::crypto::tdes_kcv;
+    use crate::crypto::tdes_kcv;
 
     fn kcvs(method: Diversification) -> Vec<String> {
         let kmc = hex::decode("404142434445464748494A4B4C4D4E4F").unwrap();

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use station_agent::job::state::JobState;
-use station_sim::branch::{branch, wait_states};
+use station_branch::{branch, wait_states};
 use station_sim::printer::Timing;
 
 fn rss_kib() -> u64 {

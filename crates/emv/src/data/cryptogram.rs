@@ -1,6 +1,6 @@
 //! Application cryptograms (ARQC/TC/AAC) as the card computes them and the issuer checks them.
 
-use super::crypto::{pad_zero, retail_mac, CryptoError, DES_BLOCK};
+use crate::crypto::{pad_zero, retail_mac, CryptoError, DES_BLOCK};
 
 /// Terminal and card data a Visa CVN 10 cryptogram covers, in the order it is MACed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,22 +1,21 @@
 //! GlobalPlatform secure channels SCP02 and SCP03, transport-agnostic.
 //!
-//! The same code serves both ends: the station opens a [`HostChannel`] (INITIALIZE
-//! UPDATE, EXTERNAL AUTHENTICATE, then wraps every command), and the simulated card
-//! answers with a [`CardChannel`] (checks cryptograms and MACs, decrypts). Only the
-//! roles differ; key derivation, cryptograms and MAC chaining are shared.
+//! What both ends share: keys, session key derivation, cryptograms and MAC chaining.
+//! The station's end is [`super::host::HostChannel`]; the card's end (for the simulated
+//! card only) is `super::card::CardChannel`, compiled with the `card` feature.
 
 use serde::{Deserialize, Serialize};
-use station_hal::{ApduTransport, TransportError};
+use station_hal::TransportError;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use super::crypto::{
+use crate::crypto::{
     aes_cbc_decrypt, aes_cbc_encrypt, aes_cmac, aes_ecb_encrypt, des_ecb_encrypt, pad80,
     retail_mac, tdes_cbc_decrypt, tdes_cbc_encrypt, tdes_cbc_mac, tdes_ecb_decrypt,
     tdes_ecb_encrypt, CryptoError, AES_BLOCK, DES_BLOCK,
 };
-use super::diversify::{self, Diversification, KeyRole};
-use super::gp::{self, Command};
+use crate::gp::diversify::{self, Diversification, KeyRole};
+use crate::gp::Command;
 
 /// A secure channel failure, naming the step.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -88,7 +87,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn id(self) -> u8 {
+    pub(super) fn id(self) -> u8 {
         match self {
             Protocol::Scp02 { .. } => 0x02,
             Protocol::Scp03 { .. } => 0x03,
@@ -106,10 +105,10 @@ impl SecurityLevel {
     /// C-DEC and C-MAC.
     pub const CDEC_CMAC: SecurityLevel = SecurityLevel(0x03);
 
-    fn mac(self) -> bool {
+    pub(super) fn mac(self) -> bool {
         self.0 & 0x01 != 0
     }
-    fn enc(self) -> bool {
+    pub(super) fn enc(self) -> bool {
         self.0 & 0x02 != 0
     }
 }
@@ -251,7 +250,7 @@ impl InitUpdateResponse {
 }
 
 /// Session keys of one secure channel session. Zeroized on drop.
-struct SessionKeys {
+pub(super) struct SessionKeys {
     enc: Zeroizing<Vec<u8>>,
     mac: Zeroizing<Vec<u8>>,
     /// SCP02: session DEK; SCP03: the static DEK (SCP03 has no session DEK).
@@ -283,12 +282,12 @@ fn scp03_kdf(key: &[u8], constant: u8, bits: u16, context: &[u8]) -> Result<Vec<
     Ok(out)
 }
 
-struct Cryptograms {
-    card: [u8; 8],
-    host: [u8; 8],
+pub(super) struct Cryptograms {
+    pub(super) card: [u8; 8],
+    pub(super) host: [u8; 8],
 }
 
-fn derive_session(
+pub(super) fn derive_session(
     protocol: Protocol,
     keys: &StaticKeys,
     host_challenge: &[u8; 8],
@@ -334,20 +333,20 @@ fn derive_session(
 }
 
 /// MAC chaining and command encryption state, identical at both ends.
-struct Wrapper {
-    protocol: Protocol,
+pub(super) struct Wrapper {
+    pub(super) protocol: Protocol,
     keys: SessionKeys,
-    level: SecurityLevel,
+    pub(super) level: SecurityLevel,
     /// SCP02: ICV (8 bytes); SCP03: MAC chaining value (16 bytes).
     chain: Vec<u8>,
     /// SCP03 encryption counter.
-    counter: u128,
+    pub(super) counter: u128,
     /// Whether a C-MAC was already computed in this session (SCP02 ICV encryption starts after).
     started: bool,
 }
 
 impl Wrapper {
-    fn new(protocol: Protocol, keys: SessionKeys, level: SecurityLevel) -> Self {
+    pub(super) fn new(protocol: Protocol, keys: SessionKeys, level: SecurityLevel) -> Self {
         let chain = match protocol {
             Protocol::Scp02 { .. } => vec![0; 8],
             Protocol::Scp03 { .. } => vec![0; 16],
@@ -400,6 +399,8 @@ impl Wrapper {
         }
     }
 
+    // Only the card end unwraps and decrypts.
+    #[cfg_attr(not(feature = "card"), allow(dead_code))]
     fn decrypt_data(&self, data: &[u8]) -> Result<Option<Vec<u8>>, CryptoError> {
         let plain = match self.protocol {
             Protocol::Scp02 { .. } => tdes_cbc_decrypt(&self.keys.enc, &[0; 8], data)?,
@@ -417,7 +418,7 @@ impl Wrapper {
     }
 
     /// Host side: protects one command per the session's level.
-    fn wrap(&mut self, cmd: &Command) -> Result<Command, CryptoError> {
+    pub(super) fn wrap(&mut self, cmd: &Command) -> Result<Command, CryptoError> {
         if matches!(self.protocol, Protocol::Scp03 { .. }) {
             self.counter += 1;
         }
@@ -454,7 +455,9 @@ impl Wrapper {
     }
 
     /// Card side: checks and removes the protection of one command.
-    fn unwrap(&mut self, cmd: &Command) -> Result<Command, ScError> {
+    // Only the card end unwraps and decrypts.
+    #[cfg_attr(not(feature = "card"), allow(dead_code))]
+    pub(super) fn unwrap(&mut self, cmd: &Command) -> Result<Command, ScError> {
         if matches!(self.protocol, Protocol::Scp03 { .. }) {
             self.counter += 1;
         }
@@ -491,21 +494,23 @@ impl Wrapper {
     }
 
     /// Encrypts sensitive DGI data for STORE DATA (already padded when required).
-    fn encrypt_dgi(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub(super) fn encrypt_dgi(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         match self.protocol {
             Protocol::Scp02 { .. } => tdes_ecb_encrypt(&self.keys.dek, data),
             Protocol::Scp03 { .. } => aes_cbc_encrypt(&self.keys.dek, &[0; 16], data),
         }
     }
 
-    fn decrypt_dgi(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    // Only the card end unwraps and decrypts.
+    #[cfg_attr(not(feature = "card"), allow(dead_code))]
+    pub(super) fn decrypt_dgi(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         match self.protocol {
             Protocol::Scp02 { .. } => tdes_ecb_decrypt(&self.keys.dek, data),
             Protocol::Scp03 { .. } => aes_cbc_decrypt(&self.keys.dek, &[0; 16], data),
         }
     }
 
-    fn dgi_block(&self) -> usize {
+    pub(super) fn dgi_block(&self) -> usize {
         match self.protocol {
             Protocol::Scp02 { .. } => DES_BLOCK,
             Protocol::Scp03 { .. } => AES_BLOCK,
@@ -517,97 +522,6 @@ impl Wrapper {
 pub fn unpad80(data: &[u8]) -> Option<Vec<u8>> {
     let end = data.iter().rposition(|&b| b != 0)?;
     (data[end] == 0x80).then(|| data[..end].to_vec())
-}
-
-/// An open secure channel, host side.
-pub struct HostChannel {
-    wrapper: Wrapper,
-}
-
-impl std::fmt::Debug for HostChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "HostChannel({:?}, {:?})",
-            self.wrapper.protocol, self.wrapper.level
-        )
-    }
-}
-
-fn check_sw(command: &'static str, r: &[u8]) -> Result<(), ScError> {
-    let sw = gp::status_word(r);
-    if sw == 0x9000 {
-        Ok(())
-    } else {
-        Err(ScError::Refused {
-            command,
-            sw,
-            meaning: gp::sw_meaning(sw),
-        })
-    }
-}
-
-impl HostChannel {
-    /// Opens a session on the currently selected application: INITIALIZE UPDATE,
-    /// card cryptogram check, EXTERNAL AUTHENTICATE.
-    pub async fn open(
-        transport: &mut dyn ApduTransport,
-        keys: &KeySource,
-        params: ScpParams,
-        host_challenge: [u8; 8],
-    ) -> Result<(HostChannel, u32), ScError> {
-        let r = transport
-            .exchange(&gp::initialize_update(params.kvn, &host_challenge).to_bytes())
-            .await?;
-        check_sw("INITIALIZE UPDATE", &r)?;
-        let iu = InitUpdateResponse::parse(&r[..r.len() - 2])?;
-        if iu.scp != params.protocol.id() {
-            return Err(ScError::ProtocolMismatch {
-                card: iu.scp,
-                configured: params.protocol.id(),
-            });
-        }
-        let static_keys = keys.card_keys(&iu.kdd)?;
-        let (session, cg) = derive_session(params.protocol, &static_keys, &host_challenge, &iu)?;
-        if cg.card != iu.card_cryptogram {
-            return Err(ScError::CardCryptogram);
-        }
-        let mut wrapper = Wrapper::new(params.protocol, session, SecurityLevel::CMAC);
-        let ea = Command::new(0x80, 0x82, params.level.0, 0x00, cg.host.to_vec());
-        let wrapped = wrapper.wrap(&ea)?;
-        let r = transport.exchange(&wrapped.to_bytes()).await?;
-        check_sw("EXTERNAL AUTHENTICATE", &r)?;
-        wrapper.level = params.level;
-        // The SCP03 encryption counter starts at 1 with the first command after EA.
-        wrapper.counter = 0;
-        Ok((HostChannel { wrapper }, 2))
-    }
-
-    /// Wraps one command for this session.
-    pub fn wrap(&mut self, cmd: &Command) -> Result<Vec<u8>, ScError> {
-        Ok(self.wrapper.wrap(cmd)?.to_bytes())
-    }
-
-    /// Encrypts the data of a sensitive DGI under the DEK, padding first when asked.
-    pub fn encrypt_dgi(&self, data: &[u8], pad: bool) -> Result<Vec<u8>, ScError> {
-        let block = self.wrapper.dgi_block();
-        let d = if pad {
-            pad80(data, block)
-        } else {
-            data.to_vec()
-        };
-        Ok(self.wrapper.encrypt_dgi(&d)?)
-    }
-
-    /// Cipher block size of DGI encryption (8 for SCP02, 16 for SCP03).
-    pub fn dgi_block(&self) -> usize {
-        self.wrapper.dgi_block()
-    }
-
-    /// Most clear bytes one wrapped command can carry.
-    pub fn max_plain_data(&self) -> usize {
-        max_plain_data(self.wrapper.protocol, self.wrapper.level)
-    }
 }
 
 /// Most clear data bytes that fit one short command after secure messaging.
@@ -624,87 +538,6 @@ pub fn max_plain_data(protocol: Protocol, level: SecurityLevel) -> usize {
         }
     }
     n
-}
-
-/// The card's end of a secure channel (used by the simulated card).
-pub struct CardChannel {
-    protocol: Protocol,
-    pending: Option<(SessionKeys, Cryptograms)>,
-    wrapper: Option<Wrapper>,
-}
-
-impl CardChannel {
-    /// Answers INITIALIZE UPDATE: derives the session and returns the response data.
-    pub fn initialize_update(
-        protocol: Protocol,
-        keys: StaticKeys,
-        kdd: [u8; 10],
-        kvn: u8,
-        sequence: Vec<u8>,
-        card_challenge: Vec<u8>,
-        host_challenge: [u8; 8],
-    ) -> Result<(CardChannel, Vec<u8>), ScError> {
-        let mut iu = InitUpdateResponse {
-            kdd,
-            kvn,
-            scp: protocol.id(),
-            sequence,
-            card_challenge,
-            card_cryptogram: [0; 8],
-        };
-        let (s, c) = derive_session(protocol, &keys, &host_challenge, &iu)?;
-        iu.card_cryptogram = c.card;
-        let i = match protocol {
-            Protocol::Scp02 { i } | Protocol::Scp03 { i } => i,
-        };
-        let bytes = iu.to_bytes(i);
-        Ok((
-            CardChannel {
-                protocol,
-                pending: Some((s, c)),
-                wrapper: None,
-            },
-            bytes,
-        ))
-    }
-
-    /// Checks EXTERNAL AUTHENTICATE (host cryptogram and C-MAC); opens the session.
-    pub fn external_authenticate(&mut self, cmd: &Command) -> Result<(), ScError> {
-        let (s, c) = self.pending.take().ok_or(ScError::HostAuth(
-            "EXTERNAL AUTHENTICATE without INITIALIZE UPDATE",
-        ))?;
-        let mut w = Wrapper::new(self.protocol, s, SecurityLevel::CMAC);
-        let plain = w.unwrap(cmd)?;
-        if plain.data.len() != 8 || plain.data[..] != c.host[..] {
-            return Err(ScError::HostAuth("host cryptogram does not verify"));
-        }
-        w.level = SecurityLevel(cmd.p1);
-        w.counter = 0;
-        self.wrapper = Some(w);
-        Ok(())
-    }
-
-    /// Whether EXTERNAL AUTHENTICATE succeeded.
-    pub fn is_open(&self) -> bool {
-        self.wrapper.is_some()
-    }
-
-    /// Checks and removes the protection of a command in the open session.
-    pub fn unwrap(&mut self, cmd: &Command) -> Result<Command, ScError> {
-        self.wrapper
-            .as_mut()
-            .ok_or(ScError::HostAuth("no open secure channel"))?
-            .unwrap(cmd)
-    }
-
-    /// Decrypts sensitive DGI data with the DEK (padding left in place).
-    pub fn decrypt_dgi(&self, data: &[u8]) -> Result<Vec<u8>, ScError> {
-        Ok(self
-            .wrapper
-            .as_ref()
-            .ok_or(ScError::HostAuth("no open secure channel"))?
-            .decrypt_dgi(data)?)
-    }
 }
 
 #[cfg(test)]

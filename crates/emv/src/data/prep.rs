@@ -18,16 +18,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use super::cvv::ICVV_SERVICE_CODE;
-use super::derive::{
-    fill_discretionary, name_to_5f20, track2_digits, track2_to_57, DiscretionaryValues, Pan, Psn,
-    ServiceCode, YearMonth,
+use crate::card_data::{Pan, YearMonth};
+use crate::data::cvv::ICVV_SERVICE_CODE;
+use crate::data::derive::{
+    fill_discretionary, name_to_5f20, track2_digits, track2_to_57, DiscretionaryValues, Psn,
+    ServiceCode,
 };
-use super::dgi::{Dgi, DgiEncryption};
-use super::keystore::{IccRsaCrt, KeyIndex, KeyStore, KeyStoreError};
-use super::oda::static_data_to_authenticate;
-use super::profile::{DgiContent, OdaMode, Profile};
-use super::tlv::{self, encode};
+use crate::data::profile::{DgiContent, OdaMode, Profile};
+use crate::dgi::{Dgi, DgiEncryption};
+use crate::keys::{IccRsaCrt, KeyIndex, KeyStore, KeyStoreError};
+use crate::oda::static_data_to_authenticate;
+use crate::tlv::{self, encode};
 
 /// Longest record a READ RECORD may return (template 70 with its tag and length).
 pub const MAX_RECORD_LEN: usize = 254;
@@ -115,7 +116,7 @@ pub struct PrepInput {
 impl std::fmt::Debug for PrepInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrepInput")
-            .field("pan", &super::derive::mask_pan(&self.pan))
+            .field("pan", &crate::card_data::mask_digits(&self.pan))
             .field("model", &if self.chip_data.is_some() { 2 } else { 1 })
             .finish_non_exhaustive()
     }
@@ -201,7 +202,8 @@ fn card_facts(
     keys: &KeyIndexes,
 ) -> Result<CardFacts, PrepError> {
     let pan = Pan::new(&input.pan).map_err(|e| data(format!("pan: {e}")))?;
-    let exp = YearMonth::parse(&input.exp_yymm, "exp").map_err(|e| data(e.to_string()))?;
+    let exp =
+        crate::data::derive::parse_date(&input.exp_yymm, "exp").map_err(|e| data(e.to_string()))?;
     let psn_digits = if input.psn.is_empty() {
         "00"
     } else {
@@ -217,11 +219,11 @@ fn card_facts(
     let effective = input
         .effective_yymm
         .as_deref()
-        .map(|s| YearMonth::parse(s, "effectiveDate"))
+        .map(|s| crate::data::derive::parse_date(s, "effectiveDate"))
         .transpose()
         .map_err(|e| data(e.to_string()))?;
     if let Some(eff) = effective {
-        if (eff.yy, eff.mm) > (exp.yy, exp.mm) {
+        if eff > exp {
             return Err(data("effectiveDate is after exp"));
         }
     }
@@ -281,7 +283,7 @@ pub fn prepare(
             if !(5..=16).contains(&m2.aid.len()) {
                 return Err(data("chip data: an AID is 5 to 16 bytes"));
             }
-            validate_dgis(&m2.dgis, super::crypto::DES_BLOCK)?;
+            validate_dgis(&m2.dgis, crate::crypto::DES_BLOCK)?;
             let t2 = model2_track2(&m2.dgis, &facts)?;
             (m2.aid.clone(), m2.dgis.clone(), t2, ChipDataModel::Model2)
         }
@@ -415,7 +417,7 @@ fn model1(
         },
     )
     .map_err(|e| match e {
-        super::derive::DeriveError::Track2(r) if r.contains("no CVV") => {
+        crate::data::derive::DeriveError::Track2(r) if r.contains("no CVV") => {
             data("cvKeyIndex is missing: the iCVV for the chip cannot be computed")
         }
         e => data(e.to_string()),
@@ -479,7 +481,7 @@ fn model1(
     if let Some(crt) = &icc_rsa {
         dgis.extend(icc_rsa_dgis(crt, profile.oda.rsa_dgi_encryption));
     }
-    validate_dgis(&dgis, super::crypto::DES_BLOCK)?;
+    validate_dgis(&dgis, crate::crypto::DES_BLOCK)?;
     Ok((dgis, t2))
 }
 

@@ -8,14 +8,15 @@
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use super::crypto::{tdes_ecb_encrypt, tdes_kcv, with_odd_parity, CryptoError};
+use crate::card_data::{Pan, PanError, YearMonth};
+use crate::crypto::{tdes_ecb_encrypt, tdes_kcv, with_odd_parity, CryptoError};
 
 /// Why card data cannot be turned into EMV data elements.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DeriveError {
     /// The PAN is not 12 to 19 decimal digits (the value itself is never shown).
-    #[error("PAN must be 12 to 19 digits, got {0} characters")]
-    Pan(usize),
+    #[error(transparent)]
+    Pan(#[from] PanError),
     /// The PAN sequence number is not two decimal digits.
     #[error("PAN sequence number must be 2 digits")]
     Psn,
@@ -37,48 +38,6 @@ pub enum DeriveError {
     /// A key had the wrong length.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
-}
-
-/// A primary account number: decimal digits, zeroized on drop, never shown in clear.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Pan(Zeroizing<String>);
-
-impl Pan {
-    /// Accepts 12 to 19 decimal digits.
-    pub fn new(digits: &str) -> Result<Self, DeriveError> {
-        let ok = (12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
-        if ok {
-            Ok(Pan(Zeroizing::new(digits.to_string())))
-        } else {
-            Err(DeriveError::Pan(digits.len()))
-        }
-    }
-
-    /// The digits, for computations that need them; never log this.
-    pub fn digits(&self) -> &str {
-        &self.0
-    }
-
-    /// First 6 and last 4 digits, the rest as `*` — the only form fit for logs.
-    pub fn masked(&self) -> String {
-        mask_pan(&self.0)
-    }
-
-    /// Tag 5A: BCD, padded with `F` to a whole byte.
-    pub fn to_5a(&self) -> Vec<u8> {
-        bcd_f_padded(&self.0)
-    }
-}
-
-impl std::fmt::Debug for Pan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pan({})", self.masked())
-    }
-}
-
-/// Masks a digit string as first 6 ‖ `*`… ‖ last 4 (the one masking rule, in `logging`).
-pub fn mask_pan(digits: &str) -> String {
-    crate::logging::mask_digits(digits)
 }
 
 /// Packs decimal (or hex) digits two per byte, `F`-padding an odd count.
@@ -131,61 +90,9 @@ impl Psn {
     }
 }
 
-/// A year and month as the card data carries them (`YYMM`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct YearMonth {
-    /// Two-digit year, read as 20YY.
-    pub yy: u8,
-    /// Month 1-12.
-    pub mm: u8,
-}
-
-impl YearMonth {
-    /// Parses `YYMM`; `field` names the order field in the error.
-    pub fn parse(yymm: &str, field: &'static str) -> Result<Self, DeriveError> {
-        let bad = DeriveError::Date { field };
-        if yymm.len() != 4 || !yymm.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad);
-        }
-        let yy: u8 = yymm[..2].parse().map_err(|_| bad.clone())?;
-        let mm: u8 = yymm[2..].parse().map_err(|_| bad.clone())?;
-        if !(1..=12).contains(&mm) {
-            return Err(bad);
-        }
-        Ok(YearMonth { yy, mm })
-    }
-
-    /// `YYMM` as digits.
-    pub fn yymm(&self) -> String {
-        format!("{:02}{:02}", self.yy, self.mm)
-    }
-
-    /// Last day of the month; February follows the Gregorian leap-year rule for 20YY.
-    pub fn last_day(&self) -> u8 {
-        match self.mm {
-            4 | 6 | 9 | 11 => 30,
-            2 => {
-                let year = 2000 + self.yy as u32;
-                let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-                if leap {
-                    29
-                } else {
-                    28
-                }
-            }
-            _ => 31,
-        }
-    }
-
-    /// Tag 5F24 (application expiration date): YYMMDD on the last day of the month.
-    pub fn to_5f24(&self) -> Vec<u8> {
-        bcd(&format!("{}{:02}", self.yymm(), self.last_day()))
-    }
-
-    /// Tag 5F25 (application effective date): YYMMDD on the first day of the month.
-    pub fn to_5f25(&self) -> Vec<u8> {
-        bcd(&format!("{}01", self.yymm()))
-    }
+/// Parses an order's `YYMM` date; `field` names the order field in the error.
+pub fn parse_date(yymm: &str, field: &'static str) -> Result<YearMonth, DeriveError> {
+    YearMonth::parse(yymm).map_err(|_| DeriveError::Date { field })
 }
 
 /// A three-digit magnetic-stripe service code (also tag 5F30).
@@ -291,7 +198,7 @@ pub fn track2_digits(
     let s = Zeroizing::new(format!(
         "{}D{}{}{}",
         pan.digits(),
-        exp.yymm(),
+        exp.to_yymm(),
         service_code.digits(),
         discretionary
     ));
@@ -365,6 +272,7 @@ pub fn key_check_value(key: &[u8]) -> Result<[u8; 3], DeriveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::card_data::mask_digits;
 
     #[test]
     fn pan_is_masked_six_and_four() {
@@ -375,8 +283,8 @@ mod tests {
 
     #[test]
     fn masking_a_malformed_value_does_not_panic() {
-        assert_eq!(mask_pan("4761é39001010010"), "4761é3******0010");
-        assert_eq!(mask_pan("12345"), "*****");
+        assert_eq!(mask_digits("4761é39001010010"), "4761é3******0010");
+        assert_eq!(mask_digits("12345"), "*****");
     }
 
     #[test]
@@ -387,36 +295,36 @@ mod tests {
 
     #[test]
     fn expiry_is_the_last_day_of_the_month() {
-        let e = YearMonth::parse("2704", "exp").unwrap();
+        let e = parse_date("2704", "exp").unwrap();
         assert_eq!(hex::encode(e.to_5f24()), "270430");
-        let e = YearMonth::parse("2612", "exp").unwrap();
+        let e = parse_date("2612", "exp").unwrap();
         assert_eq!(hex::encode(e.to_5f24()), "261231");
     }
 
     #[test]
     fn february_of_a_leap_year_ends_on_the_29th() {
         assert_eq!(
-            hex::encode(YearMonth::parse("2802", "exp").unwrap().to_5f24()),
+            hex::encode(parse_date("2802", "exp").unwrap().to_5f24()),
             "280229"
         );
         assert_eq!(
-            hex::encode(YearMonth::parse("2702", "exp").unwrap().to_5f24()),
+            hex::encode(parse_date("2702", "exp").unwrap().to_5f24()),
             "270228"
         );
         // 2000 is a leap year (divisible by 400).
-        assert_eq!(YearMonth::parse("0002", "exp").unwrap().last_day(), 29);
+        assert_eq!(parse_date("0002", "exp").unwrap().last_day(), 29);
     }
 
     #[test]
     fn effective_date_is_the_first_of_the_month() {
-        let e = YearMonth::parse("2511", "effectiveDate").unwrap();
+        let e = parse_date("2511", "effectiveDate").unwrap();
         assert_eq!(hex::encode(e.to_5f25()), "251101");
     }
 
     #[test]
     fn month_13_is_refused_naming_the_field() {
         assert_eq!(
-            YearMonth::parse("2613", "exp"),
+            parse_date("2613", "exp"),
             Err(DeriveError::Date { field: "exp" })
         );
     }
@@ -443,7 +351,7 @@ mod tests {
         let pan = Pan::new("4761739001010010").unwrap();
         let t = track2_digits(
             &pan,
-            YearMonth::parse("2812", "exp").unwrap(),
+            parse_date("2812", "exp").unwrap(),
             &ServiceCode::new("201").unwrap(),
             "123",
         )

@@ -12,8 +12,8 @@
 use openssl::bn::{BigNum, BigNumContext};
 use thiserror::Error;
 
-use super::derive::Pan;
-use super::tlv;
+use crate::card_data::Pan;
+use crate::tlv;
 
 /// SHA-1 output length.
 const HASH_LEN: usize = 20;
@@ -135,7 +135,7 @@ pub fn ssad_block(n_i: usize, dac: [u8; 2], static_data: &[u8]) -> Result<Vec<u8
 pub fn issuer_identifier(pan: &Pan, digits: usize) -> [u8; 4] {
     let d = digits.clamp(3, 8);
     let s = format!("{:F<8}", &pan.digits()[..d]);
-    let b = super::derive::bcd_f_padded(&s);
+    let b = crate::data::derive::bcd_f_padded(&s);
     [b[0], b[1], b[2], b[3]]
 }
 
@@ -294,7 +294,7 @@ pub fn verify_ssad(
 /// The application PAN as certificates carry it: 10 bytes, `F`-padded.
 fn certificate_pan(pan: &Pan) -> [u8; 10] {
     let s = format!("{:F<20}", pan.digits());
-    let b = super::derive::bcd_f_padded(&s);
+    let b = crate::data::derive::bcd_f_padded(&s);
     b.try_into().expect("20 digits")
 }
 

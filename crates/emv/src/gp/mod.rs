@@ -1,4 +1,12 @@
-//! GlobalPlatform / ISO 7816-4 command APDUs and status words.
+//! GlobalPlatform / ISO 7816-4 command APDUs and status words, and the secure
+//! channels SCP02/SCP03: what both ends share ([`scp`]), the station's end
+//! ([`host`]) and the card's end (`card`, for the simulated card only).
+
+#[cfg(any(test, feature = "card"))]
+pub mod card;
+pub mod diversify;
+pub mod host;
+pub mod scp;
 
 /// A command APDU split into its parts (short form).
 #[derive(Clone, PartialEq, Eq)]

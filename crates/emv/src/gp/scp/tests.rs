@@ -1,6 +1,25 @@
 use super::*;
+use crate::gp::card::CardChannel;
+use crate::gp::host::HostChannel;
 use async_trait::async_trait;
+use station_hal::{ApduTransport, TransportError};
 use std::collections::VecDeque;
+
+/// Runs a future to completion on this thread; the scripted transport never waits.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
 
 /// Answers with scripted responses and keeps what it was sent.
 struct Script {
@@ -46,102 +65,110 @@ async fn open(
     (ch, t)
 }
 
-#[tokio::test]
-async fn scp02_i55_external_authenticate_and_c_mac_match_the_vector() {
-    let k = keys(
-        "100102030405060708090a0b0c0d0e0f",
-        "101102030405060708090a0b0c0d0e0f",
-        "102102030405060708090a0b0c0d0e0f",
-    );
-    let (mut ch, t) = open(
-        Protocol::Scp02 { i: 0x55 },
-        0x01,
-        &k,
-        "40A62C37FA6304F8",
-        "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F3",
-    )
-    .await;
-    assert_eq!(t.sent[1], h("8482010010BA6961667737C5BCEBECE14C7D6A4376"));
-    let next = Command::parse(&h("80F22002")).unwrap();
-    assert_eq!(ch.wrap(&next).unwrap(), h("84F220020814DB34FA4341DCA8"));
+#[test]
+fn scp02_i55_external_authenticate_and_c_mac_match_the_vector() {
+    block_on(async {
+        let k = keys(
+            "100102030405060708090a0b0c0d0e0f",
+            "101102030405060708090a0b0c0d0e0f",
+            "102102030405060708090a0b0c0d0e0f",
+        );
+        let (mut ch, t) = open(
+            Protocol::Scp02 { i: 0x55 },
+            0x01,
+            &k,
+            "40A62C37FA6304F8",
+            "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F3",
+        )
+        .await;
+        assert_eq!(t.sent[1], h("8482010010BA6961667737C5BCEBECE14C7D6A4376"));
+        let next = Command::parse(&h("80F22002")).unwrap();
+        assert_eq!(ch.wrap(&next).unwrap(), h("84F220020814DB34FA4341DCA8"));
+    });
 }
 
-#[tokio::test]
-async fn scp03_aes128_c_mac_session_matches_the_vector() {
-    let k = keys(
-        "000102030405060708090a0b0c0d0e0f",
-        "101112131415161718191a1b1c1d1e1f",
-        "202122232425262728292a2b2c2d2e2f",
-    );
-    let (mut ch, t) = open(
-        Protocol::Scp03 { i: 0x70 },
-        0x11,
-        &k,
-        "b13e5f938fc108c4",
-        "000000000000000000003003703eb51047495b249f66c484c1d2ef1948000002",
-    )
-    .await;
-    assert_eq!(t.sent[0], h("8050300008b13e5f938fc108c400"));
-    assert_eq!(t.sent[1], h("84821100107d5f5826a993ebc89eea24957fa0b3ce"));
-    let next = Command::parse(&h("80E2910006BF3E035C015A00")).unwrap();
-    assert_eq!(
-        ch.wrap(&next).unwrap(),
-        h("84e291000ebf3e035c015a558d036518a2829700")
-    );
+#[test]
+fn scp03_aes128_c_mac_session_matches_the_vector() {
+    block_on(async {
+        let k = keys(
+            "000102030405060708090a0b0c0d0e0f",
+            "101112131415161718191a1b1c1d1e1f",
+            "202122232425262728292a2b2c2d2e2f",
+        );
+        let (mut ch, t) = open(
+            Protocol::Scp03 { i: 0x70 },
+            0x11,
+            &k,
+            "b13e5f938fc108c4",
+            "000000000000000000003003703eb51047495b249f66c484c1d2ef1948000002",
+        )
+        .await;
+        assert_eq!(t.sent[0], h("8050300008b13e5f938fc108c400"));
+        assert_eq!(t.sent[1], h("84821100107d5f5826a993ebc89eea24957fa0b3ce"));
+        let next = Command::parse(&h("80E2910006BF3E035C015A00")).unwrap();
+        assert_eq!(
+            ch.wrap(&next).unwrap(),
+            h("84e291000ebf3e035c015a558d036518a2829700")
+        );
+    });
 }
 
-#[tokio::test]
-async fn scp03_aes128_c_dec_and_c_mac_session_matches_the_vector() {
-    let k = keys(
-        "000102030405060708090a0b0c0d0e0f",
-        "101112131415161718191a1b1c1d1e1f",
-        "202122232425262728292a2b2c2d2e2f",
-    );
-    let (mut ch, t) = open(
-        Protocol::Scp03 { i: 0x70 },
-        0x03,
-        &k,
-        "8e1552d0513c60f3",
-        "0000000000000000000030037030760cd2c47c1dd395065fe5ead8a9d7000001",
-    )
-    .await;
-    assert_eq!(t.sent[1], h("8482030010fd4721a14d9b07003c451d2f8ae6bb21"));
-    let next = Command::parse(&h("80E2910006BF3E035C015A00")).unwrap();
-    assert_eq!(
-        ch.wrap(&next).unwrap(),
-        h("84e2910018ca9c00f6713d79bc8baa642bdff51c3f6a4082d3bd9ad26c00")
-    );
+#[test]
+fn scp03_aes128_c_dec_and_c_mac_session_matches_the_vector() {
+    block_on(async {
+        let k = keys(
+            "000102030405060708090a0b0c0d0e0f",
+            "101112131415161718191a1b1c1d1e1f",
+            "202122232425262728292a2b2c2d2e2f",
+        );
+        let (mut ch, t) = open(
+            Protocol::Scp03 { i: 0x70 },
+            0x03,
+            &k,
+            "8e1552d0513c60f3",
+            "0000000000000000000030037030760cd2c47c1dd395065fe5ead8a9d7000001",
+        )
+        .await;
+        assert_eq!(t.sent[1], h("8482030010fd4721a14d9b07003c451d2f8ae6bb21"));
+        let next = Command::parse(&h("80E2910006BF3E035C015A00")).unwrap();
+        assert_eq!(
+            ch.wrap(&next).unwrap(),
+            h("84e2910018ca9c00f6713d79bc8baa642bdff51c3f6a4082d3bd9ad26c00")
+        );
+    });
 }
 
-#[tokio::test]
-async fn a_card_with_other_keys_is_reported_as_a_transport_key_mismatch() {
-    let wrong = keys(
-        "000102030405060708090a0b0c0d0e0f",
-        "000102030405060708090a0b0c0d0e0f",
-        "000102030405060708090a0b0c0d0e0f",
-    );
-    let mut t = Script {
-        replies: [h(
-            "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F39000",
-        )]
-        .into(),
-        sent: vec![],
-    };
-    let params = ScpParams {
-        protocol: Protocol::Scp02 { i: 0x55 },
-        kvn: 0,
-        level: SecurityLevel::CMAC,
-    };
-    let e = HostChannel::open(
-        &mut t,
-        &wrong,
-        params,
-        [0x40, 0xA6, 0x2C, 0x37, 0xFA, 0x63, 0x04, 0xF8],
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e, ScError::CardCryptogram);
-    assert!(e.to_string().contains("transport key"));
+#[test]
+fn a_card_with_other_keys_is_reported_as_a_transport_key_mismatch() {
+    block_on(async {
+        let wrong = keys(
+            "000102030405060708090a0b0c0d0e0f",
+            "000102030405060708090a0b0c0d0e0f",
+            "000102030405060708090a0b0c0d0e0f",
+        );
+        let mut t = Script {
+            replies: [h(
+                "00000000000000000000700200016B4524ABEE7CF32EA3838BC148F39000",
+            )]
+            .into(),
+            sent: vec![],
+        };
+        let params = ScpParams {
+            protocol: Protocol::Scp02 { i: 0x55 },
+            kvn: 0,
+            level: SecurityLevel::CMAC,
+        };
+        let e = HostChannel::open(
+            &mut t,
+            &wrong,
+            params,
+            [0x40, 0xA6, 0x2C, 0x37, 0xFA, 0x63, 0x04, 0xF8],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e, ScError::CardCryptogram);
+        assert!(e.to_string().contains("transport key"));
+    });
 }
 
 fn round_trip(protocol: Protocol, level: SecurityLevel, keys: StaticKeys) {

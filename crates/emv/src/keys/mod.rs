@@ -29,13 +29,14 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::cryptogram::{visa_cvn10, Cvn10Input};
-use super::cvv::{visa_cvv, visa_pvv};
-use super::derive::{key_check_value, option_a_icc_master_key, Pan, Psn, ServiceCode, YearMonth};
-use super::diversify::Diversification;
-use super::oda::{icc_certificate, rsa_raw, ssad_block, RsaPublicKey};
-use super::profile::CryptogramVersion;
-use super::secure_channel::{KeySource, Protocol, StaticKeys};
+use crate::card_data::{Pan, YearMonth};
+use crate::data::cryptogram::{visa_cvn10, Cvn10Input};
+use crate::data::cvv::{visa_cvv, visa_pvv};
+use crate::data::derive::{key_check_value, option_a_icc_master_key, Psn, ServiceCode};
+use crate::data::profile::CryptogramVersion;
+use crate::gp::diversify::Diversification;
+use crate::gp::scp::{KeySource, Protocol, StaticKeys};
+use crate::oda::{icc_certificate, rsa_raw, ssad_block, RsaPublicKey};
 
 /// A key index as orders carry it (`derivationKeyIndex` etc.): two hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -807,7 +808,7 @@ impl KeyStore for SoftwareKeyStore {
             modulus: pair.n().to_vec(),
             exponent: pair.e().to_vec(),
         };
-        let mmyy = super::derive::bcd(&format!("{:02}{:02}", exp.mm, exp.yy));
+        let mmyy = crate::data::derive::bcd(&format!("{:02}{:02}", exp.month, exp.year % 100));
         let serial: [u8; 3] = rand::random();
         let (certificate, remainder) = icc_certificate(
             &key.modulus,
@@ -1023,7 +1024,7 @@ mod tests {
             .cvv(
                 KeyIndex(1),
                 &Pan::new("4123456789012345").unwrap(),
-                YearMonth::parse("8701", "exp").unwrap(),
+                crate::data::derive::parse_date("8701", "exp").unwrap(),
                 &ServiceCode::new("101").unwrap(),
             )
             .unwrap();

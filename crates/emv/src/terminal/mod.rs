@@ -5,12 +5,15 @@
 //!
 //! Terminal data is deterministic ([`TerminalParams::default`]) so that a read-back
 //! can be replayed and checked; the GENERATE AC consumes one ATC value on the card.
+//! The check of what was read against the order ([`verify`]) lives beside it.
+
+pub mod verify;
 
 use station_hal::{ApduTransport, StaffFacing, TransportError};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use super::tlv::{self, encode, parse_dol};
+use crate::tlv::{self, encode, parse_dol};
 
 /// Why the read-back could not complete.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

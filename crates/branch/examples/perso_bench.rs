@@ -11,14 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use station_agent::emv::cps::{
-    one_dgi_per_command_count, personalize, PersoReport, PersoTarget, WireDgi,
-};
-use station_agent::emv::dgi::{Dgi, DgiEncryption};
-use station_agent::emv::keystore::{write_dev_keystore, KeyIndex, KeyStore, SoftwareKeyStore};
-use station_agent::emv::prep::{prepare, KeyIndexes, PrepInput};
-use station_agent::emv::profile::ProfileSet;
-use station_agent::emv::secure_channel::{max_plain_data, ScpParams, SecurityLevel};
+use station_emv::cps::{one_dgi_per_command_count, personalize, PersoReport, PersoTarget, WireDgi};
+use station_emv::data::prep::{prepare, KeyIndexes, PrepInput};
+use station_emv::data::profile::ProfileSet;
+use station_emv::dgi::{Dgi, DgiEncryption};
+use station_emv::gp::scp::{max_plain_data, ScpParams, SecurityLevel};
+use station_emv::keys::{write_dev_keystore, KeyIndex, KeyStore, SoftwareKeyStore};
 use station_hal::{ApduTransport, TransportError};
 use station_sim::card::{default_instances, InProcessTransport, SimCard, SimCardConfig};
 use station_sim::vpcd::{serve, SharedCard, VirtualCard};
@@ -67,7 +65,7 @@ impl ApduTransport for Nine000 {
 async fn session(
     link: &mut dyn ApduTransport,
     target: &PersoTarget,
-    keys: &station_agent::emv::secure_channel::KeySource,
+    keys: &station_emv::gp::scp::KeySource,
     params: ScpParams,
     dgis: &[Dgi],
     challenge: [u8; 8],

@@ -8,16 +8,17 @@
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use super::cryptogram::Cvn10Input;
-use super::derive::{mask_pan, Pan, Psn, YearMonth};
-use super::keystore::{KeyIndex, KeyStore, KeyStoreError};
-use super::oda::{
+use crate::card_data::{mask_digits, Pan};
+use crate::data::cryptogram::Cvn10Input;
+use crate::data::derive::Psn;
+use crate::data::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
+use crate::data::profile::{CryptogramVersion, Profile};
+use crate::keys::{KeyIndex, KeyStore, KeyStoreError};
+use crate::oda::{
     recover_icc_key, recover_issuer_key, static_data_to_authenticate, verify_sdad, verify_ssad,
     CaPublicKey, RsaPublicKey,
 };
-use super::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
-use super::profile::{CryptogramVersion, Profile};
-use super::terminal::CardReadout;
+use crate::terminal::CardReadout;
 
 /// Why a card fails its read-back verification.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ impl CardExpectations {
         prepared: &PreparedCard,
         profile: &Profile,
     ) -> Result<Self, PrepError> {
-        let data = |e: super::derive::DeriveError| PrepError::DataException(e.to_string());
+        let data = |e: crate::data::derive::DeriveError| PrepError::DataException(e.to_string());
         let psn = if input.psn.is_empty() {
             "00"
         } else {
@@ -104,15 +105,15 @@ impl CardExpectations {
         };
         Ok(CardExpectations {
             aid: prepared.aid.clone(),
-            pan: Pan::new(&input.pan).map_err(data)?,
-            exp_5f24: YearMonth::parse(&input.exp_yymm, "exp")
+            pan: Pan::new(&input.pan).map_err(|e| data(e.into()))?,
+            exp_5f24: crate::data::derive::parse_date(&input.exp_yymm, "exp")
                 .map_err(data)?
                 .to_5f24(),
             psn: Psn::new(psn).map_err(data)?,
             name_5f20: input
                 .encoded_name
                 .as_deref()
-                .map(super::derive::name_to_5f20)
+                .map(crate::data::derive::name_to_5f20)
                 .transpose()
                 .map_err(data)?,
             track2_equivalent: prepared.track2_equivalent.clone(),
@@ -120,8 +121,8 @@ impl CardExpectations {
             aip: prepared
                 .dgis
                 .iter()
-                .filter(|d| !super::prep::is_record_dgi(d.id))
-                .find_map(|d| super::tlv::find(&d.data, 0x82).ok().flatten())
+                .filter(|d| !crate::data::prep::is_record_dgi(d.id))
+                .find_map(|d| crate::tlv::find(&d.data, 0x82).ok().flatten())
                 .and_then(|v| v.try_into().ok()),
             pin_try_limit: profile.pin_try_limit,
             dac: profile.oda.dac,
@@ -151,7 +152,7 @@ pub fn verify_card(
         .record_tag(0x5A)
         .ok_or_else(|| fail("the card has no PAN (5A)"))?;
     if *pan != expected.pan.to_5a() {
-        let shown = mask_pan(track2_from_57(&pan).trim_end_matches('F'));
+        let shown = mask_digits(track2_from_57(&pan).trim_end_matches('F'));
         return Err(fail(format!(
             "the card's PAN {shown} differs from the ordered {}",
             expected.pan.masked()
@@ -238,7 +239,7 @@ fn oda_context(
     expected: &CardExpectations,
     what: &str,
 ) -> Result<OdaContext, VerifyError> {
-    let err = |e: super::oda::OdaError| fail(format!("{what}: {e}"));
+    let err = |e: crate::oda::OdaError| fail(format!("{what}: {e}"));
     let tag = |t: u32, name: &str| {
         read.record_tag(t)
             .ok_or_else(|| fail(format!("{what}: the card has no {name} ({t:X})")))
@@ -323,7 +324,7 @@ fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
 /// Checks DDA as a terminal does: the ICC key from 9F46/9F48/9F47 (certified over the
 /// static data), then the INTERNAL AUTHENTICATE signature over the DDOL data.
 fn verify_dda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
-    let err = |e: super::oda::OdaError| fail(format!("DDA: {e}"));
+    let err = |e: crate::oda::OdaError| fail(format!("DDA: {e}"));
     let ctx = oda_context(read, expected, "DDA")?;
     let cert = read
         .record_tag(0x9F46)

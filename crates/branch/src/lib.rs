@@ -1,13 +1,11 @@
 //! A whole branch in one process: the sandbox hub, the simulated printer and chips,
 //! and the agent started from a `keys init --dev` configuration — for integration
-//! tests and benchmarks.
+//! tests and benchmarks. It sits above the agent: the simulators it wires together
+//! (`station-sim`) know nothing of the agent.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::card::KeyFile;
-use crate::printer::{SimPrinter, SimPrinterConfig, Timing};
-use crate::station::{track_chips, Chips, SimEncoder};
 use station_agent::agent::Agent;
 use station_agent::config::StationConfig;
 use station_agent::devkit::{init_dev, DevOptions};
@@ -15,6 +13,9 @@ use station_agent::job::pipeline::Devices;
 use station_agent::job::state::JobState;
 use station_agent::sandbox::{self, SandboxConfig, SandboxHandle};
 use station_evolis::{EvolisPrinter, ModelProfile};
+use station_sim::card::KeyFile;
+use station_sim::printer::{SimPrinter, SimPrinterConfig, Timing};
+use station_sim::station::{track_chips, Chips, SimEncoder};
 
 /// The station id used by these tests.
 pub const STATION: &str = "BR-E2E-01";
