@@ -272,7 +272,11 @@ impl Agent {
             ),
             None => crate::console::Access::Anonymous,
         };
-        let app = crate::console::router(station.clone(), access);
+        let app = crate::console::router(
+            station.clone(),
+            access,
+            crate::console::origin::ServerNames::with(&cfg.console.server_names),
+        );
         let mut r = rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)

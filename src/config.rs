@@ -121,6 +121,10 @@ pub struct UpstreamSection {
     pub client_key: Option<PathBuf>,
     /// CA bundle (PEM) that signs the hub's certificate.
     pub ca_bundle: Option<PathBuf>,
+    /// The hub's order-signing public keys (ES256 JWK files, by `kid`): an order whose
+    /// signature does not verify under one of them is never acted on.
+    #[serde(default)]
+    pub order_keys: Vec<PathBuf>,
 }
 
 /// `[keys]`.
@@ -227,6 +231,13 @@ pub struct ConsoleSection {
     /// "console", not as a person).
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Host names (`name` or `name:port`) the console answers to besides loopback ones.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    /// The console listens beyond loopback only behind a reverse proxy that terminates TLS;
+    /// this says one is there.
+    #[serde(default)]
+    pub behind_tls_proxy: bool,
 }
 
 impl Default for ConsoleSection {
@@ -235,6 +246,8 @@ impl Default for ConsoleSection {
             listen: default_console(),
             staff: None,
             allow_anonymous: false,
+            server_names: Vec::new(),
+            behind_tls_proxy: false,
         }
     }
 }
@@ -422,6 +435,22 @@ impl StationConfig {
                 format!("'{url}' is not an http(s) URL"),
             ));
         }
+        if url.starts_with("http://") && !is_loopback_url(url) {
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                format!(
+                    "'{url}' is plain http to another machine: card orders and tokens would cross \
+                     the network in clear; use https"
+                ),
+            ));
+        }
+        if self.upstream.order_keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstream.order_keys",
+                "no order-signing key of the hub: copy the hub's public key (the sandbox serves it \
+                 at /sandbox/v1/keys as orderSigningKeys) into a file and list it here",
+            ));
+        }
         check_id("upstream.client_id", &self.upstream.client_id)?;
         check_id("upstream.kid", &self.upstream.kid)?;
         if self.upstream.client_certificate.is_some() != self.upstream.client_key.is_some() {
@@ -505,6 +534,15 @@ impl StationConfig {
             }
             _ => {}
         }
+        if !console.ip().is_loopback() && !self.console.behind_tls_proxy {
+            return Err(ConfigError::invalid(
+                "console.listen",
+                format!(
+                    "{console} is reachable from the network but the console has no TLS: put a \
+                     TLS reverse proxy in front and set console.behind_tls_proxy = true"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -525,6 +563,15 @@ impl StationConfig {
         }
         if let Some(k) = &self.upstream.client_key {
             check_secret_file("upstream.client_key", &self.resolve(k))?;
+        }
+        for (i, p) in self.upstream.order_keys.iter().enumerate() {
+            let key = format!("upstream.order_keys[{i}]");
+            let path = self.resolve(p);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(&key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            crate::link::OrderVerifier::from_public_jwks(&[text])
+                .map_err(|e| ConfigError::invalid(&key, e.to_string()))?;
         }
         for (key, p) in [
             (
@@ -590,6 +637,20 @@ pub fn check_secret_file(key: &str, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether an `http://` URL points at this machine (127.0.0.0/8, `::1`, `localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +682,32 @@ mod tests {
             .check_values()
             .unwrap_err();
         assert!(err.to_string().starts_with("upstream.url:"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_is_refused() {
+        let text = example().replace("http://127.0.0.1:8480", "http://hub.bank.example:8480");
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("upstream.url:"), "{err}");
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_on_loopback_and_https_anywhere_are_accepted() {
+        for url in [
+            "http://localhost:8480",
+            "http://[::1]:8480/",
+            "https://hub.bank.example",
+        ] {
+            let text = example().replace("http://127.0.0.1:8480", url);
+            StationConfig::parse(&text)
+                .unwrap()
+                .check_values()
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 
     #[test]
@@ -692,6 +779,21 @@ mod tests {
             err.to_string().starts_with("console.allow_anonymous:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_console_on_the_network_needs_a_tls_proxy() {
+        let wide = example().replace("listen = \"127.0.0.1:8470\"", "listen = \"0.0.0.0:8470\"");
+        let err = StationConfig::parse(&wide)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("console.listen:"), "{err}");
+        let proxied = wide.replace("[console]\n", "[console]\nbehind_tls_proxy = true\n");
+        StationConfig::parse(&proxied)
+            .unwrap()
+            .check_values()
+            .unwrap();
     }
 
     #[test]

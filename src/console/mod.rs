@@ -2,8 +2,10 @@
 //!
 //! Staff sign in with their id and PIN (`staff`); every action is journaled under
 //! their id. It listens on loopback by default: branch staff use it on the
-//! workstation itself. Anything wider needs a reverse proxy with TLS in front.
+//! workstation itself. Anything wider needs a reverse proxy with TLS in front
+//! (`console.behind_tls_proxy`) and its name in `console.server_names` ([`origin`]).
 
+pub mod origin;
 pub mod staff;
 
 use std::sync::Arc;
@@ -114,8 +116,8 @@ struct Console {
     access: Arc<Access>,
 }
 
-/// Builds the console router over a station.
-pub fn router(station: Arc<Station>, access: Access) -> Router {
+/// Builds the console router over a station; it answers only to loopback names and `names`.
+pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route(
@@ -133,6 +135,7 @@ pub fn router(station: Arc<Station>, access: Access) -> Router {
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{op}/{action}", post(act))
         .layer(axum::middleware::map_response(guard_headers))
+        .layer(axum::middleware::from_fn_with_state(names, origin::check))
         .with_state(Console {
             station,
             access: Arc::new(access),

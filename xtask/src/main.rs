@@ -111,6 +111,18 @@ fn test() -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask hil [ARGS]`: `cargo test ARGS` with a private pcscd + vpcd running, so one
+/// hardware-in-the-loop test can be run on its own.
+fn hil(args: &[String]) -> Result<(), String> {
+    packages::ensure()?;
+    let pcscd = private_pcscd("hil")?;
+    let mut all = vec!["test"];
+    all.extend(args.iter().map(String::as_str));
+    let r = cargo(&all, &pcscd.env());
+    drop(pcscd);
+    r
+}
+
 fn main() {
     let all: Vec<String> = std::env::args().skip(1).collect();
     let cmd = all.first().cloned().unwrap_or_default();
@@ -118,11 +130,12 @@ fn main() {
         "test" => test(),
         "demo" => demo(&all[1..]),
         "bench" => bench::run(),
+        "hil" => hil(&all[1..]),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|hil [CARGO TEST ARGS]|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };
