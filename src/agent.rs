@@ -139,9 +139,7 @@ impl OrderIntake for Intake {
             perso_station: self.station.production.station_id.clone(),
             order_json: order.order,
         };
-        if let Err(e) = self.station.intake(job) {
-            tracing::error!(operation_id = %order.operation_id, error = %e, "order not journaled; the hub will offer it again");
-        }
+        self.station.intake_queued(job);
     }
 }
 

@@ -26,22 +26,22 @@ use crate::plastic::magstripe;
 #[error("{code}: {reason}")]
 pub struct Refusal {
     /// D1 code (`FIELD_INVALID_FORMAT`, `CRYPTO_ERROR`, `DATA_EXCEPTION`, `CARD_PROD_EXCEPTION`…).
-    pub code: String,
+    pub code: D1ErrorCode,
     /// What is wrong, for staff and the issuer.
     pub reason: String,
 }
 
 impl Refusal {
     /// A refusal with a code and reason.
-    pub fn new(code: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(code: D1ErrorCode, reason: impl Into<String>) -> Self {
         Refusal {
-            code: code.into(),
+            code,
             reason: reason.into(),
         }
     }
 
     fn data(reason: impl Into<String>) -> Self {
-        Refusal::new("DATA_EXCEPTION", reason)
+        Refusal::new(D1ErrorCode::DataException, reason)
     }
 }
 
@@ -93,7 +93,7 @@ fn index(field: &str, v: Option<&String>) -> Result<Option<KeyIndex>, Refusal> {
     v.map(|s| {
         KeyIndex::parse(s).ok_or_else(|| {
             Refusal::new(
-                "FIELD_INVALID_FORMAT",
+                D1ErrorCode::FieldInvalidFormat,
                 format!("paymentApplication.{field}"),
             )
         })
@@ -167,11 +167,11 @@ impl Production {
     /// chip, stripe and face. No device is touched.
     pub fn prepare(&self, order: &serde_json::Value, today: Date) -> Result<PreparedJob, Refusal> {
         let instant = accept_for_station(order, &self.station_id)
-            .map_err(|e| Refusal::new(e.error_code.as_str(), e.error.clone()))?;
+            .map_err(|e| Refusal::new(e.error_code, e.error.clone()))?;
         let card = self
             .keyring
             .decrypt_card_data(&instant.encrypted_data, today)
-            .map_err(|e| Refusal::new(e.error_code.as_str(), e.error.clone()))?;
+            .map_err(|e| Refusal::new(e.error_code, e.error.clone()))?;
         let pa = &instant.payment_application;
         let profile = self.profiles.get(&pa.config).map_err(|e| {
             Refusal::data(format!("paymentApplication.config '{}': {e}", pa.config))
@@ -185,7 +185,7 @@ impl Production {
         };
         if derivation.is_none() && card.chip_data.is_none() {
             return Err(Refusal::new(
-                D1ErrorCode::FieldInvalidFormat.as_str(),
+                D1ErrorCode::FieldInvalidFormat,
                 "paymentApplication.derivationKeyIndex",
             ));
         }
@@ -265,13 +265,13 @@ impl Production {
     ) -> Result<(), Refusal> {
         let read = read_card(enc, &job.card.aid, &TerminalParams::default())
             .await
-            .map_err(|e| Refusal::new("CARD_PROD_EXCEPTION", format!("read-back: {e}")))?;
+            .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, format!("read-back: {e}")))?;
         verify_card(
             &read,
             &job.expectations,
             self.keystore.as_ref(),
             job.derivation_index,
         )
-        .map_err(|e| Refusal::new("CARD_PROD_EXCEPTION", e.to_string()))
+        .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, e.to_string()))
     }
 }
