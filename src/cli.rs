@@ -299,7 +299,7 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Run => {
             let cfg = load_config(explicit)?;
             crate::logging::init(&cfg.logging.level, cfg.logging.format);
-            crate::agent::run(cfg)
+            crate::service::run(cfg)
                 .await
                 .map_err(|e| runtime(format!("[{}] {e}", e.code())))
         }

@@ -18,3 +18,4 @@ pub mod order;
 pub mod plastic;
 pub mod sandbox;
 pub mod service;
+pub mod staff;

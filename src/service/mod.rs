@@ -7,6 +7,7 @@
 //! Windows-only part is a thin layer that hands them to the service manager.
 
 pub mod control;
+mod run;
 pub mod session;
 pub mod spec;
 pub mod stop;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use thiserror::Error;
 
+pub use run::run;
 pub use stop::request_stop;
 
 /// `service …` actions (Windows).
