@@ -11,7 +11,10 @@ mod run;
 pub mod session;
 pub mod spec;
 pub mod stop;
+// The Windows service entry point is called through FFI: its
+// `define_windows_service!` expands to the crate's only `unsafe` block.
 #[cfg(windows)]
+#[allow(unsafe_code)]
 mod windows;
 
 use std::path::Path;
