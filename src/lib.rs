@@ -14,6 +14,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod console;
+#[cfg(feature = "sandbox")]
 pub mod devkit;
 pub mod emv;
 pub mod job;
@@ -22,6 +23,7 @@ pub mod link;
 pub mod logging;
 pub mod order;
 pub mod plastic;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod service;
 pub mod staff;
