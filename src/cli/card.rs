@@ -80,32 +80,20 @@ pub(super) async fn card(explicit: Option<&Path>, action: CardAction) -> Outcome
             transport_key,
         } => {
             let cfg = load_config(explicit)?;
-            let ks = crate::emv::keystore::SoftwareKeyStore::load(&cfg.resolve(&cfg.keys.keystore))
-                .map_err(|e| usage(format!("keys.keystore: {e}")))?;
-            let t = crate::emv::keystore::KeyStore::transport_keys(&ks, &transport_key)
+            let production = crate::agent::production_from_config(&cfg).map_err(usage)?;
+            let t = production
+                .keystore
+                .transport_keys(&transport_key)
                 .map_err(|e| usage(format!("--transport-key {transport_key}: {e}")))?;
             let text = std::fs::read_to_string(&dgis)
                 .map_err(|e| usage(format!("{}: {e}", dgis.display())))?;
             let set = crate::order::card::ChipData::from_json_str(&text)
                 .map_err(|e| usage(format!("{}: {}", dgis.display(), e.error)))?;
             let mut enc = encoder(&reader).await?;
-            let report = crate::emv::cps::personalize(
-                &mut enc,
-                &crate::emv::cps::PersoTarget {
-                    aid: set.aid.clone(),
-                    via_isd: t.isd.clone(),
-                },
-                &t.key_source(),
-                crate::emv::secure_channel::ScpParams {
-                    protocol: t.protocol,
-                    kvn: t.kvn,
-                    level: crate::emv::secure_channel::SecurityLevel::CDEC_CMAC,
-                },
-                &set.dgis,
-                rand::random(),
-            )
-            .await
-            .map_err(|e| runtime(format!("[{}] {e}", e.code())))?;
+            let report = production
+                .write_chip(&mut enc, &set.aid, &set.dgis, &t)
+                .await
+                .map_err(|e| runtime(format!("[{}] {e}", e.code())))?;
             println!(
                 "personalized: {} DGIs in {} STORE DATA, {} APDUs, {:.0} ms",
                 report.dgi_count,

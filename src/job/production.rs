@@ -9,7 +9,8 @@ use station_hal::{ApduTransport, MagTracks, PanelImage};
 use time::Date;
 use zeroize::Zeroizing;
 
-use crate::emv::cps::{personalize, CpsError, PersoTarget};
+use crate::emv::cps::{personalize, CpsError, PersoReport, PersoTarget};
+use crate::emv::dgi::Dgi;
 use crate::emv::keystore::{KeyIndex, KeyStore, TransportKeySet};
 use crate::emv::prep::{prepare, KeyIndexes, Model2Data, PrepInput, PreparedCard};
 use crate::emv::profile::ProfileSet;
@@ -238,23 +239,38 @@ impl Production {
         enc: &mut dyn ApduTransport,
         job: &PreparedJob,
     ) -> Result<u32, CpsError> {
-        let report = personalize(
+        let report = self
+            .write_chip(enc, &job.card.aid, &job.card.dgis, &job.transport)
+            .await?;
+        Ok(report.apdu_count)
+    }
+
+    /// Writes a DGI set into the application `aid` of the card under the card stock's
+    /// transport keys: the one personalization session the pipeline and the engineers'
+    /// `card perso` share.
+    pub async fn write_chip(
+        &self,
+        enc: &mut dyn ApduTransport,
+        aid: &[u8],
+        dgis: &[Dgi],
+        transport: &TransportKeySet,
+    ) -> Result<PersoReport, CpsError> {
+        personalize(
             enc,
             &PersoTarget {
-                aid: job.card.aid.clone(),
-                via_isd: job.transport.isd.clone(),
+                aid: aid.to_vec(),
+                via_isd: transport.isd.clone(),
             },
-            &job.transport.key_source(),
+            &transport.key_source(),
             ScpParams {
-                protocol: job.transport.protocol,
-                kvn: job.transport.kvn,
+                protocol: transport.protocol,
+                kvn: transport.kvn,
                 level: self.level,
             },
-            &job.card.dgis,
+            dgis,
             rand::random(),
         )
-        .await?;
-        Ok(report.apdu_count)
+        .await
     }
 
     /// Reads the chip as a terminal and checks it against the order, ARQC included.
