@@ -1,5 +1,6 @@
 //! The running agent: journal, production line, upstream link and staff console,
-//! assembled from the station configuration.
+//! assembled from the station configuration. Assembly only: the run loop that opens
+//! the devices and waits for the stop signal lives in `service::run`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,9 +140,7 @@ impl OrderIntake for Intake {
             perso_station: self.station.production.station_id.clone(),
             order_json: order.order,
         };
-        if let Err(e) = self.station.intake(job) {
-            tracing::error!(operation_id = %order.operation_id, error = %e, "order not journaled; the hub will offer it again");
-        }
+        self.station.intake_queued(job);
     }
 }
 
@@ -307,17 +306,4 @@ impl Agent {
             t.abort();
         }
     }
-}
-
-/// Runs the agent as a service until SIGTERM/Ctrl-C.
-pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
-    let lines = open_devices(&cfg).await?;
-    let agent = Agent::start(&cfg, lines).await?;
-    tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
-    crate::service::notify_ready();
-    crate::service::shutdown_signal().await;
-    crate::service::notify_stopping(crate::service::spec::CARD_STOP_GRACE);
-    tracing::info!("stopping after the card in progress");
-    agent.shutdown().await;
-    Ok(())
 }

@@ -558,7 +558,7 @@ impl StationConfig {
         if let Some(p) = &self.console.staff {
             let p = self.resolve(p);
             check_secret_file("console.staff", &p)?;
-            crate::console::staff::StaffFile::load(&p)
+            crate::staff::StaffFile::load(&p)
                 .map_err(|e| ConfigError::invalid("console.staff", e.to_string()))?;
         }
         if let Some(k) = &self.upstream.client_key {

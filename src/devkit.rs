@@ -74,7 +74,7 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
     )
     .map_err(|e| e.to_string())?;
     let staff = dir.join("staff.toml");
-    let mut accounts = crate::console::staff::StaffFile::default();
+    let mut accounts = crate::staff::StaffFile::default();
     accounts
         .set(DEV_STAFF_ID, "Development staff", DEV_STAFF_PIN)
         .and_then(|_| accounts.save(&staff))

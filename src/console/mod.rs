@@ -20,9 +20,9 @@ use serde_json::json;
 
 use staff::{StaffDesk, StaffError, StaffMember};
 
+use crate::job::pipeline::StaffAction;
 use crate::job::pipeline::Station;
-use crate::job::state::JobState;
-use crate::journal::Resolution;
+use crate::journal::state::JobState;
 
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
@@ -252,7 +252,11 @@ async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
             }
         })
         .collect();
-    let parked = s.journal.parked_count().unwrap_or(0);
+    let parked = s
+        .journal_thread()
+        .call(|j| j.parked_count())
+        .await
+        .unwrap_or(0);
     let link = if parked == 0 {
         json!({"name": "Order hub", "ok": true, "message": "Reports up to date"})
     } else {
@@ -271,7 +275,7 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     if let Err(e) = who(&c, &headers) {
         return refusal(StatusCode::UNAUTHORIZED, &e);
     }
-    match c.station.journal.all_jobs(200) {
+    match c.station.journal_thread().call(|j| j.all_jobs(200)).await {
         Ok(list) => Json(
             list.into_iter()
                 .map(|j| JobView {
@@ -308,17 +312,19 @@ async fn act(
         Ok(m) => m,
         Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
     };
-    let s = &c.station;
-    let by = member.id.as_str();
-    let r = match action.as_str() {
-        "start" => s.start(&op, by),
-        "handover" => s.hand_over(&op, by),
-        "cancel" => s.cancel(&op, by),
-        "confirm" => s.resolve(&op, Resolution::Confirm, by),
-        "spoil" => s.resolve(&op, Resolution::Spoil, by),
-        _ => Err(format!("unknown action '{action}'")),
+    let by = member.id.clone();
+    let r: Result<&'static str, String> = match action.parse::<StaffAction>() {
+        // One durable journal write: on the blocking pool, not on a tokio worker.
+        Ok(a) => {
+            let (s, op, by) = (c.station.clone(), op.clone(), by.clone());
+            match tokio::task::spawn_blocking(move || s.act(&op, a, &by)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the action did not complete: {e}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
     };
-    tracing::info!(staff = by, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
+    tracing::info!(staff = %by, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
     match r {
         Ok(m) => (StatusCode::OK, Json(json!({ "message": m }))).into_response(),
         Err(m) => (StatusCode::CONFLICT, Json(json!({ "message": m }))).into_response(),
