@@ -179,6 +179,8 @@ pub struct Agent {
     pub station: Arc<Station>,
     /// Where the staff console listens.
     pub console_addr: SocketAddr,
+    /// Where `/live`, `/ready` and `/metrics` are served.
+    pub admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -281,9 +283,14 @@ impl Agent {
                 })
                 .await;
         }));
+        let (admin_addr, admin) = crate::admin::serve(cfg, station.clone(), rx.clone())
+            .await
+            .map_err(|e| setup(e.code(), e))?;
+        tasks.push(admin);
         Ok(Agent {
             station,
             console_addr,
+            admin_addr,
             stop,
             tasks,
         })
@@ -309,7 +316,7 @@ impl Agent {
 pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
     let lines = open_devices(&cfg).await?;
     let agent = Agent::start(&cfg, lines).await?;
-    tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
+    tracing::info!(console = %agent.console_addr, admin = %agent.admin_addr, station = %cfg.station.perso_station, "station agent ready");
     crate::service::notify_ready();
     crate::service::shutdown_signal().await;
     crate::service::notify_stopping(crate::service::spec::CARD_STOP_GRACE);

@@ -4,6 +4,7 @@
 //! ([`order`]), journaled ([`journal`]) and driven through the job state machine
 //! ([`job`]) across the card printer and the chip encoder ([`emv`]).
 
+pub mod admin;
 pub mod agent;
 pub mod cli;
 pub mod config;

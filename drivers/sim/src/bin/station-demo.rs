@@ -146,6 +146,7 @@ async fn main() -> ExitCode {
     };
     cfg.upstream.url = hub.base_url();
     cfg.console.listen = "127.0.0.1:0".into();
+    cfg.admin.listen = "127.0.0.1:0".into();
     cfg.devices.line[0].printer.device = pty.path.display().to_string();
     let devices = match open_devices(&cfg).await {
         Ok(d) => d,
