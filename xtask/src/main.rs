@@ -3,9 +3,11 @@
 //! - `cargo xtask test`: system packages, fmt check, clippy `-D warnings`, every test
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
+//! - `cargo xtask package`: the Debian package in `target/debian/`.
 
 mod bench;
 mod fuzz;
+mod package;
 mod packages;
 mod pcscd;
 mod windows;
@@ -107,6 +109,10 @@ fn test() -> Result<(), String> {
     let pcscd = private_pcscd("hil")?;
     cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
     drop(pcscd);
+    // The package of the debug build the tests made: the same files, modes, scripts
+    // and unit as the release package, without minutes of optimised build.
+    let deb = package::build(package::Build::Debug)?;
+    package::check(&deb)?;
     fuzz::run(20)?;
     Ok(())
 }
@@ -120,9 +126,14 @@ fn main() {
         "bench" => bench::run(),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
+        "package" => package::package(if all.iter().any(|a| a == "--debug") {
+            package::Build::Debug
+        } else {
+            package::Build::Release
+        }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|package [--debug]|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };
