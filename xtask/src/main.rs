@@ -4,8 +4,10 @@
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
 //! - `cargo xtask package`: the Debian package in `target/debian/`.
+//! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
 mod bench;
+mod deny;
 mod fuzz;
 mod package;
 mod packages;
@@ -107,6 +109,7 @@ fn test() -> Result<(), String> {
         ],
         &[],
     )?;
+    deny::check()?;
     let pcscd = private_pcscd("hil")?;
     // The console's browser test runs (and fails without a browser) only when asked.
     let mut env = pcscd.env();
@@ -130,6 +133,7 @@ fn main() {
         "bench" => bench::run(),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
+        "deny" => deny::check(),
         "package" => package::package(if all.iter().any(|a| a == "--debug") {
             package::Build::Debug
         } else {
@@ -137,7 +141,7 @@ fn main() {
         }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|package [--debug]|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--cards N]|test|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };
