@@ -131,6 +131,25 @@ async fn sign_in(c: &Client, pin: &str) {
         .unwrap();
 }
 
+/// Clicks the element, finding it again if the page's 1.5 s refresh replaced it
+/// between the find and the click.
+async fn click(c: &Client, locator: Locator<'_>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = match c.find(locator).await {
+            Ok(e) => e.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match e {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                panic!("cannot click {locator:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// The button labelled `label` in the row of card `card_id`.
 fn row_button(card_id: &str, label: &str) -> String {
     format!("//tr[td[1][normalize-space()='{card_id}']]//button[normalize-space()='{label}']")
@@ -227,12 +246,7 @@ async fn staff_issue_a_card_through_the_console_in_a_real_browser() {
     .await;
     shot(&c, "03-queue").await;
 
-    c.find(Locator::XPath(&start))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::XPath(&start)).await;
     wait_text(
         &c,
         Locator::Id("jobs"),
@@ -242,12 +256,7 @@ async fn staff_issue_a_card_through_the_console_in_a_real_browser() {
     .await;
     shot(&c, "04-ready-in-tray").await;
 
-    c.find(Locator::XPath(&row_button(&card, "Handed over")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::XPath(&row_button(&card, "Handed over"))).await;
     wait_text(
         &c,
         Locator::Id("jobs"),
