@@ -178,6 +178,8 @@ pub struct Agent {
     pub station: Arc<Station>,
     /// Where the staff console listens.
     pub console_addr: SocketAddr,
+    /// Where `/live`, `/ready` and `/metrics` are served.
+    pub admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -284,9 +286,14 @@ impl Agent {
                 })
                 .await;
         }));
+        let (admin_addr, admin) = crate::admin::serve(cfg, station.clone(), rx.clone())
+            .await
+            .map_err(|e| setup(e.code(), e))?;
+        tasks.push(admin);
         Ok(Agent {
             station,
             console_addr,
+            admin_addr,
             stop,
             tasks,
         })

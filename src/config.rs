@@ -79,6 +79,9 @@ pub struct StationConfig {
     /// Staff console.
     #[serde(default)]
     pub console: ConsoleSection,
+    /// Health and metrics endpoints for monitoring (`/live`, `/ready`, `/metrics`).
+    #[serde(default)]
+    pub admin: AdminSection,
     /// Start policy.
     #[serde(default)]
     pub policy: PolicySection,
@@ -254,6 +257,32 @@ impl Default for ConsoleSection {
 
 fn default_console() -> String {
     "127.0.0.1:8470".into()
+}
+
+/// `[admin]`: health and metrics endpoints, with no sign-in and nothing sensitive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Listen address, a port of its own (not the console's).
+    #[serde(default = "default_admin")]
+    pub listen: String,
+    /// Serve on a non-loopback address (for a monitoring server on the branch
+    /// network); refused unless set, as the endpoints have no sign-in.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: default_admin(),
+            allow_remote: false,
+        }
+    }
+}
+
+fn default_admin() -> String {
+    "127.0.0.1:8471".into()
 }
 
 /// Who starts a card.
@@ -492,6 +521,7 @@ impl StationConfig {
             }
         }
         self.check_console()?;
+        self.check_admin()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
             return Err(ConfigError::invalid(
                 "logging.level",
@@ -541,6 +571,30 @@ impl StationConfig {
                     "{console} is reachable from the network but the console has no TLS: put a \
                      TLS reverse proxy in front and set console.behind_tls_proxy = true"
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_admin(&self) -> Result<(), ConfigError> {
+        let admin = self
+            .admin
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::invalid("admin.listen", e.to_string()))?;
+        if !admin.ip().is_loopback() && !self.admin.allow_remote {
+            return Err(ConfigError::invalid(
+                "admin.allow_remote",
+                format!(
+                    "the admin endpoints have no sign-in: listen on loopback, not {admin}, \
+                     or set admin.allow_remote = true"
+                ),
+            ));
+        }
+        if self.console.listen.parse::<SocketAddr>().ok() == Some(admin) && admin.port() != 0 {
+            return Err(ConfigError::invalid(
+                "admin.listen",
+                format!("{admin} is the console's address; give the admin endpoints a port of their own"),
             ));
         }
         Ok(())
@@ -791,6 +845,28 @@ mod tests {
         assert!(err.to_string().starts_with("console.listen:"), "{err}");
         let proxied = wide.replace("[console]\n", "[console]\nbehind_tls_proxy = true\n");
         StationConfig::parse(&proxied)
+            .unwrap()
+            .check_values()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_admin_endpoints_default_to_loopback_on_a_port_of_their_own() {
+        let cfg = StationConfig::parse(&example()).unwrap();
+        assert_eq!(cfg.admin.listen, "127.0.0.1:8471");
+        assert!(!cfg.admin.allow_remote);
+    }
+
+    #[test]
+    fn admin_endpoints_off_loopback_need_an_explicit_choice() {
+        let text = example().replace("listen = \"127.0.0.1:8471\"", "listen = \"0.0.0.0:8471\"");
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("admin.allow_remote:"), "{err}");
+        let allowed = text.replace("# allow_remote = true", "allow_remote = true");
+        StationConfig::parse(&allowed)
             .unwrap()
             .check_values()
             .unwrap();

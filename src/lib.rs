@@ -10,6 +10,7 @@
 #![cfg_attr(not(windows), forbid(unsafe_code))]
 #![cfg_attr(windows, deny(unsafe_code))]
 
+pub mod admin;
 pub mod agent;
 pub mod cli;
 pub mod config;

@@ -148,6 +148,7 @@ impl EventSender {
                     report.delivered += 1;
                 }
                 Err(e) if e.is_retryable() => {
+                    crate::admin::metrics::upstream_error(e.code());
                     if matches!(e, LinkError::Unauthorized { .. } | LinkError::Credential(_)) {
                         tracing::warn!(
                             operation_id = %item.operation_id,
@@ -166,6 +167,7 @@ impl EventSender {
                     report.deferred += 1;
                 }
                 Err(e) => {
+                    crate::admin::metrics::upstream_error(e.code());
                     tracing::warn!(
                         operation_id = %item.operation_id,
                         sequence = item.event.sequence,

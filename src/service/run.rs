@@ -9,7 +9,7 @@ use crate::config::StationConfig;
 pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
     let lines = open_devices(&cfg).await?;
     let agent = Agent::start(&cfg, lines).await?;
-    tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
+    tracing::info!(console = %agent.console_addr, admin = %agent.admin_addr, station = %cfg.station.perso_station, "station agent ready");
     super::notify_ready();
     super::shutdown_signal().await;
     super::notify_stopping(super::spec::CARD_STOP_GRACE);

@@ -3,9 +3,13 @@
 //! - `cargo xtask test`: system packages, fmt check, clippy `-D warnings`, every test
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
+//! - `cargo xtask package`: the Debian package in `target/debian/`.
+//! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
 mod bench;
+mod deny;
 mod fuzz;
+mod package;
 mod packages;
 mod pcscd;
 mod windows;
@@ -92,6 +96,7 @@ fn bare_machine_build() -> Result<(), String> {
 fn test() -> Result<(), String> {
     bare_machine_build()?;
     packages::ensure()?;
+    packages::ensure_browser()?;
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(
         &[
@@ -104,9 +109,17 @@ fn test() -> Result<(), String> {
         ],
         &[],
     )?;
+    deny::check()?;
     let pcscd = private_pcscd("hil")?;
-    cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
+    // The console's browser test runs (and fails without a browser) only when asked.
+    let mut env = pcscd.env();
+    env.push(("STATION_BROWSER".into(), "1".into()));
+    cargo(&["test", "--workspace", "--no-fail-fast"], &env)?;
     drop(pcscd);
+    // The package of the debug build the tests made: the same files, modes, scripts
+    // and unit as the release package, without minutes of optimised build.
+    let deb = package::build(package::Build::Debug)?;
+    package::check(&deb)?;
     fuzz::run(20)?;
     Ok(())
 }
@@ -133,9 +146,15 @@ fn main() {
         "hil" => hil(&all[1..]),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
+        "deny" => deny::check(),
+        "package" => package::package(if all.iter().any(|a| a == "--debug") {
+            package::Build::Debug
+        } else {
+            package::Build::Release
+        }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N]|test|hil [CARGO TEST ARGS]|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--cards N] [--console]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };

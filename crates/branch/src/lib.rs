@@ -68,6 +68,7 @@ pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: 
     let mut config = StationConfig::load(&files.config).unwrap();
     config.upstream.url = hub.base_url();
     config.console.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
     let template = config.devices.line[0].clone();
     config.devices.line = (1..=lines.max(1))
         .map(|n| {

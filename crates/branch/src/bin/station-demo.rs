@@ -39,6 +39,10 @@ struct Args {
     /// vpcd port of pcscd (default: STATION_HIL_VPCD_PORT, else 35963).
     #[arg(long)]
     vpcd_port: Option<u16>,
+    /// Staff policy: leave the orders waiting in the staff console (127.0.0.1:8470)
+    /// for someone to issue by clicking, until Ctrl-C.
+    #[arg(long)]
+    console: bool,
 }
 
 const STEPS: [JobState; 8] = [
@@ -86,7 +90,7 @@ async fn main() -> ExitCode {
             upstream: "http://127.0.0.1:8480".into(),
             printer: "pty".into(),
             reader: "Virtual PCD 00 00".into(),
-            policy: "automatic".into(),
+            policy: if args.console { "staff" } else { "automatic" }.into(),
             hub_state: Some(hub_state.clone()),
         },
     ) {
@@ -145,7 +149,10 @@ async fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     cfg.upstream.url = hub.base_url();
-    cfg.console.listen = "127.0.0.1:0".into();
+    if !args.console {
+        cfg.console.listen = "127.0.0.1:0".into();
+        cfg.admin.listen = "127.0.0.1:0".into();
+    }
     cfg.devices.line[0].printer.device = pty.path.display().to_string();
     let devices = match open_devices(&cfg).await {
         Ok(d) => d,
@@ -174,6 +181,16 @@ async fn main() -> ExitCode {
             Ok(p) => p,
             Err(e) => return fail(format!("posting orders: {e}")),
         };
+    if args.console {
+        console::wait_for_staff(&agent, &posted).await;
+        agent.shutdown().await;
+        let _ = stop_chips.send(true);
+        let _ = chips.await;
+        hub.shutdown().await;
+        drop(pty);
+        println!("demo: stopped");
+        return ExitCode::SUCCESS;
+    }
     let started = Instant::now();
     let index: BTreeMap<String, usize> = posted
         .iter()
@@ -287,5 +304,48 @@ async fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         fail("some cards did not complete (see the table)")
+    }
+}
+
+/// `--console`: the orders wait for staff in the console until Ctrl-C.
+mod console {
+    use station_agent::agent::Agent;
+
+    /// Prints where to click and each card's steps until Ctrl-C (or SIGTERM).
+    pub async fn wait_for_staff(agent: &Agent, posted: &[(String, String)]) {
+        println!();
+        println!("   staff console: http://{}/", agent.console_addr);
+        println!(
+            "   sign in as {} with PIN {} (development account), then press Start on each card",
+            station_agent::devkit::DEV_STAFF_ID,
+            station_agent::devkit::DEV_STAFF_PIN
+        );
+        println!(
+            "   health and metrics: http://{0}/ready  http://{0}/metrics",
+            agent.admin_addr
+        );
+        println!(
+            "   {} orders waiting; Ctrl-C stops everything",
+            posted.len()
+        );
+        let mut progress = agent.station.subscribe();
+        let stop = station_agent::service::shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                p = progress.recv() => match p {
+                    Ok(p) => println!(
+                        "   {:<19} {}",
+                        p.masked_pan.as_deref().unwrap_or("(decrypting)"),
+                        p.state.label()
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                },
+            }
+        }
+        println!();
+        println!("demo: stopping (the card in progress, if any, finishes first)");
     }
 }
