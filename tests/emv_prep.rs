@@ -26,9 +26,14 @@ fn find_in_records(dgis: &[Dgi], tag: u32) -> Option<Vec<u8>> {
 }
 
 #[test]
-fn both_shipped_profiles_prepare_cards_whose_dgis_parse_back() {
+fn every_shipped_profile_prepares_cards_whose_dgis_parse_back() {
     let (_d, ks) = dev_keystore();
-    for name in ["visa_vsdc_cvn10", "mc_mchip_adv"] {
+    for name in [
+        "visa_vsdc_cvn10",
+        "visa_vsdc_cvn18",
+        "mc_mchip_cvn16",
+        "mc_mchip_cvn17",
+    ] {
         let p = profile(name);
         let card = prepare(&order(), &p, &keys(), &ks).unwrap();
         assert_eq!(card.aid, p.aid, "{name}");

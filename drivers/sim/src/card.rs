@@ -8,8 +8,9 @@
 //! ISD, open the secure channel with it, name the application in an INSTALL
 //! [for personalization] sent inside that channel, and the ISD hands the following
 //! STORE DATA commands to the application. The last block makes it PERSONALIZED; from then on it answers as an EMV card: SELECT →
-//! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA, GENERATE AC with a Visa
-//! CVN 10 cryptogram under the personalized MK-AC, and INTERNAL AUTHENTICATE (DDA)
+//! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA, GENERATE AC with the
+//! cryptogram version its IAD template names (Visa CVN 10/18 for a Visa AID, M/Chip
+//! CVN 16/17 for a Mastercard AID) under the personalized MK-AC, and INTERNAL AUTHENTICATE (DDA)
 //! signed with the ICC private key from DGIs `8201`–`8205` when the profile puts one.
 //!
 //! Terminal tests can skip personalization: [`SimCard::personalized`] is the card as
@@ -19,8 +20,9 @@
 //! of the FCI proprietary template `A5`; `9104` holds the GPO response data objects
 //! (`82` AIP, `94` AFL); record DGIs `SSRR` hold the `70` template of SFI `SS` record
 //! `RR`; `8000` holds MK-AC ‖ MK-SMI ‖ MK-SMC; `9010` holds the PIN try counter ‖
-//! limit; an issuer application data template `9F10` (06 DKI CVN 03 CVR) may come in
-//! any other non-record DGI (the shipped profiles use `3000`).
+//! limit; the issuer application data template `9F10` (Visa `06 DKI CVN 03 CVR [IDD]`,
+//! M/Chip `KDI CVN CVR DAC/IDN counters`) comes in another non-record DGI (the shipped
+//! profiles use `3000`); the card fills in the CVR and MACs what its version covers.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +30,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::data::cryptogram::{application_cryptogram, IadLayout, TransactionData};
+use station_emv::data::profile::CryptogramVersion;
 use station_emv::dgi;
 use station_emv::gp::card::CardChannel;
 use station_emv::gp::diversify::Diversification;
@@ -696,52 +699,52 @@ impl SimCard {
             values.insert(tag, cmd.data[pos..pos + len].to_vec());
             pos += len;
         }
-        let field = |tag: u32, n: usize| -> Vec<u8> {
-            let mut v = values.get(&tag).cloned().unwrap_or_default();
-            v.resize(n, 0);
-            v
-        };
         let (Some(keys), Some(aip)) = (
             self.dgi(0x8000).map(|k| Zeroizing::new(k.to_vec())),
             self.internal_tag(0x82).filter(|a| a.len() == 2),
         ) else {
             return sw(0x6985);
         };
-        let iad_head = self
+        // The applet knows its scheme's IAD layout; the personalized template says
+        // which key index and cryptogram version it runs.
+        let Some(aid) = self.aid.clone() else {
+            return sw(0x6985);
+        };
+        let Some(layout) = IadLayout::of_application(&aid) else {
+            return sw(0x6985);
+        };
+        let Some(template) = self
             .internal_tag(0x9F10)
-            .filter(|t| t.len() >= 3)
-            .map(|t| t[..3].to_vec())
-            .unwrap_or(vec![0x06, 0x01, 0x0A]);
+            .filter(|t| t.len() >= layout.min_len())
+        else {
+            return sw(0x6985);
+        };
+        let Some(version) = CryptogramVersion::from_iad(layout, &template) else {
+            return sw(0x6985);
+        };
         if keys.len() < 16 {
             return sw(0x6985);
         }
         self.atc = self.atc.wrapping_add(1);
-        let (cid, cvr2) = match cmd.p1 & 0xC0 {
-            0x80 => (0x80, 0xA0),
-            0x40 => (0x40, 0x90),
-            _ => (0x00, 0x80),
+        let cid = match cmd.p1 & 0xC0 {
+            0x80 => 0x80,
+            0x40 => 0x40,
+            _ => 0x00,
         };
-        let cvr = [0x03, cvr2, 0x00, 0x00];
-        let input = Cvn10Input {
-            amount: field(0x9F02, 6).try_into().expect("6"),
-            amount_other: field(0x9F03, 6).try_into().expect("6"),
-            terminal_country: field(0x9F1A, 2).try_into().expect("2"),
-            tvr: field(0x95, 5).try_into().expect("5"),
-            currency: field(0x5F2A, 2).try_into().expect("2"),
-            date: field(0x9A, 3).try_into().expect("3"),
-            tx_type: field(0x9C, 1)[0],
-            unpredictable_number: field(0x9F37, 4).try_into().expect("4"),
-            aip: aip[..2].try_into().expect("2"),
-            atc: self.atc.to_be_bytes(),
-            cvr,
-        };
-        let Ok(ac) = visa_cvn10(&keys[..16], &input) else {
+        let mut iad = template;
+        iad[layout.cvr_range()].copy_from_slice(&layout.first_generate_ac_cvr(cid));
+        let tx = TransactionData::from_tags(
+            |tag| values.get(&tag).cloned(),
+            aip[..2].try_into().expect("2"),
+            self.atc.to_be_bytes(),
+        );
+        let Ok(ac) = application_cryptogram(version, &keys[..16], &tx, &iad) else {
             return sw(0x6F00);
         };
         let mut body = tlv::encode(0x9F27, &[cid]);
         body.extend(tlv::encode(0x9F36, &self.atc.to_be_bytes()));
         body.extend(tlv::encode(0x9F26, &ac));
-        body.extend(tlv::encode(0x9F10, &[&iad_head[..], &cvr].concat()));
+        body.extend(tlv::encode(0x9F10, &iad));
         ok(tlv::encode(0x77, &body))
     }
 }

@@ -29,6 +29,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::card_data::{Pan, YearMonth};
+use crate::data::cryptogram::{cryptogram_data, SessionKey, TransactionData};
 use crate::data::derive::{key_check_value, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
@@ -329,6 +330,35 @@ pub trait KeyStore: Send + Sync {
         data: &[u8],
         arqc: &[u8; 8],
     ) -> Result<bool, KeyStoreError>;
+
+    /// Checks an application cryptogram of any [`CryptogramVersion`]: derives the ICC
+    /// MK-AC from the issuer master keys at `index`, the session key the version uses
+    /// (from the ATC, and for Mastercard the unpredictable number, both in `tx`) and
+    /// MACs `tx` with the card data the version takes from `iad`.
+    ///
+    /// The default covers versions without a session key through
+    /// [`KeyStore::verify_arqc`]; a store that can derive session keys (the software
+    /// store; an HSM with EMV session-key mechanisms) overrides it.
+    fn verify_application_cryptogram(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        version: CryptogramVersion,
+        tx: &TransactionData,
+        iad: &[u8],
+        ac: &[u8; 8],
+    ) -> Result<bool, KeyStoreError> {
+        if version.algorithm().session_key != SessionKey::None {
+            return Err(KeyStoreError::NotSupported(format!(
+                "ARQC verification for {} (session keys)",
+                version.name()
+            )));
+        }
+        let data =
+            cryptogram_data(version, tx, iad).map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
+        self.verify_arqc(index, pan, psn, version, &data, ac)
+    }
 
     /// Keys and parameters to open a GlobalPlatform secure channel with cards of a product.
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError>;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::card_data::{Pan, YearMonth};
-use crate::data::cryptogram::{visa_cvn10, Cvn10Input};
+use crate::data::cryptogram::{application_cryptogram, visa_cvn10, Cvn10Input, TransactionData};
 use crate::data::cvv::{visa_cvv, visa_pvv};
 use crate::data::derive::{option_a_icc_master_key, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
@@ -432,6 +432,22 @@ impl KeyStore for SoftwareKeyStore {
         Ok(expected.iter().zip(arqc).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
     }
 
+    fn verify_application_cryptogram(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        version: CryptogramVersion,
+        tx: &TransactionData,
+        iad: &[u8],
+        ac: &[u8; 8],
+    ) -> Result<bool, KeyStoreError> {
+        let imk = self.imk(index)?;
+        let mk_ac = option_a_icc_master_key(imk.ac.expose(), pan, psn).map_err(crypto)?;
+        let expected = application_cryptogram(version, &mk_ac, tx, iad).map_err(crypto)?;
+        Ok(expected.iter().zip(ac).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
+    }
+
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError> {
         self.transport
             .get(card_product_id)
@@ -730,6 +746,64 @@ mod tests {
                 &arqc
             )
             .unwrap());
+    }
+
+    /// The pyemv vectors made under the development IMK 01
+    /// (tests/fixtures/cryptograms), one per session-key version.
+    fn imk01_vectors() -> Vec<(CryptogramVersion, serde_json::Value)> {
+        let all: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../tests/fixtures/cryptograms/cryptogram-vectors.json"
+        ))
+        .unwrap();
+        [
+            (CryptogramVersion::VisaCvn18, "visa_cvn18"),
+            (CryptogramVersion::MchipCvn16, "mchip_cvn16"),
+            (CryptogramVersion::MchipCvn17, "mchip_cvn17"),
+        ]
+        .into_iter()
+        .flat_map(|(v, key)| {
+            all[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["imk_ac"] == "0123456789ABCDEFFEDCBA9876543210")
+                .map(move |x| (v, x.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn session_key_cryptograms_from_pyemv_verify_under_imk_01_and_not_imk_02() {
+        let (_d, ks) = dev();
+        let vectors = imk01_vectors();
+        assert_eq!(vectors.len(), 3);
+        for (version, v) in vectors {
+            let h = |k: &str| hex::decode(v[k].as_str().unwrap()).unwrap();
+            let t = |k: &str| hex::decode(v["tx"][k].as_str().unwrap()).unwrap();
+            let tx = TransactionData::from_tags(
+                |tag| Some(t(&format!("{tag:X}"))),
+                t("82").try_into().unwrap(),
+                t("9F36").try_into().unwrap(),
+            );
+            let pan = Pan::new(v["pan"].as_str().unwrap()).unwrap();
+            let psn = Psn::new(v["psn"].as_str().unwrap()).unwrap();
+            let ac: [u8; 8] = h("ac").try_into().unwrap();
+            let check = |i| {
+                ks.verify_application_cryptogram(
+                    KeyIndex(i),
+                    &pan,
+                    psn,
+                    version,
+                    &tx,
+                    &h("iad"),
+                    &ac,
+                )
+                .unwrap()
+            };
+            assert!(check(1), "{} under IMK 01", version.name());
+            assert!(!check(2), "{} under IMK 02", version.name());
+        }
     }
 
     #[test]

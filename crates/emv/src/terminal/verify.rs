@@ -9,7 +9,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::card_data::{mask_digits, Pan};
-use crate::data::cryptogram::Cvn10Input;
+use crate::data::cryptogram::{IadLayout, TransactionData};
 use crate::data::derive::Psn;
 use crate::data::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
 use crate::data::profile::{CryptogramVersion, Profile};
@@ -19,6 +19,20 @@ use crate::oda::{
     CaPublicKey, RsaPublicKey,
 };
 use crate::terminal::CardReadout;
+use crate::tlv::parse_dol;
+
+/// The value sent for each tag of a DOL, split back out of the data sent.
+fn dol_values(dol: &[(u32, usize)], data: &[u8]) -> std::collections::BTreeMap<u32, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut pos = 0;
+    for &(tag, len) in dol {
+        if let Some(v) = data.get(pos..pos + len) {
+            out.insert(tag, v.to_vec());
+        }
+        pos += len;
+    }
+    out
+}
 
 /// Why a card fails its read-back verification.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -366,47 +380,52 @@ fn verify_arqc(
         }
         _ => return Err(fail("the card declined (AAC) its first GENERATE AC")),
     }
-    if expected.cryptogram != CryptogramVersion::VisaCvn10 {
-        return Err(VerifyError::Key(KeyStoreError::NotSupported(format!(
-            "ARQC verification for {}",
-            expected.cryptogram.name()
-        ))));
-    }
-    // Visa IAD: length 06 ‖ DKI ‖ CVN ‖ CVR (4 bytes, starting with its length 03).
+    // As an independent terminal: the IAD layout from the scheme (RID), the cryptogram
+    // version from the IAD the card returned, the data from the CDOL1 the card holds.
+    let rid = read.aid.get(..5).unwrap_or_default();
+    let layout = IadLayout::of_application(&read.aid).ok_or_else(|| {
+        fail(format!(
+            "no issuer application data layout is known for RID {}",
+            hex::encode_upper(rid)
+        ))
+    })?;
     let iad = &g.iad;
-    if iad.len() < 7 || iad[0] < 6 {
-        return Err(fail(format!(
-            "the card's issuer application data (9F10) is {} bytes, too short for a Visa IAD",
+    let version = CryptogramVersion::from_iad(layout, iad).ok_or_else(|| {
+        fail(format!(
+            "the card's issuer application data (9F10, {} bytes) names no cryptogram version this terminal checks",
             iad.len()
-        )));
-    }
-    if iad[2] != expected.cryptogram.cvn() {
+        ))
+    })?;
+    if version != expected.cryptogram {
         return Err(fail(format!(
-            "the card reports cryptogram version {:02X}, the profile expects {:02X}",
-            iad[2],
-            expected.cryptogram.cvn()
+            "the card reports cryptogram version {:02X} ({}), the profile expects {:02X} ({})",
+            version.cvn(),
+            version.name(),
+            expected.cryptogram.cvn(),
+            expected.cryptogram.name()
         )));
     }
-    let t = &read.terminal;
-    let input = Cvn10Input {
-        amount: t.amount,
-        amount_other: t.amount_other,
-        terminal_country: t.country,
-        tvr: t.tvr,
-        currency: t.currency,
-        date: t.date,
-        tx_type: t.tx_type,
-        unpredictable_number: t.unpredictable_number,
-        aip: read.aip,
-        atc: g.atc,
-        cvr: [iad[3], iad[4], iad[5], iad[6]],
-    };
-    let ok = keystore.verify_arqc(
+    if iad.len() < layout.min_len() {
+        return Err(fail(format!(
+            "the card's issuer application data (9F10) is {} bytes, {} needs {}",
+            iad.len(),
+            version.name(),
+            layout.min_len()
+        )));
+    }
+    let cdol1 = read
+        .record_tag(0x8C)
+        .ok_or_else(|| fail("the card has no CDOL1 (8C)"))?;
+    let cdol1 = parse_dol(&cdol1).map_err(|e| fail(format!("the card's CDOL1: {e}")))?;
+    let sent = dol_values(&cdol1, &read.cdol1_data);
+    let tx = TransactionData::from_tags(|tag| sent.get(&tag).cloned(), read.aip, g.atc);
+    let ok = keystore.verify_application_cryptogram(
         index,
         &expected.pan,
         expected.psn,
-        expected.cryptogram,
-        &input.to_bytes(),
+        version,
+        &tx,
+        iad,
         &g.ac,
     )?;
     if !ok {
@@ -414,10 +433,10 @@ fn verify_arqc(
             "the ARQC does not verify under issuer master key index {index}: the chip holds other ICC keys"
         )));
     }
-    if iad[1] != index.0 {
+    let dki = iad[layout.dki_offset()];
+    if dki != index.0 {
         return Err(fail(format!(
-            "the card's IAD names derivation key index {:02X}, the order {index}",
-            iad[1]
+            "the card's IAD names derivation key index {dki:02X}, the order {index}"
         )));
     }
     Ok(())
