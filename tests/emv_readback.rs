@@ -251,7 +251,7 @@ async fn a_tampered_cryptogram_fails_verification() {
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
-    read.generate_ac.ac[7] ^= 0x01;
+    read.generate_ac.ac.as_mut().unwrap()[7] ^= 0x01;
     let expected = CardExpectations::new(&input, &card, &p).unwrap();
     let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
     assert!(e.to_string().contains("ARQC does not verify"), "{e}");

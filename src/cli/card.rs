@@ -191,6 +191,9 @@ pub(super) fn print_readout(r: &station_emv::terminal::CardReadout) {
         _ => "AAC",
     };
     println!("ATC            {}", hex::encode_upper(g.atc));
-    println!("cryptogram     {kind} {}", hex::encode_upper(g.ac));
+    match g.ac {
+        Some(ac) => println!("cryptogram     {kind} {}", hex::encode_upper(ac)),
+        None => println!("cryptogram     {kind} inside the CDA signature (9F4B)"),
+    }
     println!("IAD (9F10)     {}", hex::encode_upper(&g.iad));
 }

@@ -37,7 +37,9 @@ use station_emv::gp::card::CardChannel;
 use station_emv::gp::diversify::Diversification;
 use station_emv::gp::scp::{unpad80, KeySource, Protocol, StaticKeys};
 use station_emv::gp::Command;
-use station_emv::oda::{sign_dynamic_data, IccPrivateCrt};
+use station_emv::oda::{
+    cda_dynamic_data, cda_transaction_data_hash, sign_icc_dynamic_data, IccPrivateCrt,
+};
 use station_emv::tlv;
 use station_hal::{ApduTransport, TransportError};
 use zeroize::Zeroizing;
@@ -219,6 +221,8 @@ pub struct SimCard {
     perso_target: Option<Vec<u8>>,
     /// Commands received, when the card was asked to keep them (terminal tests).
     received: Option<Vec<Vec<u8>>>,
+    /// PDOL data of the last GET PROCESSING OPTIONS (CDA hashes it).
+    pdol_data: Vec<u8>,
 }
 
 /// Response of a removed card (the transport reports it as such).
@@ -256,6 +260,7 @@ impl SimCard {
             direct_perso: true,
             perso_target: None,
             received: None,
+            pdol_data: Vec::new(),
         }
     }
 
@@ -377,7 +382,7 @@ impl SimCard {
             (0x80, 0x82) => self.external_authenticate(cmd),
             (0x80, 0xE2) => self.store_data(cmd),
             (0x80, 0xE6) => self.install(cmd),
-            (0x80, 0xA8) => self.gpo(),
+            (0x80, 0xA8) => self.gpo(cmd),
             (0x00, 0xB2) => self.read_record(cmd),
             (0x80, 0xCA) => self.get_data(cmd),
             (0x80, 0xAE) => self.generate_ac(cmd),
@@ -607,10 +612,15 @@ impl SimCard {
         self.state == AppState::Personalized && self.selected.is_some() && self.selected == self.aid
     }
 
-    fn gpo(&mut self) -> Vec<u8> {
+    fn gpo(&mut self, cmd: &Command) -> Vec<u8> {
         if !self.personalized_app() {
             return sw(0x6985);
         }
+        // Kept for the CDA transaction data hash: the value of the 83 template.
+        self.pdol_data = match tlv::parse(&cmd.data).as_deref() {
+            Ok([t]) if t.tag == 0x83 => t.value.clone(),
+            _ => return sw(0x6A80),
+        };
         let Some(gpo) = self.dgi(0x9104) else {
             return sw(0x6985);
         };
@@ -659,17 +669,25 @@ impl SimCard {
         if !self.personalized_app() {
             return sw(0x6985);
         }
-        let parts: Option<Vec<&[u8]>> = (0x8201..=0x8205).map(|id| self.dgi(id)).collect();
-        let Some([qinv, dq, dp, q, p]) = parts.as_deref() else {
+        if (0x8201..=0x8205).any(|id| self.dgi(id).is_none()) {
             return sw(0x6D00);
+        }
+        let dd = [&[3u8][..], &[0x00, self.atc as u8, 0x5A]].concat();
+        match self.sign_with_icc_key(&dd, &cmd.data) {
+            Some(sdad) => ok(tlv::encode(0x80, &sdad)),
+            None => sw(0x6F00),
+        }
+    }
+
+    /// Signed dynamic application data over `dynamic_data` with the ICC private key
+    /// from DGIs 8201-8205; `None` when the card has no key or signing fails.
+    fn sign_with_icc_key(&self, dynamic_data: &[u8], terminal_data: &[u8]) -> Option<Vec<u8>> {
+        let parts: Option<Vec<&[u8]>> = (0x8201..=0x8205).map(|id| self.dgi(id)).collect();
+        let [qinv, dq, dp, q, p] = parts.as_deref()? else {
+            return None;
         };
         let key = IccPrivateCrt { p, q, dp, dq, qinv };
-        let n_ic = p.len() + q.len();
-        let dynamic_number = [0x00, self.atc as u8, 0x5A];
-        match sign_dynamic_data(&key, n_ic, &dynamic_number, &cmd.data) {
-            Ok(sdad) => ok(tlv::encode(0x80, &sdad)),
-            Err(_) => sw(0x6F00),
-        }
+        sign_icc_dynamic_data(&key, p.len() + q.len(), dynamic_data, terminal_data).ok()
     }
 
     fn record_tag(&self, tag: u32) -> Option<Vec<u8>> {
@@ -741,10 +759,33 @@ impl SimCard {
         let Ok(ac) = application_cryptogram(version, &keys[..16], &tx, &iad) else {
             return sw(0x6F00);
         };
-        let mut body = tlv::encode(0x9F27, &[cid]);
-        body.extend(tlv::encode(0x9F36, &self.atc.to_be_bytes()));
-        body.extend(tlv::encode(0x9F26, &ac));
-        body.extend(tlv::encode(0x9F10, &iad));
+        let cid_tlv = tlv::encode(0x9F27, &[cid]);
+        let atc_tlv = tlv::encode(0x9F36, &self.atc.to_be_bytes());
+        let iad_tlv = tlv::encode(0x9F10, &iad);
+        // CDA: asked for (P1 bit 10) and announced in the AIP, the card signs the
+        // cryptogram instead of returning it in clear (EMV Book 2 §6.6.1).
+        if cmd.p1 & 0x10 != 0 && aip[0] & 0x01 != 0 {
+            let un = values.get(&0x9F37).cloned().unwrap_or_default();
+            let hash = cda_transaction_data_hash(
+                &self.pdol_data,
+                &cmd.data,
+                &[&cid_tlv[..], &atc_tlv, &iad_tlv].concat(),
+            );
+            let dynamic_number = [0x00, self.atc as u8, 0x5A];
+            let dd = cda_dynamic_data(&dynamic_number, cid, &ac, &hash);
+            let Some(sdad) = self.sign_with_icc_key(&dd, &un) else {
+                return sw(0x6985);
+            };
+            let body = [
+                &cid_tlv[..],
+                &atc_tlv,
+                &tlv::encode(0x9F4B, &sdad),
+                &iad_tlv,
+            ]
+            .concat();
+            return ok(tlv::encode(0x77, &body));
+        }
+        let body = [&cid_tlv[..], &atc_tlv, &tlv::encode(0x9F26, &ac), &iad_tlv].concat();
         ok(tlv::encode(0x77, &body))
     }
 }

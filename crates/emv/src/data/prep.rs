@@ -551,7 +551,7 @@ fn add_oda_data(
             values.insert(0x93, Zeroizing::new(ssad));
             Ok(None)
         }
-        OdaMode::Dda => {
+        OdaMode::Dda | OdaMode::Cda => {
             let bits = profile
                 .oda
                 .icc_key_bits
@@ -565,7 +565,7 @@ fn add_oda_data(
             }
             Ok(Some(icc.crt))
         }
-        OdaMode::None | OdaMode::Cda => Ok(None),
+        OdaMode::None => Ok(None),
     }
 }
 

@@ -202,12 +202,19 @@ pub enum OdaMode {
     Sda,
     /// Dynamic data authentication (ICC key pair, 9F46/9F47/9F48, DGIs 8201-8205).
     Dda,
-    /// Combined DDA / application cryptogram generation. Not implemented.
+    /// Combined DDA / application cryptogram generation: the DDA key set, and the card
+    /// signs its cryptogram in GENERATE AC (9F4B).
     Cda,
 }
 
-/// ODA settings. `none`, `sda` and `dda` are implemented; `cda` is refused as not
-/// supported yet.
+impl OdaMode {
+    /// Whether the card gets its own RSA key pair (DDA and CDA).
+    pub fn uses_icc_key(self) -> bool {
+        matches!(self, OdaMode::Dda | OdaMode::Cda)
+    }
+}
+
+/// ODA settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OdaConfig {
     /// The ODA method.
@@ -429,7 +436,7 @@ impl Profile {
         if !self.oda.sda_tag_list.is_empty() {
             m.insert(0x9F4A, self.oda.sda_tag_list.clone());
         }
-        if self.oda.mode == OdaMode::Dda {
+        if self.oda.mode.uses_icc_key() {
             m.insert(0x9F49, self.oda.ddol.clone());
         }
         for (t, v) in &self.fixed_tags {
@@ -860,11 +867,18 @@ impl Check<'_> {
                     );
                 }
             }
-            OdaMode::Dda => {
-                if aip[0] & (AIP_DDA | AIP_CDA) != AIP_DDA {
+            OdaMode::Dda | OdaMode::Cda => {
+                if oda.mode == OdaMode::Dda && aip[0] & AIP_ODA_BITS != AIP_DDA {
                     return Err(self.invalid(
                         "aip",
-                        "oda.mode \"dda\" needs the DDA bit (20) and not the CDA bit (01) in byte 1",
+                        "oda.mode \"dda\" needs the DDA bit (20) and not the SDA (40) or CDA (01) bits in byte 1",
+                    ));
+                }
+                // A CDA card also answers INTERNAL AUTHENTICATE for DDA-only terminals.
+                if oda.mode == OdaMode::Cda && aip[0] & AIP_ODA_BITS != AIP_DDA | AIP_CDA {
+                    return Err(self.invalid(
+                        "aip",
+                        "oda.mode \"cda\" needs the DDA (20) and CDA (01) bits and not the SDA bit (40) in byte 1",
                     ));
                 }
                 match oda.icc_key_bits {
@@ -895,11 +909,6 @@ impl Check<'_> {
                         self.invalid("oda.sda_tag_list", "EMV allows only \"82\" (or nothing)")
                     );
                 }
-            }
-            OdaMode::Cda => {
-                return Err(
-                    self.unsupported("oda.mode", "combined DDA / application cryptogram (CDA)")
-                );
             }
         }
 
@@ -1154,8 +1163,8 @@ impl Check<'_> {
         if ODA_TAGS.contains(&t) {
             return match oda {
                 OdaMode::Sda if SDA_TAGS.contains(&t) => Ok(()),
-                OdaMode::Dda if DDA_TAGS.contains(&t) => Ok(()),
-                OdaMode::Sda | OdaMode::Dda => {
+                OdaMode::Dda | OdaMode::Cda if DDA_TAGS.contains(&t) => Ok(()),
+                OdaMode::Sda | OdaMode::Dda | OdaMode::Cda => {
                     Err(self.invalid(key, format!("{t:X} does not belong to oda.mode {:?}", oda)))
                 }
                 _ => Err(self.invalid(
@@ -1327,10 +1336,15 @@ mod tests {
     }
 
     #[test]
-    fn cda_is_refused_as_not_supported_yet() {
-        let e = broken("[oda]\nmode = \"none\"", "[oda]\nmode = \"cda\"");
+    fn cda_without_the_dda_and_cda_aip_bits_is_refused_naming_the_aip() {
+        let e = Profile::from_toml(
+            "mc_mchip_cvn17_cda",
+            &include_str!("../../../../config/emv/mc_mchip_cvn17_cda.toml")
+                .replace("aip = \"3900\"", "aip = \"3800\""),
+        )
+        .unwrap_err();
         assert!(
-            matches!(&e, ProfileError::NotSupported { key, .. } if key == "oda.mode"),
+            matches!(&e, ProfileError::Invalid { key, .. } if key == "aip"),
             "{e}"
         );
     }

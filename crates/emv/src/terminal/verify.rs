@@ -15,8 +15,8 @@ use crate::data::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
 use crate::data::profile::{CryptogramVersion, Profile};
 use crate::keys::{KeyIndex, KeyStore, KeyStoreError};
 use crate::oda::{
-    recover_icc_key, recover_issuer_key, static_data_to_authenticate, verify_sdad, verify_ssad,
-    CaPublicKey, RsaPublicKey,
+    cda_transaction_data_hash, recover_cda, recover_icc_key, recover_issuer_key,
+    static_data_to_authenticate, verify_sdad, verify_ssad, CaPublicKey, RsaPublicKey,
 };
 use crate::terminal::CardReadout;
 use crate::tlv::parse_dol;
@@ -229,16 +229,25 @@ pub fn verify_card(
         }
     }
     let oda_bits = read.aip[0] & 0x61;
-    if oda_bits & 0x01 != 0 {
-        // CDA cards cannot be checked by this version; they are not produced by it
-        // either (such profiles are refused), so this is a Model 2 card.
-        tracing::warn!(aip = %hex::encode_upper(read.aip), "card announces CDA: not checked");
-    } else if oda_bits & 0x20 != 0 {
-        verify_dda(read, expected)?;
-    } else if oda_bits == 0x40 {
-        verify_sda(read, expected)?;
-    }
-    verify_arqc(read, expected, keystore, derivation_key_index)
+    let cda_ac = if oda_bits & 0x01 != 0 {
+        Some(verify_cda(read, expected)?)
+    } else {
+        if oda_bits & 0x20 != 0 {
+            verify_dda(read, expected)?;
+        } else if oda_bits == 0x40 {
+            verify_sda(read, expected)?;
+        }
+        None
+    };
+    let ac = match (cda_ac, read.generate_ac.ac) {
+        (Some(ac), _) | (None, Some(ac)) => ac,
+        (None, None) => {
+            return Err(fail(
+                "the card returned a signature (9F4B) instead of a cryptogram but does not announce CDA",
+            ))
+        }
+    };
+    verify_arqc(read, expected, keystore, derivation_key_index, &ac)
 }
 
 /// What SDA and DDA share: the issuer public key recovered from 90/92/9F32 with the
@@ -339,23 +348,7 @@ fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
 /// static data), then the INTERNAL AUTHENTICATE signature over the DDOL data.
 fn verify_dda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
     let err = |e: crate::oda::OdaError| fail(format!("DDA: {e}"));
-    let ctx = oda_context(read, expected, "DDA")?;
-    let cert = read
-        .record_tag(0x9F46)
-        .ok_or_else(|| fail("DDA: the card has no ICC public key certificate (9F46)"))?;
-    let exponent = read
-        .record_tag(0x9F47)
-        .ok_or_else(|| fail("DDA: the card has no ICC public key exponent (9F47)"))?;
-    let remainder = read.record_tag(0x9F48).unwrap_or_default();
-    let icc = recover_icc_key(
-        &ctx.issuer,
-        &cert,
-        &remainder,
-        &exponent,
-        &expected.pan,
-        &ctx.static_data,
-    )
-    .map_err(err)?;
+    let icc = icc_key(read, expected, "DDA")?;
     let ia = read
         .internal_authenticate
         .as_ref()
@@ -364,11 +357,74 @@ fn verify_dda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
     Ok(())
 }
 
+/// The ICC public key as a terminal recovers it for DDA and CDA: the issuer key from
+/// the CA key, then 9F46/9F48/9F47 certified over the static data.
+fn icc_key(
+    read: &CardReadout,
+    expected: &CardExpectations,
+    what: &str,
+) -> Result<RsaPublicKey, VerifyError> {
+    let ctx = oda_context(read, expected, what)?;
+    let tag = |t: u32, name: &str| {
+        read.record_tag(t)
+            .ok_or_else(|| fail(format!("{what}: the card has no {name} ({t:X})")))
+    };
+    let cert = tag(0x9F46, "ICC public key certificate")?;
+    let exponent = tag(0x9F47, "ICC public key exponent")?;
+    let remainder = read.record_tag(0x9F48).unwrap_or_default();
+    recover_icc_key(
+        &ctx.issuer,
+        &cert,
+        &remainder,
+        &exponent,
+        &expected.pan,
+        &ctx.static_data,
+    )
+    .map_err(|e| fail(format!("{what}: {e}")))
+}
+
+/// Checks CDA as a terminal does (EMV Book 2 §6.6.2): the GENERATE AC signature
+/// recovers under the ICC key over the unpredictable number sent, signs the CID the
+/// card returned and the hash of the PDOL data, CDOL1 data and response objects.
+/// Returns the application cryptogram the signature carries.
+fn verify_cda(read: &CardReadout, expected: &CardExpectations) -> Result<[u8; 8], VerifyError> {
+    let icc = icc_key(read, expected, "CDA")?;
+    let g = &read.generate_ac;
+    let sdad = g
+        .sdad
+        .as_ref()
+        .ok_or_else(|| fail("CDA: the card returned no signature (9F4B) to GENERATE AC"))?;
+    let cdol1 = read
+        .record_tag(0x8C)
+        .ok_or_else(|| fail("CDA: the card has no CDOL1 (8C)"))?;
+    let cdol1 = parse_dol(&cdol1).map_err(|e| fail(format!("CDA: the card's CDOL1: {e}")))?;
+    let un = dol_values(&cdol1, &read.cdol1_data)
+        .remove(&0x9F37)
+        .ok_or_else(|| {
+            fail("CDA: the card's CDOL1 does not ask for the unpredictable number (9F37)")
+        })?;
+    let signed = recover_cda(&icc, sdad, &un).map_err(|e| fail(format!("CDA: {e}")))?;
+    if signed.cid != g.cid {
+        return Err(fail(format!(
+            "CDA: the card signed CID {:02X} but returned {:02X}",
+            signed.cid, g.cid
+        )));
+    }
+    let hash = cda_transaction_data_hash(&read.pdol_data, &read.cdol1_data, &g.signed_objects);
+    if hash != signed.transaction_data_hash {
+        return Err(fail(
+            "CDA: the signed transaction data hash does not match the data exchanged",
+        ));
+    }
+    Ok(signed.ac)
+}
+
 fn verify_arqc(
     read: &CardReadout,
     expected: &CardExpectations,
     keystore: &dyn KeyStore,
     index: KeyIndex,
+    ac: &[u8; 8],
 ) -> Result<(), VerifyError> {
     let g = &read.generate_ac;
     match g.cid & 0xC0 {
@@ -426,7 +482,7 @@ fn verify_arqc(
         version,
         &tx,
         iad,
-        &g.ac,
+        ac,
     )?;
     if !ok {
         return Err(fail(format!(
