@@ -177,6 +177,50 @@ fn icc_key_dgis_hold_the_option_a_keys_encrypted_and_their_kcvs() {
     );
 }
 
+/// A 19-digit PAN (track 2 then needs a shorter discretionary pattern to fit 37).
+fn long_pan_order() -> PrepInput {
+    PrepInput {
+        pan: Zeroizing::new("4761739001010000015".into()),
+        psn: "00".into(),
+        ..order()
+    }
+}
+
+#[test]
+fn a_cvn18_card_with_a_19_digit_pan_holds_the_option_b_mk_ac_pyemv_derives() {
+    let (_d, ks) = dev_keystore();
+    let mut p = profile("visa_vsdc_cvn18");
+    p.track2_discretionary = "{pvki}{pvv}{cvv}".into();
+    let card = prepare(&long_pan_order(), &p, &keys(), &ks).unwrap();
+    let k = card.dgis.iter().find(|d| d.id == 0x8000).unwrap();
+    let all: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/cryptograms/cryptogram-vectors.json")).unwrap();
+    let v = all["visa_cvn18"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["pan"] == "4761739001010000015")
+        .unwrap();
+    assert_eq!(hex::encode_upper(&k.data[..16]), v["icc_mk_ac"]);
+}
+
+#[test]
+fn a_cvn10_card_with_a_19_digit_pan_keeps_option_a() {
+    let (_d, ks) = dev_keystore();
+    let mut p = profile("visa_vsdc_cvn10");
+    p.track2_discretionary = "{pvki}{pvv}{cvv}".into();
+    let card = prepare(&long_pan_order(), &p, &keys(), &ks).unwrap();
+    let k = card.dgis.iter().find(|d| d.id == 0x8000).unwrap();
+    let option_a = ks
+        .derive_icc_master_keys(
+            KeyIndex(1),
+            &station_emv::card_data::Pan::new("4761739001010000015").unwrap(),
+            station_emv::data::derive::Psn::new("00").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(&k.data[..16], option_a.mk_ac.expose());
+}
+
 #[test]
 fn the_summary_and_debug_show_a_masked_pan_only() {
     let (_d, ks) = dev_keystore();

@@ -415,3 +415,22 @@ async fn mchip_session_keys_depend_on_the_unpredictable_number() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cvn18_card_with_a_19_digit_pan_verifies_under_option_b_keys() {
+    let (_d, ks) = dev_keystore();
+    let mut p = profile("visa_vsdc_cvn18");
+    p.track2_discretionary = "{pvki}{pvv}{cvv}".into();
+    let input = station_emv::data::prep::PrepInput {
+        pan: zeroize::Zeroizing::new("4761739001010000015".into()),
+        psn: "00".into(),
+        ..order()
+    };
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}

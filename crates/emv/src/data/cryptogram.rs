@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{
     pad80, pad_zero, retail_mac, tdes_ecb_encrypt, with_odd_parity, CryptoError, DES_BLOCK,
 };
+use crate::data::derive::MasterKeyDerivation;
 use crate::data::profile::CryptogramVersion;
 
 /// Why a cryptogram cannot be computed.
@@ -168,6 +169,8 @@ pub enum Padding {
 /// Everything that distinguishes one cryptogram version from another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Algorithm {
+    /// How the ICC MK-AC (and MK-SMI, MK-SMC) come from the issuer master keys.
+    pub master_key: MasterKeyDerivation,
     /// IAD layout the card reports in.
     pub iad: IadLayout,
     /// Session key derivation.

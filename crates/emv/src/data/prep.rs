@@ -465,7 +465,12 @@ fn model1(
         }
         dgis.push(Dgi::new(r.dgi_id(), rec.to_vec(), r.encryption));
     }
-    let icc = keystore.derive_icc_master_keys(keys.derivation, &facts.pan, facts.psn)?;
+    let icc = keystore.derive_icc_master_keys_by(
+        profile.cryptogram.algorithm().master_key,
+        keys.derivation,
+        &facts.pan,
+        facts.psn,
+    )?;
     for d in &profile.dgis {
         let content: Zeroizing<Vec<u8>> = match &d.content {
             DgiContent::Tlv(tags) => tlvs(tags)?,

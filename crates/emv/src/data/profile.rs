@@ -145,26 +145,31 @@ impl CryptogramVersion {
     /// IAD layout, session key, padding and card data of this version.
     pub fn algorithm(&self) -> Algorithm {
         use crate::data::cryptogram::{CardData, Padding, SessionKey};
-        let (iad, session_key, padding, card_data) = match self {
+        use crate::data::derive::MasterKeyDerivation::{OptionA, OptionB};
+        let (master_key, iad, session_key, padding, card_data) = match self {
             CryptogramVersion::VisaCvn10 => (
+                OptionA,
                 IadLayout::Visa,
                 SessionKey::None,
                 Padding::Zeros,
                 CardData::Cvr,
             ),
             CryptogramVersion::VisaCvn18 => (
+                OptionB,
                 IadLayout::Visa,
                 SessionKey::EmvCommonAtc,
                 Padding::Method2,
                 CardData::WholeIad,
             ),
             CryptogramVersion::MchipCvn16 => (
+                OptionA,
                 IadLayout::Mchip,
                 SessionKey::MastercardAtcUn,
                 Padding::Method2,
                 CardData::Cvr,
             ),
             CryptogramVersion::MchipCvn17 => (
+                OptionA,
                 IadLayout::Mchip,
                 SessionKey::MastercardAtcUn,
                 Padding::Method2,
@@ -172,6 +177,7 @@ impl CryptogramVersion {
             ),
         };
         Algorithm {
+            master_key,
             iad,
             session_key,
             padding,

@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::card_data::{Pan, YearMonth};
 use crate::data::cryptogram::{cryptogram_data, SessionKey, TransactionData};
-use crate::data::derive::{key_check_value, Psn, ServiceCode};
+use crate::data::derive::{key_check_value, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
 use crate::gp::scp::{KeySource, Protocol, StaticKeys};
@@ -299,6 +299,26 @@ pub trait KeyStore: Send + Sync {
         pan: &Pan,
         psn: Psn,
     ) -> Result<IccKeys, KeyStoreError>;
+
+    /// Derives the ICC master keys by `method` (EMV Book 2 A1.4; the cryptogram version
+    /// decides it). The default covers Option A, and Option B for PANs of up to 16
+    /// digits, where both are the same; a store that implements Option B for longer
+    /// PANs overrides it.
+    fn derive_icc_master_keys_by(
+        &self,
+        method: MasterKeyDerivation,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeys, KeyStoreError> {
+        if method == MasterKeyDerivation::OptionB && pan.digits().len() > 16 {
+            return Err(KeyStoreError::NotSupported(format!(
+                "EMV Option B ICC master key derivation for a PAN of {} digits (issuer key {index})",
+                pan.digits().len()
+            )));
+        }
+        self.derive_icc_master_keys(index, pan, psn)
+    }
 
     /// Visa CVV for the stripe (or iCVV with service code 999) with the CVKs at `index`.
     fn cvv(
