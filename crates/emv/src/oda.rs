@@ -763,4 +763,63 @@ mod tests {
         let pan = Pan::new("4761739001010010").unwrap();
         assert_eq!(issuer_identifier(&pan, 6), [0x47, 0x61, 0x73, 0xFF]);
     }
+
+    fn cda_vector() -> (serde_json::Value, impl Fn(&str) -> Vec<u8>) {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/cda/cda-vector.json"))
+                .unwrap();
+        let w = v.clone();
+        (v, move |k: &str| {
+            hex::decode(w[k].as_str().unwrap()).unwrap()
+        })
+    }
+
+    #[test]
+    fn the_cda_transaction_data_hash_matches_the_independent_vector() {
+        let (_, h) = cda_vector();
+        let hash =
+            cda_transaction_data_hash(&h("pdol_data"), &h("cdol1_data"), &h("response_objects"));
+        assert_eq!(hash.to_vec(), h("transaction_data_hash"));
+    }
+
+    #[test]
+    fn a_cda_signature_made_with_the_crt_key_matches_the_independent_vector() {
+        let (_, h) = cda_vector();
+        let (p, q, dp, dq, qinv) = (h("p"), h("q"), h("dp"), h("dq"), h("qinv"));
+        let key = IccPrivateCrt {
+            p: &p,
+            q: &q,
+            dp: &dp,
+            dq: &dq,
+            qinv: &qinv,
+        };
+        let dd = cda_dynamic_data(
+            &h("icc_dynamic_number"),
+            h("cid")[0],
+            &h("ac").try_into().unwrap(),
+            &h("transaction_data_hash").try_into().unwrap(),
+        );
+        let sdad = sign_icc_dynamic_data(&key, 128, &dd, &h("unpredictable_number")).unwrap();
+        assert_eq!(hex::encode_upper(sdad), hex::encode_upper(h("sdad")));
+    }
+
+    #[test]
+    fn the_independent_cda_signature_recovers_into_its_parts() {
+        let (_, h) = cda_vector();
+        let icc = RsaPublicKey {
+            modulus: h("modulus"),
+            exponent: h("exponent"),
+        };
+        let signed = recover_cda(&icc, &h("sdad"), &h("unpredictable_number")).unwrap();
+        assert_eq!(signed.icc_dynamic_number, h("icc_dynamic_number"));
+        assert_eq!(signed.cid, h("cid")[0]);
+        assert_eq!(signed.ac.to_vec(), h("ac"));
+        assert_eq!(
+            signed.transaction_data_hash.to_vec(),
+            h("transaction_data_hash")
+        );
+        let mut other_un = h("unpredictable_number");
+        other_un[0] ^= 1;
+        assert!(recover_cda(&icc, &h("sdad"), &other_un).is_err());
+    }
 }

@@ -262,6 +262,19 @@ impl TransactionData {
     }
 }
 
+/// A cryptogram a card returned and what it covers: what an issuer checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardCryptogram<'a> {
+    /// The version the card reported.
+    pub version: CryptogramVersion,
+    /// Terminal data sent, with the card's AIP and ATC.
+    pub tx: &'a TransactionData,
+    /// The IAD (9F10) the card returned.
+    pub iad: &'a [u8],
+    /// The cryptogram (9F26, or recovered from the CDA signature).
+    pub ac: [u8; 8],
+}
+
 /// EMV common session key derivation (EMV Book 2 A1.3.1): 3DES of `R` with byte 2
 /// set to `F0` (left half) and `0F` (right half) under the ICC master key, odd parity.
 pub fn common_session_key(icc_mk: &[u8], r: [u8; 8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {

@@ -29,7 +29,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::card_data::{Pan, YearMonth};
-use crate::data::cryptogram::{cryptogram_data, SessionKey, TransactionData};
+use crate::data::cryptogram::{cryptogram_data, CardCryptogram, SessionKey};
 use crate::data::derive::{key_check_value, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
@@ -364,20 +364,18 @@ pub trait KeyStore: Send + Sync {
         index: KeyIndex,
         pan: &Pan,
         psn: Psn,
-        version: CryptogramVersion,
-        tx: &TransactionData,
-        iad: &[u8],
-        ac: &[u8; 8],
+        c: &CardCryptogram<'_>,
     ) -> Result<bool, KeyStoreError> {
+        let version = c.version;
         if version.algorithm().session_key != SessionKey::None {
             return Err(KeyStoreError::NotSupported(format!(
                 "ARQC verification for {} (session keys)",
                 version.name()
             )));
         }
-        let data =
-            cryptogram_data(version, tx, iad).map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
-        self.verify_arqc(index, pan, psn, version, &data, ac)
+        let data = cryptogram_data(version, c.tx, c.iad)
+            .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
+        self.verify_arqc(index, pan, psn, version, &data, &c.ac)
     }
 
     /// Keys and parameters to open a GlobalPlatform secure channel with cards of a product.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::card_data::{Pan, YearMonth};
-use crate::data::cryptogram::{application_cryptogram, visa_cvn10, Cvn10Input, TransactionData};
+use crate::data::cryptogram::{application_cryptogram, visa_cvn10, CardCryptogram, Cvn10Input};
 use crate::data::cvv::{visa_cvv, visa_pvv};
 use crate::data::derive::{
     icc_master_key, option_a_icc_master_key, MasterKeyDerivation, Psn, ServiceCode,
@@ -459,16 +459,17 @@ impl KeyStore for SoftwareKeyStore {
         index: KeyIndex,
         pan: &Pan,
         psn: Psn,
-        version: CryptogramVersion,
-        tx: &TransactionData,
-        iad: &[u8],
-        ac: &[u8; 8],
+        c: &CardCryptogram<'_>,
     ) -> Result<bool, KeyStoreError> {
         let imk = self.imk(index)?;
-        let method = version.algorithm().master_key;
+        let method = c.version.algorithm().master_key;
         let mk_ac = icc_master_key(method, imk.ac.expose(), pan, psn).map_err(crypto)?;
-        let expected = application_cryptogram(version, &mk_ac, tx, iad).map_err(crypto)?;
-        Ok(expected.iter().zip(ac).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
+        let expected = application_cryptogram(c.version, &mk_ac, c.tx, c.iad).map_err(crypto)?;
+        Ok(expected
+            .iter()
+            .zip(&c.ac)
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0)
     }
 
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError> {
@@ -808,7 +809,7 @@ mod tests {
         for (version, v) in vectors {
             let h = |k: &str| hex::decode(v[k].as_str().unwrap()).unwrap();
             let t = |k: &str| hex::decode(v["tx"][k].as_str().unwrap()).unwrap();
-            let tx = TransactionData::from_tags(
+            let tx = crate::data::cryptogram::TransactionData::from_tags(
                 |tag| Some(t(&format!("{tag:X}"))),
                 t("82").try_into().unwrap(),
                 t("9F36").try_into().unwrap(),
@@ -817,16 +818,15 @@ mod tests {
             let psn = Psn::new(v["psn"].as_str().unwrap()).unwrap();
             let ac: [u8; 8] = h("ac").try_into().unwrap();
             let check = |i| {
-                ks.verify_application_cryptogram(
-                    KeyIndex(i),
-                    &pan,
-                    psn,
+                let iad = h("iad");
+                let c = CardCryptogram {
                     version,
-                    &tx,
-                    &h("iad"),
-                    &ac,
-                )
-                .unwrap()
+                    tx: &tx,
+                    iad: &iad,
+                    ac,
+                };
+                ks.verify_application_cryptogram(KeyIndex(i), &pan, psn, &c)
+                    .unwrap()
             };
             assert!(check(1), "{} under IMK 01", version.name());
             assert!(!check(2), "{} under IMK 02", version.name());

@@ -9,7 +9,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::card_data::{mask_digits, Pan};
-use crate::data::cryptogram::{IadLayout, TransactionData};
+use crate::data::cryptogram::{CardCryptogram, IadLayout, TransactionData};
 use crate::data::derive::Psn;
 use crate::data::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
 use crate::data::profile::{CryptogramVersion, Profile};
@@ -475,15 +475,13 @@ fn verify_arqc(
     let cdol1 = parse_dol(&cdol1).map_err(|e| fail(format!("the card's CDOL1: {e}")))?;
     let sent = dol_values(&cdol1, &read.cdol1_data);
     let tx = TransactionData::from_tags(|tag| sent.get(&tag).cloned(), read.aip, g.atc);
-    let ok = keystore.verify_application_cryptogram(
-        index,
-        &expected.pan,
-        expected.psn,
+    let c = CardCryptogram {
         version,
-        &tx,
+        tx: &tx,
         iad,
-        ac,
-    )?;
+        ac: *ac,
+    };
+    let ok = keystore.verify_application_cryptogram(index, &expected.pan, expected.psn, &c)?;
     if !ok {
         return Err(fail(format!(
             "the ARQC does not verify under issuer master key index {index}: the chip holds other ICC keys"
