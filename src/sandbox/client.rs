@@ -103,7 +103,8 @@ pub type SealFn = dyn Fn(&str, &[u8]) -> Result<String, String> + Send + Sync;
 
 /// Post `count` sample INSTANT orders for `station` to the hub at `base_url`,
 /// authenticated with the development issuer credential of `state_dir`, card
-/// data encrypted by `seal` to the key served at `/sandbox/v1/keys`.
+/// data encrypted by `seal` to the key served at `/sandbox/v1/keys`. Order `i` is for
+/// `SAMPLE_PRODUCTS[i % len]`, so a batch mixes Visa and Mastercard.
 /// Returns (cardId, operationId) per order.
 pub async fn post_sample_orders_with(
     base_url: &str,
