@@ -434,3 +434,24 @@ async fn a_cvn18_card_with_a_19_digit_pan_verifies_under_option_b_keys() {
     let expected = CardExpectations::new(&input, &card, &p).unwrap();
     verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
 }
+
+#[tokio::test]
+async fn a_card_reporting_a_cvn_no_version_has_fails_naming_the_iad() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("mc_mchip_cvn16");
+    let card = prepare(&order(), &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    // M/Chip layout: the CVN is the second byte.
+    read.generate_ac.iad[1] = 0x99;
+    let expected = CardExpectations::new(&order(), &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "issuer application data (9F10, 18 bytes) names no cryptogram version this terminal checks"
+        ),
+        "{e}"
+    );
+}
