@@ -462,3 +462,26 @@ fn a_nineteen_digit_pan_overflowing_track_2_is_refused() {
     let r = data_exception(&input);
     assert!(r.contains("maximum is 37"), "{r}");
 }
+
+#[test]
+fn an_mchip_card_gets_its_card_risk_management_data_in_its_own_dgi() {
+    let (_d, ks) = dev_keystore();
+    for name in ["mc_mchip_cvn16", "mc_mchip_cvn17"] {
+        let card = prepare(&order(), &profile(name), &keys(), &ks).unwrap();
+        let crm = record(&card.dgis, 0xB100);
+        let tags: Vec<u32> = tlv::parse(&crm).unwrap().iter().map(|t| t.tag).collect();
+        assert_eq!(
+            tags,
+            vec![0xC3, 0xC4, 0xC5, 0xC7, 0xC8, 0xC9, 0xCA, 0xCB, 0xD5, 0xD6],
+            "{name}"
+        );
+        // C7, the CDOL1 related data length, must equal what CDOL1 asks for.
+        let cdol1 = find_in_records(&card.dgis, 0x8C).unwrap();
+        let len: usize = tlv::parse_dol(&cdol1).unwrap().iter().map(|d| d.1).sum();
+        assert_eq!(
+            tlv::find(&crm, 0xC7).unwrap().unwrap(),
+            vec![len as u8],
+            "{name}"
+        );
+    }
+}
