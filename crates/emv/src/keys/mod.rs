@@ -21,6 +21,8 @@
 //! [oda.01]            # optional: SDA issuer key, odaKeyIndex 01
 //! ca_index = "92"; issuer_pk_certificate = "…"; issuer_pk_exponent = "03"; issuer_pk_remainder = "…"
 //! issuer_modulus = "…"; issuer_private_exponent = "…"  # as long as the modulus (left-pad 00)
+//! [ca.A000000004.92]  # optional: a CA public key (RID, index) the read-back checks
+//! modulus = "…"; exponent = "03"  # SDA/DDA/CDA cards with, as a terminal holds it (public)
 //! ```
 
 use std::path::PathBuf;
@@ -34,6 +36,7 @@ use crate::data::derive::{key_check_value, MasterKeyDerivation, Psn, ServiceCode
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
 use crate::gp::scp::{KeySource, Protocol, StaticKeys};
+use crate::oda::CaPublicKey;
 
 mod software;
 
@@ -376,6 +379,12 @@ pub trait KeyStore: Send + Sync {
         let data = cryptogram_data(version, c.tx, c.iad)
             .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
         self.verify_arqc(index, pan, psn, version, &data, &c.ac)
+    }
+
+    /// The payment systems' CA public keys a terminal holds (public data): the read-back
+    /// checks SDA, DDA and CDA cards with them. None by default.
+    fn ca_public_keys(&self) -> Vec<CaPublicKey> {
+        Vec::new()
     }
 
     /// Keys and parameters to open a GlobalPlatform secure channel with cards of a product.

@@ -16,7 +16,7 @@ use crate::data::derive::{
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
 use crate::gp::scp::Protocol;
-use crate::oda::{icc_certificate, rsa_raw, ssad_block, RsaPublicKey};
+use crate::oda::{icc_certificate, rsa_raw, ssad_block, CaPublicKey, RsaPublicKey};
 
 use super::{
     parse_diversification, IccKeys, IccRsaCrt, IccRsaKey, KeyIndex, KeyStore, KeyStoreError,
@@ -45,6 +45,15 @@ struct RawFile {
     transport: BTreeMap<String, RawTransport>,
     #[serde(default)]
     oda: BTreeMap<String, RawOda>,
+    #[serde(default)]
+    ca: BTreeMap<String, BTreeMap<String, RawCa>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    modulus: String,
+    exponent: String,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +120,7 @@ pub struct SoftwareKeyStore {
     transport: BTreeMap<String, TransportKeySet>,
     oda: BTreeMap<KeyIndex, OdaIssuerKey>,
     oda_private: BTreeMap<KeyIndex, IssuerPrivateKey>,
+    ca: Vec<CaPublicKey>,
 }
 
 impl std::fmt::Debug for SoftwareKeyStore {
@@ -210,6 +220,7 @@ impl Loader<'_> {
             transport: BTreeMap::new(),
             oda: BTreeMap::new(),
             oda_private: BTreeMap::new(),
+            ca: Vec::new(),
         };
         for (idx, e) in &raw.imk {
             let k = self.index("imk", idx)?;
@@ -308,6 +319,31 @@ impl Loader<'_> {
                         "{entry}: issuer_modulus and issuer_private_exponent go together"
                     )))
                 }
+            }
+        }
+        for (rid_hex, keys) in &raw.ca {
+            let rid: [u8; 5] = hex::decode(rid_hex)
+                .ok()
+                .and_then(|r| r.try_into().ok())
+                .ok_or_else(|| self.err(format!("ca.{rid_hex}: the RID must be 5 bytes in hex")))?;
+            for (idx, e) in keys {
+                let entry = format!("ca.{rid_hex}.{idx}");
+                let modulus = self.public_hex(&format!("{entry}.modulus"), &e.modulus)?;
+                if !(64..=248).contains(&modulus.len()) {
+                    return Err(self.err(format!(
+                        "{entry}.modulus: {} bytes, EMV CA keys are 64 to 248",
+                        modulus.len()
+                    )));
+                }
+                let exponent = self.public_hex(&format!("{entry}.exponent"), &e.exponent)?;
+                if ![vec![0x03], vec![0x01, 0x00, 0x01]].contains(&exponent) {
+                    return Err(self.err(format!("{entry}.exponent: EMV allows 03 or 010001")));
+                }
+                ks.ca.push(CaPublicKey {
+                    rid,
+                    index: self.byte(&format!("{entry} (index)"), idx)?,
+                    key: RsaPublicKey { modulus, exponent },
+                });
             }
         }
         Ok(ks)
@@ -470,6 +506,10 @@ impl KeyStore for SoftwareKeyStore {
             .zip(&c.ac)
             .fold(0u8, |a, (x, y)| a | (x ^ y))
             == 0)
+    }
+
+    fn ca_public_keys(&self) -> Vec<CaPublicKey> {
+        self.ca.clone()
     }
 
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError> {
@@ -871,6 +911,36 @@ mod tests {
         let e = SoftwareKeyStore::load(&path).unwrap_err().to_string();
         assert!(e.contains("imk.01.ac: 2 bytes, expected 16"), "{e}");
         assert!(!e.contains("0011"), "{e}");
+    }
+
+    /// The dev key file with `extra` appended, loaded.
+    fn dev_plus(extra: &str) -> Result<SoftwareKeyStore, KeyStoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_dev_keystore(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+        SoftwareKeyStore::load(&path)
+    }
+
+    #[test]
+    fn ca_public_keys_are_read_by_rid_and_index() {
+        let modulus = "C1".repeat(144);
+        let ks = dev_plus(&format!(
+            "[ca.A000000004.EF]\nmodulus = \"{modulus}\"\nexponent = \"03\"\n"
+        ))
+        .unwrap();
+        let ca = ks.ca_public_keys();
+        assert_eq!(ca.len(), 1);
+        assert_eq!((ca[0].rid, ca[0].index), ([0xA0, 0, 0, 0, 0x04], 0xEF));
+        assert_eq!(ca[0].key.modulus.len(), 144);
+    }
+
+    #[test]
+    fn a_ca_key_with_a_short_rid_is_refused_naming_the_entry() {
+        let e = dev_plus("[ca.A0000000.92]\nmodulus = \"00\"\nexponent = \"03\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca.A0000000: the RID must be 5 bytes"), "{e}");
     }
 
     #[test]
