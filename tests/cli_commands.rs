@@ -115,6 +115,64 @@ fn preview_writes_a_png_with_ink() {
     assert!(img.pixels().filter(|p| p.0[0] < 128).count() > 500);
 }
 
+/// The PAN region of a card face (the standard layout's box for the number).
+fn pan_region(img: &image::GrayImage) -> Vec<u8> {
+    use station_agent::plastic::face::{FieldKind, Layout};
+    let r = Layout::standard().field_box(FieldKind::Pan).unwrap();
+    image::imageops::crop_imm(img, r.x, r.y, r.w, r.h)
+        .to_image()
+        .into_raw()
+}
+
+#[test]
+fn preview_of_a_real_order_prints_the_pan_masked_never_in_clear() {
+    use station_agent::plastic::face::{render_front, FaceInput, Layout};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("station");
+    let (code, _, err) = run(&[
+        "keys",
+        "init",
+        "--dev",
+        d.to_str().unwrap(),
+        "--station",
+        "BR-CLI-01",
+        "--hub-state",
+        dir.path().join("hub").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let public = std::fs::read_to_string(d.join("keys/station-jwe.public.jwk")).unwrap();
+    let card = r#"{"pan":"4761739001010010","exp":"4012","encodedName":"DOE/JANE"}"#;
+    let jwe = station_agent::order::jwe::encrypt_json(&public, card.as_bytes()).unwrap();
+    let order = station_agent::sandbox::client::sample_instant_order(&jwe, "BR-CLI-01", "r-1");
+    let order_file = dir.path().join("order.json");
+    std::fs::write(&order_file, order.to_string()).unwrap();
+    let png = dir.path().join("face.png");
+    let (code, _, err) = run(&[
+        "preview",
+        "--order",
+        order_file.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+        "--config",
+        d.join("station.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let face = image::open(&png).unwrap().to_luma8();
+    let with_pan = |pan: &str| {
+        let input = FaceInput {
+            pan: Some(zeroize::Zeroizing::new(pan.to_string())),
+            ..FaceInput::default()
+        };
+        pan_region(&render_front(&input, &Layout::standard(), None))
+    };
+    let drawn = pan_region(&face);
+    assert!(
+        drawn != with_pan("4761739001010010"),
+        "the clear PAN was drawn"
+    );
+    assert!(drawn == with_pan("476173******0010"), "not the masked PAN");
+}
+
 #[test]
 fn printer_status_names_an_unreachable_device() {
     let (code, _, err) = run(&["printer", "status", "--device", "tcp://127.0.0.1:1"]);
