@@ -39,7 +39,7 @@ impl Tally {
     /// Nothing left to remember: no lock running, no check running, no recent failure.
     fn is_stale(&self, now: Instant) -> bool {
         self.in_flight == 0
-            && self.locked_until.is_none_or(|u| u <= now)
+            && !matches!(self.locked_until, Some(u) if u > now)
             && (self.failures == 0 || now - self.last_failure >= LOCKOUT)
     }
 }
