@@ -173,6 +173,138 @@ fn preview_of_a_real_order_prints_the_pan_masked_never_in_clear() {
     assert!(drawn == with_pan("476173******0010"), "not the masked PAN");
 }
 
+/// A development station (keys, configuration) in `dir`; returns its configuration file.
+fn dev_station(dir: &std::path::Path) -> std::path::PathBuf {
+    let d = dir.join("station");
+    let (code, _, err) = run(&[
+        "keys",
+        "init",
+        "--dev",
+        d.to_str().unwrap(),
+        "--station",
+        "BR-CLI-01",
+        "--hub-state",
+        dir.join("hub").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    d.join("station.toml")
+}
+
+/// The engineering record of a station's journal, oldest first.
+fn engineering_record(
+    config: &std::path::Path,
+) -> Vec<station_agent::journal::engineering::EngineeringEntry> {
+    let cfg = station_agent::config::StationConfig::load(config).unwrap();
+    let journal = station_agent::journal::Journal::open(&cfg.resolve(&cfg.journal.path)).unwrap();
+    let mut rows = journal.engineering(10).unwrap();
+    rows.reverse();
+    rows
+}
+
+#[test]
+fn card_perso_is_journaled_with_its_actor_keys_and_outcome() {
+    use station_agent::journal::engineering::{EngineeringCommand, EngineeringOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_station(dir.path());
+    // One record DGI whose template holds the PAN (tag 5A).
+    let dgis = dir.path().join("dgis.json");
+    std::fs::write(
+        &dgis,
+        r#"{"aid":"A0000000031010","dgis":[{"dgi":"0101","data":"700A5A084761739001010010","encryption":"none"}]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(&[
+        "card",
+        "perso",
+        "--reader",
+        "no-such-reader-s13",
+        "--dgis",
+        dgis.to_str().unwrap(),
+        "--transport-key",
+        "DEV-VISA",
+        "--actor",
+        "fieldeng",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let rows = engineering_record(&config);
+    let outcomes: Vec<_> = rows.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [EngineeringOutcome::Started, EngineeringOutcome::Failed]
+    );
+    for r in &rows {
+        assert_eq!(r.actor, "fieldeng");
+        assert_eq!(r.command, EngineeringCommand::CardPerso);
+        assert_eq!(r.keys, "transport DEV-VISA");
+        assert_eq!(r.reader, "no-such-reader-s13");
+        assert_eq!(r.masked_pan.as_deref(), Some("476173******0010"));
+    }
+    assert!(
+        rows[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("no-such-reader-s13"),
+        "{:?}",
+        rows[1].detail
+    );
+}
+
+#[test]
+fn card_issue_is_journaled_under_the_os_user_with_card_id_and_masked_pan() {
+    use station_agent::journal::engineering::{EngineeringCommand, EngineeringOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_station(dir.path());
+    let public =
+        std::fs::read_to_string(dir.path().join("station/keys/station-jwe.public.jwk")).unwrap();
+    let card = r#"{"pan":"4761739001010010","exp":"4012","encodedName":"DOE/JANE"}"#;
+    let jwe = station_agent::order::jwe::encrypt_json(&public, card.as_bytes()).unwrap();
+    let order = station_agent::sandbox::client::sample_instant_order(&jwe, "BR-CLI-01", "r-1");
+    let order_file = dir.path().join("order.json");
+    std::fs::write(&order_file, order.to_string()).unwrap();
+    let out = agent()
+        .env("USER", "osuser")
+        .args([
+            "card",
+            "issue",
+            "--order",
+            order_file.to_str().unwrap(),
+            "--reader",
+            "no-such-reader-s13",
+            "--card-id",
+            "card-s13-1",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = engineering_record(&config);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].outcome, EngineeringOutcome::Started);
+    let failed = &rows[1];
+    assert_eq!(failed.outcome, EngineeringOutcome::Failed);
+    assert_eq!(failed.actor, "osuser");
+    assert_eq!(failed.command, EngineeringCommand::CardIssue);
+    assert_eq!(failed.card_id.as_deref(), Some("card-s13-1"));
+    assert_eq!(failed.masked_pan.as_deref(), Some("476173******0010"));
+    assert_eq!(failed.keys, "card product DEV-VISA");
+}
+
+#[test]
+fn card_issue_needs_a_card_id_for_the_journal() {
+    let (code, _, err) = run(&["card", "issue", "--order", "o.json", "--reader", "r"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--card-id"), "{err}");
+}
+
 #[test]
 fn printer_status_names_an_unreachable_device() {
     let (code, _, err) = run(&["printer", "status", "--device", "tcp://127.0.0.1:1"]);

@@ -9,6 +9,7 @@
 //! `encryptedData` still encrypted (and purged when the job ends, per retention),
 //! and only a masked PAN is stored.
 
+pub mod engineering;
 mod migrations;
 pub mod state;
 mod thread;
