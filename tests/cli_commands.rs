@@ -305,6 +305,50 @@ fn card_issue_needs_a_card_id_for_the_journal() {
     assert!(err.contains("--card-id"), "{err}");
 }
 
+/// Points a development station's console at the network with `[console.tls]` files.
+fn console_on_the_network_with_tls(config: &std::path::Path, cert: &str, key: &str) {
+    let dir = config.parent().unwrap();
+    std::fs::write(dir.join("console.crt"), cert).unwrap();
+    std::fs::write(dir.join("console.key"), key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.join("console.key"), private).unwrap();
+    }
+    let text = std::fs::read_to_string(config).unwrap();
+    let listen = regex::Regex::new(r#"(?m)^listen = "127\.0\.0\.1:8470"$"#).unwrap();
+    assert!(listen.is_match(&text), "{text}");
+    let text = listen
+        .replace(&text, r#"listen = "0.0.0.0:8470""#)
+        .into_owned()
+        + "\n[console.tls]\ncertificate = \"console.crt\"\nkey = \"console.key\"\n";
+    std::fs::write(config, text).unwrap();
+}
+
+#[test]
+fn check_config_accepts_a_network_console_with_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_station(dir.path());
+    let c = rcgen::generate_simple_self_signed(vec!["branch-pc".to_string()]).unwrap();
+    console_on_the_network_with_tls(&config, &c.cert.pem(), &c.key_pair.serialize_pem());
+    let (code, out, err) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configuration OK"));
+}
+
+#[test]
+fn check_config_refuses_a_console_key_that_does_not_match_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_station(dir.path());
+    let c = rcgen::generate_simple_self_signed(vec!["branch-pc".to_string()]).unwrap();
+    let other = rcgen::KeyPair::generate().unwrap();
+    console_on_the_network_with_tls(&config, &c.cert.pem(), &other.serialize_pem());
+    let (code, _, err) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("console.tls.key"), "{err}");
+}
+
 #[test]
 fn printer_status_names_an_unreachable_device() {
     let (code, _, err) = run(&["printer", "status", "--device", "tcp://127.0.0.1:1"]);

@@ -2,12 +2,14 @@
 //!
 //! Staff sign in with their id and PIN (`staff`); every action is journaled under
 //! their id. It listens on loopback by default: branch staff use it on the
-//! workstation itself. Anything wider needs a reverse proxy with TLS in front
-//! (`console.behind_tls_proxy`) and its name in `console.server_names` ([`origin`]).
+//! workstation itself. Anything wider needs TLS: its own certificate (`[console.tls]`,
+//! served by [`tls`]) or a reverse proxy with TLS in front (`console.behind_tls_proxy`),
+//! and its name in `console.server_names` ([`origin`]).
 
 pub mod lockout;
 pub mod origin;
 pub mod staff;
+pub mod tls;
 
 use std::sync::Arc;
 
