@@ -5,7 +5,7 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{has_digit_run, now, Journal, JournalError};
+use super::{now, Journal, JournalError};
 
 /// An engineer's command that opens cards with production keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,7 +98,7 @@ impl Journal {
     /// Appends an engineering action; a PAN that is not masked is refused.
     pub fn record_engineering(&self, e: &EngineeringEntry) -> Result<(), JournalError> {
         if let Some(m) = &e.masked_pan {
-            if !m.contains('*') || has_digit_run(m, 7) {
+            if !station_emv::card_data::looks_masked(m) {
                 return Err(JournalError::Refused("a PAN that is not masked"));
             }
         }

@@ -240,18 +240,6 @@ fn finish_job((mut job, state): (Job, String)) -> Result<Job, JournalError> {
     Ok(job)
 }
 
-/// Whether `s` could hold a clear PAN fragment: 7 or more digits in a row.
-fn has_digit_run(s: &str, limit: usize) -> bool {
-    let mut run = 0;
-    for c in s.chars() {
-        run = if c.is_ascii_digit() { run + 1 } else { 0 };
-        if run >= limit {
-            return true;
-        }
-    }
-    false
-}
-
 impl Journal {
     /// Opens (creating and migrating as needed) the journal at `path` with no retention.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
@@ -692,7 +680,7 @@ impl Journal {
 
     /// Stores the masked PAN of a job; anything that could be a clear PAN is refused.
     pub fn set_masked_pan(&self, operation_id: &str, masked: &str) -> Result<(), JournalError> {
-        if !masked.contains('*') || has_digit_run(masked, 7) {
+        if !station_emv::card_data::looks_masked(masked) {
             return Err(JournalError::Refused("a PAN that is not masked"));
         }
         let n = self.lock().execute(

@@ -119,9 +119,7 @@ pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 /// Whether a `maskedPan` value shows no more than first 6 and last 4 digits and hides
 /// at least as many as `Pan::masked` does (a short PAN shows fewer leading digits).
 pub fn is_masked_pan(value: &str) -> bool {
-    let digits = value.chars().filter(|c| c.is_ascii_digit()).count();
-    let hidden = value.chars().filter(|c| *c == '*').count();
-    digits <= 10 && hidden >= station_emv::card_data::MASK_HIDDEN_MIN
+    station_emv::card_data::looks_masked(value)
 }
 
 #[cfg(test)]

@@ -101,6 +101,20 @@ pub fn mask_digits(digits: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(n - 4 - shown_head))
 }
 
+/// Whether `value` is masked at least as far as [`mask_digits`] masks: no more than 10
+/// digits shown, at least [`MASK_HIDDEN_MIN`] hidden (`*`), and no 7 digits in a row.
+/// For values that arrive already masked (from the hub, for the journal).
+pub fn looks_masked(value: &str) -> bool {
+    let shown = value.chars().filter(char::is_ascii_digit).count();
+    let hidden = value.chars().filter(|c| *c == '*').count();
+    let mut run = 0;
+    let longest = value.chars().fold(0, |longest, c| {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        longest.max(run)
+    });
+    shown <= 10 && hidden >= MASK_HIDDEN_MIN && longest < 7
+}
+
 /// Luhn (mod 10) check over ASCII digits.
 pub fn luhn_ok(digits: &[u8]) -> bool {
     let mut sum = 0u32;
@@ -243,6 +257,17 @@ mod tests {
             assert!(m.chars().filter(char::is_ascii_digit).count() <= 10, "{m}");
             assert!(m.ends_with(&digits[n - 4..]), "{m}");
         }
+    }
+
+    #[test]
+    fn every_mask_looks_masked_and_an_older_looser_mask_does_not() {
+        for n in 12..=19 {
+            let digits: String = "4761739001010010123".chars().take(n).collect();
+            assert!(looks_masked(&mask_digits(&digits)), "{n} digits");
+        }
+        assert!(!looks_masked("476173***1010"), "13 digits showing 10");
+        assert!(!looks_masked("4761739*****0010"), "7 leading digits");
+        assert!(!looks_masked("4761739001010010"));
     }
 
     #[test]
