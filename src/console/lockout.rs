@@ -92,6 +92,7 @@ impl Lockout {
             tallies: self.tallies.clone(),
             id: id.to_string(),
             done: false,
+            checking: false,
         })
     }
 
@@ -121,15 +122,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The right to check one PIN for one id. Settle it with the outcome; dropped
-/// unsettled (the check panicked or was abandoned) it counts as a wrong PIN, since a
-/// PIN may have been tried.
+/// unsettled after its check began (the check panicked or the caller went away) it
+/// counts as a wrong PIN, since a PIN may have been tried; dropped before, as nothing.
 pub struct Reservation {
     tallies: Arc<Mutex<HashMap<String, Tally>>>,
     id: String,
     done: bool,
+    checking: bool,
 }
 
 impl Reservation {
+    /// The PIN check is about to run: from now on an unsettled end counts as a wrong PIN.
+    pub fn checking(&mut self) {
+        self.checking = true;
+    }
+
     /// The PIN was right: the id's wrong PINs are forgiven.
     pub fn succeeded(mut self) {
         self.settle(Some(true));
@@ -174,7 +181,8 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.settle(Some(false));
+        let outcome = self.checking.then_some(false);
+        self.settle(outcome);
     }
 }
 
@@ -205,15 +213,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reservation_dropped_unsettled_counts_as_a_wrong_pin() {
+    async fn a_reservation_dropped_unsettled_during_its_check_counts_as_a_wrong_pin() {
         let l = Lockout::default();
         for _ in 0..MAX_FAILURES {
-            drop(l.reserve("amartin").unwrap());
+            let mut r = l.reserve("amartin").unwrap();
+            r.checking();
+            drop(r);
         }
         assert_eq!(
             l.reserve("amartin").err(),
             Some(StaffError::Locked { minutes: 30 })
         );
+    }
+
+    #[tokio::test]
+    async fn a_reservation_dropped_before_its_check_counts_nothing() {
+        let l = Lockout::default();
+        for _ in 0..MAX_FAILURES * 2 {
+            drop(l.reserve("amartin").unwrap());
+        }
+        assert!(l.reserve("amartin").is_ok());
     }
 
     #[tokio::test]

@@ -119,7 +119,7 @@ impl StaffDesk {
         id: &str,
         pin: &str,
     ) -> Result<(Zeroizing<String>, StaffMember), StaffError> {
-        let reservation = self.lockout.reserve(id).inspect_err(|e| {
+        let mut reservation = self.lockout.reserve(id).inspect_err(|e| {
             tracing::info!(staff = id, code = e.code(), "console sign-in refused");
         })?;
         let slot = match self.lockout.check_slot().await {
@@ -129,6 +129,7 @@ impl StaffDesk {
                 return Err(e);
             }
         };
+        reservation.checking();
         let desk = self.clone();
         let (id_owned, pin) = (id.to_string(), Zeroizing::new(pin.to_string()));
         // The slot moves into the check: it frees when Argon2 is done, even if the
