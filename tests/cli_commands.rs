@@ -299,6 +299,47 @@ fn card_issue_is_journaled_under_the_os_user_with_card_id_and_masked_pan() {
 }
 
 #[test]
+fn jobs_engineering_lists_who_ran_what_and_how_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_station(dir.path());
+    let dgis = dir.path().join("dgis.json");
+    std::fs::write(
+        &dgis,
+        r#"{"aid":"A0000000031010","dgis":[{"dgi":"0101","data":"700A5A084761739001010010","encryption":"none"}]}"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let perso = [
+        "card",
+        "perso",
+        "--reader",
+        "no-such-reader-s13",
+        "--dgis",
+        dgis.to_str().unwrap(),
+        "--transport-key",
+        "DEV-VISA",
+        "--actor",
+        "fieldeng",
+        "--config",
+        config,
+    ];
+    assert_eq!(run(&perso).0, 1);
+    let (code, out, err) = run(&["jobs", "--engineering", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("fieldeng") && lines[0].contains("failed"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("card_perso") && lines[1].contains("started"),
+        "{out}"
+    );
+    assert!(out.contains("476173******0010") && !out.contains("4761739001010010"));
+}
+
+#[test]
 fn card_issue_needs_a_card_id_for_the_journal() {
     let (code, _, err) = run(&["card", "issue", "--order", "o.json", "--reader", "r"]);
     assert_eq!(code, 2);
