@@ -291,6 +291,9 @@ impl Agent {
                         .map_err(|e| setup("console.tls", e))?;
                 let tls = crate::console::tls::TlsListener::new(listener, config)
                     .map_err(|e| setup("console.tls", e))?;
+                let app = app.layer(axum::middleware::map_response(
+                    crate::console::tls::strict_transport,
+                ));
                 tokio::spawn(async move {
                     let _ = axum::serve(tls, app).with_graceful_shutdown(stopped).await;
                 })

@@ -37,6 +37,10 @@ async fn a_console_with_its_own_certificate_answers_over_https() {
 
     let page = https.get(&base).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     assert!(page.text().await.unwrap().contains("Card issuance"));
     let signed_in: Value = https
         .post(format!("{base}/api/session"))
@@ -48,6 +52,28 @@ async fn a_console_with_its_own_certificate_answers_over_https() {
         .await
         .unwrap();
     assert_eq!(signed_in["member"]["id"], DEV_STAFF_ID);
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_console_tells_the_browser_to_stay_on_https() {
+    let (dir, mut b) = branch("staff").await;
+    let (pem, tls) = test_certificate(dir.path());
+    b.config.console.tls = Some(tls);
+    let agent = b.agent().await;
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let page = https
+        .get(format!("https://{}/", agent.console_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     agent.shutdown().await;
 }
 

@@ -69,6 +69,16 @@ impl TlsListener {
     }
 }
 
+/// Tells the browser to come back only over HTTPS (a year), so a later `http://` link or
+/// a network that strips TLS cannot send staff to a plain-text console.
+pub async fn strict_transport(mut r: axum::response::Response) -> axum::response::Response {
+    r.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=31536000"),
+    );
+    r
+}
+
 impl Drop for TlsListener {
     fn drop(&mut self) {
         self.acceptor_task.abort();
