@@ -48,7 +48,7 @@ impl Refusal {
 
 /// A card ready to be produced. Holds card data: never logged, dropped after the card.
 pub struct PreparedJob {
-    /// PAN masked (first 6, last 4).
+    /// PAN masked by `Pan::masked` (at most first 6 and last 4, at least 6 hidden).
     pub masked_pan: String,
     /// Chip data.
     pub card: PreparedCard,
