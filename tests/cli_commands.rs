@@ -143,7 +143,12 @@ fn preview_of_a_real_order_prints_the_pan_masked_never_in_clear() {
     let public = std::fs::read_to_string(d.join("keys/station-jwe.public.jwk")).unwrap();
     let card = r#"{"pan":"4761739001010010","exp":"4012","encodedName":"DOE/JANE"}"#;
     let jwe = station_agent::order::jwe::encrypt_json(&public, card.as_bytes()).unwrap();
-    let order = station_agent::sandbox::client::sample_instant_order(&jwe, "BR-CLI-01", "r-1");
+    let order = station_agent::sandbox::client::sample_instant_order(
+        &station_agent::sandbox::client::SAMPLE_PRODUCTS[0],
+        &jwe,
+        "BR-CLI-01",
+        "r-1",
+    );
     let order_file = dir.path().join("order.json");
     std::fs::write(&order_file, order.to_string()).unwrap();
     let png = dir.path().join("face.png");
@@ -261,7 +266,12 @@ fn card_issue_is_journaled_under_the_os_user_with_card_id_and_masked_pan() {
         std::fs::read_to_string(dir.path().join("station/keys/station-jwe.public.jwk")).unwrap();
     let card = r#"{"pan":"4761739001010010","exp":"4012","encodedName":"DOE/JANE"}"#;
     let jwe = station_agent::order::jwe::encrypt_json(&public, card.as_bytes()).unwrap();
-    let order = station_agent::sandbox::client::sample_instant_order(&jwe, "BR-CLI-01", "r-1");
+    let order = station_agent::sandbox::client::sample_instant_order(
+        &station_agent::sandbox::client::SAMPLE_PRODUCTS[0],
+        &jwe,
+        "BR-CLI-01",
+        "r-1",
+    );
     let order_file = dir.path().join("order.json");
     std::fs::write(&order_file, order.to_string()).unwrap();
     let out = agent()
