@@ -141,6 +141,12 @@ pub enum SandboxAction {
         #[arg(long, default_value = "http://127.0.0.1:8480")]
         hub: String,
     },
+    /// The Pismo sandbox (issue 12).
+    Pismo {
+        /// Pismo sandbox actions.
+        #[command(subcommand)]
+        action: crate::sandbox::pismo::cli::PismoSandboxAction,
+    },
 }
 
 /// `keys …` actions.
@@ -435,6 +441,9 @@ async fn sandbox(listen: SocketAddr, state: PathBuf, action: Option<SandboxActio
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(())
         }
+        Some(SandboxAction::Pismo { action }) => sandbox::pismo::cli::run(&state, action)
+            .await
+            .map_err(runtime),
     }
 }
 

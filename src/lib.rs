@@ -15,6 +15,7 @@ pub mod journal;
 pub mod link;
 pub mod logging;
 pub mod order;
+pub mod pismo;
 pub mod plastic;
 pub mod sandbox;
 pub mod service;
