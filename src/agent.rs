@@ -177,6 +177,8 @@ impl HealthSource for Health {
 pub struct Agent {
     /// The station (journal, queue, progress).
     pub station: Arc<Station>,
+    /// The Pismo counter, when the configuration has a `[pismo]` section.
+    pub pismo: Option<Arc<crate::pismo::PismoDesk>>,
     /// Where the staff console listens.
     pub console_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -272,7 +274,27 @@ impl Agent {
             ),
             None => crate::console::Access::Anonymous,
         };
-        let app = crate::console::router(station.clone(), access);
+        // Pismo counter requests (issue 12): resumed now and every 30 s until done.
+        let pismo = match &cfg.pismo {
+            Some(section) => {
+                let desk = Arc::new(
+                    crate::pismo::PismoDesk::from_section(
+                        section,
+                        &cfg.resolve(&section.client_secret_file),
+                        &cfg.resolve(&cfg.journal.path),
+                    )
+                    .map_err(|e| setup("pismo", e))?,
+                );
+                tasks.push(tokio::spawn(crate::pismo::counter::run_resumer(
+                    desk.clone(),
+                    Duration::from_secs(30),
+                    rx.clone(),
+                )));
+                Some(desk)
+            }
+            None => None,
+        };
+        let app = crate::console::router_with_pismo(station.clone(), access, pismo.clone());
         let mut r = rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -283,6 +305,7 @@ impl Agent {
         }));
         Ok(Agent {
             station,
+            pismo,
             console_addr,
             stop,
             tasks,

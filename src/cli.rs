@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         action: StaffAction,
     },
+    /// Pismo counter requests (issue 12).
+    Pismo {
+        /// Pismo actions.
+        #[command(subcommand)]
+        action: crate::pismo::cli::PismoAction,
+    },
     /// The Windows service: install, uninstall, and the entry the service manager starts.
     Service {
         /// Service actions.
@@ -323,6 +329,11 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Preview { order, out } => preview(explicit, &order, &out),
         Command::Jobs => jobs(explicit),
         Command::Staff { action } => staff(explicit, action),
+        Command::Pismo { action } => {
+            let cfg = load_config(explicit)?;
+            crate::logging::init("warn", crate::config::LogFormat::Text);
+            crate::pismo::cli::run(&cfg, action).await.map_err(runtime)
+        }
         Command::Service { action } => {
             crate::service::command(action, explicit)
                 .await

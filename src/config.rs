@@ -88,6 +88,9 @@ pub struct StationConfig {
     /// Card products, EMV profiles, face layout.
     #[serde(default)]
     pub production: ProductionSection,
+    /// Pismo as the issuer's card processor (issue 12); none = no counter requests.
+    #[serde(default)]
+    pub pismo: Option<crate::pismo::PismoSection>,
     /// Folder the file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -118,7 +118,7 @@ async fn run_and_wait_for_order(hub: &TestHub, client: &PismoClient, card: Pismo
             .as_array()
             .unwrap()
             .iter()
-            .find(|o| o["cardId"] == card.to_string())
+            .find(|o| o["cardId"].as_str() == Some(card.to_string().as_str()))
         {
             return o.clone();
         }
@@ -305,7 +305,7 @@ async fn add_to_embossing_of_an_embossed_card_answers_406() {
 }
 
 #[tokio::test]
-async fn add_to_embossing_with_a_card_id_that_is_not_a_number_answers_400() {
+async fn add_to_embossing_with_a_card_id_that_is_not_a_number_answers_404() {
     let hub = hub().await;
     let token = client_for(&hub, None).token().await.unwrap();
     let (status, body) = raw(
@@ -317,8 +317,29 @@ async fn add_to_embossing_with_a_card_id_that_is_not_a_number_answers_400() {
         None,
     )
     .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["error"], "bad_request");
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "card not found");
+}
+
+#[tokio::test]
+async fn add_to_embossing_of_a_virtual_card_answers_400() {
+    let hub = hub().await;
+    let client = client_for(&hub, None);
+    let token = client.token().await.unwrap();
+    let (status, body) = raw(
+        &hub,
+        reqwest::Method::POST,
+        "/wallet/v2/cards",
+        Some(&token),
+        &[("x-customer-id", "16")],
+        Some(json!({"name": "online", "type": "VIRTUAL"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let card = PismoCardId(body["id"].as_i64().unwrap());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let e = client.add_to_embossing(card).await.unwrap_err();
+    assert!(matches!(e, PismoError::BadRequest { .. }), "{e:?}");
 }
 
 // ---- start embossing ----

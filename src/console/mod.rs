@@ -4,6 +4,7 @@
 //! their id. It listens on loopback by default: branch staff use it on the
 //! workstation itself. Anything wider needs a reverse proxy with TLS in front.
 
+pub mod pismo;
 pub mod staff;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use crate::journal::Resolution;
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
 const SCRIPT: &str = include_str!("console.js");
+/// The Pismo counter's script (issue 12).
+const PISMO_SCRIPT: &str = include_str!("pismo.js");
 
 /// One action a staff member can take on a job.
 #[derive(Debug, Serialize)]
@@ -112,11 +115,31 @@ pub enum Access {
 struct Console {
     station: Arc<Station>,
     access: Arc<Access>,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
 }
 
 /// Builds the console router over a station.
 pub fn router(station: Arc<Station>, access: Access) -> Router {
+    router_with_pismo(station, access, None)
+}
+
+/// The console router, with the Pismo counter when the station has a `[pismo]` section.
+pub fn router_with_pismo(
+    station: Arc<Station>,
+    access: Access,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
+) -> Router {
     Router::new()
+        .merge(pismo::routes())
+        .route(
+            "/pismo.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    PISMO_SCRIPT,
+                )
+            }),
+        )
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/console.js",
@@ -136,6 +159,7 @@ pub fn router(station: Arc<Station>, access: Access) -> Router {
         .with_state(Console {
             station,
             access: Arc::new(access),
+            pismo,
         })
 }
 

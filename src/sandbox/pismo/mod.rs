@@ -64,7 +64,7 @@ pub struct PismoSandboxFile {
     /// How long after creation a card's PCI data is ready (the ingress event).
     #[serde(default = "default_ready")]
     pub ready_millis: u64,
-    /// Known customers; empty = every positive id.
+    /// Known customers; empty = every customer id.
     #[serde(default)]
     pub customers: Vec<i64>,
     /// Embossing groups; the first is the org's default embosser.
@@ -410,8 +410,7 @@ async fn create_card(State(sb): Sb, headers: HeaderMap, body: axum::body::Bytes)
         Ok(r) => r,
         Err(m) => return bad_request(m),
     };
-    let known =
-        customer > 0 && (sb.file.customers.is_empty() || sb.file.customers.contains(&customer));
+    let known = sb.file.customers.is_empty() || sb.file.customers.contains(&customer);
     if !known {
         return pismo_error(
             StatusCode::FORBIDDEN,
@@ -500,14 +499,15 @@ async fn add_to_embossing(
     if !sb.authorized(&headers) {
         return unauthorized();
     }
+    let not_found = || pismo_error(StatusCode::NOT_FOUND, "not_found", "card not found");
+    // The path parameter is any string: one that is no card id names no card.
     let Some(id) = card_id_of(&card_id) else {
-        return bad_request("the field card_id must be a Pismo card id");
+        return not_found();
     };
     let card = match sb.store.card(id) {
         Ok(c) => c,
         Err(e) => return internal(e),
     };
-    let not_found = || pismo_error(StatusCode::NOT_FOUND, "not_found", "card not found");
     let Some(card) = card else {
         return not_found();
     };

@@ -1,0 +1,241 @@
+//! The console's Pismo counter (issue 12): "New card for a customer", the requests
+//! in the queue ("Requested at Pismo" until the order arrives), "Make again" for a
+//! spoiled card and "Retry" for a request Pismo could not take yet.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{refusal, who, Console};
+use crate::journal::Job;
+use crate::pismo::{may_make_again, CounterRequest, PismoDesk, PismoError, RequestStep};
+
+/// The routes, merged into the console router.
+pub(super) fn routes() -> Router<Console> {
+    Router::new()
+        .route("/api/pismo", get(settings))
+        .route("/api/pismo/requests", get(list).post(new_request))
+        .route("/api/pismo/requests/{id}/{action}", post(act))
+}
+
+/// One counter request as the console shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    request_id: String,
+    customer_id: i64,
+    printed_name: String,
+    product: Option<String>,
+    card_id: Option<i64>,
+    step: RequestStep,
+    state_label: String,
+    message: Option<String>,
+    resend_count: i64,
+    /// The order this request became, once it reached the station.
+    operation_id: Option<String>,
+    masked_pan: Option<String>,
+    actions: Vec<&'static str>,
+}
+
+/// The newest job of a Pismo card at this station.
+fn latest_job(jobs: &[Job], card: Option<i64>) -> Option<&Job> {
+    let card = card?.to_string();
+    jobs.iter()
+        .filter(|j| j.card_id == card)
+        .max_by(|a, b| a.created_at.cmp(&b.created_at))
+}
+
+/// The view of a request given the station's jobs.
+pub fn view(r: CounterRequest, jobs: &[Job]) -> RequestView {
+    let job = latest_job(jobs, r.card_id);
+    // A job newer than the last resend is this request's current order.
+    let current = job.filter(|j| j.created_at >= r.updated_at || r.step != RequestStep::Resending);
+    let mut actions = Vec::new();
+    if matches!(r.step, RequestStep::Queued | RequestStep::RunStarted)
+        && may_make_again(job.map(|j| j.state))
+    {
+        actions.push("again");
+    }
+    if r.step.has_work() && r.message.is_some() {
+        actions.push("retry");
+    }
+    let state_label = match (current, r.step) {
+        (Some(j), RequestStep::Queued | RequestStep::RunStarted) => {
+            format!("Order arrived — {}", j.state.label())
+        }
+        _ => r.step.label().to_string(),
+    };
+    RequestView {
+        operation_id: current.map(|j| j.operation_id.clone()),
+        masked_pan: current.and_then(|j| j.masked_pan.clone()),
+        request_id: r.request_id,
+        customer_id: r.customer_id,
+        printed_name: r.printed_name,
+        product: r.product,
+        card_id: r.card_id,
+        step: r.step,
+        state_label,
+        message: r.message,
+        resend_count: r.resend_count,
+        actions,
+    }
+}
+
+fn desk(c: &Console) -> Result<&Arc<PismoDesk>, Box<Response>> {
+    c.pismo.as_ref().ok_or_else(|| {
+        Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"message": "this station has no [pismo] section: Pismo requests are off"})),
+            )
+                .into_response(),
+        )
+    })
+}
+
+fn pismo_refusal(e: &PismoError) -> Response {
+    let status = match e {
+        PismoError::Field(_) | PismoError::NotNow(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        PismoError::UnknownRequest(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    (
+        status,
+        Json(json!({"code": e.code(), "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+async fn settings(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if let Err(e) = who(&c, &headers) {
+        return refusal(StatusCode::UNAUTHORIZED, &e);
+    }
+    match c.pismo.as_ref() {
+        Some(d) => Json(json!({"enabled": true, "products": d.products()})).into_response(),
+        None => Json(json!({"enabled": false, "products": []})).into_response(),
+    }
+}
+
+async fn jobs_of(c: &Console) -> Vec<Job> {
+    let station = c.station.clone();
+    tokio::task::spawn_blocking(move || station.journal.all_jobs(500).unwrap_or_default())
+        .await
+        .unwrap_or_default()
+}
+
+async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if let Err(e) = who(&c, &headers) {
+        return refusal(StatusCode::UNAUTHORIZED, &e);
+    }
+    let d = match desk(&c) {
+        Ok(d) => d.clone(),
+        Err(r) => return *r,
+    };
+    let store = d.store().clone();
+    let requests = tokio::task::spawn_blocking(move || store.recent(100)).await;
+    let jobs = jobs_of(&c).await;
+    match requests {
+        Ok(Ok(list)) => {
+            Json(list.into_iter().map(|r| view(r, &jobs)).collect::<Vec<_>>()).into_response()
+        }
+        Ok(Err(e)) => pismo_refusal(&e),
+        Err(e) => pismo_refusal(&PismoError::Journal(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewRequest {
+    customer_id: String,
+    printed_name: String,
+    #[serde(default)]
+    product: Option<String>,
+}
+
+async fn new_request(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Json(req): Json<NewRequest>,
+) -> Response {
+    let member = match who(&c, &headers) {
+        Ok(m) => m,
+        Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
+    };
+    let d = match desk(&c) {
+        Ok(d) => d.clone(),
+        Err(r) => return *r,
+    };
+    match d
+        .request(
+            &req.customer_id,
+            &req.printed_name,
+            req.product.as_deref(),
+            &member.id,
+        )
+        .await
+    {
+        Ok(r) => {
+            tracing::info!(staff = %member.id, request_id = %r.request_id, "console: Pismo card requested");
+            d.spawn_drive(&r.request_id);
+            (
+                StatusCode::CREATED,
+                Json(json!({"message": "Requested at Pismo", "request": view(r, &[])})),
+            )
+                .into_response()
+        }
+        Err(e) => pismo_refusal(&e),
+    }
+}
+
+async fn act(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let member = match who(&c, &headers) {
+        Ok(m) => m,
+        Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
+    };
+    let d = match desk(&c) {
+        Ok(d) => d.clone(),
+        Err(r) => return *r,
+    };
+    let r = match action.as_str() {
+        "again" => {
+            let store = d.store().clone();
+            let id2 = id.clone();
+            let current = tokio::task::spawn_blocking(move || store.get(&id2)).await;
+            let card = match current {
+                Ok(Ok(Some(r))) => r.card_id,
+                Ok(Ok(None)) => return pismo_refusal(&PismoError::UnknownRequest(id)),
+                Ok(Err(e)) => return pismo_refusal(&e),
+                Err(e) => return pismo_refusal(&PismoError::Journal(e.to_string())),
+            };
+            let jobs = jobs_of(&c).await;
+            if !may_make_again(latest_job(&jobs, card).map(|j| j.state)) {
+                return pismo_refusal(&PismoError::NotNow(
+                    "only a card the station spoiled or cancelled can be made again".into(),
+                ));
+            }
+            d.make_again(&id, &member.id)
+                .await
+                .map(|_| "Sent again to Pismo for embossing")
+        }
+        "retry" => Ok("Trying again"),
+        _ => Err(PismoError::NotNow(format!("unknown action '{action}'"))),
+    };
+    tracing::info!(staff = %member.id, request_id = %id, action = %action, ok = r.is_ok(), "console: Pismo action");
+    match r {
+        Ok(m) => {
+            d.spawn_drive(&id);
+            Json(json!({"message": m})).into_response()
+        }
+        Err(e) => pismo_refusal(&e),
+    }
+}
