@@ -14,7 +14,9 @@ use serde_json::json;
 
 use super::{refusal, who, Console};
 use crate::journal::Job;
-use crate::pismo::{may_make_again, CounterRequest, PismoDesk, PismoError, RequestStep};
+use crate::pismo::{
+    latest_job, may_make_again, CounterRequest, PismoDesk, PismoError, RequestStep,
+};
 
 /// The routes, merged into the console router.
 pub(super) fn routes() -> Router<Console> {
@@ -43,23 +45,13 @@ pub struct RequestView {
     actions: Vec<&'static str>,
 }
 
-/// The newest job of a Pismo card at this station.
-fn latest_job(jobs: &[Job], card: Option<i64>) -> Option<&Job> {
-    let card = card?.to_string();
-    jobs.iter()
-        .filter(|j| j.card_id == card)
-        .max_by(|a, b| a.created_at.cmp(&b.created_at))
-}
-
 /// The view of a request given the station's jobs.
 pub fn view(r: CounterRequest, jobs: &[Job]) -> RequestView {
     let job = latest_job(jobs, r.card_id);
     // A job newer than the last resend is this request's current order.
     let current = job.filter(|j| j.created_at >= r.updated_at || r.step != RequestStep::Resending);
     let mut actions = Vec::new();
-    if matches!(r.step, RequestStep::Queued | RequestStep::RunStarted)
-        && may_make_again(job.map(|j| j.state))
-    {
+    if may_make_again(&r, job) {
         actions.push("again");
     }
     if r.step.has_work() && r.message.is_some() {
@@ -211,14 +203,14 @@ async fn act(
             let store = d.store().clone();
             let id2 = id.clone();
             let current = tokio::task::spawn_blocking(move || store.get(&id2)).await;
-            let card = match current {
-                Ok(Ok(Some(r))) => r.card_id,
+            let request = match current {
+                Ok(Ok(Some(r))) => r,
                 Ok(Ok(None)) => return pismo_refusal(&PismoError::UnknownRequest(id)),
                 Ok(Err(e)) => return pismo_refusal(&e),
                 Err(e) => return pismo_refusal(&PismoError::Journal(e.to_string())),
             };
             let jobs = jobs_of(&c).await;
-            if !may_make_again(latest_job(&jobs, card).map(|j| j.state)) {
+            if !may_make_again(&request, latest_job(&jobs, request.card_id)) {
                 return pismo_refusal(&PismoError::NotNow(
                     "only a card the station spoiled or cancelled can be made again".into(),
                 ));

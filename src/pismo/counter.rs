@@ -23,6 +23,7 @@ use super::model::{
 };
 use super::store::{CounterRequest, RequestStep, RequestStore};
 use crate::job::state::JobState;
+use crate::journal::Job;
 use crate::link::Backoff;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -73,14 +74,30 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// Whether the station's production of a Pismo card ended in a way that a new
-/// card may be made: spoiled (CARD_PROD_EXCEPTION) or cancelled. The newest job
-/// for the card decides.
-pub fn may_make_again(latest_job_state: Option<JobState>) -> bool {
-    matches!(
-        latest_job_state,
-        Some(JobState::Spoiled) | Some(JobState::Cancelled)
-    )
+/// Whether "Make again" applies: the request was sent for embossing and the newest
+/// job for its card at this station was spoiled (CARD_PROD_EXCEPTION) or cancelled
+/// after the request last moved (so a resend already under way is not offered twice).
+pub fn may_make_again(request: &CounterRequest, latest_job: Option<&Job>) -> bool {
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let Some(job) = latest_job else {
+        return false;
+    };
+    matches!(request.step, RequestStep::Queued | RequestStep::RunStarted)
+        && matches!(job.state, JobState::Spoiled | JobState::Cancelled)
+        && match (parse(&job.updated_at), parse(&request.updated_at)) {
+            (Some(j), Some(r)) => j >= r,
+            _ => false,
+        }
+}
+
+/// The newest job of a Pismo card among the station's jobs.
+pub fn latest_job(jobs: &[Job], card: Option<i64>) -> Option<&Job> {
+    let card = card?.to_string();
+    jobs.iter()
+        .filter(|j| j.card_id == card)
+        .max_by(|a, b| a.created_at.cmp(&b.created_at))
 }
 
 async fn blocking<T: Send + 'static>(
