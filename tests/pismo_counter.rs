@@ -57,6 +57,7 @@ fn settings(deadline: Duration) -> CounterSettings {
         ingress_deadline: deadline,
         ingress_backoff: Duration::from_millis(50),
         products: vec![],
+        run_deadline: Duration::from_secs(1800),
     }
 }
 

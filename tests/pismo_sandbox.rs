@@ -564,3 +564,37 @@ async fn pismo_unreachable_after_every_retry_says_so() {
     assert!(matches!(e, PismoError::Unreachable { .. }), "{e:?}");
     assert!(e.is_retryable());
 }
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_once_and_the_call_goes_through() {
+    use axum::routing::post;
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t = tokens.clone();
+    let app = axum::Router::new()
+        .route(
+            "/passport/v2/oauth/token",
+            post(move || {
+                let n = t.fetch_add(1, Ordering::SeqCst);
+                async move { axum::Json(json!({"access_token": format!("t{n}"), "token_type": "Bearer", "expires_in": 600})) }
+            }),
+        )
+        .route(
+            "/embossing/v1/cards/reembossing",
+            post(|headers: axum::http::HeaderMap| async move {
+                // The first token "expired" at the server.
+                if headers["authorization"] == "Bearer t0" {
+                    axum::http::StatusCode::UNAUTHORIZED
+                } else {
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    plain_client(&format!("http://{addr}"))
+        .resend(&[PismoCardId(1)])
+        .await
+        .unwrap();
+    assert_eq!(tokens.load(Ordering::SeqCst), 2, "one renewal");
+}

@@ -15,7 +15,8 @@ use serde_json::json;
 use super::{refusal, who, Console};
 use crate::journal::Job;
 use crate::pismo::{
-    latest_job, may_make_again, CounterRequest, PismoDesk, PismoError, RequestStep,
+    latest_job, may_make_again, overdue_words, run_overdue, CounterRequest, PismoDesk, PismoError,
+    RequestStep,
 };
 
 /// The routes, merged into the console router.
@@ -46,7 +47,7 @@ pub struct RequestView {
 }
 
 /// The view of a request given the station's jobs.
-pub fn view(r: CounterRequest, jobs: &[Job]) -> RequestView {
+pub fn view(r: CounterRequest, jobs: &[Job], run_deadline: std::time::Duration) -> RequestView {
     let job = latest_job(jobs, r.card_id);
     // A job newer than the last resend is this request's current order.
     let current = job.filter(|j| j.created_at >= r.updated_at || r.step != RequestStep::Resending);
@@ -55,6 +56,10 @@ pub fn view(r: CounterRequest, jobs: &[Job]) -> RequestView {
         actions.push("again");
     }
     if r.step.has_work() && r.message.is_some() {
+        actions.push("retry");
+    }
+    let overdue = run_overdue(&r, job, time::OffsetDateTime::now_utc(), run_deadline);
+    if overdue {
         actions.push("retry");
     }
     let state_label = match (current, r.step) {
@@ -73,7 +78,11 @@ pub fn view(r: CounterRequest, jobs: &[Job]) -> RequestView {
         card_id: r.card_id,
         step: r.step,
         state_label,
-        message: r.message,
+        message: if overdue {
+            Some(overdue_words(run_deadline))
+        } else {
+            r.message
+        },
         resend_count: r.resend_count,
         actions,
     }
@@ -133,9 +142,12 @@ async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
     let requests = tokio::task::spawn_blocking(move || store.recent(100)).await;
     let jobs = jobs_of(&c).await;
     match requests {
-        Ok(Ok(list)) => {
-            Json(list.into_iter().map(|r| view(r, &jobs)).collect::<Vec<_>>()).into_response()
-        }
+        Ok(Ok(list)) => Json(
+            list.into_iter()
+                .map(|r| view(r, &jobs, d.run_deadline()))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
         Ok(Err(e)) => pismo_refusal(&e),
         Err(e) => pismo_refusal(&PismoError::Journal(e.to_string())),
     }
@@ -177,7 +189,7 @@ async fn new_request(
             d.spawn_drive(&r.request_id);
             (
                 StatusCode::CREATED,
-                Json(json!({"message": "Requested at Pismo", "request": view(r, &[])})),
+                Json(json!({"message": "Requested at Pismo", "request": view(r, &[], d.run_deadline())})),
             )
                 .into_response()
         }

@@ -33,10 +33,18 @@ pub struct PismoSection {
     /// Products staff may choose; the first is the default.
     #[serde(default)]
     pub products: Vec<String>,
+    /// After this long in the embossing queue with no order at the station, the run is
+    /// overdue and staff are told so.
+    #[serde(default = "default_run_deadline")]
+    pub run_deadline_minutes: u64,
 }
 
 fn default_ingress_deadline() -> u64 {
     120
+}
+
+fn default_run_deadline() -> u64 {
+    30
 }
 
 impl PismoSection {

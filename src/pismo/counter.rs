@@ -46,6 +46,8 @@ pub struct CounterSettings {
     pub ingress_backoff: Duration,
     /// Products offered; the first is the default.
     pub products: Vec<String>,
+    /// How long a queued card may wait for its embossing run before staff are told.
+    pub run_deadline: Duration,
 }
 
 /// The Pismo counter desk: one per station.
@@ -90,6 +92,36 @@ pub fn may_make_again(request: &CounterRequest, latest_job: Option<&Job>) -> boo
             (Some(j), Some(r)) => j >= r,
             _ => false,
         }
+}
+
+/// Whether the embossing run is overdue: the card has waited in the queue longer than
+/// `deadline` and no order for it reached the station since.
+pub fn run_overdue(
+    request: &CounterRequest,
+    latest_job: Option<&Job>,
+    now: time::OffsetDateTime,
+    deadline: Duration,
+) -> bool {
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let Some(queued_at) = parse(&request.updated_at) else {
+        return false;
+    };
+    let arrived_since = latest_job
+        .and_then(|j| parse(&j.created_at))
+        .is_some_and(|t| t >= queued_at);
+    matches!(request.step, RequestStep::Queued | RequestStep::RunStarted)
+        && !arrived_since
+        && now - queued_at > deadline
+}
+
+/// Staff words for an overdue run.
+pub fn overdue_words(deadline: Duration) -> String {
+    format!(
+        "no embossing run has brought this card after {} min: call IT to check the Pismo embossing schedule of this branch's group; Retry starts a run where allowed",
+        deadline.as_secs() / 60
+    )
 }
 
 /// The newest job of a Pismo card among the station's jobs.
@@ -156,6 +188,7 @@ impl PismoDesk {
             ingress_deadline: Duration::from_secs(section.ingress_deadline_seconds),
             ingress_backoff: Duration::from_millis(500),
             products: section.products.clone(),
+            run_deadline: Duration::from_secs(section.run_deadline_minutes * 60),
         };
         Ok(Self::new(client, store, settings))
     }
@@ -163,6 +196,11 @@ impl PismoDesk {
     /// The request tables.
     pub fn store(&self) -> &Arc<RequestStore> {
         &self.store
+    }
+
+    /// How long a queued card may wait for its run.
+    pub fn run_deadline(&self) -> Duration {
+        self.settings.run_deadline
     }
 
     /// The products staff may choose.
@@ -418,5 +456,83 @@ pub async fn run_resumer(desk: Arc<PismoDesk>, every: Duration, mut stop: watch:
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(step: RequestStep, updated_at: &str) -> CounterRequest {
+        CounterRequest {
+            request_id: "r".into(),
+            customer_id: 1,
+            printed_name: "JANE DOE".into(),
+            product: None,
+            card_id: Some(100001),
+            step,
+            message: None,
+            resend_count: 0,
+            requested_by: "anna".into(),
+            created_at: updated_at.into(),
+            updated_at: updated_at.into(),
+        }
+    }
+
+    fn job(state: JobState, at: &str) -> Job {
+        Job {
+            operation_id: "op".into(),
+            issuer_id: "PISMO".into(),
+            card_id: "100001".into(),
+            perso_station: "S".into(),
+            state,
+            order_json: serde_json::Value::Null,
+            reason: None,
+            masked_pan: None,
+            apdu_count: 0,
+            seconds: None,
+            line: None,
+            created_at: at.into(),
+            updated_at: at.into(),
+        }
+    }
+
+    const T0: &str = "2026-11-30T10:00:00Z";
+    const T1: &str = "2026-11-30T10:05:00Z";
+
+    #[test]
+    fn make_again_is_offered_for_a_card_spoiled_after_the_request_was_sent() {
+        let r = request(RequestStep::RunStarted, T0);
+        assert!(may_make_again(&r, Some(&job(JobState::Spoiled, T1))));
+        assert!(may_make_again(&r, Some(&job(JobState::Cancelled, T1))));
+    }
+
+    #[test]
+    fn make_again_is_not_offered_twice_for_the_same_spoiled_card() {
+        // The resend moved the request after the spoil: the new order is on its way.
+        let r = request(RequestStep::RunStarted, T1);
+        assert!(!may_make_again(&r, Some(&job(JobState::Spoiled, T0))));
+    }
+
+    #[test]
+    fn make_again_is_not_offered_for_a_good_card_or_no_card() {
+        let r = request(RequestStep::RunStarted, T0);
+        assert!(!may_make_again(&r, Some(&job(JobState::Ejected, T1))));
+        assert!(!may_make_again(&r, None));
+    }
+
+    #[test]
+    fn a_queued_card_with_no_order_after_the_deadline_is_overdue() {
+        let r = request(RequestStep::Queued, T0);
+        let now = time::OffsetDateTime::parse(T1, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert!(run_overdue(&r, None, now, Duration::from_secs(60)));
+        assert!(!run_overdue(&r, None, now, Duration::from_secs(600)));
+        assert!(!run_overdue(
+            &r,
+            Some(&job(JobState::Received, T1)),
+            now,
+            Duration::from_secs(60)
+        ));
     }
 }

@@ -11,7 +11,9 @@ pub mod store;
 
 pub use client::{AddOutcome, CreateOutcome, PismoClient, PismoClientConfig};
 pub use config::PismoSection;
-pub use counter::{latest_job, may_make_again, CounterSettings, PismoDesk};
+pub use counter::{
+    latest_job, may_make_again, overdue_words, run_overdue, CounterSettings, PismoDesk,
+};
 pub use error::PismoError;
 pub use model::{
     CardCreated, ConfigId, CreatePlasticCard, CustomerId, EmbossingGroup, FieldError, PismoCardId,

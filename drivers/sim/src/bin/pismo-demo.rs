@@ -192,6 +192,7 @@ async fn main() -> ExitCode {
         start_embossing: true,
         ingress_deadline_seconds: 30,
         products: vec![],
+        run_deadline_minutes: 30,
     });
     let devices = match open_devices(&cfg).await {
         Ok(d) => d,
