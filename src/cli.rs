@@ -331,8 +331,16 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Staff { action } => staff(explicit, action),
         Command::Pismo { action } => {
             let cfg = load_config(explicit)?;
+            if cfg.pismo.is_none() {
+                return Err(usage("the configuration has no [pismo] section"));
+            }
             crate::logging::init("warn", crate::config::LogFormat::Text);
-            crate::pismo::cli::run(&cfg, action).await.map_err(runtime)
+            crate::pismo::cli::run(&cfg, action)
+                .await
+                .map_err(|f| match f {
+                    crate::pismo::cli::CliFailure::Usage(m) => usage(m),
+                    crate::pismo::cli::CliFailure::Runtime(m) => runtime(m),
+                })
         }
         Command::Service { action } => {
             crate::service::command(action, explicit)

@@ -427,6 +427,10 @@ impl StationConfig {
         }
         check_id("upstream.client_id", &self.upstream.client_id)?;
         check_id("upstream.kid", &self.upstream.kid)?;
+        if let Some(p) = &self.pismo {
+            p.check()
+                .map_err(|e| ConfigError::invalid("pismo", e.to_string()))?;
+        }
         if self.upstream.client_certificate.is_some() != self.upstream.client_key.is_some() {
             return Err(ConfigError::invalid(
                 "upstream.client_key",

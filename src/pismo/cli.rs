@@ -28,8 +28,37 @@ pub enum PismoAction {
     List,
 }
 
-/// Run a `pismo` action with the station configuration; `Err` is the staff message.
-pub async fn run(cfg: &StationConfig, action: PismoAction) -> Result<(), String> {
+/// Why a `pismo` command failed: bad input (exit 2) or the operation (exit 1).
+#[derive(Debug)]
+pub enum CliFailure {
+    /// Bad input or configuration.
+    Usage(String),
+    /// Pismo, the journal or the network failed.
+    Runtime(String),
+}
+
+impl From<String> for CliFailure {
+    fn from(s: String) -> Self {
+        CliFailure::Runtime(s)
+    }
+}
+
+impl From<&str> for CliFailure {
+    fn from(s: &str) -> Self {
+        CliFailure::Usage(s.to_string())
+    }
+}
+
+fn failure(e: &super::PismoError) -> CliFailure {
+    let m = format!("[{}] {e}", e.code());
+    match e {
+        super::PismoError::Field(_) | super::PismoError::Config(_) => CliFailure::Usage(m),
+        _ => CliFailure::Runtime(m),
+    }
+}
+
+/// Run a `pismo` action with the station configuration; the failure carries the staff message.
+pub async fn run(cfg: &StationConfig, action: PismoAction) -> Result<(), CliFailure> {
     let section = cfg
         .pismo
         .as_ref()
@@ -39,7 +68,7 @@ pub async fn run(cfg: &StationConfig, action: PismoAction) -> Result<(), String>
         &cfg.resolve(&section.client_secret_file),
         &cfg.resolve(&cfg.journal.path),
     )
-    .map_err(|e| format!("[{}] {e}", e.code()))?;
+    .map_err(|e| failure(&e))?;
     let show = |r: &super::CounterRequest| {
         println!(
             "{}  customer {}  {}  card {}  {}{}",
@@ -60,7 +89,11 @@ pub async fn run(cfg: &StationConfig, action: PismoAction) -> Result<(), String>
         let desk = &desk;
         async move {
             desk.drive(&id).await.map_err(|e| {
-                format!("[{}] {e}\nrequest {id} is journaled: `station-agent pismo retry {id}` takes it further", e.code())
+                if e.is_retryable() {
+                    CliFailure::Runtime(format!("[{}] {e}\nrequest {id} is journaled: `station-agent pismo retry {id}` takes it further", e.code()))
+                } else {
+                    failure(&e)
+                }
             })
         }
     };
@@ -73,7 +106,7 @@ pub async fn run(cfg: &StationConfig, action: PismoAction) -> Result<(), String>
             let r = desk
                 .request(&customer, &name, product.as_deref(), "cli")
                 .await
-                .map_err(|e| format!("[{}] {e}", e.code()))?;
+                .map_err(|e| failure(&e))?;
             println!("request {} journaled", r.request_id);
             let r = drive(r.request_id).await?;
             show(&r);
@@ -85,11 +118,7 @@ pub async fn run(cfg: &StationConfig, action: PismoAction) -> Result<(), String>
             Ok(())
         }
         PismoAction::List => {
-            for r in desk
-                .store()
-                .recent(50)
-                .map_err(|e| format!("[{}] {e}", e.code()))?
-            {
+            for r in desk.store().recent(50).map_err(|e| failure(&e))? {
                 show(&r);
             }
             Ok(())
