@@ -598,3 +598,70 @@ async fn an_expired_token_is_renewed_once_and_the_call_goes_through() {
         .unwrap();
     assert_eq!(tokens.load(Ordering::SeqCst), 2, "one renewal");
 }
+
+// ---- event feed ----
+
+#[tokio::test]
+async fn the_event_feed_serves_the_documented_envelope_after_a_position() {
+    let hub = hub().await;
+    let client = client_for(&hub, None);
+    let card = create(&client, 17).await;
+    until_ready(&client, card).await;
+    let token = client.token().await.unwrap();
+    let (status, first) = raw(
+        &hub,
+        reqwest::Method::GET,
+        "/sandbox/pismo/v1/events?after=0",
+        Some(&token),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events = first["events"].as_array().unwrap();
+    let types: Vec<_> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["card-created", "embossing_card_ingress"]);
+    assert!(events
+        .iter()
+        .all(|e| e["data"]["card_id"] == card.0 && e["schema_version"] == 1));
+    let next = first["next"].as_i64().unwrap();
+    let (_, rest) = raw(
+        &hub,
+        reqwest::Method::GET,
+        &format!("/sandbox/pismo/v1/events?after={next}"),
+        Some(&token),
+        &[],
+        None,
+    )
+    .await;
+    assert!(
+        rest["events"].as_array().unwrap().is_empty(),
+        "nothing after the last position"
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_run_sends_queued_cards_without_start_embossing() {
+    let mut file = pismo_file();
+    file.groups[0].schedule_seconds = 1;
+    let hub = TestHub::start_with(None, Some(file)).await;
+    let client = client_for(&hub, None);
+    let card = create(&client, 18).await;
+    until_ready(&client, card).await;
+    let token = hub.station_token().await;
+    for _ in 0..50 {
+        let orders = hub.poll(&token, 1).await;
+        if orders["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["cardId"].as_str() == Some(card.to_string().as_str()))
+        {
+            return;
+        }
+    }
+    panic!("the scheduled run never brought card {card}");
+}

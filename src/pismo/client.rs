@@ -226,7 +226,7 @@ impl PismoClient {
     }
 
     /// Send with retries on network errors and 5xx only.
-    async fn with_retries<F>(&self, _call: &'static str, build: F) -> Result<Answer, PismoError>
+    async fn with_retries<F>(&self, call: &'static str, build: F) -> Result<Answer, PismoError>
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
@@ -247,6 +247,7 @@ impl PismoClient {
                 Err(e) => last = e.without_url().to_string(),
             }
             if attempt < attempts {
+                tracing::warn!(call, attempt, detail = %last, "Pismo call failed; trying again");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
