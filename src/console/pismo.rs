@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{refusal, who, Console};
+use crate::job::state::JobState;
 use crate::journal::Job;
 use crate::pismo::{
     latest_job, may_make_again, overdue_words, run_overdue, CounterRequest, PismoDesk, PismoError,
@@ -49,8 +50,12 @@ pub struct RequestView {
 /// The view of a request given the station's jobs.
 pub fn view(r: CounterRequest, jobs: &[Job], run_deadline: std::time::Duration) -> RequestView {
     let job = latest_job(jobs, r.card_id);
-    // A job newer than the last resend is this request's current order.
-    let current = job.filter(|j| j.created_at >= r.updated_at || r.step != RequestStep::Resending);
+    // A spoiled or cancelled order the request has moved past (Make again was chosen)
+    // is history: the request is waiting again for its next order.
+    let superseded = job.is_some_and(|j| {
+        matches!(j.state, JobState::Spoiled | JobState::Cancelled) && !may_make_again(&r, Some(j))
+    });
+    let current = if superseded { None } else { job };
     let mut actions = Vec::new();
     if may_make_again(&r, job) {
         actions.push("again");
@@ -241,5 +246,83 @@ async fn act(
             Json(json!({"message": m})).into_response()
         }
         Err(e) => pismo_refusal(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn request(step: RequestStep, at: &str) -> CounterRequest {
+        CounterRequest {
+            request_id: "r".into(),
+            customer_id: 1,
+            printed_name: "JANE DOE".into(),
+            product: None,
+            card_id: Some(100001),
+            step,
+            message: None,
+            resend_count: 0,
+            requested_by: "anna".into(),
+            created_at: at.into(),
+            updated_at: at.into(),
+        }
+    }
+
+    fn job(state: JobState, at: &str) -> Job {
+        Job {
+            operation_id: "op".into(),
+            issuer_id: "PISMO".into(),
+            card_id: "100001".into(),
+            perso_station: "S".into(),
+            state,
+            order_json: serde_json::Value::Null,
+            reason: None,
+            masked_pan: Some("476173******0010".into()),
+            apdu_count: 0,
+            seconds: None,
+            line: None,
+            created_at: at.into(),
+            updated_at: at.into(),
+        }
+    }
+
+    const EARLY: &str = "2026-11-30T10:00:00Z";
+    const LATE: &str = "2026-11-30T10:05:00Z";
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn a_spoiled_card_offers_make_again() {
+        let v = view(
+            request(RequestStep::RunStarted, EARLY),
+            &[job(JobState::Spoiled, LATE)],
+            DAY,
+        );
+        assert_eq!(v.actions, ["again"]);
+        assert!(v.state_label.starts_with("Order arrived"));
+    }
+
+    #[test]
+    fn after_make_again_the_request_shows_waiting_again_not_the_spoiled_order() {
+        let v = view(
+            request(RequestStep::RunStarted, LATE),
+            &[job(JobState::Spoiled, EARLY)],
+            DAY,
+        );
+        assert!(v.actions.is_empty());
+        assert_eq!(v.operation_id, None);
+        assert_eq!(v.state_label, "Requested at Pismo — embossing run started");
+    }
+
+    #[test]
+    fn an_arrived_order_shows_its_job_state() {
+        let v = view(
+            request(RequestStep::RunStarted, EARLY),
+            &[job(JobState::Ejected, LATE)],
+            DAY,
+        );
+        assert_eq!(v.operation_id.as_deref(), Some("op"));
+        assert!(v.state_label.starts_with("Order arrived"));
     }
 }
