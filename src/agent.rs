@@ -1,5 +1,6 @@
 //! The running agent: journal, production line, upstream link and staff console,
-//! assembled from the station configuration.
+//! assembled from the station configuration. Assembly only: the run loop that opens
+//! the devices and waits for the stop signal lives in `service::run`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +10,6 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::StationConfig;
-use crate::emv::keystore::{KeyStore, SoftwareKeyStore};
-use crate::emv::profile::ProfileSet;
-use crate::emv::secure_channel::SecurityLevel;
 use crate::job::pipeline::{Devices, Station};
 use crate::job::production::Production;
 use crate::journal::{Journal, JournalOptions, NewJob};
@@ -22,6 +20,9 @@ use crate::link::poller::{run_order_poller, OrderIntake};
 use crate::link::wire::{DeviceHealth, Heartbeat, StationOrder};
 use crate::order::StationKeyring;
 use crate::plastic::face::Layout;
+use station_emv::data::profile::ProfileSet;
+use station_emv::gp::scp::SecurityLevel;
+use station_emv::keys::{KeyStore, SoftwareKeyStore};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +140,7 @@ impl OrderIntake for Intake {
             perso_station: self.station.production.station_id.clone(),
             order_json: order.order,
         };
-        if let Err(e) = self.station.intake(job) {
-            tracing::error!(operation_id = %order.operation_id, error = %e, "order not journaled; the hub will offer it again");
-        }
+        self.station.intake_queued(job);
     }
 }
 
@@ -181,6 +180,8 @@ pub struct Agent {
     pub pismo: Option<Arc<crate::pismo::PismoDesk>>,
     /// Where the staff console listens.
     pub console_addr: SocketAddr,
+    /// Where `/live`, `/ready` and `/metrics` are served.
+    pub admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -281,7 +282,7 @@ impl Agent {
                     crate::pismo::PismoDesk::from_section(
                         section,
                         &cfg.resolve(&section.client_secret_file),
-                        &cfg.resolve(&cfg.journal.path),
+                        station.journal_thread().clone(),
                     )
                     .map_err(|e| setup("pismo", e))?,
                 );
@@ -294,7 +295,12 @@ impl Agent {
             }
             None => None,
         };
-        let app = crate::console::router_with_pismo(station.clone(), access, pismo.clone());
+        let app = crate::console::router_with_pismo(
+            station.clone(),
+            access,
+            crate::console::origin::ServerNames::with(&cfg.console.server_names),
+            pismo.clone(),
+        );
         let mut r = rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -303,10 +309,15 @@ impl Agent {
                 })
                 .await;
         }));
+        let (admin_addr, admin) = crate::admin::serve(cfg, station.clone(), rx.clone())
+            .await
+            .map_err(|e| setup(e.code(), e))?;
+        tasks.push(admin);
         Ok(Agent {
             station,
             pismo,
             console_addr,
+            admin_addr,
             stop,
             tasks,
         })
@@ -326,17 +337,4 @@ impl Agent {
             t.abort();
         }
     }
-}
-
-/// Runs the agent as a service until SIGTERM/Ctrl-C.
-pub async fn run(cfg: StationConfig) -> Result<(), AgentError> {
-    let lines = open_devices(&cfg).await?;
-    let agent = Agent::start(&cfg, lines).await?;
-    tracing::info!(console = %agent.console_addr, station = %cfg.station.perso_station, "station agent ready");
-    crate::service::notify_ready();
-    crate::service::shutdown_signal().await;
-    crate::service::notify_stopping(crate::service::spec::CARD_STOP_GRACE);
-    tracing::info!("stopping after the card in progress");
-    agent.shutdown().await;
-    Ok(())
 }

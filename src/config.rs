@@ -79,6 +79,9 @@ pub struct StationConfig {
     /// Staff console.
     #[serde(default)]
     pub console: ConsoleSection,
+    /// Health and metrics endpoints for monitoring (`/live`, `/ready`, `/metrics`).
+    #[serde(default)]
+    pub admin: AdminSection,
     /// Start policy.
     #[serde(default)]
     pub policy: PolicySection,
@@ -124,6 +127,10 @@ pub struct UpstreamSection {
     pub client_key: Option<PathBuf>,
     /// CA bundle (PEM) that signs the hub's certificate.
     pub ca_bundle: Option<PathBuf>,
+    /// The hub's order-signing public keys (ES256 JWK files, by `kid`): an order whose
+    /// signature does not verify under one of them is never acted on.
+    #[serde(default)]
+    pub order_keys: Vec<PathBuf>,
 }
 
 /// `[keys]`.
@@ -230,6 +237,13 @@ pub struct ConsoleSection {
     /// "console", not as a person).
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Host names (`name` or `name:port`) the console answers to besides loopback ones.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    /// The console listens beyond loopback only behind a reverse proxy that terminates TLS;
+    /// this says one is there.
+    #[serde(default)]
+    pub behind_tls_proxy: bool,
 }
 
 impl Default for ConsoleSection {
@@ -238,12 +252,40 @@ impl Default for ConsoleSection {
             listen: default_console(),
             staff: None,
             allow_anonymous: false,
+            server_names: Vec::new(),
+            behind_tls_proxy: false,
         }
     }
 }
 
 fn default_console() -> String {
     "127.0.0.1:8470".into()
+}
+
+/// `[admin]`: health and metrics endpoints, with no sign-in and nothing sensitive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Listen address, a port of its own (not the console's).
+    #[serde(default = "default_admin")]
+    pub listen: String,
+    /// Serve on a non-loopback address (for a monitoring server on the branch
+    /// network); refused unless set, as the endpoints have no sign-in.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: default_admin(),
+            allow_remote: false,
+        }
+    }
+}
+
+fn default_admin() -> String {
+    "127.0.0.1:8471".into()
 }
 
 /// Who starts a card.
@@ -425,6 +467,22 @@ impl StationConfig {
                 format!("'{url}' is not an http(s) URL"),
             ));
         }
+        if url.starts_with("http://") && !is_loopback_url(url) {
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                format!(
+                    "'{url}' is plain http to another machine: card orders and tokens would cross \
+                     the network in clear; use https"
+                ),
+            ));
+        }
+        if self.upstream.order_keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstream.order_keys",
+                "no order-signing key of the hub: copy the hub's public key (the sandbox serves it \
+                 at /sandbox/v1/keys as orderSigningKeys) into a file and list it here",
+            ));
+        }
         check_id("upstream.client_id", &self.upstream.client_id)?;
         check_id("upstream.kid", &self.upstream.kid)?;
         if let Some(p) = &self.pismo {
@@ -470,6 +528,7 @@ impl StationConfig {
             }
         }
         self.check_console()?;
+        self.check_admin()?;
         if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
             return Err(ConfigError::invalid(
                 "logging.level",
@@ -512,6 +571,39 @@ impl StationConfig {
             }
             _ => {}
         }
+        if !console.ip().is_loopback() && !self.console.behind_tls_proxy {
+            return Err(ConfigError::invalid(
+                "console.listen",
+                format!(
+                    "{console} is reachable from the network but the console has no TLS: put a \
+                     TLS reverse proxy in front and set console.behind_tls_proxy = true"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_admin(&self) -> Result<(), ConfigError> {
+        let admin = self
+            .admin
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::invalid("admin.listen", e.to_string()))?;
+        if !admin.ip().is_loopback() && !self.admin.allow_remote {
+            return Err(ConfigError::invalid(
+                "admin.allow_remote",
+                format!(
+                    "the admin endpoints have no sign-in: listen on loopback, not {admin}, \
+                     or set admin.allow_remote = true"
+                ),
+            ));
+        }
+        if self.console.listen.parse::<SocketAddr>().ok() == Some(admin) && admin.port() != 0 {
+            return Err(ConfigError::invalid(
+                "admin.listen",
+                format!("{admin} is the console's address; give the admin endpoints a port of their own"),
+            ));
+        }
         Ok(())
     }
 
@@ -527,11 +619,20 @@ impl StationConfig {
         if let Some(p) = &self.console.staff {
             let p = self.resolve(p);
             check_secret_file("console.staff", &p)?;
-            crate::console::staff::StaffFile::load(&p)
+            crate::staff::StaffFile::load(&p)
                 .map_err(|e| ConfigError::invalid("console.staff", e.to_string()))?;
         }
         if let Some(k) = &self.upstream.client_key {
             check_secret_file("upstream.client_key", &self.resolve(k))?;
+        }
+        for (i, p) in self.upstream.order_keys.iter().enumerate() {
+            let key = format!("upstream.order_keys[{i}]");
+            let path = self.resolve(p);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(&key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            crate::link::OrderVerifier::from_public_jwks(&[text])
+                .map_err(|e| ConfigError::invalid(&key, e.to_string()))?;
         }
         for (key, p) in [
             (
@@ -597,6 +698,20 @@ pub fn check_secret_file(key: &str, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether an `http://` URL points at this machine (127.0.0.0/8, `::1`, `localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +743,32 @@ mod tests {
             .check_values()
             .unwrap_err();
         assert!(err.to_string().starts_with("upstream.url:"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_is_refused() {
+        let text = example().replace("http://127.0.0.1:8480", "http://hub.bank.example:8480");
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("upstream.url:"), "{err}");
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_on_loopback_and_https_anywhere_are_accepted() {
+        for url in [
+            "http://localhost:8480",
+            "http://[::1]:8480/",
+            "https://hub.bank.example",
+        ] {
+            let text = example().replace("http://127.0.0.1:8480", url);
+            StationConfig::parse(&text)
+                .unwrap()
+                .check_values()
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 
     #[test]
@@ -699,6 +840,43 @@ mod tests {
             err.to_string().starts_with("console.allow_anonymous:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_console_on_the_network_needs_a_tls_proxy() {
+        let wide = example().replace("listen = \"127.0.0.1:8470\"", "listen = \"0.0.0.0:8470\"");
+        let err = StationConfig::parse(&wide)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("console.listen:"), "{err}");
+        let proxied = wide.replace("[console]\n", "[console]\nbehind_tls_proxy = true\n");
+        StationConfig::parse(&proxied)
+            .unwrap()
+            .check_values()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_admin_endpoints_default_to_loopback_on_a_port_of_their_own() {
+        let cfg = StationConfig::parse(&example()).unwrap();
+        assert_eq!(cfg.admin.listen, "127.0.0.1:8471");
+        assert!(!cfg.admin.allow_remote);
+    }
+
+    #[test]
+    fn admin_endpoints_off_loopback_need_an_explicit_choice() {
+        let text = example().replace("listen = \"127.0.0.1:8471\"", "listen = \"0.0.0.0:8471\"");
+        let err = StationConfig::parse(&text)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("admin.allow_remote:"), "{err}");
+        let allowed = text.replace("# allow_remote = true", "allow_remote = true");
+        StationConfig::parse(&allowed)
+            .unwrap()
+            .check_values()
+            .unwrap();
     }
 
     #[test]

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::emv::keystore::write_dev_keystore;
 use crate::order::jwe::generate_p256_keypair;
 use crate::sandbox::config::{SandboxFile, StationEntry};
 use crate::sandbox::keys::{generate_es256_jwk, write_private, write_public};
 use crate::sandbox::state::init_state;
+use station_emv::keys::write_dev_keystore;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
     )
     .map_err(|e| e.to_string())?;
     let staff = dir.join("staff.toml");
-    let mut accounts = crate::console::staff::StaffFile::default();
+    let mut accounts = crate::staff::StaffFile::default();
     accounts
         .set(DEV_STAFF_ID, "Development staff", DEV_STAFF_PIN)
         .and_then(|_| accounts.save(&staff))
@@ -84,7 +84,7 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
     let text = format!(
         "# Development station (keys init --dev). Not for production.\n\
          [station]\nperso_station = \"{station}\"\nissuer_id = \"{issuer}\"\n\n\
-         [upstream]\nurl = \"{url}\"\nclient_id = \"{client_id}\"\nkid = \"{link_kid}\"\nsigning_key = \"keys/link-es256.jwk\"\n\n\
+         [upstream]\nurl = \"{url}\"\nclient_id = \"{client_id}\"\nkid = \"{link_kid}\"\nsigning_key = \"keys/link-es256.jwk\"\n{order_keys}\n\
          [keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\nkeystore = \"keys/{keystore_name}\"\n\n\
          [[devices.line]]\nname = \"line-1\"\n\n[devices.line.printer]\ndevice = \"{printer}\"\n\n\
          [devices.line.encoder]\nreader = \"{reader}\"\n\n\
@@ -98,10 +98,18 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
         printer = o.printer,
         reader = o.reader,
         policy = o.policy,
+        order_keys = if o.hub_state.is_some() {
+            "order_keys = [\"keys/hub-orders.public.jwk\"]\n"
+        } else {
+            "# order_keys = [\"keys/hub-orders.public.jwk\"]: the hub's order-signing public key, required\n"
+        },
     );
     std::fs::write(&config, text).map_err(|e| io(&config, e))?;
     if let Some(hub) = &o.hub_state {
         let files = init_state(hub).map_err(|e| e.to_string())?;
+        let signing = crate::sandbox::keys::read_text(&files.order_signing_public_jwk)
+            .map_err(|e| e.to_string())?;
+        write_public(&keys.join("hub-orders.public.jwk"), &signing).map_err(|e| e.to_string())?;
         let mut file = files.load_config().map_err(|e| e.to_string())?;
         file.stations.retain(|s| s.perso_station != o.station);
         file.stations.push(StationEntry {

@@ -7,38 +7,11 @@
 
 use std::io::{self, Write};
 
+use station_emv::card_data::{luhn_ok, mask_digits};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-
-/// Masks a digit string as first 6 ‖ `*`… ‖ last 4; strings too short to keep
-/// both ends are masked entirely.
-pub fn mask_digits(digits: &str) -> String {
-    let n = digits.chars().count();
-    if n < 12 {
-        return "*".repeat(n);
-    }
-    let head: String = digits.chars().take(6).collect();
-    let tail: String = digits.chars().skip(n - 4).collect();
-    format!("{head}{}{tail}", "*".repeat(n - 10))
-}
-
-/// Luhn (mod 10) check over ASCII digits.
-pub fn luhn_ok(digits: &[u8]) -> bool {
-    let mut sum = 0u32;
-    for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = (d - b'0') as u32;
-        if i % 2 == 1 {
-            v *= 2;
-            if v > 9 {
-                v -= 9;
-            }
-        }
-        sum += v;
-    }
-    sum % 10 == 0
-}
 
 /// Masks every run of 12–19 ASCII digits that passes Luhn (a PAN-shaped number).
 pub fn scrub(line: &[u8]) -> Vec<u8> {

@@ -57,6 +57,8 @@ fn a_dev_key_set_passes_check_config() {
         d.to_str().unwrap(),
         "--station",
         "BR-CLI-01",
+        "--hub-state",
+        dir.path().join("hub").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("NOT for production"));
@@ -67,6 +69,28 @@ fn a_dev_key_set_passes_check_config() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("configuration OK"));
+}
+
+#[test]
+fn a_dev_key_set_without_a_hub_names_the_missing_order_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("station");
+    let (code, _, err) = run(&[
+        "keys",
+        "init",
+        "--dev",
+        d.to_str().unwrap(),
+        "--station",
+        "BR-CLI-01",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "check-config",
+        "--config",
+        d.join("station.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("upstream.order_keys"), "{err}");
 }
 
 #[test]

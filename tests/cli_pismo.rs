@@ -25,7 +25,17 @@ fn agent(args: &[&str]) -> (i32, String, String) {
 /// A development station configuration in `dir`, with `[pismo]` when `hub` is given.
 fn station_config(dir: &std::path::Path, hub: Option<&TestHub>) -> String {
     let dev = dir.join("dev");
-    let (code, _, err) = agent(&["keys", "init", "--dev", dev.to_str().unwrap()]);
+    // A hub state of its own gives the configuration the hub's order-signing key it
+    // requires; `pismo request` itself never talks to the D1 hub.
+    let hub_state = dir.join("hub-state");
+    let (code, _, err) = agent(&[
+        "keys",
+        "init",
+        "--dev",
+        dev.to_str().unwrap(),
+        "--hub-state",
+        hub_state.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let cfg = dev.join("station.toml");
     if let Some(hub) = hub {

@@ -13,6 +13,20 @@ use station_agent::pismo::PismoSection;
 use station_agent::sandbox::pismo::dev_client;
 use station_agent::sandbox::StateFiles;
 
+/// A client that behaves like the console page: same Origin, JSON bodies.
+fn console_http(base: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::ORIGIN, base.parse().unwrap());
+    h.insert(
+        reqwest::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
 async fn sign_in(http: &reqwest::Client, base: &str) -> String {
     let r: Value = http
         .post(format!("{base}/api/session"))
@@ -52,7 +66,7 @@ async fn a_new_card_for_a_customer_shows_as_requested_at_pismo_at_once_then_wait
     let (_dir, b) = pismo_branch().await;
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
-    let http = reqwest::Client::new();
+    let http = console_http(&base);
     let token = sign_in(&http, &base).await;
     let settings: Value = http
         .get(format!("{base}/api/pismo"))
@@ -109,7 +123,14 @@ async fn a_new_card_for_a_customer_shows_as_requested_at_pismo_at_once_then_wait
         "Requested at Pismo — waiting for the embossing run"
     );
     assert!(last["cardId"].as_i64().is_some());
-    let steps = agent.pismo.as_ref().unwrap().store().steps(&id).unwrap();
+    let steps = agent
+        .pismo
+        .as_ref()
+        .unwrap()
+        .store()
+        .steps(&id)
+        .await
+        .unwrap();
     assert_eq!(steps[0].actor, DEV_STAFF_ID, "journaled under the staff id");
 }
 
@@ -118,7 +139,7 @@ async fn an_invalid_printed_name_is_refused_with_words_naming_the_field() {
     let (_dir, b) = pismo_branch().await;
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
-    let http = reqwest::Client::new();
+    let http = console_http(&base);
     let token = sign_in(&http, &base).await;
     let r = http
         .post(format!("{base}/api/pismo/requests"))
@@ -143,11 +164,36 @@ async fn pismo_requests_need_a_signed_in_member() {
     let (_dir, b) = pismo_branch().await;
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
-    let r = reqwest::Client::new()
+    let r = console_http(&base)
         .post(format!("{base}/api/pismo/requests"))
         .json(&json!({"customerId": "501", "printedName": "JANE DOE"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pismo_request_from_a_foreign_origin_is_refused_even_when_signed_in() {
+    let (_dir, b) = pismo_branch().await;
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let token = sign_in(&console_http(&base), &base).await;
+    let r = console_http("http://evil.example")
+        .post(format!("{base}/api/pismo/requests"))
+        .bearer_auth(&token)
+        .json(&json!({"customerId": "501", "printedName": "JANE DOE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let requests = agent
+        .pismo
+        .as_ref()
+        .unwrap()
+        .store()
+        .recent(10)
+        .await
+        .unwrap();
+    assert!(requests.is_empty(), "nothing journaled: {requests:?}");
 }

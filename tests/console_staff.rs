@@ -11,6 +11,20 @@ use serde_json::Value;
 use station_agent::devkit::{DEV_STAFF_ID, DEV_STAFF_PIN};
 use station_agent::job::state::JobState;
 
+/// A client that behaves like the console page: same Origin, JSON bodies.
+fn console_http(base: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::ORIGIN, base.parse().unwrap());
+    h.insert(
+        reqwest::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
 async fn sign_in(http: &reqwest::Client, base: &str) -> String {
     let r: Value = http
         .post(format!("{base}/api/session"))
@@ -30,7 +44,7 @@ async fn a_card_waits_for_staff_start_and_is_handed_over() {
     let (_dir, b) = branch("staff").await;
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
-    let http = reqwest::Client::new();
+    let http = console_http(&base);
     let page = http.get(&base).send().await.unwrap();
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     assert_eq!(page.headers()["cache-control"], "no-store");
@@ -153,7 +167,7 @@ async fn without_a_session_nothing_is_shown_or_done() {
     let (_dir, b) = branch("staff").await;
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
-    let http = reqwest::Client::new();
+    let http = console_http(&base);
     let posted = b.order(1).await;
     let op = posted[0].1.clone();
     wait_states(
@@ -198,5 +212,55 @@ async fn without_a_session_nothing_is_shown_or_done() {
         JobState::WaitingForStaff,
         "the card did not start"
     );
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_host_or_origin_is_refused_before_any_handler() {
+    let (_dir, b) = branch("staff").await;
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let port = agent.console_addr.port();
+    let plain = reqwest::Client::new();
+
+    // DNS rebinding: the attacker's name resolves to loopback, the browser sends it as Host.
+    let rebound = plain
+        .get(format!("{base}/api/session"))
+        .header("host", format!("attacker.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 421);
+
+    let cross_site = plain
+        .post(format!("{base}/api/session"))
+        .header("origin", "https://attacker.example")
+        .json(&serde_json::json!({"staff": DEV_STAFF_ID, "pin": DEV_STAFF_PIN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+
+    let no_origin = plain
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({"staff": DEV_STAFF_ID, "pin": DEV_STAFF_PIN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_origin.status(), 403);
+
+    // A form post (the one cross-site POST a browser sends without asking) is not JSON.
+    let form = plain
+        .post(format!("{base}/api/session"))
+        .header("origin", &base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("staff={DEV_STAFF_ID}&pin={DEV_STAFF_PIN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 403);
+
+    let same = console_http(&base);
+    assert!(!sign_in(&same, &base).await.is_empty());
     agent.shutdown().await;
 }

@@ -9,12 +9,13 @@ mod station;
 use std::sync::{Arc, Mutex};
 
 use station::{card_data, card_stock, dev_with_keys, order, Dev};
-use station_agent::emv::cps::{personalize, CpsError, PersoTarget};
-use station_agent::emv::dgi::{Dgi, DgiEncryption};
-use station_agent::emv::gp::{self, Command};
-use station_agent::emv::keystore::{write_dev_keystore, SoftwareKeyStore};
-use station_agent::emv::secure_channel::{HostChannel, ScError, ScpParams, SecurityLevel};
 use station_agent::job::production::PreparedJob;
+use station_emv::cps::{personalize, CpsError, PersoTarget};
+use station_emv::dgi::{Dgi, DgiEncryption};
+use station_emv::gp::host::HostChannel;
+use station_emv::gp::scp::{ScError, ScpParams, SecurityLevel};
+use station_emv::gp::{self, Command};
+use station_emv::keys::{write_dev_keystore, SoftwareKeyStore};
 use station_hal::ApduTransport;
 use station_sim::card::{AppState, InProcessTransport, SimCard, DEFAULT_ISD_AID};
 use time::macros::date;
@@ -115,7 +116,7 @@ async fn the_isd_path_leaves_the_card_as_the_direct_path_does() {
 }
 
 /// The ISD-SCP02 product's keys and C-MAC-only parameters.
-fn scp02(d: &Dev) -> (station_agent::emv::secure_channel::KeySource, ScpParams) {
+fn scp02(d: &Dev) -> (station_emv::gp::scp::KeySource, ScpParams) {
     let t = d.keystore.transport_keys("ISD-SCP02").unwrap();
     let params = ScpParams {
         protocol: t.protocol,

@@ -5,15 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use station_agent::emv::cps::{personalize, CpsError, PersoTarget};
-use station_agent::emv::cryptogram::{visa_cvn10, Cvn10Input};
-use station_agent::emv::dgi::{Dgi, DgiEncryption};
-use station_agent::emv::diversify::Diversification;
-use station_agent::emv::gp::{self, Command};
-use station_agent::emv::secure_channel::{
-    HostChannel, KeySource, Protocol, ScError, ScpParams, SecurityLevel, StaticKeys,
-};
-use station_agent::emv::tlv;
+use station_emv::cps::{personalize, CpsError, PersoTarget};
+use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::dgi::{Dgi, DgiEncryption};
+use station_emv::gp::diversify::Diversification;
+use station_emv::gp::host::HostChannel;
+use station_emv::gp::scp::{KeySource, Protocol, ScError, ScpParams, SecurityLevel, StaticKeys};
+use station_emv::gp::{self, Command};
+use station_emv::tlv;
 use station_hal::ApduTransport;
 use station_sim::card::{AppState, Faults, InProcessTransport, SimCard, SimCardConfig};
 use zeroize::Zeroizing;
@@ -112,7 +111,7 @@ async fn perso(
     c: &Arc<Mutex<SimCard>>,
     keys: &KeySource,
     p: ScpParams,
-) -> Result<station_agent::emv::cps::PersoReport, CpsError> {
+) -> Result<station_emv::cps::PersoReport, CpsError> {
     let mut t = InProcessTransport::new(c.clone());
     personalize(&mut t, &target(), keys, p, &visa_dgis(), [7; 8]).await
 }

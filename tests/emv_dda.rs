@@ -3,13 +3,13 @@
 
 mod emv_support;
 
-use emv_support::{keys, lab, order, FakeCard};
-use station_agent::emv::dgi::DgiEncryption;
-use station_agent::emv::keystore::KeyIndex;
-use station_agent::emv::prep::{prepare, KeyIndexes};
-use station_agent::emv::profile::{Profile, ProfileError};
-use station_agent::emv::terminal::{read_card, TerminalParams};
-use station_agent::emv::verify::{verify_card, CardExpectations};
+use emv_support::{keys, lab, order, personalized_chip};
+use station_emv::data::prep::{prepare, KeyIndexes};
+use station_emv::data::profile::{Profile, ProfileError};
+use station_emv::dgi::DgiEncryption;
+use station_emv::keys::KeyIndex;
+use station_emv::terminal::verify::{verify_card, CardExpectations};
+use station_emv::terminal::{read_card, TerminalParams};
 
 const VISA: &str = include_str!("../config/emv/visa_vsdc_cvn10.toml");
 
@@ -61,7 +61,7 @@ async fn a_dda_card_reads_back_and_its_dynamic_signature_verifies() {
     let p = dda_profile();
     let input = order();
     let card = prepare(&input, &p, &dda_keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -83,7 +83,7 @@ async fn a_signature_over_other_terminal_data_fails_dda() {
     let p = dda_profile();
     let input = order();
     let card = prepare(&input, &p, &dda_keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -105,7 +105,7 @@ async fn a_signed_record_altered_after_certification_fails_dda() {
     let p = dda_profile();
     let input = order();
     let card = prepare(&input, &p, &dda_keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();

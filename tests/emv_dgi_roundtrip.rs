@@ -2,8 +2,8 @@
 //! arbitrary bytes never make the DGI or TLV parsers panic.
 
 use proptest::prelude::*;
-use station_agent::emv::dgi::{self, Dgi, DgiEncryption};
-use station_agent::emv::tlv;
+use station_emv::dgi::{self, Dgi, DgiEncryption};
+use station_emv::tlv;
 
 proptest! {
     #[test]

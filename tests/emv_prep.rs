@@ -4,10 +4,10 @@
 mod emv_support;
 
 use emv_support::{dev_keystore, keys, order, profile};
-use station_agent::emv::dgi::{self, Dgi, DgiEncryption};
-use station_agent::emv::keystore::{KeyIndex, KeyStore};
-use station_agent::emv::prep::{prepare, ChipDataModel, Model2Data, PrepError, PrepInput};
-use station_agent::emv::tlv;
+use station_emv::data::prep::{prepare, ChipDataModel, Model2Data, PrepError, PrepInput};
+use station_emv::dgi::{self, Dgi, DgiEncryption};
+use station_emv::keys::{KeyIndex, KeyStore};
+use station_emv::tlv;
 use station_hal::StaffFacing;
 use zeroize::Zeroizing;
 
@@ -92,9 +92,9 @@ fn chip_track_2_carries_the_icvv_and_the_stripe_the_cvv() {
     let (_d, ks) = dev_keystore();
     let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
     // Pattern {pvki}{pvv}{cvv}00000 without a PVV: 0 0000 then the CVV.
-    let pan = station_agent::emv::derive::Pan::new("4761739001010010").unwrap();
-    let exp = station_agent::emv::derive::YearMonth::parse("2811", "exp").unwrap();
-    let svc = |s: &str| station_agent::emv::derive::ServiceCode::new(s).unwrap();
+    let pan = station_emv::card_data::Pan::new("4761739001010010").unwrap();
+    let exp = station_emv::card_data::YearMonth::parse("2811").unwrap();
+    let svc = |s: &str| station_emv::data::derive::ServiceCode::new(s).unwrap();
     let icvv = ks.cvv(KeyIndex(1), &pan, exp, &svc("999")).unwrap();
     let cvv = ks.cvv(KeyIndex(1), &pan, exp, &svc("201")).unwrap();
     assert_eq!(

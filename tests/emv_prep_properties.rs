@@ -5,9 +5,9 @@ mod emv_support;
 
 use emv_support::{dev_keystore, keys, profile};
 use proptest::prelude::*;
-use station_agent::emv::derive::{Pan, YearMonth};
-use station_agent::emv::prep::{is_record_dgi, prepare, PrepInput};
-use station_agent::emv::tlv;
+use station_emv::card_data::{Pan, YearMonth};
+use station_emv::data::prep::{is_record_dgi, prepare, PrepInput};
+use station_emv::tlv;
 use zeroize::Zeroizing;
 
 fn card_data() -> impl Strategy<Value = (String, u8, u8, u8, String)> {
@@ -49,7 +49,7 @@ proptest! {
         prop_assert!(card.track2_equivalent.starts_with(&chip_prefix));
         let find = |tag| card.dgis.iter().filter(|d| is_record_dgi(d.id)).find_map(|d| tlv::find(&d.data, tag).unwrap());
         prop_assert_eq!(find(0x5A).unwrap(), Pan::new(&pan).unwrap().to_5a());
-        prop_assert_eq!(find(0x5F24).unwrap(), YearMonth::parse(&exp, "exp").unwrap().to_5f24());
+        prop_assert_eq!(find(0x5F24).unwrap(), YearMonth::parse(&exp).unwrap().to_5f24());
         prop_assert_eq!(find(0x5F20).unwrap(), name.into_bytes());
         let stripe = card.magstripe_track2.as_deref().unwrap();
         let stripe_prefix = format!("{pan}={exp}201");

@@ -1,13 +1,14 @@
-//! Terminal read-back and verification against a fake card built from prepared DGIs.
+//! Terminal read-back and verification against the simulated card personalized with prepared DGIs.
 
 mod emv_support;
 
-use emv_support::{dev_keystore, keys, order, profile, FakeCard};
-use station_agent::emv::keystore::KeyIndex;
-use station_agent::emv::prep::prepare;
-use station_agent::emv::terminal::{read_card, TerminalError, TerminalParams};
-use station_agent::emv::verify::{verify_card, CardExpectations, VerifyError};
+use emv_support::{dev_keystore, keys, order, personalized_chip, profile, sent};
+use station_emv::data::prep::prepare;
+use station_emv::keys::KeyIndex;
+use station_emv::terminal::verify::{verify_card, CardExpectations, VerifyError};
+use station_emv::terminal::{read_card, TerminalError, TerminalParams};
 use station_hal::StaffFacing;
+use station_sim::card::InProcessTransport;
 
 #[tokio::test]
 async fn a_card_prepared_from_either_profile_reads_back_and_verifies() {
@@ -16,7 +17,7 @@ async fn a_card_prepared_from_either_profile_reads_back_and_verifies() {
         let p = profile(name);
         let input = order();
         let card = prepare(&input, &p, &keys(), &ks).unwrap();
-        let mut chip = FakeCard::from_prepared(&card);
+        let mut chip = personalized_chip(&card);
         let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
             .await
             .unwrap();
@@ -31,10 +32,11 @@ async fn a_card_prepared_from_either_profile_reads_back_and_verifies() {
 #[tokio::test]
 async fn gpo_carries_pdol_data_only_when_the_card_has_a_pdol() {
     let (_d, ks) = dev_keystore();
-    let gpo_of = |chip: &FakeCard| chip.sent.iter().find(|c| c[1] == 0xA8).unwrap().clone();
+    let gpo_of =
+        |c: &InProcessTransport| sent(c).into_iter().find(|c| c[1] == 0xA8).unwrap().clone();
     // Visa profile: no PDOL → 83 00.
     let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -44,7 +46,7 @@ async fn gpo_carries_pdol_data_only_when_the_card_has_a_pdol() {
     );
     // Mastercard-style profile: PDOL 9F35 01 → terminal type 22.
     let card = prepare(&order(), &profile("mc_mchip_adv"), &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -58,11 +60,11 @@ async fn gpo_carries_pdol_data_only_when_the_card_has_a_pdol() {
 async fn generate_ac_asks_for_an_arqc_with_the_cdol1_data() {
     let (_d, ks) = dev_keystore();
     let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
-    let genac = chip.sent.iter().find(|c| c[1] == 0xAE).unwrap();
+    let genac = sent(&chip).into_iter().find(|c| c[1] == 0xAE).unwrap();
     let expect = [
         "80AE80001D",
         "000000001000",
@@ -87,7 +89,7 @@ async fn a_card_prepared_with_the_wrong_imk_index_fails_on_its_arqc() {
     let mut wrong = keys();
     wrong.derivation = KeyIndex(2);
     let card = prepare(&input, &p, &wrong, &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -106,7 +108,7 @@ async fn a_card_holding_another_name_fails_naming_5f20() {
     let (_d, ks) = dev_keystore();
     let p = profile("visa_vsdc_cvn10");
     let card = prepare(&order(), &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -125,7 +127,7 @@ async fn a_card_holding_another_pan_fails_with_masked_pans_only() {
     let (_d, ks) = dev_keystore();
     let p = profile("visa_vsdc_cvn10");
     let card = prepare(&order(), &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -149,7 +151,7 @@ async fn a_card_holding_another_pan_fails_with_masked_pans_only() {
 async fn a_card_that_does_not_know_the_aid_is_a_card_prod_exception() {
     let (_d, ks) = dev_keystore();
     let card = prepare(&order(), &profile("visa_vsdc_cvn10"), &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let e = read_card(
         &mut chip,
         &hex::decode("A0000000041010").unwrap(),
@@ -167,10 +169,10 @@ async fn a_card_that_does_not_know_the_aid_is_a_card_prod_exception() {
     assert_eq!(e.code(), "CARD_PROD_EXCEPTION");
 }
 
-/// The fake card behind a T=0 reader: every answer with data comes as `61xx` first
+/// The card behind a T=0 reader: every answer with data comes as `61xx` first
 /// and is fetched with GET RESPONSE, as PC/SC leaves it to the application.
 struct T0Reader {
-    card: FakeCard,
+    card: InProcessTransport,
     pending: Option<Vec<u8>>,
     get_responses: usize,
 }
@@ -203,7 +205,7 @@ async fn read_back_works_through_t0_get_response() {
     let input = order();
     let card = prepare(&input, &p, &keys(), &ks).unwrap();
     let mut reader = T0Reader {
-        card: FakeCard::from_prepared(&card),
+        card: personalized_chip(&card),
         pending: None,
         get_responses: 0,
     };
@@ -222,7 +224,7 @@ async fn other_terminal_data_still_verifies_because_the_arqc_is_recomputed_from_
     let p = profile("visa_vsdc_cvn10");
     let input = order();
     let card = prepare(&input, &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let params = TerminalParams {
         amount: [0, 0, 0, 0, 0x00, 0x01],
         date: [0x27, 0x02, 0x28],
@@ -240,7 +242,7 @@ async fn a_tampered_cryptogram_fails_verification() {
     let p = profile("visa_vsdc_cvn10");
     let input = order();
     let card = prepare(&input, &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -256,7 +258,7 @@ async fn a_card_that_declines_with_an_aac_fails_saying_so() {
     let p = profile("visa_vsdc_cvn10");
     let input = order();
     let card = prepare(&input, &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -272,7 +274,7 @@ async fn a_card_reporting_another_cryptogram_version_fails_naming_it() {
     let p = profile("visa_vsdc_cvn10");
     let input = order();
     let card = prepare(&input, &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -292,7 +294,7 @@ async fn a_card_with_a_used_pin_try_counter_fails() {
     let p = profile("visa_vsdc_cvn10");
     let input = order();
     let card = prepare(&input, &p, &keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();

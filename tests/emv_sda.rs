@@ -3,12 +3,12 @@
 
 mod emv_support;
 
-use emv_support::{keys, lab, order, FakeCard};
-use station_agent::emv::keystore::KeyIndex;
-use station_agent::emv::prep::{prepare, KeyIndexes};
-use station_agent::emv::profile::{Profile, ProfileError};
-use station_agent::emv::terminal::{read_card, TerminalParams};
-use station_agent::emv::verify::{verify_card, CardExpectations};
+use emv_support::{keys, lab, order, personalized_chip};
+use station_emv::data::prep::{prepare, KeyIndexes};
+use station_emv::data::profile::{Profile, ProfileError};
+use station_emv::keys::KeyIndex;
+use station_emv::terminal::verify::{verify_card, CardExpectations};
+use station_emv::terminal::{read_card, TerminalParams};
 use station_hal::StaffFacing;
 
 const VISA: &str = include_str!("../config/emv/visa_vsdc_cvn10.toml");
@@ -46,7 +46,7 @@ async fn an_sda_card_reads_back_and_its_signature_verifies() {
     assert_eq!(hex::encode_upper(p.afl()), "080101001001020118010200");
     let input = order();
     let card = prepare(&input, &p, &sda_keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -63,7 +63,7 @@ async fn an_sda_card_cannot_be_verified_without_its_ca_key() {
     let p = sda_profile();
     let input = order();
     let card = prepare(&input, &p, &sda_keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
@@ -83,7 +83,7 @@ async fn a_signed_record_altered_after_signing_fails_sda() {
     let p = sda_profile();
     let input = order();
     let card = prepare(&input, &p, &sda_keys(), &ks).unwrap();
-    let mut chip = FakeCard::from_prepared(&card);
+    let mut chip = personalized_chip(&card);
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();

@@ -1,10 +1,9 @@
 //! The published vectors (tests/fixtures/emv-gp-vectors.json) through the public API.
 
-use station_agent::emv::cryptogram::{visa_cvn10, Cvn10Input};
-use station_agent::emv::cvv::visa_cvv;
-use station_agent::emv::derive::{
-    key_check_value, option_a_icc_master_key, Pan, Psn, ServiceCode, YearMonth,
-};
+use station_emv::card_data::{Pan, YearMonth};
+use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::data::cvv::visa_cvv;
+use station_emv::data::derive::{key_check_value, option_a_icc_master_key, Psn, ServiceCode};
 
 fn vectors() -> serde_json::Value {
     let text = std::fs::read_to_string(concat!(
@@ -46,7 +45,7 @@ fn visa_cvv_matches_the_vector() {
         &h(v, "cvk_a"),
         &h(v, "cvk_b"),
         &Pan::new(s(v, "pan")).unwrap(),
-        YearMonth::parse(s(v, "exp_yymm"), "exp").unwrap(),
+        YearMonth::parse(s(v, "exp_yymm")).unwrap(),
         &ServiceCode::new(s(v, "service_code")).unwrap(),
     )
     .unwrap();

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hil::{serial, vpcd_port, Inserted, SLOT0};
-use station_agent::emv::cps::{personalize, PersoTarget};
-use station_agent::emv::dgi::{Dgi, DgiEncryption};
-use station_agent::emv::secure_channel::{KeySource, ScpParams, SecurityLevel};
+use station_emv::cps::{personalize, PersoTarget};
+use station_emv::dgi::{Dgi, DgiEncryption};
+use station_emv::gp::scp::{KeySource, ScpParams, SecurityLevel};
 use station_hal::{StaffFacing, TransportError};
 use station_pcsc::{PcscEncoder, ReaderConfig};
 use station_sim::card::{AppState, KeyFile, SimCard, SimCardConfig};

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hil::{serial, vpcd_port, Inserted, SLOT0};
-use station_agent::emv::cps::{personalize, PersoTarget};
-use station_agent::emv::cryptogram::{visa_cvn10, Cvn10Input};
-use station_agent::emv::dgi::{Dgi, DgiEncryption};
-use station_agent::emv::gp;
-use station_agent::emv::secure_channel::{KeySource, Protocol, ScpParams, SecurityLevel};
-use station_agent::emv::tlv;
+use station_emv::cps::{personalize, PersoTarget};
+use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::dgi::{Dgi, DgiEncryption};
+use station_emv::gp;
+use station_emv::gp::scp::{KeySource, Protocol, ScpParams, SecurityLevel};
+use station_emv::tlv;
 use station_hal::ApduTransport;
 use station_pcsc::{PcscEncoder, ReaderConfig};
 use station_sim::card::{AppState, KeyFile, SimCard, DEFAULT_ISD_AID};

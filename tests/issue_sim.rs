@@ -55,7 +55,7 @@ async fn a_card_personalized_with_another_imk_fails_verification() {
     let card = Arc::new(Mutex::new(SimCard::new(card_stock(&d, "DEV-VISA"))));
     let mut t = InProcessTransport::new(card.clone());
     d.production.personalize(&mut t, &job).await.unwrap();
-    job.derivation_index = station_agent::emv::keystore::KeyIndex(1);
+    job.derivation_index = station_emv::keys::KeyIndex(1);
     let e = d.production.verify(&mut t, &job).await.unwrap_err();
     assert_eq!(e.code, "CARD_PROD_EXCEPTION");
     assert!(e.reason.contains("ARQC"), "{e}");
@@ -89,7 +89,7 @@ async fn the_stripe_agrees_with_the_chips_track_2_equivalent() {
     // Tag 57 as the personalized chip holds it, in the records.
     let chip_57 = (0x0101u16..0x0120)
         .filter_map(|id| card.lock().unwrap().dgi(id).map(|r| r.to_vec()))
-        .find_map(|r| station_agent::emv::tlv::find(&r, 0x57).ok().flatten())
+        .find_map(|r| station_emv::tlv::find(&r, 0x57).ok().flatten())
         .expect("tag 57 in a record");
     let chip = hex::encode_upper(chip_57);
     let chip = chip.trim_end_matches('F');

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use station_agent::job::state::JobState;
 use station_agent::journal::{Journal, NewJob, Resolution};
-use station_sim::branch::{branch_with_lines, wait_states, STATION};
+use station_branch::{branch_with_lines, wait_states, STATION};
 use station_sim::printer::Timing;
 
 fn timing() -> Timing {

@@ -4,7 +4,7 @@ mod link_common;
 
 use link_common::{client, start, MemOutbox, Upstream};
 use station_agent::link::outbox::{EventSender, Outbox, SenderOptions};
-use station_agent::link::{Backoff, LinkError};
+use station_agent::link::{Backoff, LinkClient, LinkConfig, LinkError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -214,6 +214,31 @@ async fn the_long_poll_returns_the_station_orders() {
     assert_eq!(orders[0].order["persoStation"], "ST-1");
 }
 
+#[tokio::test]
+async fn an_order_not_signed_by_a_configured_hub_key_is_not_handed_on() {
+    let up = Arc::new(Upstream::default());
+    let addr = start(up).await;
+    let (_, other_public) =
+        station_agent::sandbox::keys::generate_es256_jwk("test-hub-orders-1").unwrap();
+    let c = LinkClient::new(LinkConfig {
+        base_url: format!("http://{addr}"),
+        token_url: format!("http://{addr}/oauth2/token"),
+        station_id: "ST-1".into(),
+        credential: link_common::station_credential(),
+        tls: station_agent::link::TlsFiles::default(),
+        request_timeout: Duration::from_secs(5),
+        order_keys: station_agent::link::OrderVerifier::from_public_jwks(&[other_public]).unwrap(),
+    })
+    .unwrap();
+
+    let orders = c.poll_orders(Duration::from_secs(1)).await.unwrap();
+
+    assert!(
+        orders.is_empty(),
+        "an order signed by another key was accepted"
+    );
+}
+
 fn heartbeat() -> station_agent::link::Heartbeat {
     station_agent::link::Heartbeat {
         time: "2026-11-23T00:00:00Z".into(),
@@ -354,6 +379,11 @@ async fn the_link_is_built_from_the_station_configuration() {
     std::fs::create_dir(dir.path().join("keys")).unwrap();
     let (private, _) = station_agent::sandbox::keys::generate_es256_jwk("link-BR-0042-01").unwrap();
     std::fs::write(dir.path().join("keys/link-es256.jwk"), private.as_str()).unwrap();
+    std::fs::write(
+        dir.path().join("keys/hub-orders.public.jwk"),
+        &link_common::order_signing_keys().1,
+    )
+    .unwrap();
     let config =
         station_agent::config::StationConfig::load(&dir.path().join("station.toml")).unwrap();
 

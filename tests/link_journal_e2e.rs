@@ -35,6 +35,7 @@ async fn a_produced_card_is_reported_from_the_journal_to_the_hub() {
             .unwrap(),
             tls: TlsFiles::default(),
             request_timeout: Duration::from_secs(5),
+            order_keys: hub.order_verifier(),
         })
         .unwrap(),
     );

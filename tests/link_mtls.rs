@@ -122,6 +122,7 @@ fn tls_client(addr: SocketAddr, tls: TlsFiles) -> LinkClient {
         credential: station_credential(),
         tls,
         request_timeout: Duration::from_secs(5),
+        order_keys: link_common::order_verifier(),
     })
     .unwrap()
 }

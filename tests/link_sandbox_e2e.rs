@@ -36,6 +36,7 @@ async fn a_station_polls_its_order_and_reports_it_produced() {
             .unwrap(),
             tls: TlsFiles::default(),
             request_timeout: Duration::from_secs(5),
+            order_keys: hub.order_verifier(),
         })
         .unwrap(),
     );

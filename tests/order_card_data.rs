@@ -3,9 +3,10 @@
 use josekit::jwe::{self, JweHeader, ECDH_ES};
 use josekit::jwk::Jwk;
 use serde_json::{json, Value};
-use station_agent::emv::dgi::DgiEncryption;
 use station_agent::order::jwe::{encrypt_json, generate_p256_keypair, KeyringError};
-use station_agent::order::{CardData, D1Error, D1ErrorCode, Pan, StationKeyring};
+use station_agent::order::{CardData, D1Error, D1ErrorCode, StationKeyring};
+use station_emv::card_data::Pan;
+use station_emv::dgi::DgiEncryption;
 use time::macros::date;
 use time::Date;
 

@@ -63,7 +63,7 @@ fn settings(deadline: Duration) -> CounterSettings {
 
 /// A desk on the station journal in `dir` (a new desk = the agent after a restart).
 fn desk(hub: &TestHub, dir: &std::path::Path, deadline: Duration) -> Arc<PismoDesk> {
-    let store = Arc::new(RequestStore::open(&dir.join("journal.sqlite")).unwrap());
+    let store = RequestStore::open(&dir.join("journal.sqlite")).unwrap();
     Arc::new(PismoDesk::new(
         client(&hub.handle.base_url(), hub),
         store,
@@ -97,7 +97,7 @@ async fn a_counter_request_ends_as_an_order_at_the_station_for_the_pismo_card() 
     let card = r.card_id.unwrap();
     let order = order_for(&hub, card, None).await;
     assert_eq!(order["order"]["persoStation"], STATION);
-    let steps = desk.store().steps(&r.request_id).unwrap();
+    let steps = desk.store().steps(&r.request_id).await.unwrap();
     let names: Vec<_> = steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(names, ["requested", "created", "queued", "run_started"]);
     assert!(steps[1..].iter().all(|s| s.card_id == Some(card)));
@@ -114,7 +114,7 @@ async fn an_invalid_printed_name_is_refused_before_anything_is_journaled_or_sent
         .unwrap_err();
     assert_eq!(e.code(), "PISMO_FIELD");
     assert!(e.to_string().contains("printed name"));
-    assert!(desk.store().recent(10).unwrap().is_empty());
+    assert!(desk.store().recent(10).await.unwrap().is_empty());
     assert!(hub.handle.pismo().store.cards().unwrap().is_empty());
 }
 
@@ -145,7 +145,7 @@ async fn a_restart_between_create_and_add_completes_the_request_with_the_same_ca
     assert_eq!(after.resume_all().await.unwrap(), 1);
     let mut done = None;
     for _ in 0..100 {
-        let now = after.store().get(&r.request_id).unwrap().unwrap();
+        let now = after.store().get(&r.request_id).await.unwrap().unwrap();
         if now.step == RequestStep::RunStarted {
             done = Some(now);
             break;
@@ -173,7 +173,7 @@ async fn a_card_not_ready_by_the_deadline_leaves_the_request_retryable_and_a_lat
         .unwrap();
     let e = impatient.drive(&r.request_id).await.unwrap_err();
     assert!(matches!(e, PismoError::IngressTimeout { .. }), "{e:?}");
-    let stuck = impatient.store().get(&r.request_id).unwrap().unwrap();
+    let stuck = impatient.store().get(&r.request_id).await.unwrap().unwrap();
     assert_eq!(stuck.step, RequestStep::Created);
     assert!(stuck.message.unwrap().contains("not made card"));
     let patient = desk(&hub, dir.path(), Duration::from_secs(10));
@@ -200,7 +200,7 @@ async fn a_second_request_for_a_customer_with_an_active_card_is_refused_with_wor
         desk.drive(&second.request_id).await.unwrap_err(),
         PismoError::Duplicate
     );
-    let r = desk.store().get(&second.request_id).unwrap().unwrap();
+    let r = desk.store().get(&second.request_id).await.unwrap().unwrap();
     assert_eq!(r.step, RequestStep::Refused);
     assert!(r
         .message
@@ -212,7 +212,7 @@ async fn a_second_request_for_a_customer_with_an_active_card_is_refused_with_wor
 async fn pismo_unreachable_leaves_the_request_journaled_and_retryable() {
     let hub = hub(200).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(RequestStore::open(&dir.path().join("journal.sqlite")).unwrap());
+    let store = RequestStore::open(&dir.path().join("journal.sqlite")).unwrap();
     let offline = PismoDesk::new(
         client("http://127.0.0.1:9", &hub),
         store,
@@ -224,7 +224,7 @@ async fn pismo_unreachable_leaves_the_request_journaled_and_retryable() {
         .unwrap();
     let e = offline.drive(&r.request_id).await.unwrap_err();
     assert!(matches!(e, PismoError::Unreachable { .. }), "{e:?}");
-    let kept = offline.store().get(&r.request_id).unwrap().unwrap();
+    let kept = offline.store().get(&r.request_id).await.unwrap().unwrap();
     assert_eq!(kept.step, RequestStep::Requested);
     assert!(kept.message.unwrap().contains("will be tried again"));
     let online = desk(&hub, dir.path(), Duration::from_secs(10));

@@ -4,7 +4,8 @@ mod sandbox_common;
 
 use sandbox_common::{keyring_decrypt, TestHub, STATION};
 use serde_json::Value;
-use station_agent::sandbox::client::{luhn_valid, post_sample_orders, SAMPLE_BIN};
+use station_agent::sandbox::client::{post_sample_orders, SAMPLE_BIN};
+use station_emv::card_data::luhn_valid;
 
 #[tokio::test]
 async fn sample_orders_reach_the_station_with_valid_test_card_data() {

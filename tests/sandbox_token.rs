@@ -24,6 +24,26 @@ async fn exchange(hub: &TestHub, assertion: &str) -> (u16, Value) {
 
 /// An assertion signed with the dev issuer key, with chosen kid and times.
 fn assertion(hub: &TestHub, kid: &str, iat: SystemTime, exp: SystemTime) -> String {
+    let aud = hub.url("/oauth2/token");
+    assertion_with(
+        hub,
+        kid,
+        iat,
+        exp,
+        Some(&aud),
+        Some(uuid::Uuid::new_v4().to_string()),
+    )
+}
+
+/// An assertion with a chosen `aud` and `jti` (either may be left out).
+fn assertion_with(
+    hub: &TestHub,
+    kid: &str,
+    iat: SystemTime,
+    exp: SystemTime,
+    aud: Option<&str>,
+    jti: Option<String>,
+) -> String {
     let dev = hub.files.load_dev_issuer().unwrap();
     let mut signer = ES256
         .signer_from_jwk(&Jwk::from_bytes(dev.private_jwk.as_bytes()).unwrap())
@@ -37,7 +57,12 @@ fn assertion(hub: &TestHub, kid: &str, iat: SystemTime, exp: SystemTime) -> Stri
     claims.set_subject(dev.issuer_id.clone());
     claims.set_issued_at(&iat);
     claims.set_expires_at(&exp);
-    claims.set_jwt_id(uuid::Uuid::new_v4().to_string());
+    if let Some(jti) = jti {
+        claims.set_jwt_id(jti);
+    }
+    if let Some(aud) = aud {
+        claims.set_audience(vec![aud.to_string()]);
+    }
     jwt::encode_with_signer(&claims, &header, &signer).unwrap()
 }
 
@@ -111,6 +136,61 @@ async fn a_replayed_assertion_is_refused() {
 }
 
 #[tokio::test]
+async fn an_assertion_without_an_audience_is_refused() {
+    let hub = TestHub::start().await;
+    let now = SystemTime::now();
+    let jti = Some(uuid::Uuid::new_v4().to_string());
+    let a = assertion_with(
+        &hub,
+        &dev_kid(&hub),
+        now,
+        now + Duration::from_secs(300),
+        None,
+        jti,
+    );
+
+    let (status, body) = exchange(&hub, &a).await;
+
+    assert_eq!(status, 401);
+    assert_eq!(body["errorCode"], "AUTHORIZER_UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn an_assertion_made_for_another_server_is_refused() {
+    let hub = TestHub::start().await;
+    let now = SystemTime::now();
+    let jti = Some(uuid::Uuid::new_v4().to_string());
+    let aud = Some("https://other-hub.example/oauth2/token");
+    let a = assertion_with(
+        &hub,
+        &dev_kid(&hub),
+        now,
+        now + Duration::from_secs(300),
+        aud,
+        jti,
+    );
+
+    assert_eq!(exchange(&hub, &a).await.0, 401);
+}
+
+#[tokio::test]
+async fn an_assertion_without_a_jti_is_refused() {
+    let hub = TestHub::start().await;
+    let now = SystemTime::now();
+    let aud = hub.url("/oauth2/token");
+    let a = assertion_with(
+        &hub,
+        &dev_kid(&hub),
+        now,
+        now + Duration::from_secs(300),
+        Some(&aud),
+        None,
+    );
+
+    assert_eq!(exchange(&hub, &a).await.0, 401);
+}
+
+#[tokio::test]
 async fn an_assertion_signed_by_another_key_under_a_registered_kid_is_refused() {
     let hub = TestHub::start().await;
     let (other, _) = station_agent::sandbox::keys::generate_es256_jwk(&dev_kid(&hub)).unwrap();
@@ -118,7 +198,11 @@ async fn an_assertion_signed_by_another_key_under_a_registered_kid_is_refused() 
         station_agent::link::ClientCredential::from_private_jwk("SANDBOX-ISSUER", &other, None)
             .unwrap();
     let a = cred
-        .assertion(SystemTime::now(), Duration::from_secs(300))
+        .assertion_for(
+            &hub.url("/oauth2/token"),
+            SystemTime::now(),
+            Duration::from_secs(300),
+        )
         .unwrap();
 
     let (status, _) = exchange(&hub, &a).await;

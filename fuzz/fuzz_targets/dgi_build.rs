@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use station_agent::emv::dgi::{self, Dgi, DgiEncryption};
-use station_agent::emv::prep::validate_dgis;
+use station_emv::dgi::{self, Dgi, DgiEncryption};
+use station_emv::data::prep::validate_dgis;
 
 fuzz_target!(|input: (Vec<(u16, Vec<u8>)>, Vec<u8>)| {
     let (items, raw) = input;

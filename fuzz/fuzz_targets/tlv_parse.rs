@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use station_agent::emv::tlv::{self, Tlv};
+use station_emv::tlv::{self, Tlv};
 
 fn check(objects: &[Tlv], depth: usize) {
     let mut wire = Vec::new();

@@ -2,8 +2,10 @@
 //!
 //! Staff sign in with their id and PIN (`staff`); every action is journaled under
 //! their id. It listens on loopback by default: branch staff use it on the
-//! workstation itself. Anything wider needs a reverse proxy with TLS in front.
+//! workstation itself. Anything wider needs a reverse proxy with TLS in front
+//! (`console.behind_tls_proxy`) and its name in `console.server_names` ([`origin`]).
 
+pub mod origin;
 pub mod pismo;
 pub mod staff;
 
@@ -19,9 +21,9 @@ use serde_json::json;
 
 use staff::{StaffDesk, StaffError, StaffMember};
 
+use crate::job::pipeline::StaffAction;
 use crate::job::pipeline::Station;
-use crate::job::state::JobState;
-use crate::journal::Resolution;
+use crate::journal::state::JobState;
 
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
@@ -118,15 +120,16 @@ struct Console {
     pismo: Option<Arc<crate::pismo::PismoDesk>>,
 }
 
-/// Builds the console router over a station.
-pub fn router(station: Arc<Station>, access: Access) -> Router {
-    router_with_pismo(station, access, None)
+/// Builds the console router over a station; it answers only to loopback names and `names`.
+pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames) -> Router {
+    router_with_pismo(station, access, names, None)
 }
 
 /// The console router, with the Pismo counter when the station has a `[pismo]` section.
 pub fn router_with_pismo(
     station: Arc<Station>,
     access: Access,
+    names: origin::ServerNames,
     pismo: Option<Arc<crate::pismo::PismoDesk>>,
 ) -> Router {
     Router::new()
@@ -156,6 +159,7 @@ pub fn router_with_pismo(
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{op}/{action}", post(act))
         .layer(axum::middleware::map_response(guard_headers))
+        .layer(axum::middleware::from_fn_with_state(names, origin::check))
         .with_state(Console {
             station,
             access: Arc::new(access),
@@ -273,7 +277,11 @@ async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
             }
         })
         .collect();
-    let parked = s.journal.parked_count().unwrap_or(0);
+    let parked = s
+        .journal_thread()
+        .call(|j| j.parked_count())
+        .await
+        .unwrap_or(0);
     let link = if parked == 0 {
         json!({"name": "Order hub", "ok": true, "message": "Reports up to date"})
     } else {
@@ -292,7 +300,7 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     if let Err(e) = who(&c, &headers) {
         return refusal(StatusCode::UNAUTHORIZED, &e);
     }
-    match c.station.journal.all_jobs(200) {
+    match c.station.journal_thread().call(|j| j.all_jobs(200)).await {
         Ok(list) => Json(
             list.into_iter()
                 .map(|j| JobView {
@@ -329,17 +337,19 @@ async fn act(
         Ok(m) => m,
         Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
     };
-    let s = &c.station;
-    let by = member.id.as_str();
-    let r = match action.as_str() {
-        "start" => s.start(&op, by),
-        "handover" => s.hand_over(&op, by),
-        "cancel" => s.cancel(&op, by),
-        "confirm" => s.resolve(&op, Resolution::Confirm, by),
-        "spoil" => s.resolve(&op, Resolution::Spoil, by),
-        _ => Err(format!("unknown action '{action}'")),
+    let by = member.id.clone();
+    let r: Result<&'static str, String> = match action.parse::<StaffAction>() {
+        // One durable journal write: on the blocking pool, not on a tokio worker.
+        Ok(a) => {
+            let (s, op, by) = (c.station.clone(), op.clone(), by.clone());
+            match tokio::task::spawn_blocking(move || s.act(&op, a, &by)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the action did not complete: {e}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
     };
-    tracing::info!(staff = by, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
+    tracing::info!(staff = %by, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
     match r {
         Ok(m) => (StatusCode::OK, Json(json!({ "message": m }))).into_response(),
         Err(m) => (StatusCode::CONFLICT, Json(json!({ "message": m }))).into_response(),

@@ -129,10 +129,10 @@ async fn settings(State(c): State<Console>, headers: HeaderMap) -> Response {
 }
 
 async fn jobs_of(c: &Console) -> Vec<Job> {
-    let station = c.station.clone();
-    tokio::task::spawn_blocking(move || station.journal.all_jobs(500).unwrap_or_default())
+    c.station
+        .journal_thread()
+        .call(|j| j.all_jobs(500).unwrap_or_default())
         .await
-        .unwrap_or_default()
 }
 
 async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
@@ -143,18 +143,16 @@ async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
         Ok(d) => d.clone(),
         Err(r) => return *r,
     };
-    let store = d.store().clone();
-    let requests = tokio::task::spawn_blocking(move || store.recent(100)).await;
+    let requests = d.store().recent(100).await;
     let jobs = jobs_of(&c).await;
     match requests {
-        Ok(Ok(list)) => Json(
+        Ok(list) => Json(
             list.into_iter()
                 .map(|r| view(r, &jobs, d.run_deadline()))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Ok(Err(e)) => pismo_refusal(&e),
-        Err(e) => pismo_refusal(&PismoError::Journal(e.to_string())),
+        Err(e) => pismo_refusal(&e),
     }
 }
 
@@ -217,14 +215,10 @@ async fn act(
     };
     let r = match action.as_str() {
         "again" => {
-            let store = d.store().clone();
-            let id2 = id.clone();
-            let current = tokio::task::spawn_blocking(move || store.get(&id2)).await;
-            let request = match current {
-                Ok(Ok(Some(r))) => r,
-                Ok(Ok(None)) => return pismo_refusal(&PismoError::UnknownRequest(id)),
-                Ok(Err(e)) => return pismo_refusal(&e),
-                Err(e) => return pismo_refusal(&PismoError::Journal(e.to_string())),
+            let request = match d.store().get(&id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return pismo_refusal(&PismoError::UnknownRequest(id)),
+                Err(e) => return pismo_refusal(&e),
             };
             let jobs = jobs_of(&c).await;
             if !may_make_again(&request, latest_job(&jobs, request.card_id)) {

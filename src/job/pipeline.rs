@@ -1,43 +1,38 @@
 //! The issuance pipeline: one producer per printer/encoder pair (a line), one card at
 //! a time on each.
 //!
-//! Two tasks share the journal: the preparer validates and decrypts received orders
-//! and prepares their chip, stripe and face ahead of time (at most [`READY_AHEAD`]
-//! held in memory), so the printer never waits on software; the producer moves one
-//! card through feed → chip station → personalize → verify → print and stripe →
-//! eject. Every state is written to the journal before the device step it
-//! authorizes; any failure once a card is fed sends it to the reject box and reports
+//! The preparer validates and decrypts received orders and prepares their chip, stripe
+//! and face once, ahead of time, so the printer never waits on software; a prepared
+//! card stays on the shelf ([`PreparedCards`]) until it is produced or cancelled, and
+//! at most [`PREPARED_PER_LINE`] per line are held (the rest wait, still `Received`).
+//! The producer moves one card through feed → chip station → personalize → verify →
+//! print and stripe → eject. Every state is written to the journal before the device
+//! step it authorizes — on the journal's own thread, never on a tokio worker; any
+//! failure once a card is fed sends it to the reject box and reports
 //! `CARD_PROD_EXCEPTION` with the reason; data problems report `DATA_EXCEPTION`
 //! before any card moves.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use station_hal::{CardPrinter, ChipEncoder, PrinterError, StaffFacing};
 use time::{Date, OffsetDateTime};
 use tokio::sync::{broadcast, watch, Notify};
 
+pub use super::prepared::PREPARED_PER_LINE;
+
+use super::claims::{LineClaims, StaffStarts};
+use super::line_health::LineBoard;
+use super::prepared::PreparedCards;
 use super::production::{PreparedJob, Production, Refusal};
-use super::state::JobState;
 use crate::config::StartPolicy;
-use crate::journal::{InsertOutcome, Journal, JournalError, NewJob, Resolution};
-
-/// Prepared cards held in memory ahead of each printer.
-pub const READY_AHEAD: usize = 2;
-
-/// Printer problem staff see while a card of the line is in doubt.
-const IN_DOUBT: &str =
-    "A card is in doubt after a restart: check the printer, then confirm or spoil it.";
-
-/// What staff must know about one line.
-#[derive(Debug, Clone, Default)]
-struct LineHealth {
-    /// Last device problem, cleared by the next good feed.
-    problem: Option<String>,
-    /// A card of this line is in doubt.
-    in_doubt: bool,
-}
+use crate::journal::state::JobState;
+use crate::journal::{
+    InsertOutcome, Job, Journal, JournalError, JournalThread, NewJob, Resolution,
+};
+use crate::order::D1ErrorCode;
 
 /// One step of one job, for the console and the demo's progress display.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,25 +55,73 @@ pub enum PipelineError {
     Journal(#[from] JournalError),
 }
 
-/// What a staff action did, in words for the console.
-pub type ActionResult = Result<String, String>;
+/// What staff can do to a card from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffAction {
+    /// Start a card waiting for staff.
+    Start,
+    /// The card was handed to the customer.
+    HandOver,
+    /// Cancel a card that has not started.
+    Cancel,
+    /// Decide on a card left in doubt by a restart.
+    Resolve(Resolution),
+}
 
-/// Shared state of a station: journal, queue wake-ups, staff starts, progress.
+/// A console action name that is not one of [`StaffAction`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action '{0}'")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for StaffAction {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "start" => StaffAction::Start,
+            "handover" => StaffAction::HandOver,
+            "cancel" => StaffAction::Cancel,
+            "confirm" => StaffAction::Resolve(Resolution::Confirm),
+            "spoil" => StaffAction::Resolve(Resolution::Spoil),
+            other => return Err(UnknownAction(other.to_string())),
+        })
+    }
+}
+
+/// Why a staff action was refused, in words for the console.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionRefused {
+    /// No job has this operationId.
+    #[error("No such card.")]
+    NoSuchCard,
+    /// The card is not waiting for staff.
+    #[error("This card cannot be started now ({0}).")]
+    NotStartable(&'static str),
+    /// The journal refused the move (or failed).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What a staff action did (a sentence for the console), or why it was refused.
+pub type ActionResult = Result<&'static str, ActionRefused>;
+
+/// Shared state of a station: the journal and the pieces the pipeline and the console
+/// share, each behind its own lock.
 pub struct Station {
-    /// The journal.
+    /// The journal, for synchronous callers (start-up, tools, tests); async code goes
+    /// through the journal thread.
     pub journal: Arc<Journal>,
+    desk: JournalThread,
     /// Production set-up.
     pub production: Arc<Production>,
     /// Who starts cards.
     pub policy: StartPolicy,
-    /// Orders staff have started, with who started them.
-    started: Mutex<HashMap<String, String>>,
-    ready: Mutex<HashMap<String, Arc<PreparedJob>>>,
-    /// Jobs a line has taken and not finished (so no other line takes them).
-    claimed: Mutex<HashSet<String>>,
+    starts: StaffStarts,
+    prepared: PreparedCards,
+    claims: LineClaims,
+    lines: LineBoard,
     wake: Notify,
     progress: broadcast::Sender<Progress>,
-    health: Mutex<BTreeMap<String, LineHealth>>,
     today: fn() -> Date,
 }
 
@@ -95,17 +138,23 @@ impl Station {
     ) -> Arc<Self> {
         let (progress, _) = broadcast::channel(1024);
         Arc::new(Station {
+            desk: JournalThread::start(journal.clone()),
             journal,
             production,
             policy,
-            started: Mutex::new(HashMap::new()),
-            ready: Mutex::new(HashMap::new()),
-            claimed: Mutex::new(HashSet::new()),
+            starts: StaffStarts::default(),
+            prepared: PreparedCards::default(),
+            claims: LineClaims::default(),
+            lines: LineBoard::default(),
             wake: Notify::new(),
             progress,
-            health: Mutex::new(BTreeMap::new()),
             today: utc_today,
         })
+    }
+
+    /// The journal thread, for async callers.
+    pub fn journal_thread(&self) -> &JournalThread {
+        &self.desk
     }
 
     /// Progress events from now on.
@@ -113,21 +162,15 @@ impl Station {
         self.progress.subscribe()
     }
 
+    /// Card preparations since the station started (one per card when nothing is
+    /// prepared twice).
+    pub fn preparations(&self) -> u64 {
+        self.prepared.preparations()
+    }
+
     /// Each line with the printer problem staff must fix, if any.
     pub fn lines(&self) -> Vec<(String, Option<String>)> {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(name, h)| {
-                let problem = if h.in_doubt {
-                    Some(IN_DOUBT.to_string())
-                } else {
-                    h.problem.clone()
-                };
-                (name.clone(), problem)
-            })
-            .collect()
+        self.lines.lines()
     }
 
     /// The first printer problem staff must fix on any line, if any.
@@ -135,17 +178,8 @@ impl Station {
         self.lines().into_iter().find_map(|(_, p)| p)
     }
 
-    fn with_health(&self, line: &str, f: impl FnOnce(&mut LineHealth)) {
-        f(self
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(line.to_string())
-            .or_default());
-    }
-
-    fn set_printer_problem(&self, line: &str, p: Option<String>) {
-        self.with_health(line, |h| h.problem = p);
+    fn capacity(&self) -> usize {
+        PREPARED_PER_LINE * self.lines.count().max(1)
     }
 
     fn emit(
@@ -163,100 +197,124 @@ impl Station {
         });
     }
 
-    fn transition(&self, op: &str, to: JobState, reason: Option<&str>) -> Result<(), JournalError> {
-        self.transition_by(op, to, reason, "agent")
-    }
-
-    fn transition_by(
+    async fn transition(
         &self,
         op: &str,
         to: JobState,
         reason: Option<&str>,
-        actor: &str,
     ) -> Result<(), JournalError> {
-        let job = self.journal.transition_by(op, to, reason, actor)?;
+        let (o, r) = (op.to_string(), reason.map(str::to_string));
+        let job = self
+            .desk
+            .call(move |j| j.transition(&o, to, r.as_deref()))
+            .await?;
         self.emit(op, to, job.masked_pan, reason.map(str::to_string));
         Ok(())
     }
 
-    /// Journals an order from the hub (idempotent on operationId) and wakes the pipeline.
+    /// Journals an order from the hub (idempotent on operationId) and wakes the
+    /// pipeline. Blocking: for synchronous callers; the link uses [`Station::intake_queued`].
     pub fn intake(&self, job: NewJob) -> Result<InsertOutcome, JournalError> {
         let op = job.operation_id.clone();
         let outcome = self.journal.insert_order(&job)?;
-        if outcome == InsertOutcome::Created {
-            self.emit(&op, JobState::Received, None, None);
+        self.intake_done(&op, &outcome);
+        Ok(outcome)
+    }
+
+    fn intake_done(&self, op: &str, outcome: &InsertOutcome) {
+        if *outcome == InsertOutcome::Created {
+            self.emit(op, JobState::Received, None, None);
             self.wake.notify_waiters();
         }
-        Ok(outcome)
+    }
+
+    /// Queues an order from the hub on the journal thread, in arrival order, without
+    /// waiting for the write (the hub offers an order again until it is journaled).
+    pub fn intake_queued(self: &Arc<Self>, job: NewJob) {
+        let station = self.clone();
+        self.desk.send(move |j| {
+            let op = job.operation_id.clone();
+            match j.insert_order(&job) {
+                Ok(outcome) => station.intake_done(&op, &outcome),
+                Err(e) => {
+                    tracing::error!(operation_id = %op, error = %e, "order not journaled; the hub will offer it again")
+                }
+            }
+        });
+    }
+
+    /// Performs a staff action on a card, journaled under `staff`. Blocking (one
+    /// journal write): the console calls it on the blocking pool.
+    pub fn act(&self, op: &str, action: StaffAction, staff: &str) -> ActionResult {
+        match action {
+            StaffAction::Start => match self.journal.job(op)? {
+                Some(j) if j.state == JobState::WaitingForStaff => {
+                    self.starts.record(op, staff);
+                    self.wake.notify_waiters();
+                    Ok("Card started.")
+                }
+                Some(j) => Err(ActionRefused::NotStartable(j.state.label())),
+                None => Err(ActionRefused::NoSuchCard),
+            },
+            StaffAction::HandOver => {
+                self.staff_transition(
+                    op,
+                    JobState::HandedOver,
+                    "handed over at the counter",
+                    staff,
+                )?;
+                Ok("Handed over.")
+            }
+            StaffAction::Cancel => {
+                self.prepared.discard(op);
+                self.starts.take(op);
+                self.staff_transition(op, JobState::Cancelled, "cancelled by staff", staff)?;
+                self.wake.notify_waiters();
+                Ok("Cancelled.")
+            }
+            StaffAction::Resolve(resolution) => {
+                let j = self.journal.resolve_in_doubt(op, resolution, staff)?;
+                self.emit(op, j.state, j.masked_pan, j.reason);
+                // Its line re-checks for cards in doubt and goes on when none is left.
+                self.wake.notify_waiters();
+                Ok(match resolution {
+                    Resolution::Confirm => "Card confirmed as good.",
+                    Resolution::Spoil => "Card recorded as spoiled.",
+                })
+            }
+        }
+    }
+
+    fn staff_transition(
+        &self,
+        op: &str,
+        to: JobState,
+        reason: &str,
+        staff: &str,
+    ) -> Result<(), JournalError> {
+        let job = self.journal.transition_by(op, to, Some(reason), staff)?;
+        self.emit(op, to, job.masked_pan, Some(reason.to_string()));
+        Ok(())
     }
 
     /// Staff start a card waiting for them; the feed is journaled as theirs.
     pub fn start(&self, op: &str, staff: &str) -> ActionResult {
-        match self.journal.job(op) {
-            Ok(Some(j)) if j.state == JobState::WaitingForStaff => {
-                self.started
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(op.to_string(), staff.to_string());
-                self.wake.notify_waiters();
-                Ok("Card started.".into())
-            }
-            Ok(Some(j)) => Err(format!(
-                "This card cannot be started now ({}).",
-                j.state.label()
-            )),
-            _ => Err("No such card.".into()),
-        }
+        self.act(op, StaffAction::Start, staff)
     }
 
     /// Staff handed the card over to the customer.
     pub fn hand_over(&self, op: &str, staff: &str) -> ActionResult {
-        self.transition_by(
-            op,
-            JobState::HandedOver,
-            Some("handed over at the counter"),
-            staff,
-        )
-        .map(|_| "Handed over.".to_string())
-        .map_err(|e| e.to_string())
+        self.act(op, StaffAction::HandOver, staff)
     }
 
     /// Staff cancel a card that has not started.
     pub fn cancel(&self, op: &str, staff: &str) -> ActionResult {
-        self.ready_remove(op);
-        self.started
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(op);
-        self.transition_by(op, JobState::Cancelled, Some("cancelled by staff"), staff)
-            .map(|_| "Cancelled.".to_string())
-            .map_err(|e| e.to_string())
+        self.act(op, StaffAction::Cancel, staff)
     }
 
     /// Staff decide on a card left in doubt by a restart.
     pub fn resolve(&self, op: &str, resolution: Resolution, staff: &str) -> ActionResult {
-        let j = self
-            .journal
-            .resolve_in_doubt(op, resolution, staff)
-            .map_err(|e| e.to_string())?;
-        self.emit(op, j.state, j.masked_pan, j.reason);
-        // Its line re-checks for cards in doubt and goes on when none is left.
-        self.wake.notify_waiters();
-        Ok(match resolution {
-            Resolution::Confirm => "Card confirmed as good.".into(),
-            Resolution::Spoil => "Card recorded as spoiled.".into(),
-        })
-    }
-
-    fn ready_remove(&self, op: &str) -> Option<Arc<PreparedJob>> {
-        self.ready
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(op)
-    }
-
-    fn ready_len(&self) -> usize {
-        self.ready.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.act(op, StaffAction::Resolve(resolution), staff)
     }
 
     async fn prepare_job(&self, order: serde_json::Value) -> Result<PreparedJob, Refusal> {
@@ -266,80 +324,116 @@ impl Station {
             .await
             .unwrap_or_else(|e| {
                 Err(Refusal::new(
-                    "INTERNAL_ERROR",
+                    D1ErrorCode::InternalError,
                     format!("preparation task: {e}"),
                 ))
             })
     }
 
-    /// One pass of the preparer: validates every received order and keeps the first
-    /// few prepared. Returns whether it did anything.
+    /// Whether a validated job may be fed now (automatic, or started by staff).
+    fn may_run(&self, job: &Job) -> bool {
+        match self.policy {
+            StartPolicy::Automatic => job.state == JobState::Validated,
+            StartPolicy::Staff => {
+                job.state == JobState::WaitingForStaff && self.starts.contains(&job.operation_id)
+            }
+        }
+    }
+
+    /// One pass of the preparer: prepares, once each and while the shelf has room,
+    /// first the validated cards that have none (after a restart; those staff started
+    /// first), then received orders (validating them). Returns whether it did anything.
     async fn prepare_pass(&self) -> Result<bool, PipelineError> {
+        let capacity = self.capacity();
         let mut did = false;
-        for job in self.journal.jobs(&[JobState::Received])? {
+        let pending = self
+            .desk
+            .call(|j| {
+                j.jobs(&[
+                    JobState::Validated,
+                    JobState::WaitingForStaff,
+                    JobState::Feeding,
+                ])
+            })
+            .await?;
+        // A card cancelled while it was being prepared leaves the shelf here (one being
+        // fed stays: an empty feeder sends it back to staff, prepared).
+        let keep: HashSet<&str> = pending.iter().map(|j| j.operation_id.as_str()).collect();
+        self.prepared.keep_only(&keep);
+        let (first, then): (Vec<Job>, Vec<Job>) = pending
+            .into_iter()
+            .filter(|j| j.state != JobState::Feeding)
+            .partition(|j| self.may_run(j));
+        for job in first.into_iter().chain(then) {
+            if !self.prepared.has_room(capacity) {
+                return Ok(did);
+            }
+            if !self.prepared.reserve(&job.operation_id, capacity) {
+                continue;
+            }
             did = true;
             match self.prepare_job(job.order_json.clone()).await {
                 Ok(p) => {
-                    self.journal
-                        .set_masked_pan(&job.operation_id, &p.masked_pan)?;
-                    self.transition(&job.operation_id, JobState::Validated, None)?;
-                    if self.policy == StartPolicy::Staff {
-                        self.transition(&job.operation_id, JobState::WaitingForStaff, None)?;
-                    }
-                    if self.ready_len() < READY_AHEAD {
-                        self.ready
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(job.operation_id.clone(), Arc::new(p));
-                    }
+                    self.prepared.put(&job.operation_id, p);
+                    self.wake.notify_waiters();
                 }
                 Err(r) => {
-                    tracing::warn!(operation_id = %job.operation_id, code = %r.code, "order refused");
-                    self.transition(&job.operation_id, JobState::Failed, Some(&r.to_string()))?;
+                    self.prepared.abandon(&job.operation_id);
+                    self.refuse(&job.operation_id, &r).await?;
                 }
             }
         }
-        // Top up the prepared cards of jobs next in line.
-        let next = self.runnable()?;
-        for job in next.into_iter().take(READY_AHEAD) {
-            if self.ready_len() >= READY_AHEAD {
-                break;
+        for job in self.desk.call(|j| j.jobs(&[JobState::Received])).await? {
+            if !self.prepared.reserve(&job.operation_id, capacity) {
+                if !self.prepared.has_room(capacity) {
+                    break;
+                }
+                continue;
             }
-            let has = self
-                .ready
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&job.operation_id);
-            if !has {
-                if let Ok(p) = self.prepare_job(job.order_json.clone()).await {
-                    self.ready
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(job.operation_id.clone(), Arc::new(p));
-                    did = true;
+            did = true;
+            let op = job.operation_id.clone();
+            match self.prepare_job(job.order_json.clone()).await {
+                Ok(p) => {
+                    let masked = p.masked_pan.clone();
+                    self.prepared.put(&op, p);
+                    match self.validate(&op, masked).await {
+                        Ok(()) => self.wake.notify_waiters(),
+                        // Cancelled while it was being prepared: not a pipeline stop.
+                        Err(JournalError::IllegalTransition { .. }) => self.prepared.discard(&op),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(r) => {
+                    self.prepared.abandon(&op);
+                    self.refuse(&op, &r).await?;
                 }
             }
         }
         Ok(did)
     }
 
-    /// Jobs the producer may take, oldest first.
-    fn runnable(&self) -> Result<Vec<crate::journal::Job>, JournalError> {
-        Ok(match self.policy {
-            StartPolicy::Automatic => self.journal.jobs(&[JobState::Validated])?,
-            StartPolicy::Staff => {
-                let started = self
-                    .started
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                self.journal
-                    .jobs(&[JobState::WaitingForStaff])?
-                    .into_iter()
-                    .filter(|j| started.contains_key(&j.operation_id))
-                    .collect()
-            }
-        })
+    async fn validate(&self, op: &str, masked_pan: String) -> Result<(), JournalError> {
+        let o = op.to_string();
+        self.desk
+            .call(move |j| j.set_masked_pan(&o, &masked_pan))
+            .await?;
+        self.transition(op, JobState::Validated, None).await?;
+        if self.policy == StartPolicy::Staff {
+            self.transition(op, JobState::WaitingForStaff, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn refuse(&self, op: &str, r: &Refusal) -> Result<(), JournalError> {
+        tracing::warn!(operation_id = %op, code = %r.code, "order refused");
+        match self
+            .transition(op, JobState::Failed, Some(&r.to_string()))
+            .await
+        {
+            // Cancelled meanwhile: nothing left to refuse.
+            Err(JournalError::IllegalTransition { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     /// Runs the preparer until `stop`.
@@ -362,26 +456,29 @@ impl Station {
         }
     }
 
-    /// The next job for a line: the oldest runnable one no other line has taken.
-    fn claim_next(&self) -> Result<Option<crate::journal::Job>, JournalError> {
+    /// The next job for a line: the oldest runnable, prepared one no other line has taken.
+    async fn claim_next(&self) -> Result<Option<Job>, JournalError> {
         // The list is read under the claim lock: a line releases its claim only after
         // the journal shows the job past the feed, so no line can act on a stale list.
-        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-        let runnable = self.runnable()?;
-        let next = runnable
+        let mut claimed = self.claims.lock().await;
+        let states = match self.policy {
+            StartPolicy::Automatic => JobState::Validated,
+            StartPolicy::Staff => JobState::WaitingForStaff,
+        };
+        let next = self
+            .desk
+            .call(move |j| j.jobs(&[states]))
+            .await?
             .into_iter()
-            .find(|j| !claimed.contains(&j.operation_id));
+            .find(|j| {
+                self.may_run(j)
+                    && !claimed.contains(&j.operation_id)
+                    && self.prepared.has(&j.operation_id)
+            });
         if let Some(j) = &next {
             claimed.insert(j.operation_id.clone());
         }
         Ok(next)
-    }
-
-    fn release_claim(&self, op: &str) {
-        self.claimed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(op);
     }
 
     /// Runs the producer of one line until `stop`.
@@ -391,47 +488,38 @@ impl Station {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
         let line = devices.line.clone();
-        self.with_health(&line, |_| {});
+        self.lines.register(&line);
         loop {
             let wake = self.wake.notified();
             // A card left in doubt by a restart may still be in this line's printer: no
             // new card is fed here until staff have looked and confirmed or spoiled it.
             // A card from before lines were recorded may be in any printer.
             let in_doubt = self
-                .journal
-                .jobs(&[JobState::InDoubt])?
+                .desk
+                .call(|j| j.jobs(&[JobState::InDoubt]))
+                .await?
                 .iter()
                 .any(|j| j.line.as_deref().map_or(true, |l| l == line));
-            self.with_health(&line, |h| h.in_doubt = in_doubt);
-            let next = if in_doubt { None } else { self.claim_next()? };
+            self.lines.set_in_doubt(&line, in_doubt);
+            let next = if in_doubt {
+                None
+            } else {
+                self.claim_next().await?
+            };
             match next {
                 Some(job) => {
-                    let prepared = match self.ready_remove(&job.operation_id) {
-                        Some(p) => p,
-                        None => match self.prepare_job(job.order_json.clone()).await {
-                            Ok(p) => Arc::new(p),
-                            Err(r) => {
-                                self.release_claim(&job.operation_id);
-                                self.transition(
-                                    &job.operation_id,
-                                    JobState::Failed,
-                                    Some(&r.to_string()),
-                                )?;
-                                continue;
-                            }
-                        },
+                    let op = job.operation_id;
+                    let Some(prepared) = self.prepared.get(&op) else {
+                        // Cancelled since the claim.
+                        self.claims.release(&op).await;
+                        continue;
                     };
-                    self.wake.notify_waiters();
-                    let starter = self
-                        .started
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&job.operation_id);
+                    let starter = self.starts.take(&op);
                     let actor = starter.as_deref().unwrap_or("agent");
-                    let made = self
-                        .produce(&mut devices, &job.operation_id, &prepared, actor)
-                        .await;
-                    self.release_claim(&job.operation_id);
+                    let made = self.produce(&mut devices, &op, &prepared, actor).await;
+                    self.claims.release(&op).await;
+                    // Room on the shelf, or a card back for staff: the preparer looks again.
+                    self.wake.notify_waiters();
                     made?;
                 }
                 None => {
@@ -449,7 +537,9 @@ impl Station {
     }
 
     /// Produces one card. Card problems end the job (spoiled, reported); only a
-    /// journal failure stops the pipeline.
+    /// journal failure stops the pipeline. The prepared card leaves the shelf when the
+    /// job ends (ejected, spoiled, or no longer waiting); it stays when the feeder was
+    /// empty, for the next try.
     /// `actor` is who set the card going: the staff member who pressed Start, or the agent.
     pub async fn produce(
         &self,
@@ -459,11 +549,13 @@ impl Station {
         actor: &str,
     ) -> Result<(), PipelineError> {
         let started = Instant::now();
-        let fed = match self.journal.feed(op, &d.line, actor) {
+        let (o, line, a) = (op.to_string(), d.line.clone(), actor.to_string());
+        let fed = match self.desk.call(move |j| j.feed(&o, &line, &a)).await {
             Ok(job) => job,
             // Staff cancelled it between the pick and the feed: no card moved.
             Err(JournalError::IllegalTransition { from, .. }) => {
                 tracing::info!(operation_id = %op, state = ?from, "order no longer waiting; not fed");
+                self.prepared.discard(op);
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -472,16 +564,17 @@ impl Station {
         if let Err(e) = d.printer.feed().await {
             if e == PrinterError::FeederEmpty {
                 // No card left the feeder: the order goes back to staff, nothing is spoiled.
-                self.set_printer_problem(&d.line, Some(e.staff_message()));
-                self.transition(op, JobState::WaitingForStaff, Some(&e.staff_message()))?;
+                self.lines.set_problem(&d.line, Some(e.staff_message()));
+                self.transition(op, JobState::WaitingForStaff, Some(&e.staff_message()))
+                    .await?;
                 return Ok(());
             }
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
-        self.set_printer_problem(&d.line, None);
-        self.transition(op, JobState::AtChipStation, None)?;
+        self.lines.set_problem(&d.line, None);
+        self.transition(op, JobState::AtChipStation, None).await?;
         if let Err(e) = d.printer.park_at_chip_station().await {
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
@@ -492,17 +585,17 @@ impl Station {
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
-        self.transition(op, JobState::Personalizing, None)?;
+        self.transition(op, JobState::Personalizing, None).await?;
         let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
             Ok(n) => n,
             Err(e) => return self.spoil(d, op, &format!("{}: {e}", e.code())).await,
         };
-        self.transition(op, JobState::Verifying, None)?;
+        self.transition(op, JobState::Verifying, None).await?;
         if let Err(r) = self.production.verify(d.encoder.as_mut(), job).await {
             return self.spoil(d, op, &r.to_string()).await;
         }
         d.encoder.release().await;
-        self.transition(op, JobState::Printing, None)?;
+        self.transition(op, JobState::Printing, None).await?;
         if let Err(e) = d.printer.print(&job.panels).await {
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
@@ -518,24 +611,26 @@ impl Station {
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
-        let ejected = self
-            .journal
-            .eject(op, apdus, started.elapsed().as_secs_f64())?;
+        self.prepared.discard(op);
+        let (o, seconds) = (op.to_string(), started.elapsed().as_secs_f64());
+        let ejected = self.desk.call(move |j| j.eject(&o, apdus, seconds)).await?;
         self.emit(op, JobState::Ejected, ejected.masked_pan, None);
         Ok(())
     }
 
     async fn spoil(&self, d: &mut Devices, op: &str, reason: &str) -> Result<(), PipelineError> {
+        self.prepared.discard(op);
         d.encoder.release().await;
         let reason = match d.printer.reject().await {
             Ok(()) => reason.to_string(),
             Err(e) => {
-                self.set_printer_problem(&d.line, Some(e.staff_message()));
+                self.lines.set_problem(&d.line, Some(e.staff_message()));
                 format!("{reason}; the card could not be sent to the reject box ({e}): remove it by hand and put it in the spoiled box")
             }
         };
         tracing::warn!(operation_id = %op, reason = %reason, "card spoiled");
-        self.transition(op, JobState::Spoiled, Some(&reason))?;
+        self.transition(op, JobState::Spoiled, Some(&reason))
+            .await?;
         Ok(())
     }
 }

@@ -9,16 +9,17 @@ use station_hal::{ApduTransport, MagTracks, PanelImage};
 use time::Date;
 use zeroize::Zeroizing;
 
-use crate::emv::cps::{personalize, CpsError, PersoTarget};
-use crate::emv::keystore::{KeyIndex, KeyStore, TransportKeySet};
-use crate::emv::prep::{prepare, KeyIndexes, Model2Data, PrepInput, PreparedCard};
-use crate::emv::profile::ProfileSet;
-use crate::emv::secure_channel::{ScpParams, SecurityLevel};
-use crate::emv::terminal::{read_card, TerminalParams};
-use crate::emv::verify::{verify_card, CardExpectations};
 use crate::order::{accept_for_station, CardData, D1ErrorCode, StationKeyring};
 use crate::plastic::face::{render_front, to_k_panel, FaceInput, Layout};
 use crate::plastic::magstripe;
+use station_emv::cps::{personalize, CpsError, PersoReport, PersoTarget};
+use station_emv::data::prep::{prepare, KeyIndexes, Model2Data, PrepInput, PreparedCard};
+use station_emv::data::profile::ProfileSet;
+use station_emv::dgi::Dgi;
+use station_emv::gp::scp::{ScpParams, SecurityLevel};
+use station_emv::keys::{KeyIndex, KeyStore, TransportKeySet};
+use station_emv::terminal::verify::{verify_card, CardExpectations};
+use station_emv::terminal::{read_card, TerminalParams};
 
 /// Why an order cannot be produced, as reported upstream: a D1 code and a reason
 /// that carries no card data.
@@ -26,22 +27,22 @@ use crate::plastic::magstripe;
 #[error("{code}: {reason}")]
 pub struct Refusal {
     /// D1 code (`FIELD_INVALID_FORMAT`, `CRYPTO_ERROR`, `DATA_EXCEPTION`, `CARD_PROD_EXCEPTION`…).
-    pub code: String,
+    pub code: D1ErrorCode,
     /// What is wrong, for staff and the issuer.
     pub reason: String,
 }
 
 impl Refusal {
     /// A refusal with a code and reason.
-    pub fn new(code: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(code: D1ErrorCode, reason: impl Into<String>) -> Self {
         Refusal {
-            code: code.into(),
+            code,
             reason: reason.into(),
         }
     }
 
     fn data(reason: impl Into<String>) -> Self {
-        Refusal::new("DATA_EXCEPTION", reason)
+        Refusal::new(D1ErrorCode::DataException, reason)
     }
 }
 
@@ -93,7 +94,7 @@ fn index(field: &str, v: Option<&String>) -> Result<Option<KeyIndex>, Refusal> {
     v.map(|s| {
         KeyIndex::parse(s).ok_or_else(|| {
             Refusal::new(
-                "FIELD_INVALID_FORMAT",
+                D1ErrorCode::FieldInvalidFormat,
                 format!("paymentApplication.{field}"),
             )
         })
@@ -167,11 +168,11 @@ impl Production {
     /// chip, stripe and face. No device is touched.
     pub fn prepare(&self, order: &serde_json::Value, today: Date) -> Result<PreparedJob, Refusal> {
         let instant = accept_for_station(order, &self.station_id)
-            .map_err(|e| Refusal::new(e.error_code.as_str(), e.error.clone()))?;
+            .map_err(|e| Refusal::new(e.error_code, e.error.clone()))?;
         let card = self
             .keyring
             .decrypt_card_data(&instant.encrypted_data, today)
-            .map_err(|e| Refusal::new(e.error_code.as_str(), e.error.clone()))?;
+            .map_err(|e| Refusal::new(e.error_code, e.error.clone()))?;
         let pa = &instant.payment_application;
         let profile = self.profiles.get(&pa.config).map_err(|e| {
             Refusal::data(format!("paymentApplication.config '{}': {e}", pa.config))
@@ -185,7 +186,7 @@ impl Production {
         };
         if derivation.is_none() && card.chip_data.is_none() {
             return Err(Refusal::new(
-                D1ErrorCode::FieldInvalidFormat.as_str(),
+                D1ErrorCode::FieldInvalidFormat,
                 "paymentApplication.derivationKeyIndex",
             ));
         }
@@ -238,23 +239,38 @@ impl Production {
         enc: &mut dyn ApduTransport,
         job: &PreparedJob,
     ) -> Result<u32, CpsError> {
-        let report = personalize(
+        let report = self
+            .write_chip(enc, &job.card.aid, &job.card.dgis, &job.transport)
+            .await?;
+        Ok(report.apdu_count)
+    }
+
+    /// Writes a DGI set into the application `aid` of the card under the card stock's
+    /// transport keys: the one personalization session the pipeline and the engineers'
+    /// `card perso` share.
+    pub async fn write_chip(
+        &self,
+        enc: &mut dyn ApduTransport,
+        aid: &[u8],
+        dgis: &[Dgi],
+        transport: &TransportKeySet,
+    ) -> Result<PersoReport, CpsError> {
+        personalize(
             enc,
             &PersoTarget {
-                aid: job.card.aid.clone(),
-                via_isd: job.transport.isd.clone(),
+                aid: aid.to_vec(),
+                via_isd: transport.isd.clone(),
             },
-            &job.transport.key_source(),
+            &transport.key_source(),
             ScpParams {
-                protocol: job.transport.protocol,
-                kvn: job.transport.kvn,
+                protocol: transport.protocol,
+                kvn: transport.kvn,
                 level: self.level,
             },
-            &job.card.dgis,
+            dgis,
             rand::random(),
         )
-        .await?;
-        Ok(report.apdu_count)
+        .await
     }
 
     /// Reads the chip as a terminal and checks it against the order, ARQC included.
@@ -265,13 +281,13 @@ impl Production {
     ) -> Result<(), Refusal> {
         let read = read_card(enc, &job.card.aid, &TerminalParams::default())
             .await
-            .map_err(|e| Refusal::new("CARD_PROD_EXCEPTION", format!("read-back: {e}")))?;
+            .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, format!("read-back: {e}")))?;
         verify_card(
             &read,
             &job.expectations,
             self.keystore.as_ref(),
             job.derivation_index,
         )
-        .map_err(|e| Refusal::new("CARD_PROD_EXCEPTION", e.to_string()))
+        .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, e.to_string()))
     }
 }

@@ -10,6 +10,10 @@
 //! and only a masked PAN is stored.
 
 mod migrations;
+pub mod state;
+mod thread;
+
+pub use thread::JournalThread;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -21,7 +25,7 @@ use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::job::state::{D1Status, JobState};
+use self::state::{D1Status, JobState};
 
 /// Why a journal operation failed.
 #[derive(Debug, Error)]
@@ -231,7 +235,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
 fn finish_job((mut job, state): (Job, String)) -> Result<Job, JournalError> {
     job.state = state
         .parse()
-        .map_err(|e: crate::job::state::UnknownState| JournalError::Corrupt(e.to_string()))?;
+        .map_err(|e: self::state::UnknownState| JournalError::Corrupt(e.to_string()))?;
     Ok(job)
 }
 
@@ -285,6 +289,12 @@ impl Journal {
         // A panic while holding the lock cannot leave SQLite half-written (transactions
         // roll back), so the connection stays usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the journal's connection, for the tables another module owns in the
+    /// journal (the Pismo counter requests); call it on the journal thread.
+    pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(&mut self.lock())
     }
 
     /// Reads a pragma, for diagnostics and tests.
@@ -533,7 +543,7 @@ impl Journal {
     /// After a restart: every job found with a card in the printer becomes `InDoubt`
     /// (returned, for staff); queued jobs stay queued. Nothing is re-run.
     pub fn recover_after_restart(&self) -> Result<Vec<Job>, JournalError> {
-        let in_printer: Vec<JobState> = crate::job::state::ALL_STATES
+        let in_printer: Vec<JobState> = self::state::ALL_STATES
             .into_iter()
             .filter(|s| s.is_hardware())
             .collect();
@@ -727,7 +737,7 @@ impl Journal {
 
 fn parse_state(s: &str) -> Result<JobState, JournalError> {
     s.parse()
-        .map_err(|e: crate::job::state::UnknownState| JournalError::Corrupt(e.to_string()))
+        .map_err(|e: self::state::UnknownState| JournalError::Corrupt(e.to_string()))
 }
 
 fn push_event(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::job::state::{JobState::*, ALL_STATES};
+use crate::journal::state::{JobState::*, ALL_STATES};
 use proptest::prelude::*;
 
 fn order(op: &str, card: &str) -> NewJob {

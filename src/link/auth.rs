@@ -93,6 +93,30 @@ impl ClientCredential {
 
     /// A signed client assertion issued at `now`, valid for `lifetime` (clamped to 15 min).
     pub fn assertion(&self, now: SystemTime, lifetime: Duration) -> Result<String, LinkError> {
+        self.assertion_with_audience(now, lifetime, self.audience.as_deref())
+    }
+
+    /// An assertion for the token endpoint at `token_url`: `aud` is the configured audience,
+    /// or that endpoint (RFC 7523 §3), so the assertion is good at this server only.
+    pub fn assertion_for(
+        &self,
+        token_url: &str,
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> Result<String, LinkError> {
+        self.assertion_with_audience(
+            now,
+            lifetime,
+            Some(self.audience.as_deref().unwrap_or(token_url)),
+        )
+    }
+
+    fn assertion_with_audience(
+        &self,
+        now: SystemTime,
+        lifetime: Duration,
+        audience: Option<&str>,
+    ) -> Result<String, LinkError> {
         let jwk = Jwk::from_bytes(self.private_jwk.as_bytes())
             .map_err(|_| LinkError::Credential("private key is not a JWK".into()))?;
         let mut signer = ES256
@@ -109,8 +133,8 @@ impl ClientCredential {
         claims.set_issued_at(&now);
         claims.set_expires_at(&(now + lifetime.min(MAX_ASSERTION_LIFETIME)));
         claims.set_jwt_id(uuid::Uuid::new_v4().to_string());
-        if let Some(aud) = &self.audience {
-            claims.set_audience(vec![aud.clone()]);
+        if let Some(aud) = audience {
+            claims.set_audience(vec![aud.to_string()]);
         }
         jwt::encode_with_signer(&claims, &header, &signer)
             .map_err(|e| LinkError::Credential(format!("signing failed: {e}")))
@@ -186,9 +210,11 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Cached, LinkError> {
-        let assertion = self
-            .credential
-            .assertion(SystemTime::now(), Duration::from_secs(5 * 60))?;
+        let assertion = self.credential.assertion_for(
+            &self.token_url,
+            SystemTime::now(),
+            Duration::from_secs(5 * 60),
+        )?;
         let resp = self
             .http
             .post(&self.token_url)
@@ -213,7 +239,40 @@ impl TokenSource {
             .map_err(|e| LinkError::Protocol(format!("token answer: {}", e.without_url())))?;
         Ok(Cached {
             token: AccessToken(Zeroizing::new(body.access_token)),
-            expires_at: Instant::now() + Duration::from_secs(body.expires_in),
+            expires_at: token_expiry(Instant::now(), body.expires_in),
         })
+    }
+}
+
+/// Longest lifetime believed from a token answer: D1 tokens live 15 minutes, and a hub
+/// claiming more (or a huge `expires_in` that would overflow the clock) is asked again sooner.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// When a token answered at `now` with `expires_in` seconds stops being used.
+fn token_expiry(now: Instant, expires_in: u64) -> Instant {
+    let lifetime = Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME);
+    now.checked_add(lifetime).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_expires_in_is_capped_not_an_overflow() {
+        let now = Instant::now();
+        assert_eq!(token_expiry(now, u64::MAX), now + MAX_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn a_fifteen_minute_token_is_believed() {
+        let now = Instant::now();
+        assert_eq!(token_expiry(now, 900), now + Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_token_that_expired_already_is_not_reused() {
+        let now = Instant::now();
+        assert_eq!(token_expiry(now, 0), now);
     }
 }

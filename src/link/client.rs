@@ -2,6 +2,7 @@
 
 use super::auth::{ClientCredential, TokenSource};
 use super::error::LinkError;
+use super::signature::OrderVerifier;
 use super::wire::{ErrorBody, Heartbeat, StationOrder, StationOrders, StatusEvent};
 use reqwest::{Method, StatusCode};
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub struct LinkConfig {
     pub tls: TlsFiles,
     /// Timeout of ordinary requests (long polls get their wait on top).
     pub request_timeout: Duration,
+    /// The hub's order-signing keys: only orders that verify are handed on.
+    pub order_keys: OrderVerifier,
 }
 
 impl LinkConfig {
@@ -45,6 +48,16 @@ impl LinkConfig {
             Zeroizing::new(std::fs::read_to_string(&key_path).map_err(|e| {
                 LinkError::Config(format!("cannot read {}: {e}", key_path.display()))
             })?);
+        let order_keys = up
+            .order_keys
+            .iter()
+            .map(|p| {
+                let path = config.resolve(p);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| LinkError::Config(format!("cannot read {}: {e}", path.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let order_keys = OrderVerifier::from_public_jwks(&order_keys)?;
         let base = up.url.trim_end_matches('/').to_string();
         let credential = ClientCredential::with_kid(up.client_id.clone(), &up.kid, &jwk, None)?;
         Ok(LinkConfig {
@@ -58,6 +71,7 @@ impl LinkConfig {
                 ca_bundle: up.ca_bundle.as_ref().map(|p| config.resolve(p)),
             },
             request_timeout: Duration::from_secs(30),
+            order_keys,
         })
     }
 }
@@ -68,6 +82,7 @@ pub struct LinkClient {
     base_url: String,
     station_id: String,
     request_timeout: Duration,
+    order_keys: OrderVerifier,
     tokens: TokenSource,
 }
 
@@ -127,6 +142,7 @@ impl LinkClient {
             base_url: config.base_url.trim_end_matches('/').to_string(),
             station_id: config.station_id,
             request_timeout: config.request_timeout,
+            order_keys: config.order_keys,
             tokens,
         })
     }
@@ -151,7 +167,22 @@ impl LinkClient {
             .json()
             .await
             .map_err(|e| LinkError::Protocol(format!("orders: {}", e.without_url())))?;
-        Ok(body.orders)
+        Ok(body
+            .orders
+            .iter()
+            .filter_map(|o| match self.order_keys.verify(o) {
+                Ok(signed) => Some(signed),
+                Err(refused) => {
+                    // Not acknowledged: the hub keeps offering it, and the log says so each time.
+                    tracing::error!(
+                        operation_id = %o.operation_id,
+                        code = refused.code(),
+                        "order from the hub not accepted: {refused}; check upstream.order_keys"
+                    );
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Report one status event of an operation (idempotent at the hub on operation id + sequence).

@@ -10,6 +10,7 @@ pub mod error;
 pub mod journal_outbox;
 pub mod outbox;
 pub mod poller;
+pub mod signature;
 pub mod wire;
 
 pub use auth::{AccessToken, ClientCredential, TokenSource};
@@ -20,4 +21,5 @@ pub use outbox::{
     EventSender, HealthSource, Outbox, OutboxError, OutboxEvent, PassReport, SenderOptions,
 };
 pub use poller::{run_order_poller, OrderIntake};
+pub use signature::{OrderRefused, OrderSigner, OrderVerifier};
 pub use wire::{DeviceHealth, Heartbeat, StationOrder, StationOrders, StatusEvent};

@@ -92,11 +92,24 @@ impl EventSender {
         }
     }
 
+    /// Runs one outbox call on the blocking pool: the journal's outbox fsyncs, and no
+    /// fsync may hold a tokio worker.
+    async fn on_outbox<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Outbox) -> Result<R, OutboxError> + Send + 'static,
+    ) -> Result<R, OutboxError> {
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || f(outbox.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(OutboxError(format!("outbox call did not complete: {e}"))))
+    }
+
     /// One pass: send what is pending, keeping per-operation order. An operation
     /// whose event could not be delivered is skipped for the rest of the pass so
     /// that its later events never overtake it.
     pub async fn send_pending(&self) -> Result<PassReport, OutboxError> {
-        let events = self.outbox.pending_events(self.options.batch)?;
+        let batch = self.options.batch;
+        let events = self.on_outbox(move |o| o.pending_events(batch)).await?;
         let mut report = PassReport::default();
         let mut blocked: HashSet<String> = HashSet::new();
         let mut held: HashSet<String> = HashSet::new();
@@ -130,11 +143,12 @@ impl EventSender {
                 .await
             {
                 Ok(()) => {
-                    self.outbox
-                        .mark_delivered(&item.operation_id, item.event.sequence)?;
+                    let (op, seq) = (item.operation_id.clone(), item.event.sequence);
+                    self.on_outbox(move |o| o.mark_delivered(&op, seq)).await?;
                     report.delivered += 1;
                 }
                 Err(e) if e.is_retryable() => {
+                    crate::admin::metrics::upstream_error(e.code());
                     if matches!(e, LinkError::Unauthorized { .. } | LinkError::Credential(_)) {
                         tracing::warn!(
                             operation_id = %item.operation_id,
@@ -153,6 +167,7 @@ impl EventSender {
                     report.deferred += 1;
                 }
                 Err(e) => {
+                    crate::admin::metrics::upstream_error(e.code());
                     tracing::warn!(
                         operation_id = %item.operation_id,
                         sequence = item.event.sequence,
@@ -160,11 +175,10 @@ impl EventSender {
                         alert = true,
                         "status event refused by the hub and parked: {e}"
                     );
-                    self.outbox.mark_parked(
-                        &item.operation_id,
-                        item.event.sequence,
-                        &format!("{}: {e}", e.code()),
-                    )?;
+                    let (op, seq) = (item.operation_id.clone(), item.event.sequence);
+                    let why = format!("{}: {e}", e.code());
+                    self.on_outbox(move |o| o.mark_parked(&op, seq, &why))
+                        .await?;
                     report.parked += 1;
                     // Later events of a parked operation wait for a supervisor too:
                     // the hub must never see them out of order.

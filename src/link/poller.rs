@@ -40,6 +40,7 @@ pub async fn run_order_poller(
                     if empty { Duration::ZERO } else { Duration::from_secs(1) }
                 }
                 Err(e) => {
+                    crate::admin::metrics::upstream_error(e.code());
                     let d = backoff.next_delay();
                     tracing::info!(code = e.code(), retry_in_ms = d.as_millis() as u64, "order poll failed: {e}");
                     d

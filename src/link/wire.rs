@@ -17,6 +17,10 @@ pub struct StationOrder {
     pub received_at: String,
     /// The D1 `cardRequestInstant` body; `encryptedData` is a JWE addressed to the station key.
     pub order: serde_json::Value,
+    /// The hub's compact JWS (ES256) over this order without this field; the station uses
+    /// the signed payload only ([`crate::link::signature`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Answer of `GET /stations/{persoStation}/orders`.

@@ -32,132 +32,23 @@ use time::Date;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::error::{D1Error, D1ErrorCode};
-use crate::emv::dgi::{Dgi, DgiEncryption};
-use crate::logging::{luhn_ok, mask_digits};
+use station_emv::card_data::{Pan, PanError, YearMonth, YearMonthError};
+use station_emv::dgi::{Dgi, DgiEncryption};
 
 const ROOT: &str = "encryptedData";
 
-/// A primary account number: digits only, Luhn-valid, zeroized on drop.
-/// `Display` and `Debug` show only the mask (first 6, last 4).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Pan(String);
-
-/// Why a string is not a PAN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PanError {
-    /// Not 12–19 ASCII digits.
-    #[error("PAN must be 12 to 19 digits")]
-    Format,
-    /// The check digit is wrong.
-    #[error("PAN check digit (Luhn) is wrong")]
-    Luhn,
-}
-
-impl Pan {
-    /// Checks and wraps a PAN.
-    pub fn parse(digits: &str) -> Result<Pan, PanError> {
-        let b = digits.as_bytes();
-        if !(12..=19).contains(&b.len()) || !b.iter().all(u8::is_ascii_digit) {
-            return Err(PanError::Format);
-        }
-        if !luhn_ok(b) {
-            return Err(PanError::Luhn);
-        }
-        Ok(Pan(digits.to_owned()))
-    }
-
-    /// The masked form, e.g. `476173******0010`.
-    pub fn masked(&self) -> String {
-        mask_digits(&self.0)
-    }
-
-    /// The clear digits, for cryptography and encoding only; never log them.
-    pub fn digits(&self) -> &str {
-        &self.0
-    }
-
-    /// Number of digits.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Always false (a PAN has at least 12 digits); present for API symmetry.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+/// The month containing `date`.
+fn month_of(date: Date) -> YearMonth {
+    YearMonth {
+        year: date.year().clamp(0, i32::from(u16::MAX)) as u16,
+        month: u8::from(date.month()),
     }
 }
 
-impl Drop for Pan {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl std::fmt::Display for Pan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.masked())
-    }
-}
-
-impl std::fmt::Debug for Pan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pan({})", self.masked())
-    }
-}
-
-/// A card date `YYMM` (expiry or effective date), year taken as `20YY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Yymm {
-    /// Full year, 2000–2099.
-    pub year: u16,
-    /// Month, 1–12.
-    pub month: u8,
-}
-
-/// Why a string is not a `YYMM` date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum YymmError {
-    /// Not four digits.
-    #[error("date must be four digits YYMM")]
-    Format,
-    /// Month outside 01–12.
-    #[error("month must be 01 to 12")]
-    Month,
-}
-
-impl Yymm {
-    /// Parses `YYMM`.
-    pub fn parse(s: &str) -> Result<Yymm, YymmError> {
-        let b = s.as_bytes();
-        if b.len() != 4 || !b.iter().all(u8::is_ascii_digit) {
-            return Err(YymmError::Format);
-        }
-        let year = 2000 + u16::from(b[0] - b'0') * 10 + u16::from(b[1] - b'0');
-        let month = (b[2] - b'0') * 10 + (b[3] - b'0');
-        if !(1..=12).contains(&month) {
-            return Err(YymmError::Month);
-        }
-        Ok(Yymm { year, month })
-    }
-
-    /// The month containing `date`.
-    pub fn of(date: Date) -> Yymm {
-        Yymm {
-            year: date.year().clamp(0, i32::from(u16::MAX)) as u16,
-            month: u8::from(date.month()),
-        }
-    }
-
-    /// True when a card expiring in this month is no longer valid on `today`
-    /// (a card is valid through the last day of its expiry month).
-    pub fn is_expired(&self, today: Date) -> bool {
-        *self < Yymm::of(today)
-    }
-
-    /// The `YYMM` text.
-    pub fn to_yymm(&self) -> String {
-        format!("{:02}{:02}", self.year % 100, self.month)
-    }
+/// True when a card expiring in `exp` is no longer valid on `today`
+/// (a card is valid through the last day of its expiry month).
+fn is_expired(exp: YearMonth, today: Date) -> bool {
+    exp < month_of(today)
 }
 
 /// Track data overrides, written to the stripe as given.
@@ -205,7 +96,7 @@ pub struct CardData {
     /// The PAN.
     pub pan: Pan,
     /// Expiry month.
-    pub exp: Yymm,
+    pub exp: YearMonth,
     /// ISO 7813 cardholder name for track 1 and the chip.
     pub encoded_name: Option<String>,
     /// CVV for the magnetic stripe.
@@ -215,7 +106,7 @@ pub struct CardData {
     /// PAN sequence number, `00` unless given.
     pub pan_sequence_number: String,
     /// First month of validity.
-    pub effective_date: Option<Yymm>,
+    pub effective_date: Option<YearMonth>,
     /// Payment account reference (29 characters).
     pub payment_account_reference: Option<String>,
     /// Track overrides.
@@ -226,7 +117,7 @@ pub struct CardData {
 
 impl Drop for CardData {
     fn drop(&mut self) {
-        self.exp = Yymm { year: 0, month: 0 };
+        self.exp = YearMonth { year: 0, month: 0 };
         self.effective_date = None;
         self.encoded_name.zeroize();
         self.cvv1.zeroize();
@@ -299,13 +190,13 @@ impl CardData {
 
         let pan_text = str_field(obj, "pan", ROOT)?.ok_or_else(|| D1Error::format(at("pan")))?;
         let pan = Pan::parse(pan_text).map_err(|e| match e {
-            PanError::Format => D1Error::format(at("pan")),
+            PanError::Format(_) => D1Error::format(at("pan")),
             PanError::Luhn => D1Error::value(at("pan")),
         })?;
 
         let exp_text = str_field(obj, "exp", ROOT)?.ok_or_else(|| D1Error::format(at("exp")))?;
         let exp = parse_yymm(exp_text, &at("exp"))?;
-        if exp.is_expired(today) {
+        if is_expired(exp, today) {
             return Err(D1Error::value(at("exp")));
         }
 
@@ -394,10 +285,10 @@ fn checked(
     }
 }
 
-fn parse_yymm(s: &str, path: &str) -> Result<Yymm, D1Error> {
-    Yymm::parse(s).map_err(|e| match e {
-        YymmError::Format => D1Error::format(path),
-        YymmError::Month => D1Error::value(path),
+fn parse_yymm(s: &str, path: &str) -> Result<YearMonth, D1Error> {
+    YearMonth::parse(s).map_err(|e| match e {
+        YearMonthError::Format => D1Error::format(path),
+        YearMonthError::Month => D1Error::value(path),
     })
 }
 
@@ -529,8 +420,8 @@ mod tests {
 
     #[test]
     fn expiry_month_is_valid_through_its_last_day() {
-        let exp = Yymm::parse("2611").unwrap();
-        assert!(!exp.is_expired(time::macros::date!(2026 - 11 - 30)));
-        assert!(exp.is_expired(time::macros::date!(2026 - 12 - 01)));
+        let exp = YearMonth::parse("2611").unwrap();
+        assert!(!is_expired(exp, time::macros::date!(2026 - 11 - 30)));
+        assert!(is_expired(exp, time::macros::date!(2026 - 12 - 01)));
     }
 }

@@ -97,6 +97,13 @@ impl std::fmt::Display for D1ErrorCode {
     }
 }
 
+/// A code equals its wire string (`D1ErrorCode::DataException == "DATA_EXCEPTION"`).
+impl PartialEq<&str> for D1ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// D1 error body; serialises to `{"errorCode": "...", "error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
 #[serde(rename_all = "camelCase")]

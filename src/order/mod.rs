@@ -15,7 +15,7 @@ pub mod validate;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use card::{CardData, Pan};
+pub use card::CardData;
 pub use error::{D1Error, D1ErrorCode};
 pub use jwe::StationKeyring;
 pub use model::{CardRequest, CardRequestInstant};

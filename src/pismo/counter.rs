@@ -23,7 +23,7 @@ use super::model::{
 };
 use super::store::{CounterRequest, RequestStep, RequestStore};
 use crate::job::state::JobState;
-use crate::journal::Job;
+use crate::journal::{Job, JournalThread};
 use crate::link::Backoff;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -53,7 +53,7 @@ pub struct CounterSettings {
 /// The Pismo counter desk: one per station.
 pub struct PismoDesk {
     client: PismoClient,
-    store: Arc<RequestStore>,
+    store: RequestStore,
     settings: CounterSettings,
     busy: Mutex<HashSet<String>>,
     /// Woken after every journaled step (the console refreshes on it).
@@ -132,17 +132,9 @@ pub fn latest_job(jobs: &[Job], card: Option<i64>) -> Option<&Job> {
         .max_by(|a, b| a.created_at.cmp(&b.created_at))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PismoError> + Send + 'static,
-) -> Result<T, PismoError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| PismoError::Journal(e.to_string()))?
-}
-
 impl PismoDesk {
     /// A desk over `client` and the request tables of the journal.
-    pub fn new(client: PismoClient, store: Arc<RequestStore>, settings: CounterSettings) -> Self {
+    pub fn new(client: PismoClient, store: RequestStore, settings: CounterSettings) -> Self {
         PismoDesk {
             client,
             store,
@@ -152,11 +144,12 @@ impl PismoDesk {
         }
     }
 
-    /// The desk of a station configuration with a `[pismo]` section.
+    /// The desk of a station configuration with a `[pismo]` section, journaling through
+    /// the station's journal thread.
     pub fn from_section(
         section: &PismoSection,
         secret_path: &std::path::Path,
-        journal_path: &std::path::Path,
+        journal: JournalThread,
     ) -> Result<Self, PismoError> {
         section.check()?;
         let secret = Zeroizing::new(
@@ -176,7 +169,7 @@ impl PismoDesk {
             &section.client_id,
             secret,
         ))?;
-        let store = Arc::new(RequestStore::open(journal_path)?);
+        let store = RequestStore::new(journal);
         let settings = CounterSettings {
             group: EmbossingGroup::parse(&section.embossing_group)?,
             config_id: section
@@ -194,7 +187,7 @@ impl PismoDesk {
     }
 
     /// The request tables.
-    pub fn store(&self) -> &Arc<RequestStore> {
+    pub fn store(&self) -> &RequestStore {
         &self.store
     }
 
@@ -243,12 +236,10 @@ impl PismoDesk {
                 .into());
             }
         }
-        let store = self.store.clone();
-        let by = by.to_string();
-        let r = blocking(move || {
-            store.insert(&RequestId::new(), customer, &name, product.as_deref(), &by)
-        })
-        .await?;
+        let r = self
+            .store
+            .insert(&RequestId::new(), customer, &name, product.as_deref(), by)
+            .await?;
         self.changed.notify_waiters();
         tracing::info!(request_id = %r.request_id, "Pismo card requested at the counter");
         Ok(r)
@@ -266,9 +257,8 @@ impl PismoDesk {
     }
 
     async fn load(&self, id: &str) -> Result<CounterRequest, PismoError> {
-        let store = self.store.clone();
-        let id2 = id.to_string();
-        blocking(move || store.get(&id2))
+        self.store
+            .get(id)
             .await?
             .ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
     }
@@ -280,27 +270,24 @@ impl PismoDesk {
         card: Option<PismoCardId>,
         outcome: String,
     ) -> Result<CounterRequest, PismoError> {
-        let store = self.store.clone();
-        let id = id.to_string();
-        let r = blocking(move || store.advance(&id, step, card, &outcome, "agent")).await?;
+        let r = self
+            .store
+            .advance(id, step, card, &outcome, "agent")
+            .await?;
         self.changed.notify_waiters();
         Ok(r)
     }
 
     /// Journal a failure: a retryable one leaves the step; any other refuses the request.
     async fn fail(&self, id: &str, e: PismoError) -> PismoError {
-        let store = self.store.clone();
-        let id2 = id.to_string();
         let words = e.to_string();
-        let refuse = !e.is_retryable();
-        let _ = blocking(move || {
-            if refuse {
-                store.advance(&id2, RequestStep::Refused, None, &words, "agent")
-            } else {
-                store.note(&id2, &words, "agent")
-            }
-        })
-        .await;
+        let _ = if e.is_retryable() {
+            self.store.note(id, &words, "agent").await
+        } else {
+            self.store
+                .advance(id, RequestStep::Refused, None, &words, "agent")
+                .await
+        };
         self.changed.notify_waiters();
         e
     }
@@ -421,18 +408,14 @@ impl PismoDesk {
                 r.step.label()
             )));
         }
-        let store = self.store.clone();
-        let id2 = id.to_string();
-        let by = by.to_string();
-        let r = blocking(move || store.begin_resend(&id2, &by)).await?;
+        let r = self.store.begin_resend(id, by).await?;
         self.changed.notify_waiters();
         Ok(r)
     }
 
     /// Resume every request with a Pismo call still to make (after a restart, or periodically).
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, PismoError> {
-        let store = self.store.clone();
-        let list = blocking(move || store.unfinished()).await?;
+        let list = self.store.unfinished().await?;
         let mut n = 0;
         for r in list {
             if r.step.has_work() || (r.step == RequestStep::Queued && self.settings.start_embossing)

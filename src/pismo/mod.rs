@@ -1,7 +1,6 @@
 //! Pismo as the issuer's card processor: the client of the four seed contracts and
 //! the counter flow that asks Pismo for a card and has it embossed at this branch.
 
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod counter;

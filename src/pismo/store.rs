@@ -2,16 +2,16 @@
 //! migration v5): every step is written, durably, before the next call to Pismo,
 //! so a restart knows exactly where each request stands.
 //!
-//! It has its own connection to the journal file (WAL allows several), so the
-//! journal's job API stays as it is. Calls block on fsync: run them on the
-//! blocking pool.
+//! The tables live in the station journal and every call runs on the journal's own
+//! thread ([`JournalThread`]), like the job API: an fsync never blocks a tokio worker.
 
 use super::error::PismoError;
 use super::model::{CustomerId, PismoCardId, PrintedName, RequestId};
+use crate::journal::{Journal, JournalThread};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 /// Where a counter request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,9 +118,10 @@ pub struct StepRecord {
     pub actor: String,
 }
 
-/// The request tables of the journal.
+/// The request tables of the journal: an async handle served by the journal thread.
+#[derive(Clone)]
 pub struct RequestStore {
-    conn: Mutex<Connection>,
+    journal: JournalThread,
 }
 
 fn jerr(e: impl std::fmt::Display) -> PismoError {
@@ -161,28 +162,27 @@ fn finish((mut req, step): (CounterRequest, String)) -> Result<CounterRequest, P
 }
 
 impl RequestStore {
-    /// Open the request tables of the journal at `path` (migrating it if needed).
-    pub fn open(path: &Path) -> Result<Self, PismoError> {
-        // The journal owns the schema: opening it applies migration v5.
-        drop(crate::journal::Journal::open(path).map_err(jerr)?);
-        let conn = Connection::open(path).map_err(jerr)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(jerr)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(jerr)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(jerr)?;
-        Ok(RequestStore {
-            conn: Mutex::new(conn),
-        })
+    /// The request tables of the journal served by `journal`.
+    pub fn new(journal: JournalThread) -> Self {
+        RequestStore { journal }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Open the journal at `path` (migrating it if needed) on a journal thread of its
+    /// own, for the command line and tests.
+    pub fn open(path: &Path) -> Result<Self, PismoError> {
+        let journal = Journal::open(path).map_err(jerr)?;
+        Ok(Self::new(JournalThread::start(Arc::new(journal))))
+    }
+
+    async fn on_journal<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, PismoError> + Send + 'static,
+    ) -> Result<R, PismoError> {
+        self.journal.call(move |j| j.with_connection(f)).await
     }
 
     /// Journal a new request (step `requested`).
-    pub fn insert(
+    pub async fn insert(
         &self,
         id: &RequestId,
         customer: CustomerId,
@@ -190,29 +190,18 @@ impl RequestStore {
         product: Option<&str>,
         by: &str,
     ) -> Result<CounterRequest, PismoError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction().map_err(jerr)?;
-        let at = now();
-        tx.execute(
-            "INSERT INTO pismo_requests (request_id, customer_id, printed_name, product, step,
-                 requested_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?6)",
-            params![id.as_str(), customer.0, name.as_str(), product, by, at],
-        )
-        .map_err(jerr)?;
-        tx.execute(
-            "INSERT INTO pismo_steps (request_id, step, outcome, card_id, at, actor)
-             VALUES (?1, 'requested', 'asked at the counter', NULL, ?2, ?3)",
-            params![id.as_str(), at, by],
-        )
-        .map_err(jerr)?;
-        tx.commit().map_err(jerr)?;
-        drop(conn);
-        self.get(id.as_str())?
-            .ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
+        let (id, name, product, by) = (
+            id.to_string(),
+            name.as_str().to_string(),
+            product.map(str::to_string),
+            by.to_string(),
+        );
+        self.on_journal(move |c| insert(c, &id, customer, &name, product.as_deref(), &by))
+            .await
     }
 
     /// Move a request to `step` (with the card id once known), audited, in one transaction.
-    pub fn advance(
+    pub async fn advance(
         &self,
         id: &str,
         step: RequestStep,
@@ -221,15 +210,21 @@ impl RequestStore {
         actor: &str,
     ) -> Result<CounterRequest, PismoError> {
         self.write(id, Some(step), card, outcome, actor, false)
+            .await
     }
 
     /// Record an outcome that leaves the step as it is (a retryable failure).
-    pub fn note(&self, id: &str, outcome: &str, actor: &str) -> Result<CounterRequest, PismoError> {
-        self.write(id, None, None, outcome, actor, false)
+    pub async fn note(
+        &self,
+        id: &str,
+        outcome: &str,
+        actor: &str,
+    ) -> Result<CounterRequest, PismoError> {
+        self.write(id, None, None, outcome, actor, false).await
     }
 
     /// Staff asked to make the card again: step `resending`, one more resend counted.
-    pub fn begin_resend(&self, id: &str, actor: &str) -> Result<CounterRequest, PismoError> {
+    pub async fn begin_resend(&self, id: &str, actor: &str) -> Result<CounterRequest, PismoError> {
         self.write(
             id,
             Some(RequestStep::Resending),
@@ -238,9 +233,10 @@ impl RequestStore {
             actor,
             true,
         )
+        .await
     }
 
-    fn write(
+    async fn write(
         &self,
         id: &str,
         step: Option<RequestStep>,
@@ -249,65 +245,21 @@ impl RequestStore {
         actor: &str,
         count_resend: bool,
     ) -> Result<CounterRequest, PismoError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction().map_err(jerr)?;
-        let at = now();
-        let current: Option<String> = tx
-            .query_row(
-                "SELECT step FROM pismo_requests WHERE request_id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(jerr)?;
-        let current = current.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))?;
-        let step_code = step
-            .map(|s| s.as_str())
-            .unwrap_or(current.as_str())
-            .to_string();
-        tx.execute(
-            "UPDATE pismo_requests SET step = ?2, card_id = COALESCE(?3, card_id), message = ?4,
-                 resend_count = resend_count + ?5, updated_at = ?6 WHERE request_id = ?1",
-            params![
-                id,
-                step_code,
-                card.map(|c| c.0),
-                outcome,
-                i64::from(count_resend),
-                at
-            ],
-        )
-        .map_err(jerr)?;
-        tx.execute(
-            "INSERT INTO pismo_steps (request_id, step, outcome, card_id, at, actor)
-             VALUES (?1, ?2, ?3, (SELECT card_id FROM pismo_requests WHERE request_id = ?1), ?4, ?5)",
-            params![id, step_code, outcome, at, actor],
-        )
-        .map_err(jerr)?;
-        tx.commit().map_err(jerr)?;
-        drop(conn);
-        self.get(id)?
-            .ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
+        let (id, outcome, actor) = (id.to_string(), outcome.to_string(), actor.to_string());
+        self.on_journal(move |c| write(c, &id, step, card, &outcome, &actor, count_resend))
+            .await
     }
 
     /// One request.
-    pub fn get(&self, id: &str) -> Result<Option<CounterRequest>, PismoError> {
-        self.lock()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM pismo_requests WHERE request_id = ?1"),
-                params![id],
-                row,
-            )
-            .optional()
-            .map_err(jerr)?
-            .map(finish)
-            .transpose()
+    pub async fn get(&self, id: &str) -> Result<Option<CounterRequest>, PismoError> {
+        let id = id.to_string();
+        self.on_journal(move |c| get(c, &id)).await
     }
 
     /// The request of a Pismo card.
-    pub fn by_card(&self, card: PismoCardId) -> Result<Option<CounterRequest>, PismoError> {
-        self.lock()
-            .query_row(
+    pub async fn by_card(&self, card: PismoCardId) -> Result<Option<CounterRequest>, PismoError> {
+        self.on_journal(move |c| {
+            c.query_row(
                 &format!(
                     "SELECT {COLUMNS} FROM pismo_requests WHERE card_id = ?1
                      ORDER BY created_at DESC LIMIT 1"
@@ -319,51 +271,145 @@ impl RequestStore {
             .map_err(jerr)?
             .map(finish)
             .transpose()
+        })
+        .await
     }
 
     /// The most recent requests, newest first.
-    pub fn recent(&self, limit: u32) -> Result<Vec<CounterRequest>, PismoError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM pismo_requests ORDER BY created_at DESC, rowid DESC LIMIT ?1"
-            ))
-            .map_err(jerr)?;
-        let rows = stmt.query_map(params![limit], row).map_err(jerr)?;
-        rows.map(|r| r.map_err(jerr).and_then(finish)).collect()
+    pub async fn recent(&self, limit: u32) -> Result<Vec<CounterRequest>, PismoError> {
+        self.on_journal(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM pismo_requests ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+                ))
+                .map_err(jerr)?;
+            let rows = stmt.query_map(params![limit], row).map_err(jerr)?;
+            rows.map(|r| r.map_err(jerr).and_then(finish)).collect()
+        })
+        .await
     }
 
     /// Requests with a Pismo call still to make (resumed after a restart).
-    pub fn unfinished(&self) -> Result<Vec<CounterRequest>, PismoError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM pismo_requests
-                 WHERE step IN ('requested', 'created', 'resending', 'queued') ORDER BY created_at"
-            ))
-            .map_err(jerr)?;
-        let rows = stmt.query_map([], row).map_err(jerr)?;
-        rows.map(|r| r.map_err(jerr).and_then(finish)).collect()
+    pub async fn unfinished(&self) -> Result<Vec<CounterRequest>, PismoError> {
+        self.on_journal(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM pismo_requests
+                     WHERE step IN ('requested', 'created', 'resending', 'queued') ORDER BY created_at"
+                ))
+                .map_err(jerr)?;
+            let rows = stmt.query_map([], row).map_err(jerr)?;
+            rows.map(|r| r.map_err(jerr).and_then(finish)).collect()
+        })
+        .await
     }
 
     /// The audit trail of a request, oldest first.
-    pub fn steps(&self, id: &str) -> Result<Vec<StepRecord>, PismoError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT step, outcome, card_id, actor FROM pismo_steps WHERE request_id = ?1 ORDER BY id",
-            )
-            .map_err(jerr)?;
-        let rows = stmt
-            .query_map(params![id], |r| {
-                Ok(StepRecord {
-                    step: r.get(0)?,
-                    outcome: r.get(1)?,
-                    card_id: r.get(2)?,
-                    actor: r.get(3)?,
+    pub async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, PismoError> {
+        let id = id.to_string();
+        self.on_journal(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT step, outcome, card_id, actor FROM pismo_steps WHERE request_id = ?1 ORDER BY id",
+                )
+                .map_err(jerr)?;
+            let rows = stmt
+                .query_map(params![id], |r| {
+                    Ok(StepRecord {
+                        step: r.get(0)?,
+                        outcome: r.get(1)?,
+                        card_id: r.get(2)?,
+                        actor: r.get(3)?,
+                    })
                 })
-            })
-            .map_err(jerr)?;
-        rows.map(|r| r.map_err(jerr)).collect()
+                .map_err(jerr)?;
+            rows.map(|r| r.map_err(jerr)).collect()
+        })
+        .await
     }
+}
+
+fn get(c: &Connection, id: &str) -> Result<Option<CounterRequest>, PismoError> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM pismo_requests WHERE request_id = ?1"),
+        params![id],
+        row,
+    )
+    .optional()
+    .map_err(jerr)?
+    .map(finish)
+    .transpose()
+}
+
+fn insert(
+    conn: &mut Connection,
+    id: &str,
+    customer: CustomerId,
+    name: &str,
+    product: Option<&str>,
+    by: &str,
+) -> Result<CounterRequest, PismoError> {
+    let tx = conn.transaction().map_err(jerr)?;
+    let at = now();
+    tx.execute(
+        "INSERT INTO pismo_requests (request_id, customer_id, printed_name, product, step,
+             requested_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'requested', ?5, ?6, ?6)",
+        params![id, customer.0, name, product, by, at],
+    )
+    .map_err(jerr)?;
+    tx.execute(
+        "INSERT INTO pismo_steps (request_id, step, outcome, card_id, at, actor)
+         VALUES (?1, 'requested', 'asked at the counter', NULL, ?2, ?3)",
+        params![id, at, by],
+    )
+    .map_err(jerr)?;
+    tx.commit().map_err(jerr)?;
+    get(conn, id)?.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
+}
+
+fn write(
+    conn: &mut Connection,
+    id: &str,
+    step: Option<RequestStep>,
+    card: Option<PismoCardId>,
+    outcome: &str,
+    actor: &str,
+    count_resend: bool,
+) -> Result<CounterRequest, PismoError> {
+    let tx = conn.transaction().map_err(jerr)?;
+    let at = now();
+    let current: Option<String> = tx
+        .query_row(
+            "SELECT step FROM pismo_requests WHERE request_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(jerr)?;
+    let current = current.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))?;
+    let step_code = step
+        .map(|s| s.as_str())
+        .unwrap_or(current.as_str())
+        .to_string();
+    tx.execute(
+        "UPDATE pismo_requests SET step = ?2, card_id = COALESCE(?3, card_id), message = ?4,
+             resend_count = resend_count + ?5, updated_at = ?6 WHERE request_id = ?1",
+        params![
+            id,
+            step_code,
+            card.map(|c| c.0),
+            outcome,
+            i64::from(count_resend),
+            at
+        ],
+    )
+    .map_err(jerr)?;
+    tx.execute(
+        "INSERT INTO pismo_steps (request_id, step, outcome, card_id, at, actor)
+         VALUES (?1, ?2, ?3, (SELECT card_id FROM pismo_requests WHERE request_id = ?1), ?4, ?5)",
+        params![id, step_code, outcome, at, actor],
+    )
+    .map_err(jerr)?;
+    tx.commit().map_err(jerr)?;
+    get(conn, id)?.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
 }

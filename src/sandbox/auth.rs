@@ -77,7 +77,16 @@ impl AuthBook {
     }
 
     /// Check a client assertion and issue an access token for its principal.
-    pub fn exchange(&self, assertion: &str, now: SystemTime) -> Result<TokenResponse, HubError> {
+    ///
+    /// `host` is the authority the caller reached the hub at (its `Host` header): the
+    /// assertion's `aud` must name this hub's token endpoint there, so an assertion made for
+    /// another server cannot be replayed here.
+    pub fn exchange(
+        &self,
+        assertion: &str,
+        host: &str,
+        now: SystemTime,
+    ) -> Result<TokenResponse, HubError> {
         let header =
             jwt::decode_header(assertion).map_err(|_| HubError::unauthorized("assertion"))?;
         let kid = header
@@ -109,7 +118,15 @@ impl AuthBook {
                 return Err(HubError::unauthorized("iat"));
             }
         }
-        if let Some(jti) = claims.jwt_id() {
+        let audience = claims.audience().unwrap_or_default();
+        if !audience.iter().any(|a| names_token_endpoint(a, host)) {
+            return Err(HubError::unauthorized("aud"));
+        }
+        let jti = claims
+            .jwt_id()
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| HubError::unauthorized("jti"))?;
+        {
             let mut seen = self.seen_jti.lock().unwrap_or_else(|p| p.into_inner());
             seen.retain(|_, until| *until + CLOCK_SKEW > now);
             if seen.insert(jti.to_string(), exp).is_some() {
@@ -143,6 +160,15 @@ impl AuthBook {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
+}
+
+/// Whether `aud` is `http(s)://<host>/oauth2/token` (the scheme depends on whether the hub
+/// runs behind TLS, which it cannot tell; the authority and path are what identify it).
+fn names_token_endpoint(aud: &str, host: &str) -> bool {
+    let rest = aud
+        .strip_prefix("https://")
+        .or_else(|| aud.strip_prefix("http://"));
+    rest.is_some_and(|r| r.eq_ignore_ascii_case(&format!("{host}/oauth2/token")))
 }
 
 impl Default for AuthBook {

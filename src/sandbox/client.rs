@@ -6,6 +6,7 @@ use super::state::StateFiles;
 use crate::link::{ClientCredential, TokenSource};
 use rand::Rng;
 use serde_json::{json, Value};
+use station_emv::card_data::luhn_check_digit;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -18,36 +19,6 @@ const GIVEN: &[&str] = &[
 const FAMILY: &[&str] = &[
     "DOE", "MARTIN", "MENSAH", "CHEN", "SILVA", "NOWAK", "HASSAN",
 ];
-
-/// Luhn check digit for `digits` (the PAN without its last digit).
-pub fn luhn_check_digit(digits: &str) -> char {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
-}
-
-/// Whether `pan` passes the Luhn check.
-pub fn luhn_valid(pan: &str) -> bool {
-    pan.len() >= 2
-        && pan.bytes().all(|b| b.is_ascii_digit())
-        && crate::logging::luhn_ok(pan.as_bytes())
-}
 
 /// Sample card data JSON: 16-digit Luhn-valid PAN on the test BIN, expiry three
 /// years ahead (YYMM), effective this month, ISO 7813 name.
@@ -215,13 +186,7 @@ pub async fn production_status(
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    #[test]
-    fn luhn_check_digit_matches_a_known_test_pan() {
-        assert_eq!(luhn_check_digit("476173900101001"), '0');
-        assert!(luhn_valid("4761739001010010"));
-        assert!(!luhn_valid("4761739001010011"));
-    }
+    use station_emv::card_data::luhn_valid;
 
     #[test]
     fn sample_card_data_is_luhn_valid_on_the_test_bin_and_not_expired() {

@@ -9,6 +9,7 @@ use super::store::{CreateRefusal, EventOutcome, HubStore, Operation, PENDING};
 use crate::link::wire::{
     is_masked_pan, Heartbeat, StationOrder, StationOrders, StatusEvent, JWT_BEARER_GRANT,
 };
+use crate::link::OrderSigner;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +33,10 @@ pub struct Hub {
     pub auth: AuthBook,
     /// The hub's public JWE key (JWK JSON).
     pub hub_public_jwk: String,
+    /// Signs every order handed to a station.
+    order_signer: OrderSigner,
+    /// The order-signing public key (JWK JSON), published beside the JWE key.
+    order_public_jwk: String,
     stations: HashMap<String, StationEntry>,
     wake: HashMap<String, Arc<Notify>>,
     rules: Arc<dyn OrderRules>,
@@ -40,11 +45,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub over `store` serving `stations`.
+    /// A hub over `store` serving `stations`, signing orders with `order_signer`.
     pub fn new(
         store: HubStore,
         auth: AuthBook,
         hub_public_jwk: String,
+        (order_signer, order_public_jwk): (OrderSigner, String),
         stations: Vec<StationEntry>,
         rules: Arc<dyn OrderRules>,
     ) -> Self {
@@ -56,6 +62,8 @@ impl Hub {
             store,
             auth,
             hub_public_jwk,
+            order_signer,
+            order_public_jwk,
             stations: stations
                 .into_iter()
                 .map(|s| (s.perso_station.clone(), s))
@@ -139,6 +147,7 @@ impl Hub {
             card_id: card_id.to_string(),
             received_at: now,
             order,
+            signature: None,
         };
         match self
             .store
@@ -219,14 +228,22 @@ struct TokenForm {
     assertion: Option<String>,
 }
 
-async fn token(State(hub): HubState, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    State(hub): HubState,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
     if form.grant_type.as_deref() != Some(JWT_BEARER_GRANT) {
         return HubError::invalid_value("grant_type").into_response();
     }
     let Some(assertion) = form.assertion else {
         return HubError::invalid_format("assertion").into_response();
     };
-    match hub.auth.exchange(&assertion, SystemTime::now()) {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    match hub.auth.exchange(&assertion, host, SystemTime::now()) {
         Ok(t) => Json(serde_json::to_value(t).unwrap_or_default()).into_response(),
         Err(e) => e.into_response(),
     }
@@ -294,6 +311,7 @@ async fn order_card(
                 card_id: card_id.clone(),
                 received_at: now.clone(),
                 order,
+                signature: None,
             })
         }
         None => None,
@@ -380,6 +398,11 @@ async fn station_orders(
             .pending_station_orders(&station)
             .map_err(HubError::internal)?;
         if !orders.is_empty() || tokio::time::Instant::now() >= deadline {
+            let orders = orders
+                .iter()
+                .map(|o| hub.order_signer.sign(o))
+                .collect::<Result<_, _>>()
+                .map_err(HubError::internal)?;
             return Ok(Json(StationOrders { orders }));
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -473,5 +496,8 @@ async fn station_heartbeat(
 
 async fn hub_keys(State(hub): HubState) -> Result<Json<Value>, HubError> {
     let key: Value = serde_json::from_str(&hub.hub_public_jwk).map_err(HubError::internal)?;
-    Ok(Json(json!({ "keys": [key] })))
+    let signing: Value = serde_json::from_str(&hub.order_public_jwk).map_err(HubError::internal)?;
+    Ok(Json(
+        json!({ "keys": [key], "orderSigningKeys": [signing] }),
+    ))
 }

@@ -112,8 +112,21 @@ pub fn open_hub(
     }
     let store = store::HubStore::open(&files.database)?;
     let public = keys::read_text(&files.hub_public_jwk)?;
+    let signer = {
+        let private = zeroize::Zeroizing::new(keys::read_text(&files.order_signing_private_jwk)?);
+        crate::link::OrderSigner::from_private_jwk(&private)
+            .map_err(|e| SandboxError::Keys(e.to_string()))?
+    };
+    let signing_public = keys::read_text(&files.order_signing_public_jwk)?;
     Ok((
-        Hub::new(store, book, public, file.stations.clone(), rules),
+        Hub::new(
+            store,
+            book,
+            public,
+            (signer, signing_public),
+            file.stations.clone(),
+            rules,
+        ),
         file,
     ))
 }

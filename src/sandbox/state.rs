@@ -19,6 +19,10 @@ pub struct StateFiles {
     pub hub_private_jwk: PathBuf,
     /// Hub JWE public key, also served at `GET /sandbox/v1/keys`.
     pub hub_public_jwk: PathBuf,
+    /// Hub order-signing ES256 private key (0600): signs every order handed to a station.
+    pub order_signing_private_jwk: PathBuf,
+    /// Its public key, which stations are configured with (`upstream.order_keys`).
+    pub order_signing_public_jwk: PathBuf,
     /// Development issuer credential: issuer id, kid, ES256 private JWK (0600).
     pub dev_issuer: PathBuf,
     /// Development issuer public JWK.
@@ -68,6 +72,8 @@ impl StateFiles {
             dir: dir.to_path_buf(),
             hub_private_jwk: dir.join("hub-jwe.private.jwk"),
             hub_public_jwk: dir.join("hub-jwe.public.jwk"),
+            order_signing_private_jwk: dir.join("hub-orders.private.jwk"),
+            order_signing_public_jwk: dir.join("hub-orders.public.jwk"),
             dev_issuer: dir.join("dev-issuer.json"),
             dev_issuer_public_jwk: dir.join("dev-issuer.public.jwk"),
             notification_token: dir.join("notification.token"),
@@ -100,6 +106,13 @@ pub fn init_state(dir: &Path) -> Result<StateFiles, SandboxError> {
         let (private, public) = crate::order::jwe::generate_p256_keypair(&kid);
         write_private(&files.hub_private_jwk, &private)?;
         write_public(&files.hub_public_jwk, &public)?;
+        files.created = true;
+    }
+    if !files.order_signing_private_jwk.exists() {
+        let kid = format!("hub-orders-{}", short_id());
+        let (private, public) = generate_es256_jwk(&kid)?;
+        write_private(&files.order_signing_private_jwk, &private)?;
+        write_public(&files.order_signing_public_jwk, &public)?;
         files.created = true;
     }
     if !files.dev_issuer.exists() {

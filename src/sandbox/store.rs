@@ -177,7 +177,7 @@ fn row_to_op(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operation> {
 
 /// Top-level status for a `details.status`; `None` for values this hub does not know.
 pub fn top_level_status(details_status: &str) -> Option<&'static str> {
-    use crate::job::state::{D1Status, OperationStatus};
+    use crate::journal::state::{D1Status, OperationStatus};
     D1Status::parse(details_status)
         .operation_status()
         .map(|s| match s {

@@ -7,10 +7,14 @@
 //! Windows-only part is a thin layer that hands them to the service manager.
 
 pub mod control;
+mod run;
 pub mod session;
 pub mod spec;
 pub mod stop;
+// The Windows service entry point is called through FFI: its
+// `define_windows_service!` expands to the crate's only `unsafe` block.
 #[cfg(windows)]
+#[allow(unsafe_code)]
 mod windows;
 
 use std::path::Path;
@@ -19,6 +23,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use thiserror::Error;
 
+pub use run::run;
 pub use stop::request_stop;
 
 /// `service …` actions (Windows).

@@ -119,7 +119,7 @@ async fn run_logged(explicit: Option<&Path>) -> Result<(), SessionError> {
     if let Some(f) = file(&logs) {
         init_file_logging(f, &cfg.logging.level, cfg.logging.format);
     }
-    crate::agent::run(cfg).await?;
+    crate::service::run(cfg).await?;
     Ok(())
 }
 

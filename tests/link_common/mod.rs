@@ -9,11 +9,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use station_agent::link::outbox::{Outbox, OutboxError, OutboxEvent};
-use station_agent::link::{ClientCredential, LinkClient, LinkConfig, StatusEvent, TlsFiles};
+use station_agent::link::{
+    ClientCredential, LinkClient, LinkConfig, OrderSigner, OrderVerifier, StationOrder,
+    StatusEvent, TlsFiles,
+};
 use station_agent::sandbox::keys::generate_es256_jwk;
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// What the fake upstream saw and how it should answer.
@@ -32,6 +35,20 @@ pub struct Upstream {
     /// Accepted events in arrival order: (operationId, sequence, token).
     pub events: Mutex<Vec<(String, u64, String)>>,
     pub heartbeats: Mutex<u32>,
+}
+
+/// The fake upstream's order-signing key pair (private, public), one per test process.
+pub fn order_signing_keys() -> &'static (String, String) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (private, public) = generate_es256_jwk("test-hub-orders-1").unwrap();
+        (private.to_string(), public)
+    })
+}
+
+/// What a station configured with the fake upstream's key verifies orders with.
+pub fn order_verifier() -> OrderVerifier {
+    OrderVerifier::from_public_jwks(&[&order_signing_keys().1]).unwrap()
 }
 
 fn bearer(headers: &HeaderMap) -> String {
@@ -100,14 +117,19 @@ pub fn router(up: Arc<Upstream>) -> Router {
                     if !up.token_ok(&bearer(&headers)) {
                         return (StatusCode::UNAUTHORIZED, Json(json!({})));
                     }
-                    (
-                        StatusCode::OK,
-                        Json(json!({"orders": [{
-                            "operationId": "op-1", "issuerId": "ISS", "cardId": "card-1",
-                            "receivedAt": "2026-11-23T00:00:00Z",
-                            "order": {"distributionChannel": "INSTANT", "persoStation": "ST-1"}
-                        }]})),
-                    )
+                    let order = StationOrder {
+                        operation_id: "op-1".into(),
+                        issuer_id: "ISS".into(),
+                        card_id: "card-1".into(),
+                        received_at: "2026-11-23T00:00:00Z".into(),
+                        order: json!({"distributionChannel": "INSTANT", "persoStation": "ST-1"}),
+                        signature: None,
+                    };
+                    let signed = OrderSigner::from_private_jwk(&order_signing_keys().0)
+                        .unwrap()
+                        .sign(&order)
+                        .unwrap();
+                    (StatusCode::OK, Json(json!({ "orders": [signed] })))
                 },
             ),
         )
@@ -148,6 +170,7 @@ pub fn client(addr: SocketAddr) -> LinkClient {
         credential: station_credential(),
         tls: TlsFiles::default(),
         request_timeout: Duration::from_secs(5),
+        order_keys: order_verifier(),
     })
     .unwrap()
 }

@@ -120,6 +120,12 @@ impl TestHub {
         }
     }
 
+    /// What a station registered at this hub verifies its orders with.
+    pub fn order_verifier(&self) -> station_agent::link::OrderVerifier {
+        let public = std::fs::read_to_string(&self.files.order_signing_public_jwk).unwrap();
+        station_agent::link::OrderVerifier::from_public_jwks(&[public]).unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.handle.base_url(), path)
     }

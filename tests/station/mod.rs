@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use station_agent::emv::keystore::{write_dev_keystore, KeyStore, SoftwareKeyStore};
-use station_agent::emv::profile::ProfileSet;
-use station_agent::emv::secure_channel::SecurityLevel;
 use station_agent::job::production::Production;
 use station_agent::order::jwe::{encrypt_json, generate_p256_keypair};
 use station_agent::order::StationKeyring;
 use station_agent::plastic::face::Layout;
+use station_emv::data::profile::ProfileSet;
+use station_emv::gp::scp::SecurityLevel;
+use station_emv::keys::{write_dev_keystore, KeyStore, SoftwareKeyStore};
 use station_sim::card::{default_instances, SimCardConfig};
 
 /// This station's id.
@@ -63,7 +63,7 @@ pub fn dev_with_keys(extra: &str) -> Dev {
 /// Card data of test card `n` (Luhn-valid PANs from the Visa test range).
 pub fn card_data(n: u32) -> Value {
     let body = format!("47617390010{:04}", n);
-    let check = station_agent::sandbox::client::luhn_check_digit(&body);
+    let check = station_emv::card_data::luhn_check_digit(&body);
     json!({
         "pan": format!("{body}{check}"),
         "exp": "3012",

@@ -4,7 +4,9 @@
 //! - personalization session vs replaying its identical APDUs to a 9000 card, through
 //!   a private pcscd + vpcd, and in-process; STORE DATA count packed vs one per DGI;
 //! - pipeline throughput vs the simulated printer's mechanical limit, at ten times the
-//!   printer's speed and at its own speed; idle cost.
+//!   printer's speed and at its own speed; idle cost;
+//! - console `GET /api/jobs` p99 latency while 20 cards are produced, and preparations
+//!   per card (1.00: no card prepared twice).
 
 use std::process::Command;
 
@@ -15,7 +17,7 @@ fn example(name: &str, args: &[&str], envs: &[(String, String)]) -> Result<(), S
             "--quiet",
             "--release",
             "-p",
-            "station-sim",
+            "station-branch",
             "--example",
             name,
             "--",
@@ -46,7 +48,7 @@ pub fn run() -> Result<(), String> {
             "--quiet",
             "--release",
             "-p",
-            "station-sim",
+            "station-branch",
             "--examples",
         ],
         &[],
@@ -58,5 +60,7 @@ pub fn run() -> Result<(), String> {
     // Ten times faster than the printer: software time weighs ten times more.
     example("throughput", &["20", "0.1"], &[])?;
     // The printer's own speed: the run the >= 0.99 target is about.
-    example("throughput", &["6", "1.0"], &[])
+    example("throughput", &["6", "1.0"], &[])?;
+    // Console `GET /api/jobs` p99 while 20 cards are produced, and preparations per card.
+    example("console_latency", &["20", "0.1"], &[])
 }

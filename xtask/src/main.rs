@@ -4,9 +4,13 @@
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--pismo`: the
 //!   Pismo chain: counter requests, embossing run, a spoiled card made again).
+//! - `cargo xtask package`: the Debian package in `target/debian/`.
+//! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
 mod bench;
+mod deny;
 mod fuzz;
+mod package;
 mod packages;
 mod pcscd;
 mod windows;
@@ -47,11 +51,11 @@ fn demo(extra: &[String]) -> Result<(), String> {
     let bin = if pismo { "pismo-demo" } else { "station-demo" };
     let extra: Vec<&String> = extra.iter().filter(|a| *a != "--pismo").collect();
     cargo(
-        &["build", "--quiet", "-p", "station-sim", "--bin", bin],
+        &["build", "--quiet", "-p", "station-branch", "--bin", bin],
         &[],
     )?;
     let pcscd = private_pcscd("demo")?;
-    let mut args = vec!["run", "--quiet", "-p", "station-sim", "--bin", bin, "--"];
+    let mut args = vec!["run", "--quiet", "-p", "station-branch", "--bin", bin, "--"];
     args.extend(extra.iter().map(|s| s.as_str()));
     let r = cargo(&args, &pcscd.env());
     drop(pcscd);
@@ -82,6 +86,7 @@ fn bare_machine_build() -> Result<(), String> {
 fn test() -> Result<(), String> {
     bare_machine_build()?;
     packages::ensure()?;
+    packages::ensure_browser()?;
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     cargo(
         &[
@@ -94,11 +99,31 @@ fn test() -> Result<(), String> {
         ],
         &[],
     )?;
+    deny::check()?;
     let pcscd = private_pcscd("hil")?;
-    cargo(&["test", "--workspace", "--no-fail-fast"], &pcscd.env())?;
+    // The console's browser test runs (and fails without a browser) only when asked.
+    let mut env = pcscd.env();
+    env.push(("STATION_BROWSER".into(), "1".into()));
+    cargo(&["test", "--workspace", "--no-fail-fast"], &env)?;
     drop(pcscd);
+    // The package of the debug build the tests made: the same files, modes, scripts
+    // and unit as the release package, without minutes of optimised build.
+    let deb = package::build(package::Build::Debug)?;
+    package::check(&deb)?;
     fuzz::run(20)?;
     Ok(())
+}
+
+/// `cargo xtask hil [ARGS]`: `cargo test ARGS` with a private pcscd + vpcd running, so one
+/// hardware-in-the-loop test can be run on its own.
+fn hil(args: &[String]) -> Result<(), String> {
+    packages::ensure()?;
+    let pcscd = private_pcscd("hil")?;
+    let mut all = vec!["test"];
+    all.extend(args.iter().map(String::as_str));
+    let r = cargo(&all, &pcscd.env());
+    drop(pcscd);
+    r
 }
 
 fn main() {
@@ -108,11 +133,18 @@ fn main() {
         "test" => test(),
         "demo" => demo(&all[1..]),
         "bench" => bench::run(),
+        "hil" => hil(&all[1..]),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         "setup" => packages::ensure(),
+        "deny" => deny::check(),
+        "package" => package::package(if all.iter().any(|a| a == "--debug") {
+            package::Build::Debug
+        } else {
+            package::Build::Release
+        }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N]|test|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N] [--console]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };

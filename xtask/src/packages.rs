@@ -13,6 +13,32 @@ pub const NEEDED: &[&str] = &[
     "socat",
 ];
 
+/// Debian packages of the console's browser test (`tests/console_browser.rs`): headless
+/// Chromium and its WebDriver server.
+pub const BROWSER: &[&str] = &["chromium", "chromium-driver"];
+
+/// Programs the browser test starts; `cargo xtask test` fails when they are missing.
+pub const BROWSER_PROGRAMS: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromedriver"];
+
+/// Installs the browser test's packages and checks its programs are there.
+pub fn ensure_browser() -> Result<(), String> {
+    ensure_packages(BROWSER)?;
+    let missing: Vec<&str> = BROWSER_PROGRAMS
+        .iter()
+        .copied()
+        .filter(|p| !std::path::Path::new(p).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the console browser test needs {} after installing {}",
+            missing.join(", "),
+            BROWSER.join(" ")
+        ))
+    }
+}
+
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])

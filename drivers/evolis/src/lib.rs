@@ -109,16 +109,12 @@ impl EvolisPrinter {
             .expect("at least one built-in model");
         let mut p = EvolisPrinter::new(stream, provisional);
         let profile = match model {
-            Some(name) => ModelProfile::find(name).ok_or_else(|| PrinterError::Protocol {
-                command: "model".into(),
-                reply: format!("no printer model profile named '{name}'"),
-            })?,
+            Some(name) => {
+                ModelProfile::find(name).ok_or_else(|| PrinterError::UnknownModel(name.into()))?
+            }
             None => {
                 let rtp = p.command("Rtp", CommandClass::Status).await?;
-                ModelProfile::find(&rtp).ok_or_else(|| PrinterError::Protocol {
-                    command: "Rtp".into(),
-                    reply: format!("printer model '{rtp}' has no profile in drivers/evolis/models"),
-                })?
+                ModelProfile::for_reported_model(&rtp)
             }
         };
         p.ribbon = profile

@@ -58,9 +58,12 @@ pub struct ModelProfile {
 }
 
 const BUILTIN: &[(&str, &str)] = &[
+    ("primacy", include_str!("../models/primacy.toml")),
     ("primacy2", include_str!("../models/primacy2.toml")),
     ("zenius", include_str!("../models/zenius.toml")),
 ];
+
+const GENERIC: &str = include_str!("../models/generic.toml");
 
 impl ModelProfile {
     /// The profiles shipped with the driver.
@@ -85,6 +88,25 @@ impl ModelProfile {
                     || p.rtp.iter().any(|r| r.to_lowercase() == n)
             })
             .map(|(_, p)| p)
+    }
+
+    /// The profile for what the printer answered to `Rtp`, or the generic Evolis profile
+    /// (logged as a warning) when no shipped profile names that model: an unknown model is
+    /// still an Evolis printer that answered, not a refusal.
+    pub fn for_reported_model(rtp: &str) -> ModelProfile {
+        Self::find(rtp).unwrap_or_else(|| {
+            tracing::warn!(
+                model = rtp.trim(),
+                "no profile for this printer model; using the generic Evolis profile \
+                 (add a file in drivers/evolis/models to tune its timeouts)"
+            );
+            Self::generic()
+        })
+    }
+
+    /// The generic Evolis profile (`models/generic.toml`).
+    pub fn generic() -> ModelProfile {
+        toml::from_str(GENERIC).unwrap_or_else(|e| panic!("models/generic.toml: {e}"))
     }
 
     /// Overrides the timeouts of this profile (tests and slow installations).
@@ -118,5 +140,26 @@ mod tests {
         );
         assert_eq!(ModelProfile::find("zenius").unwrap().name, "Evolis Zenius");
         assert!(ModelProfile::find("Badgy 100").is_none());
+    }
+
+    #[test]
+    fn the_first_generation_primacy_has_its_own_profile() {
+        assert_eq!(
+            ModelProfile::find("Primacy").unwrap().name,
+            "Evolis Primacy"
+        );
+    }
+
+    #[test]
+    fn a_reported_model_without_a_profile_gets_the_generic_profile() {
+        let p = ModelProfile::for_reported_model("Evolis Pebble 4");
+        assert_eq!(p.name, ModelProfile::generic().name);
+        assert_eq!((p.panel_width, p.panel_height, p.dpi), (1016, 648, 300));
+    }
+
+    #[test]
+    fn the_generic_profile_is_never_chosen_by_name_matching() {
+        assert!(ModelProfile::generic().rtp.is_empty());
+        assert!(ModelProfile::find("").is_none());
     }
 }

@@ -142,6 +142,9 @@ pub enum PrinterError {
     /// The printer is busy with another job.
     #[error("printer busy")]
     Busy,
+    /// The configuration names a printer model the driver has no profile for.
+    #[error("no printer model profile named '{0}'")]
+    UnknownModel(String),
     /// The printer refused a command; names the command and the reply.
     #[error("printer refused '{command}': {reply}")]
     Protocol {
@@ -164,6 +167,7 @@ impl StaffFacing for PrinterError {
             PrinterError::MagVerify(_) => "PRN_MAG_VERIFY",
             PrinterError::Offline(_) => "PRN_OFFLINE",
             PrinterError::Busy => "PRN_BUSY",
+            PrinterError::UnknownModel(_) => "PRN_UNKNOWN_MODEL",
             PrinterError::Protocol { .. } => "PRN_PROTOCOL",
         }
     }
@@ -183,6 +187,10 @@ impl StaffFacing for PrinterError {
             }
             PrinterError::Offline(_) => "Printer not answering: check its power and cable.".into(),
             PrinterError::Busy => "Printer busy: wait for the current card.".into(),
+            PrinterError::UnknownModel(name) => format!(
+                "No printer model profile named '{name}': correct the printer model in the \
+                 station configuration, or remove it to use the model the printer reports."
+            ),
             PrinterError::Protocol { .. } => format!("Printer error: {self}."),
         }
     }
@@ -240,6 +248,7 @@ mod tests {
             PrinterError::MagVerify(String::new()),
             PrinterError::Offline(String::new()),
             PrinterError::Busy,
+            PrinterError::UnknownModel(String::new()),
             PrinterError::Protocol {
                 command: String::new(),
                 reply: String::new(),

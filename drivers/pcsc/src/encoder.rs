@@ -66,6 +66,9 @@ pub struct ReaderConfig {
     pub protocol: ProtocolChoice,
     /// How long [`PcscEncoder::await_card`] and recovery wait for a card.
     pub card_wait_timeout: Duration,
+    /// Deadline of one command exchange: a reader that hangs inside `SCardTransmit` must not
+    /// stall the line (on-card RSA key generation, the slowest command, takes a few seconds).
+    pub transmit_timeout: Duration,
 }
 
 impl ReaderConfig {
@@ -76,6 +79,7 @@ impl ReaderConfig {
             sharing: Sharing::Exclusive,
             protocol: ProtocolChoice::Any,
             card_wait_timeout: Duration::from_secs(30),
+            transmit_timeout: Duration::from_secs(20),
         })
     }
 }
@@ -96,6 +100,8 @@ enum Request {
     },
     Transmit {
         command: Vec<u8>,
+        /// Lowered by the reader thread when `SCardTransmit` has returned.
+        in_flight: Arc<AtomicBool>,
         reply: oneshot::Sender<Result<Vec<u8>, TransportError>>,
     },
     Reestablish {
@@ -112,6 +118,9 @@ pub struct PcscEncoder {
     reader: String,
     config: ReaderConfig,
     extended_length: bool,
+    /// Raised while the reader thread is inside `SCardTransmit`; still raised after a deadline
+    /// passed means the reader hung, and no new command is queued behind it.
+    in_flight: Arc<AtomicBool>,
 }
 
 /// Raises the cancel flag when the waiting future ends for any reason (answer, timeout, drop).
@@ -151,6 +160,7 @@ impl PcscEncoder {
             reader,
             config,
             extended_length: false,
+            in_flight: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -201,13 +211,34 @@ impl PcscEncoder {
     }
 
     async fn transmit_once(&self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if self.in_flight.load(Ordering::SeqCst) {
+            return Err(TransportError::Timeout(format!(
+                "reader '{}' to finish a command that passed its deadline",
+                self.reader
+            )));
+        }
         let (reply, answer) = oneshot::channel();
+        self.in_flight.store(true, Ordering::SeqCst);
         self.send(Request::Transmit {
             command: command.to_vec(),
+            in_flight: self.in_flight.clone(),
             reply,
         })
         .await?;
-        answer.await.map_err(|_| thread_gone())?
+        match tokio::time::timeout(self.config.transmit_timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| thread_gone())?,
+            Err(_) => {
+                tracing::error!(
+                    reader = %self.reader,
+                    deadline = ?self.config.transmit_timeout,
+                    "the reader did not answer a command before its deadline"
+                );
+                Err(TransportError::Timeout(format!(
+                    "an answer from reader '{}' within {:?}",
+                    self.reader, self.config.transmit_timeout
+                )))
+            }
+        }
     }
 
     /// After pcscd died the old context never works again: build a new one, reconnect once.
@@ -319,8 +350,13 @@ impl Worker {
                 Request::WaitForCard { cancel, reply } => {
                     let _ = reply.send(self.wait_for_card(&cancel));
                 }
-                Request::Transmit { mut command, reply } => {
+                Request::Transmit {
+                    mut command,
+                    in_flight,
+                    reply,
+                } => {
                     let outcome = self.transmit(&command);
+                    in_flight.store(false, Ordering::SeqCst);
                     // Record DGIs and READ RECORD answers carry the PAN in clear.
                     command.zeroize();
                     let _ = reply.send(outcome);

@@ -362,3 +362,81 @@ async fn transmit_before_any_card_session_is_no_card() {
         TransportError::NoCard(READER.into())
     );
 }
+
+/// A card that takes `delay` to answer INS EE, as a hung reader or chip does.
+struct SlowOnEe {
+    inner: EchoCard,
+    delay: Duration,
+}
+
+impl VirtualCard for SlowOnEe {
+    fn atr(&self) -> Vec<u8> {
+        self.inner.atr()
+    }
+    fn power_on(&mut self) {
+        self.inner.power_on()
+    }
+    fn power_off(&mut self) {
+        self.inner.power_off()
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        if apdu.get(1) == Some(&0xEE) {
+            std::thread::sleep(self.delay);
+        }
+        self.inner.process(apdu)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_the_reader_never_answers_times_out_and_blocks_no_second_command() {
+    let Some(hil) = hil() else { return };
+    reader_empty().await;
+    // The slow card blocks whatever runs it, so it gets a runtime of its own.
+    let (stop, stop_rx) = watch::channel(false);
+    let addr = hil.vpcd_addr.clone();
+    let card_thread = std::thread::spawn(move || {
+        let slow: Arc<Mutex<dyn VirtualCard>> = Arc::new(Mutex::new(SlowOnEe {
+            inner: EchoCard::new(),
+            delay: Duration::from_secs(4),
+        }));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(vpcd::serve(&addr, slow, stop_rx))
+    });
+    let mut config = ReaderConfig::new(READER).unwrap();
+    config.card_wait_timeout = CARD_WAIT;
+    config.transmit_timeout = Duration::from_millis(800);
+    let mut enc = PcscEncoder::open(config).await.unwrap();
+    enc.wait_for_card(CARD_WAIT).await.unwrap();
+    assert_eq!(enc.transmit(&SELECT).await.unwrap(), vec![0x90, 0x00]);
+
+    let started = std::time::Instant::now();
+    let e = enc
+        .transmit(&[0x80, 0xEE, 0x00, 0x00, 0x01, 0x00])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransportError::Timeout(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The reader thread is still inside the hung command: a second one is refused at once.
+    let e = enc.transmit(&SELECT).await.unwrap_err();
+    assert!(
+        matches!(e, TransportError::Timeout(ref w) if w.contains("finish")),
+        "{e:?}"
+    );
+
+    // Once the reader comes back, the encoder is usable again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(enc.transmit(&SELECT).await.unwrap(), vec![0x90, 0x00]);
+    enc.release().await.unwrap();
+    let _ = stop.send(true);
+    card_thread.join().unwrap().unwrap();
+}

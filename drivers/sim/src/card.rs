@@ -8,8 +8,12 @@
 //! ISD, open the secure channel with it, name the application in an INSTALL
 //! [for personalization] sent inside that channel, and the ISD hands the following
 //! STORE DATA commands to the application. The last block makes it PERSONALIZED; from then on it answers as an EMV card: SELECT →
-//! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA and GENERATE AC with a Visa
-//! CVN 10 cryptogram under the personalized MK-AC.
+//! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA, GENERATE AC with a Visa
+//! CVN 10 cryptogram under the personalized MK-AC, and INTERNAL AUTHENTICATE (DDA)
+//! signed with the ICC private key from DGIs `8201`–`8205` when the profile puts one.
+//!
+//! Terminal tests can skip personalization: [`SimCard::personalized`] is the card as
+//! CPS leaves it, built from prepared DGIs.
 //!
 //! Data conventions (the station's profiles follow them): DGI `9102` holds the content
 //! of the FCI proprietary template `A5`; `9104` holds the GPO response data objects
@@ -24,12 +28,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use station_agent::emv::cryptogram::{visa_cvn10, Cvn10Input};
-use station_agent::emv::dgi;
-use station_agent::emv::diversify::Diversification;
-use station_agent::emv::gp::Command;
-use station_agent::emv::secure_channel::{unpad80, CardChannel, KeySource, Protocol, StaticKeys};
-use station_agent::emv::tlv;
+use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::dgi;
+use station_emv::gp::card::CardChannel;
+use station_emv::gp::diversify::Diversification;
+use station_emv::gp::scp::{unpad80, KeySource, Protocol, StaticKeys};
+use station_emv::gp::Command;
+use station_emv::oda::{sign_dynamic_data, IccPrivateCrt};
+use station_emv::tlv;
 use station_hal::{ApduTransport, TransportError};
 use zeroize::Zeroizing;
 
@@ -208,6 +214,8 @@ pub struct SimCard {
     direct_perso: bool,
     /// Application named by INSTALL [for personalization] in the ISD's current session.
     perso_target: Option<Vec<u8>>,
+    /// Commands received, when the card was asked to keep them (terminal tests).
+    received: Option<Vec<Vec<u8>>>,
 }
 
 /// Response of a removed card (the transport reports it as such).
@@ -244,7 +252,37 @@ impl SimCard {
             isd_aid: DEFAULT_ISD_AID.to_vec(),
             direct_perso: true,
             perso_target: None,
+            received: None,
         }
+    }
+
+    /// A card as CPS leaves it: application `aid` personalized with `dgis` (clear,
+    /// unpadded, as data preparation produces them). It keeps every command it receives
+    /// ([`SimCard::received`]). Its transport keys are GlobalPlatform's well-known
+    /// test keys (`40`..`4F`), as no secure channel is needed to read a card.
+    pub fn personalized(aid: &[u8], dgis: impl IntoIterator<Item = (u16, Vec<u8>)>) -> Self {
+        let test_key: Vec<u8> = (0x40..=0x4F).collect();
+        let mut card = SimCard::new(SimCardConfig {
+            protocol: Protocol::Scp02 { i: 0x55 },
+            kvn: 0x20,
+            kdd: [0; 10],
+            keys: KeySource::Static(StaticKeys::new(&test_key, &test_key, &test_key)),
+            instances: vec![aid.to_vec()],
+            padded_dgis: Vec::new(),
+        });
+        card.dgis = dgis
+            .into_iter()
+            .map(|(id, data)| (id, Zeroizing::new(data)))
+            .collect();
+        card.aid = Some(aid.to_vec());
+        card.state = AppState::Personalized;
+        card.received = Some(Vec::new());
+        card
+    }
+
+    /// Commands received so far, when the card keeps them (see [`SimCard::personalized`]).
+    pub fn received(&self) -> &[Vec<u8>] {
+        self.received.as_deref().unwrap_or_default()
     }
 
     /// The same card with its Issuer Security Domain at `aid` (default [`DEFAULT_ISD_AID`]).
@@ -286,6 +324,9 @@ impl SimCard {
     pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
         if self.removed {
             return REMOVED;
+        }
+        if let Some(log) = self.received.as_mut() {
+            log.push(apdu.to_vec());
         }
         self.commands += 1;
         if self.faults.drop_at == Some(self.commands) {
@@ -337,6 +378,7 @@ impl SimCard {
             (0x00, 0xB2) => self.read_record(cmd),
             (0x80, 0xCA) => self.get_data(cmd),
             (0x80, 0xAE) => self.generate_ac(cmd),
+            (0x00, 0x88) => self.internal_authenticate(cmd),
             (0x00 | 0x80, _) => sw(0x6D00),
             _ => sw(0x6E00),
         }
@@ -608,6 +650,25 @@ impl SimCard {
         }
     }
 
+    /// Signs the terminal's DDOL data with the ICC private key (EMV Book 2 6.5); the
+    /// ICC dynamic number is `00 ‖ low byte of the ATC ‖ 5A`.
+    fn internal_authenticate(&mut self, cmd: &Command) -> Vec<u8> {
+        if !self.personalized_app() {
+            return sw(0x6985);
+        }
+        let parts: Option<Vec<&[u8]>> = (0x8201..=0x8205).map(|id| self.dgi(id)).collect();
+        let Some([qinv, dq, dp, q, p]) = parts.as_deref() else {
+            return sw(0x6D00);
+        };
+        let key = IccPrivateCrt { p, q, dp, dq, qinv };
+        let n_ic = p.len() + q.len();
+        let dynamic_number = [0x00, self.atc as u8, 0x5A];
+        match sign_dynamic_data(&key, n_ic, &dynamic_number, &cmd.data) {
+            Ok(sdad) => ok(tlv::encode(0x80, &sdad)),
+            Err(_) => sw(0x6F00),
+        }
+    }
+
     fn record_tag(&self, tag: u32) -> Option<Vec<u8>> {
         self.dgis
             .iter()
@@ -732,6 +793,11 @@ impl InProcessTransport {
     pub fn new(card: Arc<Mutex<SimCard>>) -> Self {
         InProcessTransport { card }
     }
+
+    /// The card at the other end.
+    pub fn card(&self) -> &Arc<Mutex<SimCard>> {
+        &self.card
+    }
 }
 
 #[async_trait]
@@ -784,7 +850,7 @@ mod tests {
     #[tokio::test]
     async fn a_mute_card_in_process_fails_every_exchange_as_card_mute() {
         let mut t = InProcessTransport::new(Arc::new(Mutex::new(mute())));
-        let select = station_agent::emv::gp::select(&default_instances()[0]).to_bytes();
+        let select = station_emv::gp::select(&default_instances()[0]).to_bytes();
         assert_eq!(t.exchange(&select).await, Err(TransportError::CardMute));
     }
 

@@ -1,6 +1,5 @@
 //! Hand-written simulators of the station's hardware: an Evolis printer and a GP/EMV card.
 
-pub mod branch;
 pub mod card;
 pub mod printer;
 pub mod station;

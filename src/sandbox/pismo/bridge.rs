@@ -6,10 +6,11 @@
 
 use super::store::{now_ms, SandboxCard};
 use super::{envelope, EmbossingGroupEntry, PismoSandbox, PISMO_ISSUER_ID};
-use crate::sandbox::client::{luhn_check_digit, sample_instant_order, SAMPLE_BIN};
+use crate::sandbox::client::{sample_instant_order, SAMPLE_BIN};
 use crate::sandbox::SandboxError;
 use rand::Rng;
 use serde_json::json;
+use station_emv::card_data::{luhn_check_digit, mask_digits};
 use zeroize::Zeroizing;
 
 /// Card data JSON (D1 `encryptedData` content) for a new Pismo card: a Luhn-valid
@@ -43,10 +44,7 @@ fn new_card_data(card: &SandboxCard) -> (Zeroizing<String>, String) {
         // Track 2 carries the service code (201: international, IC, normal authorization).
         "trackData": { "track2": format!("{}={exp}2010000000000", pan.as_str()) },
     });
-    (
-        Zeroizing::new(data.to_string()),
-        crate::logging::mask_digits(&pan),
-    )
+    (Zeroizing::new(data.to_string()), mask_digits(&pan))
 }
 
 /// The PCI data of cards whose not-ready window has passed, sealed to the hub key,

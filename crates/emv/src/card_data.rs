@@ -1,0 +1,256 @@
+//! The card's account data as one type each: the PAN (Luhn, masking, zeroized, never
+//! shown in clear) and a card year-month (expiry or effective date, `YYMM`).
+//!
+//! Masking and the Luhn check live here once; the agent's order checks, log scrubbing
+//! and sandbox hub use these functions rather than their own.
+
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// A primary account number: 12 to 19 decimal digits, zeroized on drop.
+/// `Display` and `Debug` show only the mask (first 6, last 4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pan(Zeroizing<String>);
+
+/// Why a string is not a PAN (the value itself is never shown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PanError {
+    /// Not 12 to 19 ASCII digits; carries the length seen.
+    #[error("PAN must be 12 to 19 digits, got {0} characters")]
+    Format(usize),
+    /// The check digit is wrong.
+    #[error("PAN check digit (Luhn) is wrong")]
+    Luhn,
+}
+
+impl Pan {
+    /// Checks 12 to 19 digits and the Luhn check digit: the rule for a PAN an order carries.
+    pub fn parse(digits: &str) -> Result<Pan, PanError> {
+        let pan = Pan::new(digits)?;
+        if !luhn_ok(digits.as_bytes()) {
+            return Err(PanError::Luhn);
+        }
+        Ok(pan)
+    }
+
+    /// Checks 12 to 19 digits only: data preparation takes PANs the order layer has
+    /// already checked, and published test vectors whose check digit is not Luhn.
+    pub fn new(digits: &str) -> Result<Pan, PanError> {
+        let ok = (12..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        if ok {
+            Ok(Pan(Zeroizing::new(digits.to_owned())))
+        } else {
+            Err(PanError::Format(digits.len()))
+        }
+    }
+
+    /// The clear digits, for cryptography and encoding only; never log them.
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+
+    /// The masked form, e.g. `476173******0010` — the only form fit for logs.
+    pub fn masked(&self) -> String {
+        mask_digits(&self.0)
+    }
+
+    /// Number of digits.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false (a PAN has at least 12 digits); present for API symmetry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Tag 5A: BCD, padded with `F` to a whole byte.
+    pub fn to_5a(&self) -> Vec<u8> {
+        crate::data::derive::bcd_f_padded(&self.0)
+    }
+}
+
+impl std::fmt::Display for Pan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl std::fmt::Debug for Pan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pan({})", self.masked())
+    }
+}
+
+/// Masks a digit string as first 6 ‖ `*`… ‖ last 4; strings too short to keep
+/// both ends are masked entirely.
+pub fn mask_digits(digits: &str) -> String {
+    let n = digits.chars().count();
+    if n < 12 {
+        return "*".repeat(n);
+    }
+    let head: String = digits.chars().take(6).collect();
+    let tail: String = digits.chars().skip(n - 4).collect();
+    format!("{head}{}{tail}", "*".repeat(n - 10))
+}
+
+/// Luhn (mod 10) check over ASCII digits.
+pub fn luhn_ok(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = (d - b'0') as u32;
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+/// Whether `pan` is at least two ASCII digits and passes the Luhn check.
+pub fn luhn_valid(pan: &str) -> bool {
+    pan.len() >= 2 && pan.bytes().all(|b| b.is_ascii_digit()) && luhn_ok(pan.as_bytes())
+}
+
+/// Luhn check digit for `digits` (the PAN without its last digit).
+pub fn luhn_check_digit(digits: &str) -> char {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
+}
+
+/// A card date `YYMM` (expiry or effective date), year taken as `20YY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct YearMonth {
+    /// Full year, 2000–2099.
+    pub year: u16,
+    /// Month, 1–12.
+    pub month: u8,
+}
+
+/// Why a string is not a `YYMM` date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum YearMonthError {
+    /// Not four digits.
+    #[error("date must be four digits YYMM")]
+    Format,
+    /// Month outside 01–12.
+    #[error("month must be 01 to 12")]
+    Month,
+}
+
+impl YearMonth {
+    /// Parses `YYMM`.
+    pub fn parse(s: &str) -> Result<YearMonth, YearMonthError> {
+        let b = s.as_bytes();
+        if b.len() != 4 || !b.iter().all(u8::is_ascii_digit) {
+            return Err(YearMonthError::Format);
+        }
+        let year = 2000 + u16::from(b[0] - b'0') * 10 + u16::from(b[1] - b'0');
+        let month = (b[2] - b'0') * 10 + (b[3] - b'0');
+        if !(1..=12).contains(&month) {
+            return Err(YearMonthError::Month);
+        }
+        Ok(YearMonth { year, month })
+    }
+
+    /// The `YYMM` text.
+    pub fn to_yymm(&self) -> String {
+        format!("{:02}{:02}", self.year % 100, self.month)
+    }
+
+    /// Last day of the month; February follows the Gregorian leap-year rule.
+    pub fn last_day(&self) -> u8 {
+        match self.month {
+            4 | 6 | 9 | 11 => 30,
+            2 => {
+                let year = u32::from(self.year);
+                let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+                if leap {
+                    29
+                } else {
+                    28
+                }
+            }
+            _ => 31,
+        }
+    }
+
+    /// Tag 5F24 (application expiration date): YYMMDD on the last day of the month.
+    pub fn to_5f24(&self) -> Vec<u8> {
+        crate::data::derive::bcd(&format!("{}{:02}", self.to_yymm(), self.last_day()))
+    }
+
+    /// Tag 5F25 (application effective date): YYMMDD on the first day of the month.
+    pub fn to_5f25(&self) -> Vec<u8> {
+        crate::data::derive::bcd(&format!("{}01", self.to_yymm()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keeps_first_six_and_last_four() {
+        assert_eq!(mask_digits("4761739001010010"), "476173******0010");
+        assert_eq!(mask_digits("4761739001010010123"), "476173*********0123");
+    }
+
+    #[test]
+    fn a_pan_failing_luhn_is_refused_by_parse_only() {
+        assert_eq!(Pan::parse("4761739001010011"), Err(PanError::Luhn));
+        assert!(Pan::new("4761739001010011").is_ok());
+    }
+
+    #[test]
+    fn a_pan_of_eleven_digits_is_a_format_error_naming_the_length() {
+        assert_eq!(Pan::parse("47617390010"), Err(PanError::Format(11)));
+    }
+
+    #[test]
+    fn pan_display_and_debug_show_only_the_mask() {
+        let p = Pan::parse("4761739001010010").unwrap();
+        assert_eq!(p.to_string(), "476173******0010");
+        assert_eq!(format!("{p:?}"), "Pan(476173******0010)");
+    }
+
+    #[test]
+    fn luhn_check_digit_matches_a_known_test_pan() {
+        assert_eq!(luhn_check_digit("476173900101001"), '0');
+        assert!(luhn_valid("4761739001010010"));
+        assert!(!luhn_valid("4761739001010011"));
+    }
+
+    #[test]
+    fn year_month_reads_20yy_and_refuses_month_13() {
+        assert_eq!(
+            YearMonth::parse("2611"),
+            Ok(YearMonth {
+                year: 2026,
+                month: 11
+            })
+        );
+        assert_eq!(YearMonth::parse("2613"), Err(YearMonthError::Month));
+        assert_eq!(YearMonth::parse("26-1"), Err(YearMonthError::Format));
+    }
+}

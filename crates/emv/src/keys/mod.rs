@@ -1,0 +1,367 @@
+//! Where issuer keys live and where operations with them happen.
+//!
+//! [`KeyStore`] is shaped for a PKCS#11 HSM: callers name keys by index or card product
+//! and ask for results (derived ICC keys for transport, a CVV, an ARQC check); raw
+//! issuer keys never cross the trait. [`SoftwareKeyStore`] is the development and
+//! small-branch implementation backed by a TOML key file readable by its owner only
+//! ([`software`]).
+//!
+//! Key file layout (hex values):
+//!
+//! ```toml
+//! [imk.01]            # issuer master keys, derivationKeyIndex 01
+//! ac = "…"; smi = "…"; smc = "…"
+//! [cvk.01]            # card verification keys A and B, cvKeyIndex 01
+//! a = "…"; b = "…"
+//! [pvk]
+//! 01 = "…"            # PIN verification key, pvKeyIndex 01
+//! [transport.DEV-VISA]  # GlobalPlatform keys per cardProductId
+//! kmc = "…"; diversification = "emv-cpg202"; scp = "scp02"; i = "55"; kvn = "20"
+//! isd = "A000000151000000"  # optional: personalize through this ISD (INSTALL [for personalization])
+//! [oda.01]            # optional: SDA issuer key, odaKeyIndex 01
+//! ca_index = "92"; issuer_pk_certificate = "…"; issuer_pk_exponent = "03"; issuer_pk_remainder = "…"
+//! issuer_modulus = "…"; issuer_private_exponent = "…"  # as long as the modulus (left-pad 00)
+//! ```
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::card_data::{Pan, YearMonth};
+use crate::data::derive::{key_check_value, Psn, ServiceCode};
+use crate::data::profile::CryptogramVersion;
+use crate::gp::diversify::Diversification;
+use crate::gp::scp::{KeySource, Protocol, StaticKeys};
+
+mod software;
+
+pub use software::{write_dev_keystore, SoftwareKeyStore, DEV_KEY_FILE};
+
+/// A key index as orders carry it (`derivationKeyIndex` etc.): two hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyIndex(pub u8);
+
+impl KeyIndex {
+    /// Parses two upper-case hex digits (`"01"`, `"0A"`).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() == 2
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        {
+            u8::from_str_radix(s, 16).ok().map(KeyIndex)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for KeyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02X}", self.0)
+    }
+}
+
+/// Secret bytes: zeroized on drop, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps bytes that are already secret.
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        SecretBytes(bytes)
+    }
+
+    /// The bytes, for the cryptographic operation that needs them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// The three ICC master keys derived for one card, on their way into DGI 8000.
+///
+/// The software store returns them in clear inside zeroizing containers because CPS
+/// encrypts DGI 8000 with the session DEK it computes itself. An HSM store would
+/// instead return them already encrypted under the DEK handle of the open secure
+/// channel (derive-and-wrap inside the HSM), with the same KCVs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IccKeys {
+    /// ICC master key for application cryptograms.
+    pub mk_ac: SecretBytes,
+    /// ICC master key for secure messaging integrity.
+    pub mk_smi: SecretBytes,
+    /// ICC master key for secure messaging confidentiality.
+    pub mk_smc: SecretBytes,
+}
+
+impl IccKeys {
+    /// MK-AC ‖ MK-SMI ‖ MK-SMC, the content of DGI 8000.
+    pub fn concatenated(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(Vec::with_capacity(48));
+        v.extend_from_slice(self.mk_ac.expose());
+        v.extend_from_slice(self.mk_smi.expose());
+        v.extend_from_slice(self.mk_smc.expose());
+        v
+    }
+
+    /// KCV(MK-AC) ‖ KCV(MK-SMI) ‖ KCV(MK-SMC), the content of DGI 9000.
+    pub fn check_values(&self) -> Result<Vec<u8>, KeyStoreError> {
+        let mut v = Vec::with_capacity(9);
+        for k in [&self.mk_ac, &self.mk_smi, &self.mk_smc] {
+            v.extend_from_slice(
+                &key_check_value(k.expose()).map_err(|e| KeyStoreError::Crypto(e.to_string()))?,
+            );
+        }
+        Ok(v)
+    }
+}
+
+impl std::fmt::Debug for IccKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IccKeys(redacted)")
+    }
+}
+
+/// Reads a diversification method as the key file spells it.
+fn parse_diversification(s: &str) -> Option<Diversification> {
+    Some(match s {
+        "none" => Diversification::None,
+        "emv-cpg202" => Diversification::EmvCpg202,
+        "visa2" => Diversification::Visa2,
+        _ => return None,
+    })
+}
+
+/// What CPS needs to open a secure channel with a card product.
+///
+/// Software store: the KMC itself, zeroizing. An HSM store would hold a key handle
+/// instead and run the diversification and session-key derivation inside the HSM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportKeySet {
+    /// Master key for card keys.
+    pub kmc: SecretBytes,
+    /// Card key diversification method.
+    pub diversification: Diversification,
+    /// Secure channel protocol and its i parameter.
+    pub protocol: Protocol,
+    /// Key version number on the card.
+    pub kvn: u8,
+    /// AID of the Issuer Security Domain to personalize through; `None` = SELECT the application.
+    pub isd: Option<Vec<u8>>,
+}
+
+impl TransportKeySet {
+    /// The secure channel key source for CPS (diversified per card, or the static keys).
+    pub fn key_source(&self) -> KeySource {
+        match self.diversification {
+            Diversification::None => {
+                let k = self.kmc.expose();
+                KeySource::Static(StaticKeys::new(k, k, k))
+            }
+            method => KeySource::Kmc {
+                kmc: Zeroizing::new(self.kmc.expose().to_vec()),
+                method,
+            },
+        }
+    }
+}
+
+/// Issuer public key data a card needs for offline data authentication (all public).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OdaIssuerKey {
+    /// Certification authority public key index (8F).
+    pub ca_index: u8,
+    /// Issuer public key certificate (90).
+    pub issuer_pk_certificate: Vec<u8>,
+    /// Issuer public key exponent (9F32).
+    pub issuer_pk_exponent: Vec<u8>,
+    /// Issuer public key remainder (92), empty when the key fits the certificate.
+    pub issuer_pk_remainder: Vec<u8>,
+}
+
+/// The ICC private key in CRT form, on its way into DGIs 8201-8205.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IccRsaCrt {
+    /// Prime p.
+    pub p: SecretBytes,
+    /// Prime q.
+    pub q: SecretBytes,
+    /// d mod (p − 1).
+    pub dp: SecretBytes,
+    /// d mod (q − 1).
+    pub dq: SecretBytes,
+    /// q⁻¹ mod p.
+    pub qinv: SecretBytes,
+}
+
+impl std::fmt::Debug for IccRsaCrt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IccRsaCrt(redacted)")
+    }
+}
+
+/// An ICC RSA key pair generated and certified for one card (DDA).
+///
+/// The software store generates it with OpenSSL and returns the private parts in
+/// zeroizing containers for CPS to encrypt; an HSM store would generate the pair inside
+/// the HSM and return the CRT parts already encrypted under the session DEK handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IccRsaKey {
+    /// ICC public key certificate (9F46), signed by the issuer key.
+    pub certificate: Vec<u8>,
+    /// ICC public key exponent (9F47).
+    pub exponent: Vec<u8>,
+    /// ICC public key remainder (9F48), empty when the key fits the certificate.
+    pub remainder: Vec<u8>,
+    /// ICC modulus length in bytes.
+    pub modulus_len: usize,
+    /// Private key parts.
+    pub crt: IccRsaCrt,
+}
+
+/// Why a key operation failed. Messages name keys by kind and index, never by value.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KeyStoreError {
+    /// No key of that kind at that index.
+    #[error("no {kind} key with index {index} in the key store")]
+    Missing {
+        /// Key kind (`imk`, `cvk`, `pvk`, `transport`, `oda`).
+        kind: &'static str,
+        /// Index or card product id.
+        index: String,
+    },
+    /// The key file cannot be read or is malformed.
+    #[error("key file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the entry, never the value).
+        reason: String,
+    },
+    /// The key file is readable by group or others.
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:03o}): run chmod 600 on it"
+    )]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The operation exists in the trait but this store or algorithm does not do it yet.
+    #[error("{0} is not supported by this key store")]
+    NotSupported(String),
+    /// A cryptographic primitive refused its input.
+    #[error("key operation failed: {0}")]
+    Crypto(String),
+}
+
+impl station_hal::StaffFacing for KeyStoreError {
+    fn code(&self) -> &'static str {
+        match self {
+            KeyStoreError::Missing { .. } => "KEY_MISSING",
+            KeyStoreError::File { .. } => "KEY_FILE_INVALID",
+            KeyStoreError::Permissions { .. } => "KEY_FILE_PERMISSIONS",
+            KeyStoreError::NotSupported(_) => "KEY_NOT_SUPPORTED",
+            KeyStoreError::Crypto(_) => "KEY_CRYPTO_ERROR",
+        }
+    }
+
+    fn staff_message(&self) -> String {
+        format!("Card keys problem: {self}. Call IT support; do not retry the card.")
+    }
+}
+
+/// Issuer key operations, shaped so that a PKCS#11 HSM can implement them.
+pub trait KeyStore: Send + Sync {
+    /// Derives MK-AC, MK-SMI and MK-SMC (EMV Option A) for one card from the issuer
+    /// master keys at `index`.
+    fn derive_icc_master_keys(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeys, KeyStoreError>;
+
+    /// Visa CVV for the stripe (or iCVV with service code 999) with the CVKs at `index`.
+    fn cvv(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        exp: YearMonth,
+        service_code: &ServiceCode,
+    ) -> Result<Zeroizing<String>, KeyStoreError>;
+
+    /// Visa PVV from a clear PIN with the PVK at `index`. Orders normally carry the PVV
+    /// already; this exists for issuers that send a PIN instead.
+    fn pvv(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        pvki: u8,
+        pin: &str,
+    ) -> Result<Zeroizing<String>, KeyStoreError>;
+
+    /// Checks an ARQC the card produced over `data` (the bytes the cryptogram version
+    /// MACs) against the ICC MK-AC derived from the issuer keys at `index`.
+    fn verify_arqc(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        version: CryptogramVersion,
+        data: &[u8],
+        arqc: &[u8; 8],
+    ) -> Result<bool, KeyStoreError>;
+
+    /// Keys and parameters to open a GlobalPlatform secure channel with cards of a product.
+    fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError>;
+
+    /// Issuer public key data for ODA at `index` (8F, 90, 9F32, 92).
+    fn oda_issuer_key(&self, index: KeyIndex) -> Result<OdaIssuerKey, KeyStoreError>;
+
+    /// Generates an ICC RSA key pair of `bits` for DDA and certifies it with the issuer
+    /// key at `index` over the card's static data to be authenticated.
+    fn generate_icc_key(
+        &self,
+        index: KeyIndex,
+        _bits: u16,
+        _pan: &Pan,
+        _exp: YearMonth,
+        _static_data: &[u8],
+    ) -> Result<IccRsaKey, KeyStoreError> {
+        Err(KeyStoreError::NotSupported(format!(
+            "generating ICC keys for DDA (issuer key {index})"
+        )))
+    }
+
+    /// Signed static application data (93) for SDA: formats the recovery block
+    /// (`6A 03 01 DAC BB… SHA-1 BC`, the issuer modulus long) over `static_data` and
+    /// applies the issuer RSA private key at `index` (PKCS#11: `CKM_RSA_X_509`).
+    fn sign_static_data(
+        &self,
+        index: KeyIndex,
+        _dac: [u8; 2],
+        _static_data: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        Err(KeyStoreError::NotSupported(format!(
+            "signing static data for ODA (issuer key {index})"
+        )))
+    }
+}
