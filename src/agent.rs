@@ -302,13 +302,31 @@ impl Agent {
             pismo.clone(),
         );
         let mut r = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = r.wait_for(|s| *s).await;
+        let stopped = async move {
+            let _ = r.wait_for(|s| *s).await;
+        };
+        // With `[console.tls]` the console speaks HTTPS itself (required off loopback
+        // unless a TLS proxy is in front; the configuration check says which).
+        tasks.push(match &cfg.console.tls {
+            Some(t) => {
+                let config =
+                    crate::tls::server_config(&cfg.resolve(&t.certificate), &cfg.resolve(&t.key))
+                        .map_err(|e| setup("console.tls", e))?;
+                let tls = crate::console::tls::TlsListener::new(listener, config)
+                    .map_err(|e| setup("console.tls", e))?;
+                let app = app.layer(axum::middleware::map_response(
+                    crate::console::tls::strict_transport,
+                ));
+                tokio::spawn(async move {
+                    let _ = axum::serve(tls, app).with_graceful_shutdown(stopped).await;
                 })
-                .await;
-        }));
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            }),
+        });
         let (admin_addr, admin) = crate::admin::serve(cfg, station.clone(), rx.clone())
             .await
             .map_err(|e| setup(e.code(), e))?;

@@ -28,3 +28,4 @@ pub mod plastic;
 pub mod sandbox;
 pub mod service;
 pub mod staff;
+pub mod tls;

@@ -2,12 +2,15 @@
 //!
 //! Staff sign in with their id and PIN (`staff`); every action is journaled under
 //! their id. It listens on loopback by default: branch staff use it on the
-//! workstation itself. Anything wider needs a reverse proxy with TLS in front
-//! (`console.behind_tls_proxy`) and its name in `console.server_names` ([`origin`]).
+//! workstation itself. Anything wider needs TLS: its own certificate (`[console.tls]`,
+//! served by [`tls`]) or a reverse proxy with TLS in front (`console.behind_tls_proxy`),
+//! and its name in `console.server_names` ([`origin`]).
 
+pub mod lockout;
 pub mod origin;
 pub mod pismo;
 pub mod staff;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -237,19 +240,17 @@ async fn sign_in(State(c): State<Console>, Json(req): Json<SignIn>) -> Response 
         )
             .into_response();
     }
-    // Argon2 takes tens of milliseconds: on the blocking pool, not an async worker.
-    let access = c.access.clone();
-    let attempt = tokio::task::spawn_blocking(move || match access.as_ref() {
-        Access::Staff(desk) => desk.sign_in(&req.staff, &req.pin),
+    let attempt = match c.access.as_ref() {
+        Access::Staff(desk) => desk.sign_in(&req.staff, &req.pin).await,
         Access::Anonymous => Err(StaffError::NotSignedIn),
-    })
-    .await
-    .unwrap_or(Err(StaffError::NotSignedIn));
+    };
     match attempt {
         Ok((token, member)) => {
             Json(json!({"token": token.as_str(), "member": member})).into_response()
         }
-        Err(e @ StaffError::Locked { .. }) => refusal(StatusCode::TOO_MANY_REQUESTS, &e),
+        Err(e @ (StaffError::Locked { .. } | StaffError::Busy)) => {
+            refusal(StatusCode::TOO_MANY_REQUESTS, &e)
+        }
         Err(e) => refusal(StatusCode::UNAUTHORIZED, &e),
     }
 }

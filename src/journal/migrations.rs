@@ -54,7 +54,25 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the transition audit is append-only'); END;",
     // v4: which printer/encoder pair took the card, so a card in doubt stops only its line.
     "ALTER TABLE jobs ADD COLUMN line TEXT;",
-    // v5: Pismo counter requests (issue 12): one row per request, keyed by the request id
+    // v5: field-engineering actions that use production keys outside a job
+    // (`card perso`, `card issue`), append-only like the transitions.
+    "CREATE TABLE engineering (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         TEXT NOT NULL,
+        actor      TEXT NOT NULL,
+        command    TEXT NOT NULL,
+        card_id    TEXT,
+        masked_pan TEXT,
+        reader     TEXT NOT NULL,
+        keys       TEXT NOT NULL,
+        outcome    TEXT NOT NULL,
+        detail     TEXT
+     );
+     CREATE TRIGGER engineering_no_update BEFORE UPDATE ON engineering
+        BEGIN SELECT RAISE(ABORT, 'the engineering record is append-only'); END;
+     CREATE TRIGGER engineering_no_delete BEFORE DELETE ON engineering
+        BEGIN SELECT RAISE(ABORT, 'the engineering record is append-only'); END;",
+    // v6: Pismo counter requests (issue 12): one row per request, keyed by the request id
     // that is also Pismo's idempotency key, and an append-only audit of every step.
     "CREATE TABLE pismo_requests (
         request_id    TEXT PRIMARY KEY,

@@ -9,6 +9,7 @@
 //! `encryptedData` still encrypted (and purged when the job ends, per retention),
 //! and only a masked PAN is stored.
 
+pub mod engineering;
 mod migrations;
 pub mod state;
 mod thread;
@@ -237,18 +238,6 @@ fn finish_job((mut job, state): (Job, String)) -> Result<Job, JournalError> {
         .parse()
         .map_err(|e: self::state::UnknownState| JournalError::Corrupt(e.to_string()))?;
     Ok(job)
-}
-
-/// Whether `s` could hold a clear PAN fragment: 7 or more digits in a row.
-fn has_digit_run(s: &str, limit: usize) -> bool {
-    let mut run = 0;
-    for c in s.chars() {
-        run = if c.is_ascii_digit() { run + 1 } else { 0 };
-        if run >= limit {
-            return true;
-        }
-    }
-    false
 }
 
 impl Journal {
@@ -697,7 +686,7 @@ impl Journal {
 
     /// Stores the masked PAN of a job; anything that could be a clear PAN is refused.
     pub fn set_masked_pan(&self, operation_id: &str, masked: &str) -> Result<(), JournalError> {
-        if !masked.contains('*') || has_digit_run(masked, 7) {
+        if !station_emv::card_data::looks_masked(masked) {
             return Err(JournalError::Refused("a PAN that is not masked"));
         }
         let n = self.lock().execute(

@@ -1,5 +1,5 @@
 //! The counter requests in the station journal (`pismo_requests`, `pismo_steps`,
-//! migration v5): every step is written, durably, before the next call to Pismo,
+//! migration v6): every step is written, durably, before the next call to Pismo,
 //! so a restart knows exactly where each request stands.
 //!
 //! The tables live in the station journal and every call runs on the journal's own

@@ -6,17 +6,26 @@
 
 use super::store::{now_ms, SandboxCard};
 use super::{envelope, EmbossingGroupEntry, PismoSandbox, PISMO_ISSUER_ID};
-use crate::sandbox::client::{sample_instant_order, SAMPLE_BIN};
+use crate::sandbox::client::{sample_instant_order, SampleProduct, SAMPLE_PRODUCTS};
 use crate::sandbox::SandboxError;
 use rand::Rng;
 use serde_json::json;
 use station_emv::card_data::{luhn_check_digit, mask_digits};
 use zeroize::Zeroizing;
 
+/// The sample product (test BIN, EMV profile) a card is made as: the one staff chose
+/// when the sandbox knows it, else the first (Visa).
+fn sample_product(card: &SandboxCard) -> &'static SampleProduct {
+    card.product
+        .as_deref()
+        .and_then(|p| SAMPLE_PRODUCTS.iter().find(|s| s.card_product_id == p))
+        .unwrap_or(&SAMPLE_PRODUCTS[0])
+}
+
 /// Card data JSON (D1 `encryptedData` content) for a new Pismo card: a Luhn-valid
-/// PAN on the test BIN, expiry three years ahead, the printed name upper-cased.
+/// PAN on its product's test BIN, expiry three years ahead, the printed name upper-cased.
 fn new_card_data(card: &SandboxCard) -> (Zeroizing<String>, String) {
-    let mut pan = String::from(SAMPLE_BIN);
+    let mut pan = String::from(sample_product(card).bin);
     {
         let mut rng = rand::thread_rng();
         while pan.len() < 15 {
@@ -99,7 +108,8 @@ pub fn run_group(
             }
         };
         let request_id = format!("pismo-{}-{}", card.id, card.embossed_count + 1);
-        let mut body = sample_instant_order("", &group.perso_station, &request_id);
+        let mut body =
+            sample_instant_order(sample_product(&card), "", &group.perso_station, &request_id);
         if let Some(p) = &card.product {
             body["cardProductId"] = json!(p);
         }
