@@ -176,6 +176,8 @@ impl HealthSource for Health {
 pub struct Agent {
     /// The station (journal, queue, progress).
     pub station: Arc<Station>,
+    /// The Pismo counter, when the configuration has a `[pismo]` section.
+    pub pismo: Option<Arc<crate::pismo::PismoDesk>>,
     /// Where the staff console listens.
     pub console_addr: SocketAddr,
     /// Where `/live`, `/ready` and `/metrics` are served.
@@ -273,10 +275,31 @@ impl Agent {
             ),
             None => crate::console::Access::Anonymous,
         };
-        let app = crate::console::router(
+        // Pismo counter requests (issue 12): resumed now and every 30 s until done.
+        let pismo = match &cfg.pismo {
+            Some(section) => {
+                let desk = Arc::new(
+                    crate::pismo::PismoDesk::from_section(
+                        section,
+                        &cfg.resolve(&section.client_secret_file),
+                        station.journal_thread().clone(),
+                    )
+                    .map_err(|e| setup("pismo", e))?,
+                );
+                tasks.push(tokio::spawn(crate::pismo::counter::run_resumer(
+                    desk.clone(),
+                    Duration::from_secs(30),
+                    rx.clone(),
+                )));
+                Some(desk)
+            }
+            None => None,
+        };
+        let app = crate::console::router_with_pismo(
             station.clone(),
             access,
             crate::console::origin::ServerNames::with(&cfg.console.server_names),
+            pismo.clone(),
         );
         let mut r = rx.clone();
         let stopped = async move {
@@ -310,6 +333,7 @@ impl Agent {
         tasks.push(admin);
         Ok(Agent {
             station,
+            pismo,
             console_addr,
             admin_addr,
             stop,

@@ -91,6 +91,9 @@ pub struct StationConfig {
     /// Card products, EMV profiles, face layout.
     #[serde(default)]
     pub production: ProductionSection,
+    /// Pismo as the issuer's card processor (issue 12); none = no counter requests.
+    #[serde(default)]
+    pub pismo: Option<crate::pismo::PismoSection>,
     /// Folder the file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -496,6 +499,10 @@ impl StationConfig {
         }
         check_id("upstream.client_id", &self.upstream.client_id)?;
         check_id("upstream.kid", &self.upstream.kid)?;
+        if let Some(p) = &self.pismo {
+            p.check()
+                .map_err(|e| ConfigError::invalid("pismo", e.to_string()))?;
+        }
         if self.upstream.client_certificate.is_some() != self.upstream.client_key.is_some() {
             return Err(ConfigError::invalid(
                 "upstream.client_key",

@@ -22,6 +22,7 @@ pub mod journal;
 pub mod link;
 pub mod logging;
 pub mod order;
+pub mod pismo;
 pub mod plastic;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

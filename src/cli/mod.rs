@@ -16,6 +16,7 @@ use crate::config::{self, StationConfig};
 mod card;
 #[cfg(feature = "sandbox")]
 mod keys;
+mod pismo;
 mod preview;
 mod printer;
 #[cfg(feature = "sandbox")]
@@ -25,6 +26,7 @@ mod staff;
 pub use card::CardAction;
 #[cfg(feature = "sandbox")]
 pub use keys::KeysAction;
+pub use pismo::PismoAction;
 pub use printer::PrinterAction;
 #[cfg(feature = "sandbox")]
 pub use sandbox::SandboxAction;
@@ -101,6 +103,12 @@ pub enum Command {
         /// Staff actions.
         #[command(subcommand)]
         action: StaffAction,
+    },
+    /// Pismo counter requests: a card for a customer, embossed at this branch.
+    Pismo {
+        /// Pismo actions.
+        #[command(subcommand)]
+        action: PismoAction,
     },
     /// The Windows service: install, uninstall, and the entry the service manager starts.
     Service {
@@ -196,6 +204,7 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Preview { order, out } => preview::preview(explicit, &order, &out),
         Command::Jobs { engineering } => jobs(explicit, engineering),
         Command::Staff { action } => staff::staff(explicit, action),
+        Command::Pismo { action } => pismo::pismo(explicit, action).await,
         Command::Service { action } => {
             crate::service::command(action, explicit)
                 .await

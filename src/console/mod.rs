@@ -8,6 +8,7 @@
 
 pub mod lockout;
 pub mod origin;
+pub mod pismo;
 pub mod staff;
 pub mod tls;
 
@@ -30,6 +31,8 @@ use crate::journal::state::JobState;
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
 const SCRIPT: &str = include_str!("console.js");
+/// The Pismo counter's script (issue 12).
+const PISMO_SCRIPT: &str = include_str!("pismo.js");
 
 /// One action a staff member can take on a job.
 #[derive(Debug, Serialize)]
@@ -117,11 +120,32 @@ pub enum Access {
 struct Console {
     station: Arc<Station>,
     access: Arc<Access>,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
 }
 
 /// Builds the console router over a station; it answers only to loopback names and `names`.
 pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames) -> Router {
+    router_with_pismo(station, access, names, None)
+}
+
+/// The console router, with the Pismo counter when the station has a `[pismo]` section.
+pub fn router_with_pismo(
+    station: Arc<Station>,
+    access: Access,
+    names: origin::ServerNames,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
+) -> Router {
     Router::new()
+        .merge(pismo::routes())
+        .route(
+            "/pismo.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    PISMO_SCRIPT,
+                )
+            }),
+        )
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/console.js",
@@ -142,6 +166,7 @@ pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames)
         .with_state(Console {
             station,
             access: Arc::new(access),
+            pismo,
         })
 }
 

@@ -280,6 +280,12 @@ impl Journal {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on the journal's connection, for the tables another module owns in the
+    /// journal (the Pismo counter requests); call it on the journal thread.
+    pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(&mut self.lock())
+    }
+
     /// Reads a pragma, for diagnostics and tests.
     pub fn pragma(&self, name: &str) -> Result<String, JournalError> {
         let conn = self.lock();
