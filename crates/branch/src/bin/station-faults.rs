@@ -57,6 +57,38 @@ struct Tally {
     finals: Vec<String>,
 }
 
+/// Why a scenario failed, with its figures when its orders could still be counted.
+#[derive(Debug)]
+struct Failed {
+    why: String,
+    tally: Option<Tally>,
+}
+
+impl Failed {
+    /// A failure with the scenario's figures.
+    fn with(why: String, tally: Tally) -> Self {
+        Failed {
+            why,
+            tally: Some(tally),
+        }
+    }
+}
+
+impl From<String> for Failed {
+    fn from(why: String) -> Self {
+        Failed { why, tally: None }
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(why: &str) -> Self {
+        why.to_string().into()
+    }
+}
+
+/// A scenario's outcome.
+type Outcome = Result<Tally, Failed>;
+
 /// Counts lost, twice-issued and in-doubt cards of `orders` from the hub and the journal.
 fn account(b: &Branch, journal: &Path, orders: &[(String, String)]) -> Tally {
     let j = Journal::open(journal).ok();
@@ -131,11 +163,21 @@ async fn settle(
     agent: &Agent,
     orders: &[(String, String)],
     printer: &SimPrinter,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     let deadline = Instant::now() + SETTLE;
     while !all_final(b, orders) {
         if Instant::now() > deadline {
-            return Err("orders not final in time".into());
+            let seen: Vec<String> = orders
+                .iter()
+                .map(|(_, op)| match agent.station.journal.job(op) {
+                    Ok(Some(j)) => format!("{} ({})", j.state, j.reason.unwrap_or_default()),
+                    _ => "not journaled".into(),
+                })
+                .collect();
+            return Err(Failed {
+                why: format!("orders not final in time: {seen:?}"),
+                tally: Some(account(b, &b.journal_path(), orders)),
+            });
         }
         staff_sweep(agent, printer);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,7 +193,7 @@ async fn fresh(policy: &str) -> (tempfile::TempDir, Branch) {
 }
 
 /// One card hits `fault` at `step`; staff fix the printer; the next card must be made.
-async fn printer_fault(step: Step, fault: Fault) -> Result<Tally, String> {
+async fn printer_fault(step: Step, fault: Fault) -> Outcome {
     let (_dir, b) = fresh("automatic").await;
     b.printer.arm_fault(step, fault);
     let agent = b.agent().await;
@@ -163,7 +205,10 @@ async fn printer_fault(step: Step, fault: Fault) -> Result<Tally, String> {
     settle(&b, &agent, &orders, &b.printer).await?;
     let t = account(&b, &b.journal_path(), &orders);
     if t.finals[1] != "CARD_PROD_DONE" {
-        return Err(format!("the card after the fault ended {}", t.finals[1]));
+        return Err(Failed::with(
+            format!("the card after the fault ended {}", t.finals[1]),
+            t,
+        ));
     }
     if b.printer.position() != station_sim::printer::Position::Empty {
         return Err("a card was left in the printer".into());
@@ -173,7 +218,7 @@ async fn printer_fault(step: Step, fault: Fault) -> Result<Tally, String> {
 }
 
 /// The chip misbehaves with `faults`; the card is spoiled and the next one made.
-async fn chip_fault(faults: Faults) -> Result<Tally, String> {
+async fn chip_fault(faults: Faults) -> Outcome {
     let (_dir, b) = fresh("automatic").await;
     b.chips.queue_faults(faults);
     let agent = b.agent().await;
@@ -183,14 +228,14 @@ async fn chip_fault(faults: Faults) -> Result<Tally, String> {
     settle(&b, &agent, &orders, &b.printer).await?;
     let t = account(&b, &b.journal_path(), &orders);
     if t.finals != ["CARD_PROD_EXCEPTION", "CARD_PROD_DONE"] {
-        return Err(format!("finals {:?}", t.finals));
+        return Err(Failed::with(format!("finals {:?}", t.finals), t));
     }
     agent.shutdown().await;
     Ok(t)
 }
 
 /// A jam, and the reject box does not take the card: the line waits for staff.
-async fn reject_fails() -> Result<Tally, String> {
+async fn reject_fails() -> Outcome {
     let (_dir, b) = fresh("automatic").await;
     b.printer.arm_fault(Step::Park, Fault::Jam);
     b.printer.arm_fault(Step::Reject, Fault::Jam);
@@ -221,7 +266,7 @@ async fn reject_fails() -> Result<Tally, String> {
     settle(&b, &agent, &orders, &b.printer).await?;
     let t = account(&b, &b.journal_path(), &orders);
     if t.finals.last().map(String::as_str) != Some("CARD_PROD_DONE") {
-        return Err(format!("finals {:?}", t.finals));
+        return Err(Failed::with(format!("finals {:?}", t.finals), t));
     }
     agent.shutdown().await;
     Ok(t)
@@ -229,7 +274,7 @@ async fn reject_fails() -> Result<Tally, String> {
 
 /// The printer's serial link is cut while a card is being personalized; the cable is
 /// put back and the agent restarted; staff take the card out.
-async fn serial_link_cut() -> Result<Tally, String> {
+async fn serial_link_cut() -> Outcome {
     let (_dir, b) = fresh("automatic").await;
     let link = b.printer.spawn_in_memory().map_err(|e| e.to_string())?;
     let cut = link.try_clone().map_err(|e| e.to_string())?;
@@ -276,7 +321,10 @@ async fn serial_link_cut() -> Result<Tally, String> {
     settle(&b, &agent, &orders, &b.printer).await?;
     let t = account(&b, &b.journal_path(), &orders);
     if t.finals[1] != "CARD_PROD_DONE" {
-        return Err(format!("the card after the cut ended {}", t.finals[1]));
+        return Err(Failed::with(
+            format!("the card after the cut ended {}", t.finals[1]),
+            t,
+        ));
     }
     agent.shutdown().await;
     Ok(t)
@@ -284,7 +332,7 @@ async fn serial_link_cut() -> Result<Tally, String> {
 
 /// The hub is down from before the agent starts; cards are made; the reports drain
 /// once the hub is back.
-async fn hub_down_for_the_run() -> Result<Tally, String> {
+async fn hub_down_for_the_run() -> Outcome {
     let (_dir, mut b) = fresh("automatic").await;
     let orders = b.order(2).await;
     let addr = b.hub.local_addr();
@@ -421,7 +469,7 @@ async fn slow_copy(
 }
 
 /// The agent talks to the hub through a proxy that misbehaves for a while.
-async fn hub_misbehaves(fault: HubFault) -> Result<Tally, String> {
+async fn hub_misbehaves(fault: HubFault) -> Outcome {
     let (_dir, mut b) = fresh("automatic").await;
     let orders = b.order(2).await;
     let proxy = hub_proxy(b.hub.local_addr(), fault, Duration::from_secs(8)).await;
@@ -430,7 +478,7 @@ async fn hub_misbehaves(fault: HubFault) -> Result<Tally, String> {
     settle(&b, &agent, &orders, &b.printer).await?;
     let t = account(&b, &b.journal_path(), &orders);
     if t.finals.iter().any(|f| f != "CARD_PROD_DONE") {
-        return Err(format!("finals {:?}", t.finals));
+        return Err(Failed::with(format!("finals {:?}", t.finals), t));
     }
     agent.shutdown().await;
     Ok(t)
@@ -438,7 +486,7 @@ async fn hub_misbehaves(fault: HubFault) -> Result<Tally, String> {
 
 /// The journal refuses the write into `state` (as a full disk does): the agent stops
 /// with an error, is restarted once the disk has room, and staff deal with the card.
-async fn journal_refuses(state: JobState) -> Result<Tally, String> {
+async fn journal_refuses(state: JobState) -> Outcome {
     let (_dir, b) = fresh("automatic").await;
     let mut agent = b.agent().await;
     let disk = rusqlite_exec(
@@ -454,7 +502,7 @@ async fn journal_refuses(state: JobState) -> Result<Tally, String> {
         .await
         .map_err(|_| "the agent did not stop on the journal failure".to_string())?;
     if !why.contains("JRN") {
-        return Err(format!("stopped for another reason: {why}"));
+        return Err(format!("stopped for another reason: {why}").into());
     }
     agent.abort();
     rusqlite_exec(&b.journal_path(), "DROP TRIGGER disk_full;")?;
@@ -463,7 +511,10 @@ async fn journal_refuses(state: JobState) -> Result<Tally, String> {
     settle(&b, &agent, &orders, &b.printer).await?;
     let t = account(&b, &b.journal_path(), &orders);
     if t.finals[1] != "CARD_PROD_DONE" {
-        return Err(format!("the card after the restart ended {}", t.finals[1]));
+        return Err(Failed::with(
+            format!("the card after the restart ended {}", t.finals[1]),
+            t,
+        ));
     }
     agent.shutdown().await;
     Ok(t)
@@ -478,7 +529,7 @@ fn rusqlite_exec(journal: &Path, sql: &str) -> Result<(), String> {
 
 /// The journal file is damaged while the agent is stopped: the agent refuses to start
 /// with an error naming the journal, and moves no card.
-async fn corrupt_journal() -> Result<Tally, String> {
+async fn corrupt_journal() -> Outcome {
     let (_dir, b) = fresh("automatic").await;
     let agent = b.agent().await;
     let orders = b.order(1).await;
@@ -498,7 +549,7 @@ async fn corrupt_journal() -> Result<Tally, String> {
             return Err("the agent started on a corrupt journal".into());
         }
         Err(e) if e.code() == "AGENT_JOURNAL" => {}
-        Err(e) => return Err(format!("refused, but as {}: {e}", e.code())),
+        Err(e) => return Err(format!("refused, but as {}: {e}", e.code()).into()),
     }
     if b.printer.finished().len() != fed {
         return Err("a card moved".into());
@@ -508,7 +559,7 @@ async fn corrupt_journal() -> Result<Tally, String> {
 
 /// Parent side of a kill: starts the agent as a child process, SIGKILLs it as soon as a
 /// card enters `step`, restarts it (staff spoil the card in doubt), and lets it finish.
-async fn killed_at(step: JobState) -> Result<Tally, String> {
+async fn killed_at(step: JobState) -> Outcome {
     let (dir, b) = fresh("automatic").await;
     let hub = b.hub.base_url();
     let mut orders = b.order(1).await;
@@ -535,7 +586,7 @@ async fn killed_at(step: JobState) -> Result<Tally, String> {
     let _ = child.kill();
     let _ = child.wait();
     if !seen? {
-        return Err(format!("the agent ended before {step}"));
+        return Err(format!("the agent ended before {step}").into());
     }
     orders.extend(b.order(1).await);
     let status = tokio::task::spawn_blocking({
@@ -551,13 +602,19 @@ async fn killed_at(step: JobState) -> Result<Tally, String> {
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("the restarted agent failed ({status})"));
-    }
     let journal = b.journal_path();
     let t = account(&b, &journal, &orders);
+    if !status.success() {
+        return Err(Failed {
+            why: format!("the restarted agent failed ({status})"),
+            tally: Some(t),
+        });
+    }
     if t.finals[1] != "CARD_PROD_DONE" {
-        return Err(format!("the card after the restart ended {}", t.finals[1]));
+        return Err(Failed::with(
+            format!("the card after the restart ended {}", t.finals[1]),
+            t,
+        ));
     }
     Ok(t)
 }
@@ -643,14 +700,13 @@ async fn child(dir: &Path, hub: &str, settle_for: Option<usize>) -> ExitCode {
 
 type Scenario = (
     String,
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Tally, String>>>>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>,
 );
 
 fn scenarios(only: Option<&str>) -> Vec<Scenario> {
     let mut all: Vec<Scenario> = Vec::new();
     let mut add =
-        |name: String,
-         f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Tally, String>>>>| {
+        |name: String, f: std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>| {
             if only.map_or(true, |o| name.contains(o)) {
                 all.push((name, f));
             }
@@ -749,7 +805,7 @@ async fn main() -> ExitCode {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1));
     let started = Instant::now();
-    let mut results: BTreeMap<usize, (String, Result<Tally, String>, f64)> = BTreeMap::new();
+    let mut results: BTreeMap<usize, (String, Outcome, f64)> = BTreeMap::new();
     let list = scenarios(only.map(String::as_str));
     let n = list.len();
     for (i, (name, run)) in list.into_iter().enumerate() {
@@ -761,7 +817,7 @@ async fn main() -> ExitCode {
                 "ok    {name:<44} {:>4.1} s  orders {} lost {} twice {} in doubt {}  {:?}",
                 secs, t.orders, t.lost, t.twice, t.in_doubt, t.finals
             ),
-            Err(e) => println!("FAIL  {name:<44} {secs:>4.1} s  {e}"),
+            Err(e) => println!("FAIL  {name:<44} {secs:>4.1} s  {}", e.why),
         }
         results.insert(i, (name, r, secs));
     }
@@ -776,7 +832,14 @@ async fn main() -> ExitCode {
                     failed += 1;
                 }
             }
-            Err(_) => failed += 1,
+            Err(f) => {
+                failed += 1;
+                if let Some(t) = &f.tally {
+                    lost += t.lost;
+                    twice += t.twice;
+                    doubt += t.in_doubt;
+                }
+            }
         }
     }
     println!("campaign took {:.0} s", started.elapsed().as_secs_f64());
