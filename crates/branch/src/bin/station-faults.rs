@@ -55,6 +55,8 @@ struct Tally {
     in_doubt: usize,
     /// Final hub status per order, in order.
     finals: Vec<String>,
+    /// The state each card in doubt was caught in (where the kill or failure landed).
+    doubt_from: Vec<String>,
 }
 
 /// Why a scenario failed, with its figures when its orders could still be counted.
@@ -114,8 +116,9 @@ fn account(b: &Branch, journal: &Path, orders: &[(String, String)]) -> Tally {
         if done > 1 || personalized > 1 {
             t.twice += 1;
         }
-        if history.iter().any(|h| h.to == "in_doubt") {
+        if let Some(h) = history.iter().find(|h| h.to == "in_doubt") {
             t.in_doubt += 1;
+            t.doubt_from.push(h.from.clone().unwrap_or_default());
         }
         t.finals
             .push(if last.is_empty() { "-".into() } else { last });
@@ -620,7 +623,7 @@ async fn killed_at(step: JobState) -> Outcome {
 }
 
 /// Child side: the agent of the branch in `dir` on a simulated printer slowed to a
-/// tenth of real speed, printing each card step as `<operationId> <state>`. With
+/// tenth of real speed (and a chip answering in 10 ms), printing each card step as `<operationId> <state>`. With
 /// `--settle N`, plays staff and exits once N orders are journaled, none unfinished
 /// and every report delivered.
 async fn child(dir: &Path, hub: &str, settle_for: Option<usize>) -> ExitCode {
@@ -634,6 +637,13 @@ async fn child(dir: &Path, hub: &str, settle_for: Option<usize>) -> ExitCode {
         ..SimPrinterConfig::default()
     });
     let chips = track_chips(&printer, card_stock(dir));
+    if settle_for.is_none() {
+        // A chip as slow as a real one (10 ms an APDU), so the kill lands in its step.
+        chips.queue_faults(Faults {
+            delay: Some(Duration::from_millis(10)),
+            ..Faults::default()
+        });
+    }
     let agent = match Agent::start(&config, vec![sim_devices("line-1", &printer, &chips)]).await {
         Ok(a) => a,
         Err(e) => {
@@ -814,8 +824,18 @@ async fn main() -> ExitCode {
         let secs = t0.elapsed().as_secs_f64();
         match &r {
             Ok(t) => println!(
-                "ok    {name:<44} {:>4.1} s  orders {} lost {} twice {} in doubt {}  {:?}",
-                secs, t.orders, t.lost, t.twice, t.in_doubt, t.finals
+                "ok    {name:<44} {:>4.1} s  orders {} lost {} twice {} in doubt {}{}  {:?}",
+                secs,
+                t.orders,
+                t.lost,
+                t.twice,
+                t.in_doubt,
+                if t.doubt_from.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (caught in {})", t.doubt_from.join(", "))
+                },
+                t.finals
             ),
             Err(e) => println!("FAIL  {name:<44} {secs:>4.1} s  {}", e.why),
         }
