@@ -36,7 +36,7 @@ use station_sim::station::track_chips;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a scenario may take to bring every order to a final status.
-const SETTLE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(120);
 
 /// Statuses after which the hub expects nothing more for an operation.
 const FINAL: [&str; 4] = [
