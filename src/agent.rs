@@ -249,7 +249,7 @@ fn supervise(
             Err(e) => (
                 format!(
                     "internal error: {}",
-                    crate::job::pipeline::panic_message(e.into_panic().as_ref())
+                    crate::logging::panic_message(e.into_panic().as_ref())
                 ),
                 false,
             ),

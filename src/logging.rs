@@ -91,12 +91,21 @@ pub fn init(level: &str, format: LogFormat) {
     install_panic_hook();
 }
 
+/// The message of a panic (its payload when it is text).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
 /// Reports panics as error events through the scrubbing subscriber instead of the
 /// default hook's raw stderr line: a panic message built from card data must not
 /// reach a log file in clear.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let message = crate::job::pipeline::panic_message(info.payload());
+        let message = panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
