@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use crate::config::StationConfig;
 use crate::job::pipeline::{Devices, Station};
 use crate::job::production::Production;
-use crate::journal::{Journal, JournalOptions, NewJob};
+use crate::journal::upkeep::{run_upkeep, UPKEEP_EVERY};
+use crate::journal::{InstanceLock, Journal, JournalOptions, NewJob};
 use crate::link::backoff::Backoff;
 use crate::link::client::{LinkClient, LinkConfig};
 use crate::link::outbox::{run_heartbeat, EventSender, HealthSource, SenderOptions};
@@ -36,6 +37,12 @@ pub enum AgentError {
     /// The journal could not be opened.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// Another agent runs on this journal.
+    #[error(transparent)]
+    Locked(#[from] crate::journal::LockError),
+    /// A task stopped in a way only a restart can recover from (the journal failed).
+    #[error("stopped: {0}; restarting lets recovery surface any card in doubt")]
+    Fatal(String),
 }
 
 impl AgentError {
@@ -45,6 +52,8 @@ impl AgentError {
             AgentError::Setup(_) => "AGENT_SETUP",
             AgentError::Device(_) => "AGENT_DEVICE",
             AgentError::Journal(_) => "AGENT_JOURNAL",
+            AgentError::Locked(e) => e.code(),
+            AgentError::Fatal(_) => "AGENT_FATAL",
         }
     }
 }
@@ -160,6 +169,17 @@ impl HealthSource for Health {
                 status: if problem.is_some() { "DOWN" } else { "OK" }.into(),
                 faults: problem.into_iter().collect(),
             })
+            .chain(
+                self.station
+                    .tasks_down()
+                    .into_iter()
+                    .map(|(task, why)| DeviceHealth {
+                        kind: "agent".into(),
+                        name: format!("agent task {task}"),
+                        status: "DOWN".into(),
+                        faults: vec![why],
+                    }),
+            )
             .collect();
         Heartbeat {
             time: time::OffsetDateTime::now_utc()
@@ -183,14 +203,101 @@ pub struct Agent {
     /// Where `/live`, `/ready` and `/metrics` are served.
     pub admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<Supervised>,
+    fatal: watch::Receiver<Option<String>>,
+    _lock: InstanceLock,
+}
+
+/// How a supervised task ended.
+enum TaskEnd {
+    /// It returned (an error in words, if any, and whether the journal failed).
+    Returned(Option<(String, bool)>),
+}
+
+/// A task and the watcher that reports its unexpected end.
+struct Supervised {
+    task: tokio::task::AbortHandle,
+    watcher: JoinHandle<()>,
+}
+
+/// What a supervised task is, for the report of its end.
+#[derive(Clone)]
+enum Role {
+    /// The producer of a line.
+    Line(String),
+    /// Any other task (name).
+    Task(&'static str),
+}
+
+/// Spawns `fut` and a watcher: an end before `stop` (a return, an error or a panic)
+/// marks its line or task down, and a journal failure raises `fatal`.
+fn supervise(
+    station: &Arc<Station>,
+    role: Role,
+    stop: &watch::Receiver<bool>,
+    fatal: &Arc<watch::Sender<Option<String>>>,
+    fut: TaskFuture,
+) -> Supervised {
+    let handle = tokio::spawn(fut);
+    let task = handle.abort_handle();
+    let (station, stop, fatal) = (station.clone(), stop.clone(), fatal.clone());
+    let watcher = tokio::spawn(async move {
+        let (why, journal) = match handle.await {
+            Ok(TaskEnd::Returned(None)) if *stop.borrow() => return,
+            Ok(TaskEnd::Returned(None)) => ("ended unexpectedly".to_string(), false),
+            Ok(TaskEnd::Returned(Some((why, journal)))) => (why, journal),
+            // Aborted by `Agent::abort` (a simulated crash): nothing to report.
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => (
+                format!(
+                    "internal error: {}",
+                    crate::logging::panic_message(e.into_panic().as_ref())
+                ),
+                false,
+            ),
+        };
+        match &role {
+            Role::Line(line) => {
+                tracing::error!(line = %line, reason = %why, "production line down");
+                station.mark_line_down(line, why.clone());
+            }
+            Role::Task(name) => {
+                tracing::error!(task = %name, reason = %why, "agent task down");
+                station.mark_task_down(name, why.clone());
+            }
+        }
+        if journal {
+            let _ = fatal.send(Some(why));
+        }
+    });
+    Supervised { task, watcher }
+}
+
+/// A supervised task.
+type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TaskEnd> + Send>>;
+
+/// A pipeline task's result as the supervisor reads it.
+fn pipeline_end(r: Result<(), crate::job::pipeline::PipelineError>) -> TaskEnd {
+    TaskEnd::Returned(
+        r.err()
+            .map(|e| (format!("{}: {e}", e.code()), e.is_journal())),
+    )
+}
+
+/// A task that should only end on `stop`.
+async fn until_stop(f: impl std::future::Future<Output = ()>) -> TaskEnd {
+    f.await;
+    TaskEnd::Returned(None)
 }
 
 impl Agent {
     /// Starts every task: preparer, producer, link (orders, reports, heartbeat), console.
     pub async fn start(cfg: &StationConfig, lines: Vec<Devices>) -> Result<Agent, AgentError> {
+        let journal_path = cfg.resolve(&cfg.journal.path);
+        // Before recovery: a second agent must not put the live agent's card in doubt.
+        let lock = InstanceLock::acquire(&journal_path)?;
         let journal = Arc::new(Journal::open_with(
-            &cfg.resolve(&cfg.journal.path),
+            &journal_path,
             JournalOptions {
                 retention: Duration::from_secs(cfg.journal.retention_days as u64 * 86_400),
             },
@@ -201,25 +308,34 @@ impl Agent {
         let production = Arc::new(production_from_config(cfg)?);
         let station = Station::new(journal.clone(), production, cfg.policy.start);
         let (stop, rx) = watch::channel(false);
+        let (fatal_tx, fatal) = watch::channel(None);
+        let fatal_tx = Arc::new(fatal_tx);
         let mut tasks = Vec::new();
+        let st = station.clone();
+        let mut watch =
+            |role: Role, fut: TaskFuture| tasks.push(supervise(&st, role, &rx, &fatal_tx, fut));
 
         let s = station.clone();
         let r = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = s.run_preparer(r).await {
-                tracing::error!(error = %e, "preparer stopped");
-            }
-        }));
+        watch(
+            Role::Task("preparer"),
+            Box::pin(async move { pipeline_end(s.run_preparer(r).await) }),
+        );
         for devices in lines {
             let s = station.clone();
             let r = rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let line = devices.line.clone();
-                if let Err(e) = s.run_producer(devices, r).await {
-                    tracing::error!(line = %line, error = %e, "production stopped");
-                }
-            }));
+            watch(
+                Role::Line(devices.line.clone()),
+                Box::pin(async move { pipeline_end(s.run_producer(devices, r).await) }),
+            );
         }
+        let (desk, r) = (station.journal_thread().clone(), rx.clone());
+        watch(
+            Role::Task("journal upkeep"),
+            Box::pin(until_stop(async move {
+                let _ = run_upkeep(desk, UPKEEP_EVERY, r).await;
+            })),
+        );
 
         let client = Arc::new(
             LinkClient::new(
@@ -231,38 +347,50 @@ impl Agent {
             station: station.clone(),
             issuer_id: cfg.station.issuer_id.clone(),
         });
-        tasks.push(tokio::spawn(run_order_poller(
-            client.clone(),
-            intake,
-            Duration::from_secs(20),
-            Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
-            rx.clone(),
-        )));
+        watch(
+            Role::Task("order poller"),
+            Box::pin(until_stop(run_order_poller(
+                client.clone(),
+                intake,
+                Duration::from_secs(20),
+                Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+                rx.clone(),
+            ))),
+        );
         let wake = Arc::new(Notify::new());
         let sender = EventSender::new(client.clone(), journal.clone(), SenderOptions::default());
-        tasks.push(tokio::spawn(sender.run(wake.clone(), rx.clone())));
+        watch(
+            Role::Task("report sender"),
+            Box::pin(until_stop(sender.run(wake.clone(), rx.clone()))),
+        );
         // Every state change may have written a report: wake the sender.
         let mut progress = station.subscribe();
         let mut r = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    p = progress.recv() => match p {
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
-                        Err(_) => return,
-                    },
-                    _ = r.wait_for(|s| *s) => return,
+        watch(
+            Role::Task("report wake-up"),
+            Box::pin(until_stop(async move {
+                loop {
+                    tokio::select! {
+                        p = progress.recv() => match p {
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+                            Err(_) => return,
+                        },
+                        _ = r.wait_for(|s| *s) => return,
+                    }
                 }
-            }
-        }));
-        tasks.push(tokio::spawn(run_heartbeat(
-            client,
-            Arc::new(Health {
-                station: station.clone(),
-            }),
-            Duration::from_secs(60),
-            rx.clone(),
-        )));
+            })),
+        );
+        watch(
+            Role::Task("heartbeat"),
+            Box::pin(until_stop(run_heartbeat(
+                client,
+                Arc::new(Health {
+                    station: station.clone(),
+                }),
+                Duration::from_secs(60),
+                rx.clone(),
+            ))),
+        );
 
         let listener = tokio::net::TcpListener::bind(&cfg.console.listen)
             .await
@@ -286,11 +414,14 @@ impl Agent {
                     )
                     .map_err(|e| setup("pismo", e))?,
                 );
-                tasks.push(tokio::spawn(crate::pismo::counter::run_resumer(
-                    desk.clone(),
-                    Duration::from_secs(30),
-                    rx.clone(),
-                )));
+                watch(
+                    Role::Task("pismo counter requests"),
+                    Box::pin(until_stop(crate::pismo::counter::run_resumer(
+                        desk.clone(),
+                        Duration::from_secs(30),
+                        rx.clone(),
+                    ))),
+                );
                 Some(desk)
             }
             None => None,
@@ -307,7 +438,7 @@ impl Agent {
         };
         // With `[console.tls]` the console speaks HTTPS itself (required off loopback
         // unless a TLS proxy is in front; the configuration check says which).
-        tasks.push(match &cfg.console.tls {
+        let console: TaskFuture = match &cfg.console.tls {
             Some(t) => {
                 let config =
                     crate::tls::server_config(&cfg.resolve(&t.certificate), &cfg.resolve(&t.key))
@@ -317,20 +448,26 @@ impl Agent {
                 let app = app.layer(axum::middleware::map_response(
                     crate::console::tls::strict_transport,
                 ));
-                tokio::spawn(async move {
+                Box::pin(until_stop(async move {
                     let _ = axum::serve(tls, app).with_graceful_shutdown(stopped).await;
-                })
+                }))
             }
-            None => tokio::spawn(async move {
+            None => Box::pin(until_stop(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
                     .await;
-            }),
-        });
+            })),
+        };
+        watch(Role::Task("staff console"), console);
         let (admin_addr, admin) = crate::admin::serve(cfg, station.clone(), rx.clone())
             .await
             .map_err(|e| setup(e.code(), e))?;
-        tasks.push(admin);
+        watch(
+            Role::Task("admin endpoints"),
+            Box::pin(until_stop(async move {
+                let _ = admin.await;
+            })),
+        );
         Ok(Agent {
             station,
             pismo,
@@ -338,21 +475,33 @@ impl Agent {
             admin_addr,
             stop,
             tasks,
+            fatal,
+            _lock: lock,
         })
+    }
+
+    /// Waits until a task fails in a way only a restart recovers from (the journal
+    /// failed); returns why. Never returns while all is well.
+    pub async fn failed(&mut self) -> String {
+        match self.fatal.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            // The senders live as long as the agent: unreachable, but not a reason to spin.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Stops after the card in progress (the producer checks between cards).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
-            let _ = t.await;
+            let _ = t.watcher.await;
         }
     }
 
     /// Stops at once, as a crash would (tests of restart behaviour).
     pub fn abort(self) {
         for t in &self.tasks {
-            t.abort();
+            t.task.abort();
         }
     }
 }

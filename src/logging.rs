@@ -78,7 +78,8 @@ pub fn filter(level: &str) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
 }
 
-/// Installs the global subscriber (once per process; later calls are ignored).
+/// Installs the global subscriber (once per process; later calls are ignored) and the
+/// panic hook that reports through it.
 pub fn init(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))
@@ -87,6 +88,34 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    install_panic_hook();
+}
+
+/// The message of a panic (its payload when it is text).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Reports panics as error events through the scrubbing subscriber instead of the
+/// default hook's raw stderr line: a panic message built from card data must not
+/// reach a log file in clear.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = panic_message(info.payload());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        tracing::error!(panic = %message, location = %location, thread = %thread, "internal error (panic)");
+    }));
 }
 
 #[cfg(test)]

@@ -266,6 +266,72 @@ async fn a_foreign_host_or_origin_is_refused_before_any_handler() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_card_stuck_in_the_printer_offers_card_removed_and_staff_press_it() {
+    use station_sim::printer::{Fault, Step};
+    let (_dir, b) = branch("staff").await;
+    b.printer.arm_fault(Step::Park, Fault::Jam);
+    b.printer.arm_fault(Step::Reject, Fault::Jam);
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let http = console_http(&base);
+    let token = sign_in(&http, &base).await;
+    let (_, op) = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+    let started = http
+        .post(format!("{base}/api/jobs/{op}/start"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::AwaitingRemoval],
+        Duration::from_secs(30),
+    )
+    .await;
+    let jobs: Vec<Value> = http
+        .get(format!("{base}/api/jobs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = jobs.iter().find(|j| j["operationId"] == op).unwrap();
+    let offered: Vec<&str> = job["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["removed"]);
+
+    let _ = b.printer.handle("Srs");
+    let removed = http
+        .post(format!("{base}/api/jobs/{op}/removed"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(removed.status(), 200);
+    let j = agent.station.journal.job(&op).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Spoiled);
+    let last = agent.station.journal.history(&op).unwrap().pop().unwrap();
+    assert_eq!(last.actor, DEV_STAFF_ID);
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_wrong_pins_over_http_tests_at_most_five_then_the_id_is_locked() {
     let (_dir, b) = branch("staff").await;
     let agent = b.agent().await;

@@ -38,6 +38,8 @@ fn plan() -> Vec<(&'static str, Vec<JobState>)> {
                 Personalizing,
                 Verifying,
                 Printing,
+                EncodingStripe,
+                Ejecting,
                 Ejected,
             ],
         ),

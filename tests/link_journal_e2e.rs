@@ -71,6 +71,8 @@ async fn a_produced_card_is_reported_from_the_journal_to_the_hub() {
         JobState::Personalizing,
         JobState::Verifying,
         JobState::Printing,
+        JobState::EncodingStripe,
+        JobState::Ejecting,
         JobState::Ejected,
     ] {
         journal.transition(&op, state, None).unwrap();

@@ -286,13 +286,36 @@ pub fn registry(conn: &Connection) -> rusqlite::Result<Registry> {
     Ok(reg)
 }
 
-/// The metrics page, read from the journal at `path`.
-pub fn scrape(path: &Path) -> Result<String, MetricsError> {
+/// What the running agent knows that the journal does not: the parts that stopped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Live {
+    /// Lines whose producer stopped.
+    pub lines_down: usize,
+    /// Other agent tasks that stopped.
+    pub tasks_down: usize,
+}
+
+/// The metrics page, read from the journal at `path`, with the live figures.
+pub fn scrape(path: &Path, live: Live) -> Result<String, MetricsError> {
     let conn = open_journal(path)?;
-    let reg = registry(&conn).map_err(|source| MetricsError::Journal {
+    let mut reg = registry(&conn).map_err(|source| MetricsError::Journal {
         path: path.display().to_string(),
         source,
     })?;
+    let lines_down = Gauge::<i64>::default();
+    lines_down.set(live.lines_down as i64);
+    reg.register(
+        "lines_down",
+        "Production lines whose producer stopped (restart the agent)",
+        lines_down,
+    );
+    let tasks_down = Gauge::<i64>::default();
+    tasks_down.set(live.tasks_down as i64);
+    reg.register(
+        "tasks_down",
+        "Agent tasks other than the lines that stopped (restart the agent)",
+        tasks_down,
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &reg).map_err(MetricsError::Encode)?;
     Ok(text)

@@ -114,7 +114,11 @@ async fn ready_handler(State(m): State<Arc<Monitor>>) -> Response {
 
 async fn metrics_handler(State(m): State<Arc<Monitor>>) -> Response {
     let path = m.journal.clone();
-    match tokio::task::spawn_blocking(move || metrics::scrape(&path)).await {
+    let live = metrics::Live {
+        lines_down: m.station.lines_down(),
+        tasks_down: m.station.tasks_down().len(),
+    };
+    match tokio::task::spawn_blocking(move || metrics::scrape(&path, live)).await {
         Ok(Ok(text)) => (
             [(
                 header::CONTENT_TYPE,

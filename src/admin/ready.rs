@@ -67,6 +67,13 @@ pub async fn check_all(m: &Monitor) -> Readiness {
         });
     }
 
+    for (task, why) in m.station.tasks_down() {
+        checks.push(check(
+            format!("task {task}"),
+            false,
+            format!("stopped: {why}"),
+        ));
+    }
     checks.push(upstream(&m.upstream, journal.ok()).await);
     Readiness {
         ready: checks.iter().all(|c| c.ok),

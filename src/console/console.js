@@ -75,7 +75,7 @@ async function refresh() {
     const jobs = await jr.json();
     const body = document.getElementById("jobs");
     body.replaceChildren(...jobs.map(j => {
-      const tr = el("tr", j.state === "in_doubt" ? { class: "doubt" } : {});
+      const tr = el("tr", j.state === "in_doubt" || j.state === "awaiting_removal" ? { class: "doubt" } : {});
       tr.appendChild(el("td", {}, j.cardId));
       tr.appendChild(el("td", {}, j.maskedPan || "—"));
       tr.appendChild(el("td", {}, j.line || ""));

@@ -92,6 +92,12 @@ fn actions(state: JobState) -> Vec<Action> {
                 Some("Put the card in the spoiled box and record it as spoiled?"),
             ),
         ],
+        JobState::AwaitingRemoval => vec![a(
+            "removed",
+            "Card removed",
+            "danger",
+            Some("Did you take the card out of the printer and put it in the spoiled box?"),
+        )],
         _ => vec![],
     }
 }
@@ -104,6 +110,10 @@ fn hint(state: JobState) -> Option<String> {
             "The agent restarted during this card: look in the printer and output tray.".into(),
         ),
         JobState::Spoiled => Some("Put the card from the reject box in the spoiled box.".into()),
+        JobState::AwaitingRemoval => Some(
+            "The printer could not reject this card: open it, take the card out, then press Card removed."
+                .into(),
+        ),
         _ => None,
     }
 }
@@ -278,6 +288,10 @@ async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
             }
         })
         .collect();
+    devices.extend(s.tasks_down().into_iter().map(|(task, why)| {
+        json!({"name": format!("Agent {task}"), "ok": false,
+               "message": format!("Stopped ({why}): restart the station agent and call IT")})
+    }));
     let parked = s
         .journal_thread()
         .call(|j| j.parked_count())

@@ -53,7 +53,33 @@ pub enum PipelineError {
     /// The journal failed: nothing may move without it.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A bug stopped the line in the middle of a card.
+    #[error("the line stopped on an internal error during card {operation_id}: {message}")]
+    Panicked {
+        /// The card being made.
+        operation_id: String,
+        /// The panic message.
+        message: String,
+    },
 }
+
+impl PipelineError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PipelineError::Journal(e) => e.code(),
+            PipelineError::Panicked { .. } => "PIPELINE_PANIC",
+        }
+    }
+
+    /// Whether the journal itself failed (the agent must restart to recover).
+    pub fn is_journal(&self) -> bool {
+        matches!(self, PipelineError::Journal(_))
+    }
+}
+
+/// How often a line whose feeder was empty asks the printer whether cards are back.
+pub const FEEDER_POLL: Duration = Duration::from_secs(2);
 
 /// What staff can do to a card from the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +92,8 @@ pub enum StaffAction {
     Cancel,
     /// Decide on a card left in doubt by a restart.
     Resolve(Resolution),
+    /// Staff took out by hand a spoiled card the reject box did not take.
+    CardRemoved,
 }
 
 /// A console action name that is not one of [`StaffAction`].
@@ -83,6 +111,7 @@ impl FromStr for StaffAction {
             "cancel" => StaffAction::Cancel,
             "confirm" => StaffAction::Resolve(Resolution::Confirm),
             "spoil" => StaffAction::Resolve(Resolution::Spoil),
+            "removed" => StaffAction::CardRemoved,
             other => return Err(UnknownAction(other.to_string())),
         })
     }
@@ -171,6 +200,26 @@ impl Station {
     /// Each line with the printer problem staff must fix, if any.
     pub fn lines(&self) -> Vec<(String, Option<String>)> {
         self.lines.lines()
+    }
+
+    /// Number of lines whose producer stopped (until the agent restarts).
+    pub fn lines_down(&self) -> usize {
+        self.lines.down_count()
+    }
+
+    /// Agent tasks other than the lines that stopped, with why.
+    pub fn tasks_down(&self) -> Vec<(String, String)> {
+        self.lines.tasks_down()
+    }
+
+    /// Records that the producer of `line` stopped for `why` (the supervisor calls this).
+    pub fn mark_line_down(&self, line: &str, why: String) {
+        self.lines.set_down(line, why);
+    }
+
+    /// Records that the agent task `task` stopped for `why` (the supervisor calls this).
+    pub fn mark_task_down(&self, task: &str, why: String) {
+        self.lines.set_task_down(task, why);
     }
 
     /// The first printer problem staff must fix on any line, if any.
@@ -272,6 +321,13 @@ impl Station {
                 self.wake.notify_waiters();
                 Ok("Cancelled.")
             }
+            StaffAction::CardRemoved => {
+                let j = self.journal.card_removed(op, staff)?;
+                self.emit(op, j.state, j.masked_pan, j.reason);
+                // Its line re-checks and goes on when nothing else stops it.
+                self.wake.notify_waiters();
+                Ok("Card recorded as removed and spoiled; the line goes on.")
+            }
             StaffAction::Resolve(resolution) => {
                 let j = self.journal.resolve_in_doubt(op, resolution, staff)?;
                 self.emit(op, j.state, j.masked_pan, j.reason);
@@ -333,7 +389,11 @@ impl Station {
     /// Whether a validated job may be fed now (automatic, or started by staff).
     fn may_run(&self, job: &Job) -> bool {
         match self.policy {
-            StartPolicy::Automatic => job.state == JobState::Validated,
+            // A card sent back by an empty feeder waits in WaitingForStaff; with no staff
+            // start, the line takes it again once the feeder has cards.
+            StartPolicy::Automatic => {
+                matches!(job.state, JobState::Validated | JobState::WaitingForStaff)
+            }
             StartPolicy::Staff => {
                 job.state == JobState::WaitingForStaff && self.starts.contains(&job.operation_id)
             }
@@ -461,13 +521,13 @@ impl Station {
         // The list is read under the claim lock: a line releases its claim only after
         // the journal shows the job past the feed, so no line can act on a stale list.
         let mut claimed = self.claims.lock().await;
-        let states = match self.policy {
-            StartPolicy::Automatic => JobState::Validated,
-            StartPolicy::Staff => JobState::WaitingForStaff,
+        let states: &'static [JobState] = match self.policy {
+            StartPolicy::Automatic => &[JobState::Validated, JobState::WaitingForStaff],
+            StartPolicy::Staff => &[JobState::WaitingForStaff],
         };
         let next = self
             .desk
-            .call(move |j| j.jobs(&[states]))
+            .call(move |j| j.jobs(states))
             .await?
             .into_iter()
             .find(|j| {
@@ -491,17 +551,20 @@ impl Station {
         self.lines.register(&line);
         loop {
             let wake = self.wake.notified();
-            // A card left in doubt by a restart may still be in this line's printer: no
-            // new card is fed here until staff have looked and confirmed or spoiled it.
-            // A card from before lines were recorded may be in any printer.
-            let in_doubt = self
+            // A card left in doubt by a restart, or one the reject box did not take, may
+            // still be in this line's printer: no new card is fed here until staff have
+            // dealt with it. A card from before lines were recorded may be in any printer.
+            let blocked = self
                 .desk
-                .call(|j| j.jobs(&[JobState::InDoubt]))
+                .call(|j| j.jobs(&[JobState::InDoubt, JobState::AwaitingRemoval]))
                 .await?
-                .iter()
-                .any(|j| j.line.as_deref().map_or(true, |l| l == line));
-            self.lines.set_in_doubt(&line, in_doubt);
-            let next = if in_doubt {
+                .into_iter()
+                .find(|j| j.line.as_deref().map_or(true, |l| l == line))
+                .map(|j| j.state);
+            self.lines.set_blocked(&line, blocked);
+            let waiting_for_cards =
+                self.lines.feeder_empty(&line) && !self.feeder_refilled(&mut devices).await;
+            let next = if blocked.is_some() || waiting_for_cards {
                 None
             } else {
                 self.claim_next().await?
@@ -516,11 +579,29 @@ impl Station {
                     };
                     let starter = self.starts.take(&op);
                     let actor = starter.as_deref().unwrap_or("agent");
-                    let made = self.produce(&mut devices, &op, &prepared, actor).await;
+                    let made =
+                        CatchPanic::new(self.produce(&mut devices, &op, &prepared, actor)).await;
                     self.claims.release(&op).await;
                     // Room on the shelf, or a card back for staff: the preparer looks again.
                     self.wake.notify_waiters();
-                    made?;
+                    let failure = match made {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e),
+                        Err(message) => Some(PipelineError::Panicked {
+                            operation_id: op.clone(),
+                            message,
+                        }),
+                    };
+                    if let Some(e) = failure {
+                        self.line_failed(&mut devices, &op, &e).await;
+                        return Err(e);
+                    }
+                }
+                None if waiting_for_cards => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(FEEDER_POLL) => {},
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
                 }
                 None => {
                     tokio::select! {
@@ -563,8 +644,10 @@ impl Station {
         self.emit(op, JobState::Feeding, fed.masked_pan, None);
         if let Err(e) = d.printer.feed().await {
             if e == PrinterError::FeederEmpty {
-                // No card left the feeder: the order goes back to staff, nothing is spoiled.
+                // No card left the feeder: the order goes back to waiting (for staff, or
+                // for the line once cards are loaded), nothing is spoiled.
                 self.lines.set_problem(&d.line, Some(e.staff_message()));
+                self.lines.set_feeder_empty(&d.line, true);
                 self.transition(op, JobState::WaitingForStaff, Some(&e.staff_message()))
                     .await?;
                 return Ok(());
@@ -601,11 +684,14 @@ impl Station {
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
+        self.transition(op, JobState::EncodingStripe, None).await?;
+        // The driver reads the stripe back and compares: Ok means the stripe is good.
         if let Err(e) = d.printer.write_magstripe(&job.tracks).await {
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
         }
+        self.transition(op, JobState::Ejecting, None).await?;
         if let Err(e) = d.printer.eject().await {
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
@@ -621,17 +707,102 @@ impl Station {
     async fn spoil(&self, d: &mut Devices, op: &str, reason: &str) -> Result<(), PipelineError> {
         self.prepared.discard(op);
         d.encoder.release().await;
-        let reason = match d.printer.reject().await {
-            Ok(()) => reason.to_string(),
+        let (to, reason) = match d.printer.reject().await {
+            Ok(()) => (JobState::Spoiled, reason.to_string()),
             Err(e) => {
+                // The card may still be inside, personalized: the line stops until staff
+                // confirm they took it out.
                 self.lines.set_problem(&d.line, Some(e.staff_message()));
-                format!("{reason}; the card could not be sent to the reject box ({e}): remove it by hand and put it in the spoiled box")
+                self.lines
+                    .set_blocked(&d.line, Some(JobState::AwaitingRemoval));
+                (
+                    JobState::AwaitingRemoval,
+                    format!("{reason}; the card could not be sent to the reject box ({e}): remove it by hand, put it in the spoiled box and press Card removed"),
+                )
             }
         };
         tracing::warn!(operation_id = %op, reason = %reason, "card spoiled");
-        self.transition(op, JobState::Spoiled, Some(&reason))
-            .await?;
+        self.transition(op, to, Some(&reason)).await?;
         Ok(())
+    }
+
+    /// Whether the empty feeder of this line has cards again (the printer says so).
+    async fn feeder_refilled(&self, d: &mut Devices) -> bool {
+        let refilled = match d.printer.status().await {
+            Ok(s) => !s.faults.contains(&PrinterError::FeederEmpty) && s.feeder_cards != Some(0),
+            Err(_) => false,
+        };
+        if refilled {
+            self.lines.set_feeder_empty(&d.line, false);
+            self.lines.set_problem(&d.line, None);
+        }
+        refilled
+    }
+
+    /// The line's producer is about to stop on `e` in the middle of card `op`: the card
+    /// goes to the reject box if the printer still obeys, the line is marked down, and
+    /// the journal (if it still works) records where the card is.
+    async fn line_failed(&self, d: &mut Devices, op: &str, e: &PipelineError) {
+        tracing::error!(line = %d.line, operation_id = %op, code = e.code(), error = %e, "production line stopped");
+        self.lines.set_down(&d.line, format!("{}: {e}", e.code()));
+        self.prepared.discard(op);
+        d.encoder.release().await;
+        let rejected = d.printer.reject().await;
+        if e.is_journal() {
+            // Nothing can be recorded: after the restart the journal still shows the
+            // card in the printer, and recovery surfaces it in doubt.
+            return;
+        }
+        let o = op.to_string();
+        let Ok(Some(job)) = self.desk.call(move |j| j.job(&o)).await else {
+            return;
+        };
+        if !job.state.is_hardware() {
+            return;
+        }
+        let (to, reason) = match rejected {
+            Ok(()) => (
+                JobState::Spoiled,
+                format!("{}: {e}; the card was sent to the reject box", e.code()),
+            ),
+            Err(r) => (
+                JobState::AwaitingRemoval,
+                format!("{}: {e}; the card could not be sent to the reject box ({r}): remove it by hand, put it in the spoiled box and press Card removed", e.code()),
+            ),
+        };
+        if let Err(je) = self.transition(op, to, Some(&reason)).await {
+            tracing::error!(operation_id = %op, error = %je, "the stopped card could not be journaled");
+        }
+    }
+}
+
+/// Runs a future and turns a panic inside it into an `Err` with the panic message, so
+/// the line that owns the devices can still send the card to the reject box.
+struct CatchPanic<F> {
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> CatchPanic<F> {
+    fn new(f: F) -> Self {
+        CatchPanic { inner: Box::pin(f) }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.inner.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(panic) => {
+                std::task::Poll::Ready(Err(crate::logging::panic_message(panic.as_ref())))
+            }
+        }
     }
 }
 

@@ -10,10 +10,13 @@
 //! and only a masked PAN is stored.
 
 pub mod engineering;
+mod instance;
 mod migrations;
 pub mod state;
 mod thread;
+pub mod upkeep;
 
+pub use instance::{InstanceLock, LockError};
 pub use thread::JournalThread;
 
 use std::path::Path;
@@ -266,6 +269,8 @@ impl Journal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Purged ciphertext is overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrations::apply(&conn)?;
         Ok(Journal {
@@ -573,7 +578,8 @@ impl Journal {
                 to,
             });
         }
-        // Only a card whose chip had been verified (it was being printed) can be good.
+        // Only a card whose chip was verified and whose stripe was read back (it was
+        // being ejected) can be good: one caught earlier may be blank somewhere.
         let went_in_doubt_from = self
             .history(operation_id)?
             .into_iter()
@@ -581,13 +587,48 @@ impl Journal {
             .find(|t| t.to == JobState::InDoubt.as_str())
             .and_then(|t| t.from);
         if resolution == Resolution::Confirm
-            && went_in_doubt_from.as_deref() != Some(JobState::Printing.as_str())
+            && went_in_doubt_from.as_deref() != Some(JobState::Ejecting.as_str())
         {
             return Err(JournalError::Refused(
-                "to confirm a card whose chip was not verified before the restart: spoil it",
+                "to confirm a card whose chip or stripe was not checked before the restart: spoil it",
             ));
         }
         self.transition_by(operation_id, to, Some(reason), staff)
+    }
+
+    /// Staff took out by hand a spoiled card the reject box did not take: the job ends
+    /// `Spoiled` under their id and its line may go on.
+    pub fn card_removed(&self, operation_id: &str, staff: &str) -> Result<Job, JournalError> {
+        let current = self
+            .job(operation_id)?
+            .ok_or_else(|| JournalError::NotFound(operation_id.to_string()))?;
+        if current.state != JobState::AwaitingRemoval {
+            return Err(JournalError::IllegalTransition {
+                operation_id: operation_id.to_string(),
+                from: current.state,
+                to: JobState::Spoiled,
+            });
+        }
+        let reason = match current.reason {
+            Some(r) => format!("{r}; staff removed the card from the printer"),
+            None => "staff removed the card from the printer".to_string(),
+        };
+        self.transition_by(operation_id, JobState::Spoiled, Some(&reason), staff)
+    }
+
+    /// Copies the write-ahead log into the database and empties it, so purged card data
+    /// does not survive in the log either. Returns whether the log was fully emptied
+    /// (a reader elsewhere can hold part of it back until the next time).
+    pub fn checkpoint(&self) -> Result<bool, JournalError> {
+        let busy: i64 = self
+            .lock()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
+    /// The retention period for ended jobs' card data.
+    pub fn retention(&self) -> Duration {
+        self.options.retention
     }
 
     /// Audit trail of a job, oldest first.

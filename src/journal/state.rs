@@ -8,15 +8,18 @@
 //!     └──▶ Cancelled (also from Validated / WaitingForStaff)
 //!                                        │
 //!                                        ▼
-//!                                     Ejected ──▶ HandedOver
+//!                              EncodingStripe ──▶ Ejecting ──▶ Ejected ──▶ HandedOver
 //!
-//!  any hardware state (Feeding … Printing) ──▶ Spoiled   (card sent to the reject box)
+//!  any hardware state (Feeding … Ejecting) ──▶ Spoiled   (card sent to the reject box)
+//!  any hardware state ──(the reject failed)──▶ AwaitingRemoval ──staff──▶ Spoiled
 //!  Feeding ──(feeder empty, no card fed)──▶ WaitingForStaff
 //!  any hardware state ──(agent restart)──▶ InDoubt ──staff──▶ Ejected (confirm) | Spoiled (spoil)
 //! ```
 //!
 //! A card is physically in the printer exactly in the hardware states; a restart that
 //! finds a job there never re-runs it: the job becomes `InDoubt` for staff to decide.
+//! The stripe write (with its read-back) and the eject are states of their own so a
+//! card caught before its stripe was read back can never be confirmed as good.
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,8 +44,12 @@ pub enum JobState {
     Personalizing,
     /// The chip is being read back as a terminal would.
     Verifying,
-    /// The card face and magstripe are being written.
+    /// The card face is being printed.
     Printing,
+    /// The magstripe is being written and read back.
+    EncodingStripe,
+    /// The finished card (stripe read back) is being ejected.
+    Ejecting,
     /// The finished card is in the output hopper.
     Ejected,
     /// Staff handed the card to the customer.
@@ -55,12 +62,15 @@ pub enum JobState {
     Cancelled,
     /// The agent restarted while the card was in the printer; staff must decide.
     InDoubt,
+    /// A spoiled card could not be sent to the reject box: its line stays stopped
+    /// until staff confirm they took it out by hand.
+    AwaitingRemoval,
 }
 
 use JobState::*;
 
 /// Every state, for exhaustive tests and listings.
-pub const ALL_STATES: [JobState; 14] = [
+pub const ALL_STATES: [JobState; 17] = [
     Received,
     Validated,
     WaitingForStaff,
@@ -69,12 +79,15 @@ pub const ALL_STATES: [JobState; 14] = [
     Personalizing,
     Verifying,
     Printing,
+    EncodingStripe,
+    Ejecting,
     Ejected,
     HandedOver,
     Spoiled,
     Failed,
     Cancelled,
     InDoubt,
+    AwaitingRemoval,
 ];
 
 impl JobState {
@@ -85,13 +98,22 @@ impl JobState {
             Validated => &[WaitingForStaff, Feeding, Failed, Cancelled],
             WaitingForStaff => &[Feeding, Failed, Cancelled],
             // Feeder empty: no card left the hopper, the order waits for staff again.
-            Feeding => &[AtChipStation, Spoiled, InDoubt, WaitingForStaff],
-            AtChipStation => &[Personalizing, Spoiled, InDoubt],
-            Personalizing => &[Verifying, Spoiled, InDoubt],
-            Verifying => &[Printing, Spoiled, InDoubt],
-            Printing => &[Ejected, Spoiled, InDoubt],
+            Feeding => &[
+                AtChipStation,
+                Spoiled,
+                InDoubt,
+                WaitingForStaff,
+                AwaitingRemoval,
+            ],
+            AtChipStation => &[Personalizing, Spoiled, InDoubt, AwaitingRemoval],
+            Personalizing => &[Verifying, Spoiled, InDoubt, AwaitingRemoval],
+            Verifying => &[Printing, Spoiled, InDoubt, AwaitingRemoval],
+            Printing => &[EncodingStripe, Spoiled, InDoubt, AwaitingRemoval],
+            EncodingStripe => &[Ejecting, Spoiled, InDoubt, AwaitingRemoval],
+            Ejecting => &[Ejected, Spoiled, InDoubt, AwaitingRemoval],
             Ejected => &[HandedOver],
             InDoubt => &[Ejected, Spoiled],
+            AwaitingRemoval => &[Spoiled],
             HandedOver | Spoiled | Failed | Cancelled => &[],
         }
     }
@@ -110,13 +132,25 @@ impl JobState {
     pub fn is_hardware(self) -> bool {
         matches!(
             self,
-            Feeding | AtChipStation | Personalizing | Verifying | Printing
+            Feeding
+                | AtChipStation
+                | Personalizing
+                | Verifying
+                | Printing
+                | EncodingStripe
+                | Ejecting
         )
+    }
+
+    /// Whether a card of this job may still be in its line's printer, so the line
+    /// must not feed another until staff have dealt with it.
+    pub fn blocks_line(self) -> bool {
+        matches!(self, InDoubt | AwaitingRemoval)
     }
 
     /// Whether the job may still need its card data (false once the card is out or the job ended).
     pub fn card_data_needed(self) -> bool {
-        !(self.is_terminal() || self == Ejected)
+        !(self.is_terminal() || self == Ejected || self == AwaitingRemoval)
     }
 
     /// Whether an order for the same card counts as still pending or done (D1 re-order rule).
@@ -148,12 +182,15 @@ impl JobState {
             Personalizing => "personalizing",
             Verifying => "verifying",
             Printing => "printing",
+            EncodingStripe => "encoding_stripe",
+            Ejecting => "ejecting",
             Ejected => "ejected",
             HandedOver => "handed_over",
             Spoiled => "spoiled",
             Failed => "failed",
             Cancelled => "cancelled",
             InDoubt => "in_doubt",
+            AwaitingRemoval => "awaiting_removal",
         }
     }
 
@@ -167,13 +204,16 @@ impl JobState {
             AtChipStation => "Card at the chip encoder",
             Personalizing => "Writing the chip",
             Verifying => "Checking the chip",
-            Printing => "Printing and encoding the stripe",
+            Printing => "Printing the card face",
+            EncodingStripe => "Encoding and checking the stripe",
+            Ejecting => "Ejecting the finished card",
             Ejected => "Card ready in the output tray",
             HandedOver => "Handed over",
             Spoiled => "Spoiled — card in the reject box",
             Failed => "Could not be produced",
             Cancelled => "Cancelled",
             InDoubt => "Check the printer — confirm or spoil this card",
+            AwaitingRemoval => "Stuck in the printer — take it out, then press Card removed",
         }
     }
 }
@@ -301,6 +341,35 @@ mod tests {
         for s in ALL_STATES.into_iter().filter(|s| s.is_terminal()) {
             assert!(s.allowed_next().is_empty(), "{s}");
         }
+    }
+
+    #[test]
+    fn the_stripe_write_and_the_eject_are_journaled_states_of_their_own() {
+        assert!(
+            !Printing.can_go_to(Ejected),
+            "a printed card still has its stripe to write"
+        );
+        assert!(Printing.can_go_to(EncodingStripe));
+        assert!(
+            !EncodingStripe.can_go_to(Ejected),
+            "the eject is journaled first"
+        );
+        assert!(EncodingStripe.can_go_to(Ejecting));
+        assert!(Ejecting.can_go_to(Ejected));
+        assert!(EncodingStripe.is_hardware() && Ejecting.is_hardware());
+    }
+
+    #[test]
+    fn a_card_the_reject_box_did_not_take_blocks_its_line_until_staff_remove_it() {
+        for s in ALL_STATES.into_iter().filter(|s| s.is_hardware()) {
+            assert!(s.can_go_to(AwaitingRemoval), "{s}");
+        }
+        assert_eq!(AwaitingRemoval.allowed_next(), &[Spoiled]);
+        assert!(AwaitingRemoval.blocks_line() && InDoubt.blocks_line());
+        assert!(
+            !AwaitingRemoval.is_hardware(),
+            "a restart leaves it waiting for staff"
+        );
     }
 
     #[test]

@@ -13,13 +13,15 @@ fn order(op: &str, card: &str) -> NewJob {
 }
 
 /// A card's way from validation to the printer's last step.
-const UP_TO_PRINTING: [JobState; 6] = [
+const UP_TO_EJECTING: [JobState; 8] = [
     Validated,
     Feeding,
     AtChipStation,
     Personalizing,
     Verifying,
     Printing,
+    EncodingStripe,
+    Ejecting,
 ];
 
 fn walk(j: &Journal, op: &str, states: &[JobState]) {
@@ -90,7 +92,7 @@ fn the_same_card_while_pending_is_a_duplicate() {
 fn the_same_card_once_done_is_a_duplicate() {
     let j = Journal::open_in_memory().unwrap();
     j.insert_order(&order("op1", "c1")).unwrap();
-    walk(&j, "op1", &UP_TO_PRINTING);
+    walk(&j, "op1", &UP_TO_EJECTING);
     walk(&j, "op1", &[Ejected]);
     assert!(matches!(
         j.insert_order(&order("op2", "c1")).unwrap(),
@@ -272,7 +274,7 @@ proptest! {
 }
 
 #[test]
-fn only_a_card_caught_while_printing_can_be_confirmed_as_good() {
+fn only_a_card_caught_after_its_stripe_was_read_back_can_be_confirmed_as_good() {
     let j = Journal::open_in_memory().unwrap();
     j.insert_order(&order("early", "c1")).unwrap();
     walk(
@@ -281,7 +283,7 @@ fn only_a_card_caught_while_printing_can_be_confirmed_as_good() {
         &[Validated, Feeding, AtChipStation, Personalizing],
     );
     j.insert_order(&order("late", "c2")).unwrap();
-    walk(&j, "late", &UP_TO_PRINTING);
+    walk(&j, "late", &UP_TO_EJECTING);
     j.recover_after_restart().unwrap();
     assert!(matches!(
         j.resolve_in_doubt("early", Resolution::Confirm, "staff-1"),
@@ -291,6 +293,26 @@ fn only_a_card_caught_while_printing_can_be_confirmed_as_good() {
         .resolve_in_doubt("late", Resolution::Confirm, "staff-1")
         .unwrap();
     assert_eq!(late.state, Ejected);
+}
+
+#[test]
+fn a_card_caught_while_printing_cannot_be_confirmed_its_stripe_may_be_blank() {
+    let j = Journal::open_in_memory().unwrap();
+    for (op, card) in [("printing", "c1"), ("stripe", "c2")] {
+        j.insert_order(&order(op, card)).unwrap();
+        walk(&j, op, &UP_TO_EJECTING[..6]);
+    }
+    j.transition("stripe", EncodingStripe, None).unwrap();
+    j.recover_after_restart().unwrap();
+    for op in ["printing", "stripe"] {
+        assert!(
+            matches!(
+                j.resolve_in_doubt(op, Resolution::Confirm, "staff-1"),
+                Err(JournalError::Refused(_))
+            ),
+            "{op}"
+        );
+    }
 }
 
 #[test]
@@ -325,7 +347,7 @@ fn jobs_by_state_are_only_those_states_oldest_first() {
 fn an_eject_records_the_figures_with_the_state_in_one_write() {
     let j = Journal::open_in_memory().unwrap();
     j.insert_order(&order("op1", "c1")).unwrap();
-    walk(&j, "op1", &UP_TO_PRINTING);
+    walk(&j, "op1", &UP_TO_EJECTING);
     let job = j.eject("op1", 7, 9.5).unwrap();
     assert_eq!((job.state, job.apdu_count), (Ejected, 7));
     assert_eq!(job.seconds, Some(9.5));
@@ -349,4 +371,65 @@ fn a_fed_job_records_its_line_and_a_second_line_cannot_take_it() {
     );
     let fed_by = j.history("op1").unwrap().pop().unwrap().actor;
     assert_eq!(fed_by, "amartin");
+}
+
+#[test]
+fn deleted_rows_are_overwritten_not_left_in_free_pages() {
+    let j = Journal::open_in_memory().unwrap();
+    assert_eq!(j.pragma("secure_delete").unwrap(), "1");
+}
+
+#[test]
+fn upkeep_purges_card_data_past_its_retention_and_empties_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let j = Journal::open_with(
+        &path,
+        JournalOptions {
+            retention: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    j.insert_order(&order("op1", "c1")).unwrap();
+    j.transition("op1", Cancelled, None).unwrap();
+    let wal = dir.path().join("journal.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(2);
+
+    let done = super::upkeep::upkeep(&j, later).unwrap();
+
+    assert_eq!(done.purged, 1);
+    assert!(done.wal_emptied);
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    assert!(j.job("op1").unwrap().unwrap().order_json["encryptedData"].is_null());
+}
+
+#[test]
+fn staff_confirm_removal_only_of_a_card_awaiting_it() {
+    let j = Journal::open_in_memory().unwrap();
+    j.insert_order(&order("stuck", "c1")).unwrap();
+    walk(&j, "stuck", &[Validated, Feeding, AtChipStation]);
+    assert!(matches!(
+        j.card_removed("stuck", "staff-1"),
+        Err(JournalError::IllegalTransition { .. })
+    ));
+    j.transition(
+        "stuck",
+        AwaitingRemoval,
+        Some("PRN_CARD_JAM; reject failed"),
+    )
+    .unwrap();
+    assert!(
+        j.recover_after_restart().unwrap().is_empty(),
+        "not put in doubt"
+    );
+
+    let job = j.card_removed("stuck", "staff-1").unwrap();
+
+    assert_eq!(job.state, Spoiled);
+    let last = j.history("stuck").unwrap().pop().unwrap();
+    assert_eq!(
+        (last.from.as_deref(), last.actor.as_str()),
+        (Some("awaiting_removal"), "staff-1")
+    );
 }

@@ -5,6 +5,7 @@
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--pismo`: the
 //!   Pismo chain: counter requests, embossing run, a spoiled card made again); either
 //!   fails if its output holds a clear PAN.
+//! - `cargo xtask faults`: the fault campaign against a simulated branch (docs/faults.md).
 //! - `cargo xtask package`: the Debian package in `target/debian/`.
 //! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
@@ -67,6 +68,22 @@ fn demo(extra: &[String]) -> Result<(), String> {
     let r = pan_watch::run(cmd, bin);
     drop(pcscd);
     r
+}
+
+/// `cargo xtask faults [--only NAME]`: every fault injection against a simulated branch;
+/// ends with `faults: N scenarios, L lost, T issued twice, K surfaced in doubt`.
+fn faults(extra: &[String]) -> Result<(), String> {
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "-p",
+        "station-branch",
+        "--bin",
+        "station-faults",
+        "--",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args, &[])
 }
 
 /// The xtask must build before any system package is installed (it is what installs
@@ -139,6 +156,7 @@ fn main() {
     let result = match cmd.as_str() {
         "test" => test(),
         "demo" => demo(&all[1..]),
+        "faults" => faults(&all[1..]),
         "bench" => bench::run(),
         "hil" => hil(&all[1..]),
         "fuzz" => fuzz::run(all.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
@@ -151,7 +169,7 @@ fn main() {
         }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N] [--console]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N] [--console]|faults [--only NAME]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };

@@ -130,10 +130,9 @@ async fn main() {
         (JobState::AtChipStation, scaled(timing.park)),
         (JobState::Personalizing, 0.0),
         (JobState::Verifying, 0.0),
-        (
-            JobState::Printing,
-            scaled(timing.print_panel + timing.mag + timing.eject),
-        ),
+        (JobState::Printing, scaled(timing.print_panel)),
+        (JobState::EncodingStripe, scaled(timing.mag)),
+        (JobState::Ejecting, scaled(timing.eject)),
         (JobState::Ejected, 0.0),
     ];
     println!(

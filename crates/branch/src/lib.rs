@@ -38,6 +38,46 @@ pub struct Branch {
     pub more_lines: Vec<(SimPrinter, Chips)>,
 }
 
+/// The configuration of the station written in `dir` by [`branch`], with its upstream
+/// at `hub_url`, ports chosen by the system, and `lines` simulated lines.
+pub fn station_config(dir: &Path, hub_url: &str, lines: usize) -> StationConfig {
+    let mut config = StationConfig::load(&dir.join("station").join("station.toml")).unwrap();
+    config.upstream.url = hub_url.to_string();
+    config.console.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
+    let template = config.devices.line[0].clone();
+    config.devices.line = (1..=lines.max(1))
+        .map(|n| {
+            let mut l = template.clone();
+            l.name = format!("line-{n}");
+            l.printer.device = format!("sim-{n}");
+            l.encoder.reader = format!("sim-{n}");
+            l
+        })
+        .collect();
+    config
+}
+
+/// The blank card stock (chip keys) of the station written in `dir` by [`branch`].
+pub fn card_stock(dir: &Path) -> station_sim::card::SimCardConfig {
+    let stock = std::fs::read_to_string(dir.join("station").join("card-stock.toml")).unwrap();
+    KeyFile::parse(&stock).unwrap().to_config().unwrap()
+}
+
+/// Devices of one simulated line over an in-memory printer link.
+pub fn sim_devices(line: &str, printer: &SimPrinter, chips: &Chips) -> Devices {
+    let link = printer.spawn_in_memory().unwrap();
+    Devices {
+        line: line.to_string(),
+        printer: Box::new(EvolisPrinter::new(
+            Box::new(link),
+            ModelProfile::find("Primacy 2").unwrap(),
+        )),
+        encoder: Box::new(SimEncoder::new(chips.clone())),
+        chip_wait: Duration::from_secs(5),
+    }
+}
+
 /// Starts the hub in `dir` and writes the station's development configuration.
 pub async fn branch(dir: &Path, policy: &str, timing: Timing) -> Branch {
     branch_with_lines(dir, policy, timing, 1).await
@@ -47,7 +87,7 @@ pub async fn branch(dir: &Path, policy: &str, timing: Timing) -> Branch {
 pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: usize) -> Branch {
     let dir = dir.to_path_buf();
     let hub_state = dir.join("hub");
-    let files = init_dev(
+    init_dev(
         &dir.join("station"),
         &DevOptions {
             station: STATION.into(),
@@ -65,22 +105,8 @@ pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: 
     })
     .await
     .unwrap();
-    let mut config = StationConfig::load(&files.config).unwrap();
-    config.upstream.url = hub.base_url();
-    config.console.listen = "127.0.0.1:0".into();
-    config.admin.listen = "127.0.0.1:0".into();
-    let template = config.devices.line[0].clone();
-    config.devices.line = (1..=lines.max(1))
-        .map(|n| {
-            let mut l = template.clone();
-            l.name = format!("line-{n}");
-            l.printer.device = format!("sim-{n}");
-            l.encoder.reader = format!("sim-{n}");
-            l
-        })
-        .collect();
-    let stock = std::fs::read_to_string(&files.card_stock).unwrap();
-    let chip_config = KeyFile::parse(&stock).unwrap().to_config().unwrap();
+    let config = station_config(&dir, &hub.base_url(), lines);
+    let chip_config = card_stock(&dir);
     let mut all: Vec<(SimPrinter, Chips)> = (1..=lines.max(1))
         .map(|n| {
             let printer = SimPrinter::new(SimPrinterConfig {
@@ -114,18 +140,7 @@ impl Branch {
         std::iter::once((&self.printer, &self.chips))
             .chain(self.more_lines.iter().map(|(p, c)| (p, c)))
             .zip(&self.config.devices.line)
-            .map(|((printer, chips), line)| {
-                let link = printer.spawn_in_memory().unwrap();
-                Devices {
-                    line: line.name.clone(),
-                    printer: Box::new(EvolisPrinter::new(
-                        Box::new(link),
-                        ModelProfile::find("Primacy 2").unwrap(),
-                    )),
-                    encoder: Box::new(SimEncoder::new(chips.clone())),
-                    chip_wait: Duration::from_secs(5),
-                }
-            })
+            .map(|((printer, chips), line)| sim_devices(&line.name, printer, chips))
             .collect()
     }
 

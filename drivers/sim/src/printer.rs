@@ -36,6 +36,9 @@ pub enum Step {
     Mag,
     /// `Se`: ejecting.
     Eject,
+    /// `Ser`: sending the card to the reject box (only an armed fault fires here: a
+    /// standing fault does not stop the reject path).
+    Reject,
 }
 
 /// A fault the simulator can raise.
@@ -414,7 +417,11 @@ impl SimPrinter {
             }
             "Ser" => {
                 // The reject path works with a fault raised: that is what it is for.
-                let st = self.lock();
+                let mut st = self.lock();
+                if let Some(f) = st.armed.remove(&Step::Reject) {
+                    st.fault = Some(f);
+                    return format!("ERR {}", f.code());
+                }
                 if st.position == Position::Empty {
                     return "ERR 2".into();
                 }

@@ -45,7 +45,7 @@ struct Args {
     console: bool,
 }
 
-const STEPS: [JobState; 8] = [
+const STEPS: [JobState; 10] = [
     JobState::Received,
     JobState::Validated,
     JobState::Feeding,
@@ -53,6 +53,8 @@ const STEPS: [JobState; 8] = [
     JobState::Personalizing,
     JobState::Verifying,
     JobState::Printing,
+    JobState::EncodingStripe,
+    JobState::Ejecting,
     JobState::Ejected,
 ];
 
