@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -23,7 +24,10 @@ pub mod link;
 pub mod logging;
 pub mod order;
 pub mod plastic;
+pub mod reconciliation;
+pub mod roles;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod service;
 pub mod staff;
+pub mod stock;

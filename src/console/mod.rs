@@ -183,6 +183,9 @@ fn who(c: &Console, headers: &HeaderMap) -> Result<StaffMember, StaffError> {
         Access::Anonymous => Ok(StaffMember {
             id: "console".into(),
             name: "Console".into(),
+            // Explicitly configured, loopback only: the workstation's own user decides;
+            // dual control still needs signed-in staff.
+            role: crate::roles::Role::Supervisor,
         }),
         Access::Staff(desk) => bearer(headers)
             .ok_or(StaffError::NotSignedIn)

@@ -11,6 +11,8 @@
 //!                                     Ejected ──▶ HandedOver
 //!
 //!  any hardware state (Feeding … Printing) ──▶ Spoiled   (card sent to the reject box)
+//!  any hardware state ──(staff start policy)──▶ Rejected ──make again──▶ WaitingForStaff
+//!                                                  └──give up──▶ Spoiled
 //!  Feeding ──(feeder empty, no card fed)──▶ WaitingForStaff
 //!  any hardware state ──(agent restart)──▶ InDoubt ──staff──▶ Ejected (confirm) | Spoiled (spoil)
 //! ```
@@ -55,12 +57,15 @@ pub enum JobState {
     Cancelled,
     /// The agent restarted while the card was in the printer; staff must decide.
     InDoubt,
+    /// The card went to the reject box; staff make it again or give up (nothing
+    /// reported upstream until they give up).
+    Rejected,
 }
 
 use JobState::*;
 
 /// Every state, for exhaustive tests and listings.
-pub const ALL_STATES: [JobState; 14] = [
+pub const ALL_STATES: [JobState; 15] = [
     Received,
     Validated,
     WaitingForStaff,
@@ -75,6 +80,7 @@ pub const ALL_STATES: [JobState; 14] = [
     Failed,
     Cancelled,
     InDoubt,
+    Rejected,
 ];
 
 impl JobState {
@@ -85,13 +91,15 @@ impl JobState {
             Validated => &[WaitingForStaff, Feeding, Failed, Cancelled],
             WaitingForStaff => &[Feeding, Failed, Cancelled],
             // Feeder empty: no card left the hopper, the order waits for staff again.
-            Feeding => &[AtChipStation, Spoiled, InDoubt, WaitingForStaff],
-            AtChipStation => &[Personalizing, Spoiled, InDoubt],
-            Personalizing => &[Verifying, Spoiled, InDoubt],
-            Verifying => &[Printing, Spoiled, InDoubt],
-            Printing => &[Ejected, Spoiled, InDoubt],
+            Feeding => &[AtChipStation, Spoiled, Rejected, InDoubt, WaitingForStaff],
+            AtChipStation => &[Personalizing, Spoiled, Rejected, InDoubt],
+            Personalizing => &[Verifying, Spoiled, Rejected, InDoubt],
+            Verifying => &[Printing, Spoiled, Rejected, InDoubt],
+            Printing => &[Ejected, Spoiled, Rejected, InDoubt],
             Ejected => &[HandedOver],
             InDoubt => &[Ejected, Spoiled],
+            // Make again (a new blank, a new attempt) or give up: never back to a good card.
+            Rejected => &[WaitingForStaff, Spoiled],
             HandedOver | Spoiled | Failed | Cancelled => &[],
         }
     }
@@ -112,6 +120,12 @@ impl JobState {
             self,
             Feeding | AtChipStation | Personalizing | Verifying | Printing
         )
+    }
+
+    /// Whether a card that left the line from this state may carry a written chip
+    /// (live card data): destroying it is under dual control.
+    pub fn chip_may_be_written(self) -> bool {
+        matches!(self, Personalizing | Verifying | Printing)
     }
 
     /// Whether the job may still need its card data (false once the card is out or the job ended).
@@ -154,6 +168,7 @@ impl JobState {
             Failed => "failed",
             Cancelled => "cancelled",
             InDoubt => "in_doubt",
+            Rejected => "rejected",
         }
     }
 
@@ -174,6 +189,7 @@ impl JobState {
             Failed => "Could not be produced",
             Cancelled => "Cancelled",
             InDoubt => "Check the printer — confirm or spoil this card",
+            Rejected => "Spoiled — card in the reject box: make it again or give up",
         }
     }
 }
@@ -316,6 +332,22 @@ mod tests {
         for s in [Received, Validated, WaitingForStaff] {
             assert!(!s.can_go_to(Spoiled), "{s}");
         }
+    }
+
+    #[test]
+    fn a_rejected_card_is_made_again_or_given_up_never_ejected() {
+        assert_eq!(Rejected.allowed_next(), &[WaitingForStaff, Spoiled]);
+        assert!(!Rejected.is_terminal() && Rejected.card_data_needed());
+        assert_eq!(
+            Rejected.reported_status(),
+            None,
+            "nothing reported until staff give up"
+        );
+        assert!(
+            Rejected.blocks_reorder(),
+            "the order is still being worked on"
+        );
+        assert!(!Ejected.can_go_to(Rejected) && !HandedOver.can_go_to(Rejected));
     }
 
     #[test]
