@@ -314,21 +314,7 @@ impl Station {
     /// card rejected or left in doubt once its chip was being written. Such a spoil
     /// needs a second supervisor's approval (dual control).
     pub fn chip_written(&self, op: &str) -> Result<bool, JournalError> {
-        let Some(job) = self.journal.job(op)? else {
-            return Ok(false);
-        };
-        if !matches!(job.state, JobState::Rejected | JobState::InDoubt) {
-            return Ok(false);
-        }
-        let came_from = self
-            .journal
-            .history(op)?
-            .into_iter()
-            .rev()
-            .find(|t| t.to == job.state.as_str())
-            .and_then(|t| t.from)
-            .and_then(|f| f.parse::<JobState>().ok());
-        Ok(came_from.is_some_and(JobState::chip_may_be_written))
+        self.journal.chip_written(op)
     }
 
     /// Performs a staff action on a card, journaled under `staff` and, under dual

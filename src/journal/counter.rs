@@ -85,6 +85,25 @@ pub struct AuditRow {
 }
 
 impl Journal {
+    /// Whether a job rejected or left in doubt got there once its chip was being
+    /// written (the card may carry live card data).
+    pub fn chip_written(&self, operation_id: &str) -> Result<bool, JournalError> {
+        let Some(job) = self.job(operation_id)? else {
+            return Ok(false);
+        };
+        if !matches!(job.state, JobState::Rejected | JobState::InDoubt) {
+            return Ok(false);
+        }
+        let came_from = self
+            .history(operation_id)?
+            .into_iter()
+            .rev()
+            .find(|t| t.to == job.state.as_str())
+            .and_then(|t| t.from)
+            .and_then(|f| f.parse::<JobState>().ok());
+        Ok(came_from.is_some_and(JobState::chip_may_be_written))
+    }
+
     /// Records blanks loaded, durably; the load is never changed or removed afterwards.
     pub fn record_stock_load(
         &self,
