@@ -153,54 +153,7 @@ impl Journal {
 
     /// Blanks loaded and cards moved per product in `[from, until)`, by product name.
     pub fn card_moves(&self, from: &str, until: &str) -> Result<Vec<CardMoves>, JournalError> {
-        let conn = self.lock();
-        let mut all: std::collections::BTreeMap<String, CardMoves> = Default::default();
-        let mut stmt = conn.prepare(
-            "SELECT product, SUM(count) FROM stock_loads WHERE at >= ?1 AND at < ?2 GROUP BY product",
-        )?;
-        for row in stmt.query_map(params![from, until], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (product, loaded) = row?;
-            all.entry(product.clone())
-                .or_insert_with(|| CardMoves {
-                    product,
-                    ..Default::default()
-                })
-                .loaded = loaded as u64;
-        }
-        // A card spoiled after make-again's reject was counted when it was rejected.
-        let mut stmt = conn.prepare(
-            "SELECT COALESCE(j.product, 'unknown'), \
-                SUM(t.to_state = 'feeding'), \
-                SUM(t.from_state = 'feeding' AND t.to_state = 'waiting_for_staff'), \
-                SUM(t.to_state = 'ejected'), \
-                SUM(t.to_state = 'rejected' OR (t.to_state = 'spoiled' AND COALESCE(t.from_state, '') <> 'rejected')) \
-             FROM transitions t JOIN jobs j ON j.operation_id = t.operation_id \
-             WHERE t.at >= ?1 AND t.at < ?2 \
-               AND t.to_state IN ('feeding', 'waiting_for_staff', 'ejected', 'rejected', 'spoiled') \
-             GROUP BY 1",
-        )?;
-        for row in stmt.query_map(params![from, until], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })? {
-            let (product, fed, empty, issued, spoiled) = row?;
-            let m = all.entry(product.clone()).or_insert_with(|| CardMoves {
-                product,
-                ..Default::default()
-            });
-            m.fed = fed as u64;
-            m.feeder_empty = empty as u64;
-            m.issued = issued as u64;
-            m.spoiled = spoiled as u64;
-        }
-        Ok(all.into_values().collect())
+        Ok(card_moves(&self.lock(), from, until)?)
     }
 
     /// Every audited move in `[from, until)`, oldest first, with the job's card facts.
@@ -261,6 +214,62 @@ impl Journal {
             )
             .collect()
     }
+}
+
+/// Blanks loaded and cards moved per product in `[from, until)`, on any connection to
+/// the journal (the metrics scrape reads on its own).
+pub fn card_moves(
+    conn: &rusqlite::Connection,
+    from: &str,
+    until: &str,
+) -> rusqlite::Result<Vec<CardMoves>> {
+    let mut all: std::collections::BTreeMap<String, CardMoves> = Default::default();
+    let mut stmt = conn.prepare(
+        "SELECT product, SUM(count) FROM stock_loads WHERE at >= ?1 AND at < ?2 GROUP BY product",
+    )?;
+    for row in stmt.query_map(params![from, until], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (product, loaded) = row?;
+        all.entry(product.clone())
+            .or_insert_with(|| CardMoves {
+                product,
+                ..Default::default()
+            })
+            .loaded = loaded as u64;
+    }
+    // A card spoiled after make-again's reject was counted when it was rejected.
+    let mut stmt = conn.prepare(
+        "SELECT COALESCE(j.product, 'unknown'), \
+            SUM(t.to_state = 'feeding'), \
+            SUM(t.from_state = 'feeding' AND t.to_state = 'waiting_for_staff'), \
+            SUM(t.to_state = 'ejected'), \
+            SUM(t.to_state = 'rejected' OR (t.to_state = 'spoiled' AND COALESCE(t.from_state, '') <> 'rejected')) \
+         FROM transitions t JOIN jobs j ON j.operation_id = t.operation_id \
+         WHERE t.at >= ?1 AND t.at < ?2 \
+           AND t.to_state IN ('feeding', 'waiting_for_staff', 'ejected', 'rejected', 'spoiled') \
+         GROUP BY 1",
+    )?;
+    for row in stmt.query_map(params![from, until], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })? {
+        let (product, fed, empty, issued, spoiled) = row?;
+        let m = all.entry(product.clone()).or_insert_with(|| CardMoves {
+            product,
+            ..Default::default()
+        });
+        m.fed = fed as u64;
+        m.feeder_empty = empty as u64;
+        m.issued = issued as u64;
+        m.spoiled = spoiled as u64;
+    }
+    Ok(all.into_values().collect())
 }
 
 #[cfg(test)]
