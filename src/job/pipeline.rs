@@ -726,14 +726,31 @@ impl Station {
                 .await;
         }
         self.transition(op, JobState::Personalizing, None).await?;
-        let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
-            Ok(n) => n,
-            Err(e) => return self.spoil(d, op, &format!("{}: {e}", e.code())).await,
-        };
-        self.transition(op, JobState::Verifying, None).await?;
-        if let Err(r) = self.production.verify(d.encoder.as_mut(), job).await {
-            return self.spoil(d, op, &r.to_string()).await;
+        // The face crosses the printer link while the chip is written and read back: on
+        // a serial printer the download takes seconds the customer would otherwise wait.
+        let (downloaded, chip) = tokio::join!(d.printer.download_panels(&job.panels), async {
+            let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
+                Ok(n) => n,
+                Err(e) => return Err(ChipOutcome::Spoil(format!("{}: {e}", e.code()))),
+            };
+            self.transition(op, JobState::Verifying, None)
+                .await
+                .map_err(ChipOutcome::Journal)?;
+            self.production
+                .verify(d.encoder.as_mut(), job)
+                .await
+                .map_err(|r| ChipOutcome::Spoil(r.to_string()))?;
+            Ok(apdus)
+        });
+        if let Err(e) = downloaded {
+            // Not a card problem yet: the panels go with the print command instead.
+            tracing::warn!(operation_id = %op, error = %e, "panel download ahead failed");
         }
+        let apdus = match chip {
+            Ok(n) => n,
+            Err(ChipOutcome::Spoil(reason)) => return self.spoil(d, op, &reason).await,
+            Err(ChipOutcome::Journal(e)) => return Err(e.into()),
+        };
         d.encoder.release().await;
         self.transition(op, JobState::Printing, None).await?;
         if let Err(e) = d.printer.print(&job.panels).await {
@@ -778,6 +795,14 @@ impl Station {
         self.transition(op, to, Some(&reason)).await?;
         Ok(())
     }
+}
+
+/// Why the chip step did not give a verified card.
+enum ChipOutcome {
+    /// The card is spoiled, for this reason.
+    Spoil(String),
+    /// The journal failed: the pipeline stops.
+    Journal(JournalError),
 }
 
 /// The devices of one production line.

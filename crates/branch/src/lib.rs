@@ -111,6 +111,11 @@ pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: 
 impl Branch {
     /// Devices of every simulated line (printers over in-memory links).
     pub fn devices(&self) -> Vec<Devices> {
+        self.devices_with(&ModelProfile::find("Primacy 2").unwrap())
+    }
+
+    /// Devices of every simulated line, their drivers using `model`'s profile.
+    pub fn devices_with(&self, model: &ModelProfile) -> Vec<Devices> {
         std::iter::once((&self.printer, &self.chips))
             .chain(self.more_lines.iter().map(|(p, c)| (p, c)))
             .zip(&self.config.devices.line)
@@ -118,10 +123,7 @@ impl Branch {
                 let link = printer.spawn_in_memory().unwrap();
                 Devices {
                     line: line.name.clone(),
-                    printer: Box::new(EvolisPrinter::new(
-                        Box::new(link),
-                        ModelProfile::find("Primacy 2").unwrap(),
-                    )),
+                    printer: Box::new(EvolisPrinter::new(Box::new(link), model.clone())),
                     encoder: Box::new(SimEncoder::new(chips.clone())),
                     chip_wait: Duration::from_secs(5),
                 }
