@@ -17,6 +17,7 @@ mod card;
 mod counter;
 #[cfg(feature = "sandbox")]
 mod keys;
+mod pismo;
 mod preview;
 mod printer;
 #[cfg(feature = "sandbox")]
@@ -27,6 +28,7 @@ pub use card::CardAction;
 pub use counter::{AuditAction, ReportKind, StockAction};
 #[cfg(feature = "sandbox")]
 pub use keys::KeysAction;
+pub use pismo::PismoAction;
 pub use printer::PrinterAction;
 #[cfg(feature = "sandbox")]
 pub use sandbox::SandboxAction;
@@ -93,7 +95,11 @@ pub enum Command {
         out: PathBuf,
     },
     /// List the journal's recent jobs.
-    Jobs,
+    Jobs {
+        /// List the engineering record instead (`card perso`, `card issue`: who, what, outcome).
+        #[arg(long)]
+        engineering: bool,
+    },
     /// Blank-card stock per card product (loaded, used, issued, spoiled, remaining).
     Stock {
         /// Record blanks loaded; without an action the stock is shown.
@@ -117,6 +123,12 @@ pub enum Command {
         /// Staff actions.
         #[command(subcommand)]
         action: StaffAction,
+    },
+    /// Pismo counter requests: a card for a customer, embossed at this branch.
+    Pismo {
+        /// Pismo actions.
+        #[command(subcommand)]
+        action: PismoAction,
     },
     /// The Windows service: install, uninstall, and the entry the service manager starts.
     Service {
@@ -210,11 +222,12 @@ async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Printer { action } => printer::printer(action).await,
         Command::Preview { order, out } => preview::preview(explicit, &order, &out),
-        Command::Jobs => jobs(explicit),
+        Command::Jobs { engineering } => jobs(explicit, engineering),
         Command::Staff { action } => staff::staff(explicit, action),
         Command::Stock { action } => counter::stock(explicit, action),
         Command::Report { kind } => counter::report(explicit, kind),
         Command::Audit { action } => counter::audit(explicit, action),
+        Command::Pismo { action } => pismo::pismo(explicit, action).await,
         Command::Service { action } => {
             crate::service::command(action, explicit)
                 .await
@@ -230,10 +243,27 @@ async fn dispatch(cli: Cli) -> Outcome {
     }
 }
 
-fn jobs(explicit: Option<&Path>) -> Outcome {
+fn jobs(explicit: Option<&Path>, engineering: bool) -> Outcome {
     let cfg = load_config(explicit)?;
     let journal =
         crate::journal::Journal::open(&cfg.resolve(&cfg.journal.path)).map_err(runtime)?;
+    if engineering {
+        for e in journal.engineering(50).map_err(runtime)? {
+            println!(
+                "{:<25} {:<16} {:<10} {:<8} card {:<20} {:<19} {} on '{}'{}",
+                e.at,
+                e.actor,
+                e.command.as_str(),
+                e.outcome.as_str(),
+                e.card_id.unwrap_or_else(|| "-".into()),
+                e.masked_pan.unwrap_or_else(|| "-".into()),
+                e.keys,
+                e.reader,
+                e.detail.map(|d| format!(" — {d}")).unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
     for j in journal.all_jobs(50).map_err(runtime)? {
         println!(
             "{:<38} {:<38} {:<19} {}{}",

@@ -2,12 +2,16 @@
 //!
 //! Staff sign in with their id and PIN (`staff`); every action is journaled under
 //! their id. It listens on loopback by default: branch staff use it on the
-//! workstation itself. Anything wider needs a reverse proxy with TLS in front
-//! (`console.behind_tls_proxy`) and its name in `console.server_names` ([`origin`]).
+//! workstation itself. Anything wider needs TLS: its own certificate (`[console.tls]`,
+//! served by [`tls`]) or a reverse proxy with TLS in front (`console.behind_tls_proxy`),
+//! and its name in `console.server_names` ([`origin`]).
 
 mod counter;
+pub mod lockout;
 pub mod origin;
+pub mod pismo;
 pub mod staff;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -30,6 +34,8 @@ use crate::roles::{self, Duty, Role, RoleRefusal};
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
 const SCRIPT: &str = include_str!("console.js");
+/// The Pismo counter's script (issue 12).
+const PISMO_SCRIPT: &str = include_str!("pismo.js");
 
 /// One action a staff member can take on a job.
 #[derive(Debug, Serialize)]
@@ -225,11 +231,32 @@ pub enum Access {
 struct Console {
     station: Arc<Station>,
     access: Arc<Access>,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
 }
 
 /// Builds the console router over a station; it answers only to loopback names and `names`.
 pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames) -> Router {
+    router_with_pismo(station, access, names, None)
+}
+
+/// The console router, with the Pismo counter when the station has a `[pismo]` section.
+pub fn router_with_pismo(
+    station: Arc<Station>,
+    access: Access,
+    names: origin::ServerNames,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
+) -> Router {
     Router::new()
+        .merge(pismo::routes())
+        .route(
+            "/pismo.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    PISMO_SCRIPT,
+                )
+            }),
+        )
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/console.js",
@@ -253,6 +280,7 @@ pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames)
         .with_state(Console {
             station,
             access: Arc::new(access),
+            pismo,
         })
 }
 
@@ -329,19 +357,17 @@ async fn sign_in(State(c): State<Console>, Json(req): Json<SignIn>) -> Response 
         )
             .into_response();
     }
-    // Argon2 takes tens of milliseconds: on the blocking pool, not an async worker.
-    let access = c.access.clone();
-    let attempt = tokio::task::spawn_blocking(move || match access.as_ref() {
-        Access::Staff(desk) => desk.sign_in(&req.staff, &req.pin),
+    let attempt = match c.access.as_ref() {
+        Access::Staff(desk) => desk.sign_in(&req.staff, &req.pin).await,
         Access::Anonymous => Err(StaffError::NotSignedIn),
-    })
-    .await
-    .unwrap_or(Err(StaffError::NotSignedIn));
+    };
     match attempt {
         Ok((token, member)) => {
             Json(json!({"token": token.as_str(), "member": member})).into_response()
         }
-        Err(e @ StaffError::Locked { .. }) => refusal(StatusCode::TOO_MANY_REQUESTS, &e),
+        Err(e @ (StaffError::Locked { .. } | StaffError::Busy)) => {
+            refusal(StatusCode::TOO_MANY_REQUESTS, &e)
+        }
         Err(e) => refusal(StatusCode::UNAUTHORIZED, &e),
     }
 }
@@ -438,6 +464,62 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     }
 }
 
+/// Make again for a card whose order came from a Pismo counter request: the order is
+/// given up (reported, so the hub takes a new one for the card) and the card is resent
+/// to Pismo for embossing. `None` when the card is not a Pismo request's.
+async fn make_again_through_pismo(
+    c: &Console,
+    op: &str,
+    by: &str,
+    approver: Option<&str>,
+) -> Option<Response> {
+    let desk = c.pismo.as_ref()?;
+    let o = op.to_string();
+    let job = c
+        .station
+        .journal_thread()
+        .call(move |j| j.job(&o))
+        .await
+        .ok()??;
+    let card = job.card_id.parse::<i64>().ok()?;
+    let request = desk
+        .store()
+        .by_card(crate::pismo::model::PismoCardId(card))
+        .await
+        .ok()??;
+    let (s, o, b, ap) = (
+        c.station.clone(),
+        op.to_string(),
+        by.to_string(),
+        approver.map(str::to_string),
+    );
+    let given_up = match tokio::task::spawn_blocking(move || {
+        s.act_approved(&o, StaffAction::GiveUp, &b, ap.as_deref())
+    })
+    .await
+    {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the action did not complete: {e}")),
+    };
+    if let Err(e) = given_up {
+        return Some((StatusCode::CONFLICT, Json(json!({ "message": e }))).into_response());
+    }
+    let resent = desk.make_again(&request.request_id, by).await;
+    tracing::info!(staff = %by, operation_id = %op, request_id = %request.request_id, ok = resent.is_ok(), "console: make again through Pismo");
+    Some(match resent {
+        Ok(_) => {
+            desk.spawn_drive(&request.request_id);
+            Json(json!({"message": "Sent again to Pismo for embossing: the card comes back as a new order."}))
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Json(json!({"code": e.code(), "message": format!("The order was given up, but Pismo was not asked again: {e}. Use Make again on the Pismo request.")})),
+        )
+            .into_response(),
+    })
+}
+
 /// A second supervisor's id and PIN, sent with a spoil under dual control.
 #[derive(Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
@@ -468,16 +550,17 @@ async fn approve(c: &Console, actor: &str, approval: Option<Approval>) -> Result
     let Some(approval) = approval else {
         return Err(role_refusal(&RoleRefusal::ApprovalNeeded));
     };
-    let access = c.access.clone();
-    let checked = tokio::task::spawn_blocking(move || match access.as_ref() {
-        Access::Staff(desk) => desk.sign_in(&approval.staff, &approval.pin).map(|(t, m)| {
-            desk.sign_out(&t);
-            m
-        }),
+    // The desk's own sign-in: lockout, check slots and Argon2 off the async workers.
+    let checked = match c.access.as_ref() {
+        Access::Staff(desk) => desk
+            .sign_in(&approval.staff, &approval.pin)
+            .await
+            .map(|(t, m)| {
+                desk.sign_out(&t);
+                m
+            }),
         Access::Anonymous => Err(StaffError::NotSignedIn),
-    })
-    .await
-    .unwrap_or(Err(StaffError::NotSignedIn));
+    };
     let approver = match checked {
         Ok(m) => m,
         Err(e @ StaffError::Locked { .. }) => {
@@ -548,6 +631,11 @@ async fn act(
     } else {
         None
     };
+    if a == StaffAction::MakeAgain {
+        if let Some(r) = make_again_through_pismo(&c, &op, &by, approver.as_deref()).await {
+            return r;
+        }
+    }
     // Journal writes: on the blocking pool, not on a tokio worker.
     let (s, o, b, ap) = (c.station.clone(), op.clone(), by.clone(), approver.clone());
     let r: Result<&'static str, String> =

@@ -34,19 +34,24 @@ pub fn dev() -> Dev {
 /// The development station with `extra` appended to its key file.
 pub fn dev_with_keys(extra: &str) -> Dev {
     let dir = tempfile::tempdir().unwrap();
-    let (private, public) = generate_p256_keypair("station-test-1");
-    let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
     let path = write_dev_keystore(dir.path()).unwrap();
     if !extra.is_empty() {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
     }
     let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
+    dev_with(dir, keystore, ProfileSet::builtin().unwrap())
+}
+
+/// A development station with this key store and these profiles (`dir` is kept).
+pub fn dev_with(dir: tempfile::TempDir, keystore: Arc<dyn KeyStore>, profiles: ProfileSet) -> Dev {
+    let (private, public) = generate_p256_keypair("station-test-1");
+    let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
     let production = Arc::new(Production {
         station_id: STATION.into(),
         keyring,
         keystore: keystore.clone(),
-        profiles: ProfileSet::builtin().unwrap(),
+        profiles,
         layout: Layout::standard(),
         artwork_dir: None,
         default_card_product: "DEV-VISA".into(),
