@@ -74,7 +74,7 @@ fn scrub(s: &str) -> String {
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
         if run.len() >= 7 {
-            out.extend(std::iter::repeat_n('*', run.len()));
+            out.extend(std::iter::repeat('*').take(run.len()));
         } else {
             out.push_str(run);
         }

@@ -20,9 +20,9 @@ fn allowed(
     headers: &HeaderMap,
     duty: Duty,
     what: &'static str,
-) -> Result<(String, Role), Response> {
-    let member = who(c, headers).map_err(|e| refusal(StatusCode::UNAUTHORIZED, &e))?;
-    roles::check(member.role, duty, what).map_err(|e| role_refusal(&e))?;
+) -> Result<(String, Role), Box<Response>> {
+    let member = who(c, headers).map_err(|e| Box::new(refusal(StatusCode::UNAUTHORIZED, &e)))?;
+    roles::check(member.role, duty, what).map_err(|e| Box::new(role_refusal(&e)))?;
     Ok((member.id, member.role))
 }
 
@@ -45,7 +45,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 /// Stock per product, with the warning threshold applied.
 pub(super) async fn stock(State(c): State<Console>, headers: HeaderMap) -> Response {
     if let Err(r) = allowed(&c, &headers, Duty::ReadReports, "read the stock") {
-        return r;
+        return *r;
     }
     let policy = c.station.counter.stock.clone();
     match c
@@ -79,7 +79,7 @@ pub(super) async fn load_stock(
 ) -> Response {
     let (by, _) = match allowed(&c, &headers, Duty::LoadStock, "record blanks loaded") {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let actor = by.clone();
     let r = c
@@ -117,7 +117,7 @@ pub(super) async fn reconciliation(
     Query(p): Query<Period>,
 ) -> Response {
     if let Err(r) = allowed(&c, &headers, Duty::ReadReports, "read the reconciliation") {
-        return r;
+        return *r;
     }
     let Some(day) = p.day.as_deref() else {
         return bad_request("day: a date as YYYY-MM-DD");
@@ -154,7 +154,7 @@ pub(super) async fn audit(
     Query(p): Query<Period>,
 ) -> Response {
     if let Err(r) = allowed(&c, &headers, Duty::ReadAudit, "export the audit") {
-        return r;
+        return *r;
     }
     let (from, until, name) = match period(&p) {
         Ok(b) => b,
