@@ -71,6 +71,11 @@ pub fn parse_day(s: &str) -> Result<Date, BadDay> {
         .map_err(|_| BadDay(s.to_string()))
 }
 
+/// Today (UTC), the day a reconciliation is usually asked for.
+pub fn today() -> Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
 /// The `[from, until)` bounds of a UTC day, as stored times compare.
 pub fn day_bounds(day: Date) -> (String, String) {
     let next = day + Duration::days(1);
