@@ -283,3 +283,72 @@ async fn roles_decide_who_acts_loads_stock_and_reads_the_audit() {
     assert_eq!(stock["products"][0]["remaining"], 100, "{stock}");
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_jammed_before_its_chip_is_given_up_without_approval_and_only_then_reported() {
+    let (_dir, b) = branch("staff").await;
+    b.printer.arm_fault(Step::Park, Fault::Jam);
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let http = console_http(&base);
+    let token = sign_in(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
+    let (card, op) = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (s, _) = post(
+        &http,
+        format!("{base}/api/jobs/{op}/start"),
+        &token,
+        json!({}),
+    )
+    .await;
+    assert!(s.is_success());
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::Rejected],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_ne!(
+        b.hub_status(&card).await,
+        "FAILED",
+        "nothing reported while staff decide"
+    );
+
+    let view = job_view(&http, &base, &token, &op).await;
+    let give_up = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "give-up")
+        .expect("Give up is offered");
+    assert!(
+        give_up.get("needsApproval").is_none(),
+        "no chip was written: {give_up}"
+    );
+    let (s, v) = post(
+        &http,
+        format!("{base}/api/jobs/{op}/give-up"),
+        &token,
+        json!({}),
+    )
+    .await;
+    assert!(s.is_success(), "{v}");
+    wait_hub(
+        &b,
+        std::slice::from_ref(&card),
+        "FAILED",
+        Duration::from_secs(30),
+    )
+    .await;
+    let job = agent.station.journal.job(&op).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Spoiled);
+    assert!(job.reason.unwrap().contains("given up after 1 attempt"));
+    agent.shutdown().await;
+}
