@@ -306,7 +306,15 @@ impl Agent {
             tracing::warn!(operation_id = %j.operation_id, "card in doubt after a restart: staff must confirm or spoil it");
         }
         let production = Arc::new(production_from_config(cfg)?);
-        let station = Station::new(journal.clone(), production, cfg.policy.start);
+        let station = Station::with_rules(
+            journal.clone(),
+            production,
+            cfg.policy.start,
+            crate::job::pipeline::CounterRules {
+                attempts: cfg.policy.attempts,
+                stock: cfg.stock.clone(),
+            },
+        );
         let (stop, rx) = watch::channel(false);
         let (fatal_tx, fatal) = watch::channel(None);
         let fatal_tx = Arc::new(fatal_tx);

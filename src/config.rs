@@ -91,6 +91,9 @@ pub struct StationConfig {
     /// Card products, EMV profiles, face layout.
     #[serde(default)]
     pub production: ProductionSection,
+    /// Blank-card stock rules.
+    #[serde(default)]
+    pub stock: crate::stock::StockPolicy,
     /// Pismo as the issuer's card processor (issue 12); none = no counter requests.
     #[serde(default)]
     pub pismo: Option<crate::pismo::PismoSection>,
@@ -314,12 +317,28 @@ pub enum StartPolicy {
 }
 
 /// `[policy]`.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySection {
     /// Start policy.
     #[serde(default)]
     pub start: StartPolicy,
+    /// Attempts at one card (the first and each make again) before staff can only give up.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            start: StartPolicy::default(),
+            attempts: default_attempts(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    3
 }
 
 /// `[production]`.
@@ -474,6 +493,12 @@ impl StationConfig {
     pub fn check_values(&self) -> Result<(), ConfigError> {
         check_id("station.perso_station", &self.station.perso_station)?;
         check_id("station.issuer_id", &self.station.issuer_id)?;
+        if !(1..=10).contains(&self.policy.attempts) {
+            return Err(ConfigError::invalid(
+                "policy.attempts",
+                "1 to 10 attempts at one card (the first and each make again)",
+            ));
+        }
         let url = &self.upstream.url;
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
             return Err(ConfigError::invalid(

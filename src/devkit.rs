@@ -43,6 +43,14 @@ pub struct DevFiles {
 pub const DEV_STAFF_ID: &str = "dev";
 /// PIN of the development staff account (public: development only).
 pub const DEV_STAFF_PIN: &str = "246810";
+/// Sign-in id of the second development supervisor (approves spoils under dual control).
+pub const DEV_SUPERVISOR_ID: &str = "dev-sup";
+/// PIN of the second development supervisor (public: development only).
+pub const DEV_SUPERVISOR_PIN: &str = "135790";
+/// Sign-in id of the development auditor (reads and exports the audit).
+pub const DEV_AUDITOR_ID: &str = "dev-audit";
+/// PIN of the development auditor (public: development only).
+pub const DEV_AUDITOR_PIN: &str = "975310";
 
 fn io(path: &Path, e: std::io::Error) -> String {
     format!("{}: {e}", path.display())
@@ -77,7 +85,21 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
     let mut accounts = crate::staff::StaffFile::default();
     accounts
         .set(DEV_STAFF_ID, "Development staff", DEV_STAFF_PIN)
-        .and_then(|_| accounts.save(&staff))
+        .and_then(|_| {
+            accounts.set(
+                DEV_SUPERVISOR_ID,
+                "Development supervisor",
+                DEV_SUPERVISOR_PIN,
+            )
+        })
+        .and_then(|_| accounts.set(DEV_AUDITOR_ID, "Development auditor", DEV_AUDITOR_PIN))
+        .and_then(|_| {
+            // The development account does everything a branch supervisor does.
+            accounts.set_role(DEV_STAFF_ID, crate::roles::Role::Supervisor);
+            accounts.set_role(DEV_SUPERVISOR_ID, crate::roles::Role::Supervisor);
+            accounts.set_role(DEV_AUDITOR_ID, crate::roles::Role::Auditor);
+            accounts.save(&staff)
+        })
         .map_err(|e| e.to_string())?;
     let client_id = format!("station-{}", o.station);
     let config = dir.join("station.toml");

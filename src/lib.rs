@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -24,8 +25,11 @@ pub mod logging;
 pub mod order;
 pub mod pismo;
 pub mod plastic;
+pub mod reconciliation;
+pub mod roles;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod service;
 pub mod staff;
+pub mod stock;
 pub mod tls;

@@ -1,4 +1,4 @@
-//! Staff accounts: the staff file (`[[staff]] id, name, pin_hash`, PINs only as
+//! Staff accounts: the staff file (`[[staff]] id, name, pin_hash, role`, PINs only as
 //! Argon2id hashes), its checks and PIN hashing. Below both the configuration (which
 //! checks the file) and the console (which signs staff in with it).
 
@@ -8,6 +8,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
+
+pub use crate::roles::Role;
 
 /// Shortest PIN accepted when an account is created.
 pub const MIN_PIN: usize = 6;
@@ -68,6 +70,9 @@ pub struct StaffAccount {
     pub name: String,
     /// Argon2id PHC string of the PIN.
     pub pin_hash: String,
+    /// What the member may do (`operator` when the file names none).
+    #[serde(default)]
+    pub role: Role,
 }
 
 impl std::fmt::Debug for StaffAccount {
@@ -75,6 +80,7 @@ impl std::fmt::Debug for StaffAccount {
         f.debug_struct("StaffAccount")
             .field("id", &self.id)
             .field("name", &self.name)
+            .field("role", &self.role)
             .field("pin_hash", &"<redacted>")
             .finish()
     }
@@ -153,9 +159,21 @@ impl StaffFile {
                 id: id.to_string(),
                 name: name.to_string(),
                 pin_hash: hash,
+                role: Role::default(),
             }),
         }
         Ok(())
+    }
+
+    /// Sets the role of an existing account; false when there is none.
+    pub fn set_role(&mut self, id: &str, role: Role) -> bool {
+        match self.staff.iter_mut().find(|a| a.id == id) {
+            Some(a) => {
+                a.role = role;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes an account; false when there was none.

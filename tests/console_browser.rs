@@ -1,7 +1,9 @@
 //! The staff console in a real headless Chromium (through chromedriver): a wrong PIN is
 //! refused with a message, the right one shows the queue with masked PANs only, Start
 //! takes the card to the output tray, Handed over ends it, Sign out returns to the
-//! sign-in form. A screenshot of each step goes to `target/console-screens/`.
+//! sign-in form. A card spoiled at the stripe shows its reason in plain words, is made
+//! again with a second supervisor's sign-in (dual control) and reaches the tray.
+//! A screenshot of each step goes to `target/console-screens/`.
 //!
 //! Runs when `STATION_BROWSER=1` (`cargo xtask test` sets it after installing chromium
 //! and chromium-driver); with it set, a missing browser fails the test.
@@ -17,7 +19,7 @@ use std::time::Duration;
 use e2e::{branch, wait_states};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use station_agent::devkit::{DEV_STAFF_ID, DEV_STAFF_PIN};
+use station_agent::devkit::{DEV_STAFF_ID, DEV_STAFF_PIN, DEV_SUPERVISOR_ID, DEV_SUPERVISOR_PIN};
 use station_agent::job::state::JobState;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -286,6 +288,128 @@ async fn staff_issue_a_card_through_the_console_in_a_real_browser() {
     assert!(c.find(Locator::Css("#signin:not([hidden])")).await.is_ok());
     assert!(c.find(Locator::Css("#desk[hidden]")).await.is_ok());
     shot(&c, "06-signed-out").await;
+
+    c.close().await.unwrap();
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spoiled_card_is_made_again_with_a_supervisors_approval_in_a_real_browser() {
+    if std::env::var("STATION_BROWSER").as_deref() != Ok("1") {
+        eprintln!("console_browser: STATION_BROWSER is not 1; `cargo xtask test` runs this test");
+        return;
+    }
+    let driver = chromedriver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let (_dir, b) = branch("staff").await;
+    b.printer.arm_fault(
+        station_sim::printer::Step::Mag,
+        station_sim::printer::Fault::MagWrite,
+    );
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let (card, op) = b.order(1).await.remove(0);
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let c = browser(&driver, profile.path()).await;
+    c.goto(&base).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#signin:not([hidden])"))
+        .await
+        .unwrap();
+    sign_in(&c, DEV_STAFF_PIN).await;
+    let holder = agent
+        .station
+        .journal
+        .job(&op)
+        .unwrap()
+        .unwrap()
+        .holder
+        .expect("the journal keeps the printed name");
+    wait_text(&c, Locator::Id("jobs"), &holder, Duration::from_secs(15)).await;
+    shot(&c, "11-queue-with-customer").await;
+
+    click(&c, Locator::XPath(&row_button(&card, "Start"))).await;
+    wait_text(
+        &c,
+        Locator::Id("jobs"),
+        "Magnetic stripe could not be encoded",
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_text(
+        &c,
+        Locator::Id("jobs"),
+        JobState::Rejected.label(),
+        Duration::from_secs(10),
+    )
+    .await;
+    shot(&c, "12-spoiled-with-reason").await;
+    // Staff fixed the stripe encoder.
+    b.printer.clear_fault();
+
+    click(&c, Locator::XPath(&row_button(&card, "Make again"))).await;
+    c.accept_alert().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#approve:not([hidden])"))
+        .await
+        .unwrap();
+    c.find(Locator::Id("approver"))
+        .await
+        .unwrap()
+        .send_keys(DEV_SUPERVISOR_ID)
+        .await
+        .unwrap();
+    c.find(Locator::Id("approver-pin"))
+        .await
+        .unwrap()
+        .send_keys(DEV_SUPERVISOR_PIN)
+        .await
+        .unwrap();
+    shot(&c, "13-supervisor-approves").await;
+    c.find(Locator::Css("#approve button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(
+        &c,
+        Locator::Id("jobs"),
+        JobState::Ejected.label(),
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_text(
+        &c,
+        Locator::Id("jobs"),
+        "attempt 2 of 3",
+        Duration::from_secs(5),
+    )
+    .await;
+    shot(&c, "14-made-again-in-tray").await;
+    let job = agent.station.journal.job(&op).unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Ejected, 2));
+    let approved = agent
+        .station
+        .journal
+        .history(&op)
+        .unwrap()
+        .into_iter()
+        .find(|t| t.from.as_deref() == Some(JobState::Rejected.as_str()))
+        .expect("the make again is journaled");
+    assert_eq!(
+        (approved.actor.as_str(), approved.approver.as_deref()),
+        (DEV_STAFF_ID, Some(DEV_SUPERVISOR_ID))
+    );
 
     c.close().await.unwrap();
     agent.shutdown().await;

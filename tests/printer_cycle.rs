@@ -149,3 +149,48 @@ async fn errors_never_carry_track_data() {
     let e = p.write_magstripe(&bad).await.unwrap_err();
     assert!(!format!("{e} {e:?}").contains("4761739001010010"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panel_downloaded_while_the_card_is_at_the_chip_station_is_printed_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimPrinter::new(SimPrinterConfig {
+        out_dir: Some(dir.path().to_path_buf()),
+        ..SimPrinterConfig::default()
+    });
+    let mut model = ModelProfile::find("Primacy 2").unwrap();
+    model.download_ahead = true;
+    let mut p = EvolisPrinter::new(Box::new(sim.spawn_in_memory().unwrap()), model);
+    p.feed().await.unwrap();
+    p.park_at_chip_station().await.unwrap();
+    p.download_panels(&[panel()]).await.unwrap();
+    assert_eq!(
+        sim.position(),
+        Position::AtChipStation,
+        "a download moves no card"
+    );
+    p.print(&[panel()]).await.unwrap();
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+    let card = &sim.finished()[0];
+    assert!(!card.rejected);
+    assert_eq!(
+        card.panel_names,
+        ["k"],
+        "the downloaded panel was printed, once"
+    );
+}
+
+#[test]
+fn a_panel_over_a_115200_baud_link_takes_seconds() {
+    let t = station_sim::printer::Timing {
+        baud: Some(115_200),
+        ..Default::default()
+    };
+    // One 1-bit 1016 × 648 panel, base64 in a `Db` command.
+    let secs = t.link_seconds((1016 * 648 / 8usize).div_ceil(3) * 4 + 7);
+    assert!((9.0..10.0).contains(&secs), "{secs}");
+    assert_eq!(
+        station_sim::printer::Timing::default().link_seconds(100_000),
+        0.0
+    );
+}

@@ -69,6 +69,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProductLabels {
+    product: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
 }
@@ -282,6 +287,24 @@ pub fn registry(conn: &Connection) -> rusqlite::Result<Registry> {
         "lines_in_doubt",
         "Production lines stopped by a card in doubt (staff must confirm or spoil it)",
         lines_in_doubt,
+    );
+
+    let stock = Family::<ProductLabels, Gauge>::default();
+    for m in crate::journal::counter::card_moves(
+        conn,
+        crate::journal::counter::BEGINNING,
+        crate::journal::counter::END,
+    )? {
+        stock
+            .get_or_create(&ProductLabels {
+                product: m.product.clone(),
+            })
+            .set(m.loaded as i64 - m.used() as i64);
+    }
+    reg.register(
+        "stock_remaining",
+        "Blank cards remaining per card product: recorded loads minus blanks that left the feeder",
+        stock,
     );
     Ok(reg)
 }

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, StationConfig};
 
 mod card;
+mod counter;
 #[cfg(feature = "sandbox")]
 mod keys;
 mod pismo;
@@ -24,6 +25,7 @@ mod sandbox;
 mod staff;
 
 pub use card::CardAction;
+pub use counter::{AuditAction, ReportKind, StockAction};
 #[cfg(feature = "sandbox")]
 pub use keys::KeysAction;
 pub use pismo::PismoAction;
@@ -97,6 +99,24 @@ pub enum Command {
         /// List the engineering record instead (`card perso`, `card issue`: who, what, outcome).
         #[arg(long)]
         engineering: bool,
+    },
+    /// Blank-card stock per card product (loaded, used, issued, spoiled, remaining).
+    Stock {
+        /// Record blanks loaded; without an action the stock is shown.
+        #[command(subcommand)]
+        action: Option<StockAction>,
+    },
+    /// Reports from the journal.
+    Report {
+        /// Which report.
+        #[command(subcommand)]
+        kind: ReportKind,
+    },
+    /// The audit trail.
+    Audit {
+        /// Audit actions.
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Console staff accounts (who may sign in; PINs stored only as hashes).
     Staff {
@@ -204,6 +224,9 @@ async fn dispatch(cli: Cli) -> Outcome {
         Command::Preview { order, out } => preview::preview(explicit, &order, &out),
         Command::Jobs { engineering } => jobs(explicit, engineering),
         Command::Staff { action } => staff::staff(explicit, action),
+        Command::Stock { action } => counter::stock(explicit, action),
+        Command::Report { kind } => counter::report(explicit, kind),
+        Command::Audit { action } => counter::audit(explicit, action),
         Command::Pismo { action } => pismo::pismo(explicit, action).await,
         Command::Service { action } => {
             crate::service::command(action, explicit)

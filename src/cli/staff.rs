@@ -14,6 +14,10 @@ pub enum StaffAction {
         /// Name shown on the console.
         #[arg(long)]
         name: String,
+        /// Role: operator, supervisor, admin or auditor (a new account without one is
+        /// an operator; an existing one keeps its role).
+        #[arg(long)]
+        role: Option<crate::roles::Role>,
         /// Staff file.
         #[arg(long)]
         file: Option<PathBuf>,
@@ -75,7 +79,12 @@ pub(super) fn read_new_pin() -> Result<zeroize::Zeroizing<String>, Failure> {
 pub(super) fn staff(explicit: Option<&Path>, action: StaffAction) -> Outcome {
     use crate::console::staff::StaffFile;
     match action {
-        StaffAction::Add { id, name, file } => {
+        StaffAction::Add {
+            id,
+            name,
+            role,
+            file,
+        } => {
             let path = staff_file(explicit, file)?;
             let mut f = if path.exists() {
                 StaffFile::load(&path).map_err(runtime)?
@@ -84,8 +93,17 @@ pub(super) fn staff(explicit: Option<&Path>, action: StaffAction) -> Outcome {
             };
             let pin = read_new_pin()?;
             f.set(&id, &name, &pin).map_err(usage)?;
+            if let Some(role) = role {
+                f.set_role(&id, role);
+            }
             f.save(&path).map_err(runtime)?;
-            println!("staff '{id}' can sign in ({})", path.display());
+            let role = f
+                .staff
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.role)
+                .unwrap_or_default();
+            println!("staff '{id}' ({role}) can sign in ({})", path.display());
             Ok(())
         }
         StaffAction::Remove { id, file } => {
@@ -101,7 +119,7 @@ pub(super) fn staff(explicit: Option<&Path>, action: StaffAction) -> Outcome {
         StaffAction::List { file } => {
             let path = staff_file(explicit, file)?;
             for a in StaffFile::load(&path).map_err(runtime)?.staff {
-                println!("{:<32} {}", a.id, a.name);
+                println!("{:<32} {:<10} {}", a.id, a.role, a.name);
             }
             Ok(())
         }

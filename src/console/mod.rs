@@ -6,6 +6,7 @@
 //! served by [`tls`]) or a reverse proxy with TLS in front (`console.behind_tls_proxy`),
 //! and its name in `console.server_names` ([`origin`]).
 
+mod counter;
 pub mod lockout;
 pub mod origin;
 pub mod pismo;
@@ -27,6 +28,8 @@ use staff::{StaffDesk, StaffError, StaffMember};
 use crate::job::pipeline::StaffAction;
 use crate::job::pipeline::Station;
 use crate::journal::state::JobState;
+use crate::journal::Job;
+use crate::roles::{self, Duty, Role, RoleRefusal};
 
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
@@ -36,12 +39,36 @@ const PISMO_SCRIPT: &str = include_str!("pismo.js");
 
 /// One action a staff member can take on a job.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Action {
     action: &'static str,
     label: &'static str,
     style: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     confirm: Option<&'static str>,
+    /// A second supervisor must sign in to approve (dual control).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    needs_approval: bool,
+}
+
+/// Where a card is on its way to the tray, for the queue's progress bar.
+#[derive(Debug, Serialize)]
+struct Step {
+    n: u8,
+    of: u8,
+}
+
+fn step(state: JobState) -> Option<Step> {
+    let n = match state {
+        JobState::Feeding => 1,
+        JobState::AtChipStation => 2,
+        JobState::Personalizing => 3,
+        JobState::Verifying => 4,
+        JobState::Printing => 5,
+        JobState::Ejected => 6,
+        _ => return None,
+    };
+    Some(Step { n, of: 6 })
 }
 
 /// A job as the console shows it (never card data beyond the masked PAN).
@@ -51,6 +78,12 @@ pub struct JobView {
     operation_id: String,
     card_id: String,
     masked_pan: Option<String>,
+    holder: Option<String>,
+    product: Option<String>,
+    created_at: String,
+    step: Option<Step>,
+    attempt: u32,
+    attempts: u32,
     state: JobState,
     state_label: &'static str,
     hint: Option<String>,
@@ -62,14 +95,77 @@ pub struct JobView {
     actions: Vec<Action>,
 }
 
-fn actions(state: JobState) -> Vec<Action> {
+/// Which duty an action needs.
+fn duty(action: StaffAction) -> (Duty, &'static str) {
+    match action {
+        StaffAction::Start | StaffAction::HandOver | StaffAction::Cancel => {
+            (Duty::Issue, "start, hand over or cancel cards")
+        }
+        StaffAction::MakeAgain | StaffAction::GiveUp => {
+            (Duty::MakeAgain, "make a card again or give up on it")
+        }
+        StaffAction::Resolve(_) => (Duty::ResolveInDoubt, "confirm or spoil a card in doubt"),
+        StaffAction::CardRemoved => (
+            Duty::ResolveInDoubt,
+            "record a card stuck in the printer as removed",
+        ),
+    }
+}
+
+/// Whether the action destroys a card whose chip may hold live card data.
+fn spoils_a_card(action: StaffAction) -> bool {
+    matches!(
+        action,
+        StaffAction::MakeAgain
+            | StaffAction::GiveUp
+            | StaffAction::Resolve(crate::journal::Resolution::Spoil)
+    )
+}
+
+/// What `role` may do to `job` (`chip_written`: dual control applies to spoils).
+fn actions(job: &Job, role: Role, attempts: u32, chip_written: bool) -> Vec<Action> {
+    all_actions(job, attempts)
+        .into_iter()
+        .filter(|a| {
+            a.action
+                .parse::<StaffAction>()
+                .is_ok_and(|sa| role.may(duty(sa).0))
+        })
+        .map(|mut a| {
+            a.needs_approval =
+                chip_written && a.action.parse::<StaffAction>().is_ok_and(spoils_a_card);
+            a
+        })
+        .collect()
+}
+
+fn all_actions(job: &Job, attempts: u32) -> Vec<Action> {
     let a = |action, label, style, confirm| Action {
         action,
         label,
         style,
         confirm,
+        needs_approval: false,
     };
-    match state {
+    match job.state {
+        JobState::Rejected => {
+            let mut v = Vec::new();
+            if job.attempt < attempts {
+                v.push(a(
+                    "make-again",
+                    "Make again",
+                    "primary",
+                    Some("Put the card from the reject box in the spoiled box, then make this card again on a new blank?"),
+                ));
+            }
+            v.push(a(
+                "give-up",
+                "Give up",
+                "danger",
+                Some("Put the card from the reject box in the spoiled box and report this card as not produced?"),
+            ));
+            v
+        }
         JobState::WaitingForStaff => vec![
             a("start", "Start", "primary", None),
             a("cancel", "Cancel", "", Some("Cancel this card order?")),
@@ -114,7 +210,26 @@ fn hint(state: JobState) -> Option<String> {
             "The printer could not reject this card: open it, take the card out, then press Card removed."
                 .into(),
         ),
+        JobState::Rejected => Some(
+            "Put the card from the reject box in the spoiled box, then make it again or give up."
+                .into(),
+        ),
         _ => None,
+    }
+}
+
+/// The reason in plain words: without the leading error code (`PRN_MAG_WRITE: …`).
+fn plain_reason(reason: &str) -> String {
+    match reason.split_once(": ") {
+        Some((code, rest))
+            if !code.is_empty()
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            rest.to_string()
+        }
+        _ => reason.to_string(),
     }
 }
 
@@ -171,6 +286,9 @@ pub fn router_with_pismo(
         .route("/api/status", get(status))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{op}/{action}", post(act))
+        .route("/api/stock", get(counter::stock).post(counter::load_stock))
+        .route("/api/reports/reconciliation", get(counter::reconciliation))
+        .route("/api/audit", get(counter::audit))
         .layer(axum::middleware::map_response(guard_headers))
         .layer(axum::middleware::from_fn_with_state(names, origin::check))
         .with_state(Console {
@@ -221,6 +339,9 @@ fn who(c: &Console, headers: &HeaderMap) -> Result<StaffMember, StaffError> {
         Access::Anonymous => Ok(StaffMember {
             id: "console".into(),
             name: "Console".into(),
+            // Explicitly configured, loopback only: the workstation's own user decides;
+            // dual control still needs signed-in staff.
+            role: crate::roles::Role::Supervisor,
         }),
         Access::Staff(desk) => bearer(headers)
             .ok_or(StaffError::NotSignedIn)
@@ -312,21 +433,39 @@ async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {
 }
 
 async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
-    if let Err(e) = who(&c, &headers) {
-        return refusal(StatusCode::UNAUTHORIZED, &e);
-    }
-    match c.station.journal_thread().call(|j| j.all_jobs(200)).await {
+    let member = match who(&c, &headers) {
+        Ok(m) => m,
+        Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
+    };
+    let attempts = c.station.counter.attempts;
+    let listed = c
+        .station
+        .journal_thread()
+        .call(|j| {
+            j.all_jobs(200)?
+                .into_iter()
+                .map(|job| Ok((j.chip_written(&job.operation_id)?, job)))
+                .collect::<Result<Vec<_>, crate::journal::JournalError>>()
+        })
+        .await;
+    match listed {
         Ok(list) => Json(
             list.into_iter()
-                .map(|j| JobView {
-                    actions: actions(j.state),
+                .map(|(chip_written, j)| JobView {
+                    actions: actions(&j, member.role, attempts, chip_written),
                     hint: hint(j.state),
                     state_label: j.state.label(),
+                    step: step(j.state),
                     operation_id: j.operation_id,
                     card_id: j.card_id,
                     masked_pan: j.masked_pan,
+                    holder: j.holder,
+                    product: j.product,
+                    created_at: j.created_at,
+                    attempt: j.attempt,
+                    attempts,
                     state: j.state,
-                    reason: j.reason,
+                    reason: j.reason.as_deref().map(plain_reason),
                     seconds: j.seconds,
                     apdu_count: j.apdu_count,
                     line: j.line,
@@ -343,28 +482,186 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     }
 }
 
+/// Make again for a card whose order came from a Pismo counter request: the order is
+/// given up (reported, so the hub takes a new one for the card) and the card is resent
+/// to Pismo for embossing. `None` when the card is not a Pismo request's.
+async fn make_again_through_pismo(
+    c: &Console,
+    op: &str,
+    by: &str,
+    approver: Option<&str>,
+) -> Option<Response> {
+    let desk = c.pismo.as_ref()?;
+    let o = op.to_string();
+    let job = c
+        .station
+        .journal_thread()
+        .call(move |j| j.job(&o))
+        .await
+        .ok()??;
+    let card = job.card_id.parse::<i64>().ok()?;
+    let request = desk
+        .store()
+        .by_card(crate::pismo::model::PismoCardId(card))
+        .await
+        .ok()??;
+    let (s, o, b, ap) = (
+        c.station.clone(),
+        op.to_string(),
+        by.to_string(),
+        approver.map(str::to_string),
+    );
+    let given_up = match tokio::task::spawn_blocking(move || {
+        s.act_approved(&o, StaffAction::GiveUp, &b, ap.as_deref())
+    })
+    .await
+    {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the action did not complete: {e}")),
+    };
+    if let Err(e) = given_up {
+        return Some((StatusCode::CONFLICT, Json(json!({ "message": e }))).into_response());
+    }
+    let resent = desk.make_again(&request.request_id, by).await;
+    tracing::info!(staff = %by, operation_id = %op, request_id = %request.request_id, ok = resent.is_ok(), "console: make again through Pismo");
+    Some(match resent {
+        Ok(_) => {
+            desk.spawn_drive(&request.request_id);
+            Json(json!({"message": "Sent again to Pismo for embossing: the card comes back as a new order."}))
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Json(json!({"code": e.code(), "message": format!("The order was given up, but Pismo was not asked again: {e}. Use Make again on the Pismo request.")})),
+        )
+            .into_response(),
+    })
+}
+
+/// A second supervisor's id and PIN, sent with a spoil under dual control.
+#[derive(Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+struct Approval {
+    staff: String,
+    pin: String,
+}
+
+/// The body of an action: empty, or an approval.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    #[serde(default)]
+    approver: Option<Approval>,
+}
+
+fn role_refusal(e: &RoleRefusal) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"code": e.code(), "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// Checks the approver's id and PIN (a sign-in that opens no session: the lockout
+/// after wrong PINs applies as for any sign-in) and that they may approve.
+async fn approve(c: &Console, actor: &str, approval: Option<Approval>) -> Result<String, Response> {
+    let Some(approval) = approval else {
+        return Err(role_refusal(&RoleRefusal::ApprovalNeeded));
+    };
+    // The desk's own sign-in: lockout, check slots and Argon2 off the async workers.
+    let checked = match c.access.as_ref() {
+        Access::Staff(desk) => desk
+            .sign_in(&approval.staff, &approval.pin)
+            .await
+            .map(|(t, m)| {
+                desk.sign_out(&t);
+                m
+            }),
+        Access::Anonymous => Err(StaffError::NotSignedIn),
+    };
+    let approver = match checked {
+        Ok(m) => m,
+        Err(e @ StaffError::Locked { .. }) => {
+            return Err(refusal(StatusCode::TOO_MANY_REQUESTS, &e))
+        }
+        Err(e) => return Err(refusal(StatusCode::FORBIDDEN, &e)),
+    };
+    roles::check_approver(actor, Some((&approver.id, approver.role)))
+        .map(|a| a.unwrap_or_default())
+        .map_err(|e| role_refusal(&e))
+}
+
 async fn act(
     State(c): State<Console>,
     headers: HeaderMap,
     Path((op, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let member = match who(&c, &headers) {
         Ok(m) => m,
         Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
     };
     let by = member.id.clone();
-    let r: Result<&'static str, String> = match action.parse::<StaffAction>() {
-        // One durable journal write: on the blocking pool, not on a tokio worker.
-        Ok(a) => {
-            let (s, op, by) = (c.station.clone(), op.clone(), by.clone());
-            match tokio::task::spawn_blocking(move || s.act(&op, a, &by)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("the action did not complete: {e}")),
+    let a = match action.parse::<StaffAction>() {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "message": e.to_string() })),
+            )
+                .into_response()
+        }
+    };
+    let body: ActBody = if body.is_empty() {
+        ActBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "message": format!("request body: {e}") })),
+                )
+                    .into_response()
             }
         }
-        Err(e) => Err(e.to_string()),
     };
-    tracing::info!(staff = %by, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
+    let (needed, what) = duty(a);
+    if let Err(e) = roles::check(member.role, needed, what) {
+        return role_refusal(&e);
+    }
+    let o = op.clone();
+    let chip_written = c
+        .station
+        .journal_thread()
+        .call(move |j| j.chip_written(&o))
+        .await
+        .unwrap_or(true);
+    let approver = if spoils_a_card(a) && chip_written {
+        let ActBody { approver } = body;
+        match approve(&c, &by, approver).await {
+            Ok(id) => Some(id),
+            Err(r) => {
+                tracing::info!(staff = %by, operation_id = %op, action = %action, "console action refused: approval");
+                return r;
+            }
+        }
+    } else {
+        None
+    };
+    if a == StaffAction::MakeAgain {
+        if let Some(r) = make_again_through_pismo(&c, &op, &by, approver.as_deref()).await {
+            return r;
+        }
+    }
+    // Journal writes: on the blocking pool, not on a tokio worker.
+    let (s, o, b, ap) = (c.station.clone(), op.clone(), by.clone(), approver.clone());
+    let r: Result<&'static str, String> =
+        match tokio::task::spawn_blocking(move || s.act_approved(&o, a, &b, ap.as_deref())).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the action did not complete: {e}")),
+        };
+    tracing::info!(staff = %by, approver = ?approver, operation_id = %op, action = %action, ok = r.is_ok(), "console action");
     match r {
         Ok(m) => (StatusCode::OK, Json(json!({ "message": m }))).into_response(),
         Err(m) => (StatusCode::CONFLICT, Json(json!({ "message": m }))).into_response(),

@@ -286,6 +286,9 @@ mod tests {
             apdu_count: 0,
             seconds: None,
             line: None,
+            product: None,
+            holder: None,
+            attempt: 1,
             created_at: at.into(),
             updated_at: at.into(),
         }

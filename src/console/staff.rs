@@ -35,6 +35,8 @@ pub struct StaffMember {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// What they may do.
+    pub role: crate::roles::Role,
 }
 
 struct Session {
@@ -153,6 +155,7 @@ impl StaffDesk {
         let member = StaffMember {
             id: account.id.clone(),
             name: account.name.clone(),
+            role: account.role,
         };
         self.book().sessions.insert(
             token.to_string(),

@@ -94,6 +94,26 @@ pub enum StaffAction {
     Resolve(Resolution),
     /// Staff took out by hand a spoiled card the reject box did not take.
     CardRemoved,
+    /// A card in the reject box: make it again (a new blank, a new attempt).
+    MakeAgain,
+    /// A card in the reject box: give up; the order is reported as failed.
+    GiveUp,
+}
+
+impl StaffAction {
+    /// Stable name (as in the console's URLs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffAction::Start => "start",
+            StaffAction::HandOver => "handover",
+            StaffAction::Cancel => "cancel",
+            StaffAction::Resolve(Resolution::Confirm) => "confirm",
+            StaffAction::Resolve(Resolution::Spoil) => "spoil",
+            StaffAction::MakeAgain => "make-again",
+            StaffAction::GiveUp => "give-up",
+            StaffAction::CardRemoved => "removed",
+        }
+    }
 }
 
 /// A console action name that is not one of [`StaffAction`].
@@ -112,6 +132,8 @@ impl FromStr for StaffAction {
             "confirm" => StaffAction::Resolve(Resolution::Confirm),
             "spoil" => StaffAction::Resolve(Resolution::Spoil),
             "removed" => StaffAction::CardRemoved,
+            "make-again" => StaffAction::MakeAgain,
+            "give-up" => StaffAction::GiveUp,
             other => return Err(UnknownAction(other.to_string())),
         })
     }
@@ -126,6 +148,15 @@ pub enum ActionRefused {
     /// The card is not waiting for staff.
     #[error("This card cannot be started now ({0}).")]
     NotStartable(&'static str),
+    /// The card is not in the reject box.
+    #[error("This card is not in the reject box ({0}).")]
+    NotRejected(&'static str),
+    /// Every attempt allowed at this card was made.
+    #[error("This card was tried {0} times, the most allowed: give up and report it.")]
+    NoAttemptLeft(u32),
+    /// No blanks of the card's product remain as recorded.
+    #[error(transparent)]
+    Stock(#[from] crate::stock::StockError),
     /// The journal refused the move (or failed).
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -133,6 +164,24 @@ pub enum ActionRefused {
 
 /// What a staff action did (a sentence for the console), or why it was refused.
 pub type ActionResult = Result<&'static str, ActionRefused>;
+
+/// The counter's rules: attempts at one card and blank-card stock.
+#[derive(Debug, Clone)]
+pub struct CounterRules {
+    /// Attempts at one card, the first included.
+    pub attempts: u32,
+    /// Stock rules.
+    pub stock: crate::stock::StockPolicy,
+}
+
+impl Default for CounterRules {
+    fn default() -> Self {
+        CounterRules {
+            attempts: 3,
+            stock: Default::default(),
+        }
+    }
+}
 
 /// Shared state of a station: the journal and the pieces the pipeline and the console
 /// share, each behind its own lock.
@@ -145,6 +194,8 @@ pub struct Station {
     pub production: Arc<Production>,
     /// Who starts cards.
     pub policy: StartPolicy,
+    /// Attempts and stock rules.
+    pub counter: CounterRules,
     starts: StaffStarts,
     prepared: PreparedCards,
     claims: LineClaims,
@@ -165,12 +216,23 @@ impl Station {
         production: Arc<Production>,
         policy: StartPolicy,
     ) -> Arc<Self> {
+        Self::with_rules(journal, production, policy, CounterRules::default())
+    }
+
+    /// A station with the counter's rules from the configuration.
+    pub fn with_rules(
+        journal: Arc<Journal>,
+        production: Arc<Production>,
+        policy: StartPolicy,
+        counter: CounterRules,
+    ) -> Arc<Self> {
         let (progress, _) = broadcast::channel(1024);
         Arc::new(Station {
             desk: JournalThread::start(journal.clone()),
             journal,
             production,
             policy,
+            counter,
             starts: StaffStarts::default(),
             prepared: PreparedCards::default(),
             claims: LineClaims::default(),
@@ -295,9 +357,34 @@ impl Station {
     /// Performs a staff action on a card, journaled under `staff`. Blocking (one
     /// journal write): the console calls it on the blocking pool.
     pub fn act(&self, op: &str, action: StaffAction, staff: &str) -> ActionResult {
+        self.act_approved(op, action, staff, None)
+    }
+
+    /// Whether acting on this card destroys a chip that may hold live card data: a
+    /// card rejected or left in doubt once its chip was being written. Such a spoil
+    /// needs a second supervisor's approval (dual control).
+    pub fn chip_written(&self, op: &str) -> Result<bool, JournalError> {
+        self.journal.chip_written(op)
+    }
+
+    /// Performs a staff action on a card, journaled under `staff` and, under dual
+    /// control, `approver`. Blocking (journal writes): the console calls it on the
+    /// blocking pool. Roles and the need for an approver are the console's to check.
+    pub fn act_approved(
+        &self,
+        op: &str,
+        action: StaffAction,
+        staff: &str,
+        approver: Option<&str>,
+    ) -> ActionResult {
         match action {
             StaffAction::Start => match self.journal.job(op)? {
                 Some(j) if j.state == JobState::WaitingForStaff => {
+                    crate::stock::check_can_start(
+                        &self.journal,
+                        &self.counter.stock,
+                        j.product.as_deref(),
+                    )?;
                     self.starts.record(op, staff);
                     self.wake.notify_waiters();
                     Ok("Card started.")
@@ -328,8 +415,50 @@ impl Station {
                 self.wake.notify_waiters();
                 Ok("Card recorded as removed and spoiled; the line goes on.")
             }
+            StaffAction::MakeAgain => {
+                let j = self.rejected(op)?;
+                if j.attempt >= self.counter.attempts {
+                    return Err(ActionRefused::NoAttemptLeft(j.attempt));
+                }
+                crate::stock::check_can_start(
+                    &self.journal,
+                    &self.counter.stock,
+                    j.product.as_deref(),
+                )?;
+                let reason = format!(
+                    "made again (attempt {} of {}) after: {}",
+                    j.attempt + 1,
+                    self.counter.attempts,
+                    j.reason.as_deref().unwrap_or("a spoiled card")
+                );
+                let again = self.journal.make_again(op, &reason, staff, approver)?;
+                // The customer is still at the counter: the new attempt starts at once.
+                self.starts.record(op, staff);
+                self.emit(op, again.state, again.masked_pan, Some(reason));
+                self.wake.notify_waiters();
+                Ok("Card is being made again.")
+            }
+            StaffAction::GiveUp => {
+                let j = self.rejected(op)?;
+                let reason = format!(
+                    "{} (given up after {} attempt(s))",
+                    j.reason.as_deref().unwrap_or("card spoiled"),
+                    j.attempt
+                );
+                let done = self.journal.transition_approved(
+                    op,
+                    JobState::Spoiled,
+                    Some(&reason),
+                    staff,
+                    approver,
+                )?;
+                self.emit(op, done.state, done.masked_pan, Some(reason));
+                Ok("Given up: the order is reported as not produced.")
+            }
             StaffAction::Resolve(resolution) => {
-                let j = self.journal.resolve_in_doubt(op, resolution, staff)?;
+                let j = self
+                    .journal
+                    .resolve_in_doubt_approved(op, resolution, staff, approver)?;
                 self.emit(op, j.state, j.masked_pan, j.reason);
                 // Its line re-checks for cards in doubt and goes on when none is left.
                 self.wake.notify_waiters();
@@ -338,6 +467,14 @@ impl Station {
                     Resolution::Spoil => "Card recorded as spoiled.",
                 })
             }
+        }
+    }
+
+    fn rejected(&self, op: &str) -> Result<Job, ActionRefused> {
+        match self.journal.job(op)? {
+            Some(j) if j.state == JobState::Rejected => Ok(j),
+            Some(j) => Err(ActionRefused::NotRejected(j.state.label())),
+            None => Err(ActionRefused::NoSuchCard),
         }
     }
 
@@ -454,9 +591,9 @@ impl Station {
             let op = job.operation_id.clone();
             match self.prepare_job(job.order_json.clone()).await {
                 Ok(p) => {
-                    let masked = p.masked_pan.clone();
+                    let facts = (p.masked_pan.clone(), p.product.clone(), p.holder.clone());
                     self.prepared.put(&op, p);
-                    match self.validate(&op, masked).await {
+                    match self.validate(&op, facts).await {
                         Ok(()) => self.wake.notify_waiters(),
                         // Cancelled while it was being prepared: not a pipeline stop.
                         Err(JournalError::IllegalTransition { .. }) => self.prepared.discard(&op),
@@ -472,10 +609,14 @@ impl Station {
         Ok(did)
     }
 
-    async fn validate(&self, op: &str, masked_pan: String) -> Result<(), JournalError> {
+    async fn validate(
+        &self,
+        op: &str,
+        (masked_pan, product, holder): (String, String, String),
+    ) -> Result<(), JournalError> {
         let o = op.to_string();
         self.desk
-            .call(move |j| j.set_masked_pan(&o, &masked_pan))
+            .call(move |j| j.set_card_facts(&o, &masked_pan, &product, &holder))
             .await?;
         self.transition(op, JobState::Validated, None).await?;
         if self.policy == StartPolicy::Staff {
@@ -669,14 +810,31 @@ impl Station {
                 .await;
         }
         self.transition(op, JobState::Personalizing, None).await?;
-        let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
-            Ok(n) => n,
-            Err(e) => return self.spoil(d, op, &format!("{}: {e}", e.code())).await,
-        };
-        self.transition(op, JobState::Verifying, None).await?;
-        if let Err(r) = self.production.verify(d.encoder.as_mut(), job).await {
-            return self.spoil(d, op, &r.to_string()).await;
+        // The face crosses the printer link while the chip is written and read back: on
+        // a serial printer the download takes seconds the customer would otherwise wait.
+        let (downloaded, chip) = tokio::join!(d.printer.download_panels(&job.panels), async {
+            let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
+                Ok(n) => n,
+                Err(e) => return Err(ChipOutcome::Spoil(format!("{}: {e}", e.code()))),
+            };
+            self.transition(op, JobState::Verifying, None)
+                .await
+                .map_err(ChipOutcome::Journal)?;
+            self.production
+                .verify(d.encoder.as_mut(), job)
+                .await
+                .map_err(|r| ChipOutcome::Spoil(r.to_string()))?;
+            Ok(apdus)
+        });
+        if let Err(e) = downloaded {
+            // Not a card problem yet: the panels go with the print command instead.
+            tracing::warn!(operation_id = %op, error = %e, "panel download ahead failed");
         }
+        let apdus = match chip {
+            Ok(n) => n,
+            Err(ChipOutcome::Spoil(reason)) => return self.spoil(d, op, &reason).await,
+            Err(ChipOutcome::Journal(e)) => return Err(e.into()),
+        };
         d.encoder.release().await;
         self.transition(op, JobState::Printing, None).await?;
         if let Err(e) = d.printer.print(&job.panels).await {
@@ -722,6 +880,12 @@ impl Station {
             }
         };
         tracing::warn!(operation_id = %op, reason = %reason, "card spoiled");
+        // With staff at the counter a card in the reject box waits for them to make it
+        // again or give up; nothing is reported upstream until they give up.
+        let to = match (to, self.policy) {
+            (JobState::Spoiled, StartPolicy::Staff) => JobState::Rejected,
+            (to, _) => to,
+        };
         self.transition(op, to, Some(&reason)).await?;
         Ok(())
     }
@@ -804,6 +968,14 @@ impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
             }
         }
     }
+}
+
+/// Why the chip step did not give a verified card.
+enum ChipOutcome {
+    /// The card is spoiled, for this reason.
+    Spoil(String),
+    /// The journal failed: the pipeline stops.
+    Journal(JournalError),
 }
 
 /// The devices of one production line.

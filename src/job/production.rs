@@ -50,6 +50,10 @@ impl Refusal {
 pub struct PreparedJob {
     /// PAN masked by `Pan::masked` (at most first 6 and last 4, at least 6 hidden).
     pub masked_pan: String,
+    /// Card product (whose blank stock the card is made from).
+    pub product: String,
+    /// Cardholder name as it will be printed.
+    pub holder: String,
     /// Chip data.
     pub card: PreparedCard,
     /// What the read-back must find.
@@ -226,6 +230,8 @@ impl Production {
         ))];
         Ok(PreparedJob {
             masked_pan: card.pan.masked(),
+            holder: crate::plastic::face::printed_name(&face.name),
+            product,
             card: prepared,
             expectations,
             derivation_index: keys.derivation,

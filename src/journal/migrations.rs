@@ -101,6 +101,28 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the Pismo step audit is append-only'); END;
     CREATE TRIGGER pismo_steps_no_delete BEFORE DELETE ON pismo_steps
         BEGIN SELECT RAISE(ABORT, 'the Pismo step audit is append-only'); END;",
+    // v7: the counter — card product and printed name of each job, its attempt
+    // (make again), who approved each move (dual control), and blank-card stock loads
+    // (append-only, like the transitions they are reconciled with).
+    "ALTER TABLE jobs ADD COLUMN product TEXT;
+     ALTER TABLE jobs ADD COLUMN holder TEXT;
+     ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE transitions ADD COLUMN approver TEXT;
+     CREATE INDEX transitions_at ON transitions (at);
+     CREATE TABLE stock_loads (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL,
+        product  TEXT NOT NULL,
+        count    INTEGER NOT NULL,
+        batch    TEXT NOT NULL,
+        actor    TEXT NOT NULL,
+        approver TEXT
+     );
+     CREATE INDEX stock_loads_at ON stock_loads (at);
+     CREATE TRIGGER stock_loads_no_update BEFORE UPDATE ON stock_loads
+        BEGIN SELECT RAISE(ABORT, 'stock loads are append-only'); END;
+     CREATE TRIGGER stock_loads_no_delete BEFORE DELETE ON stock_loads
+        BEGIN SELECT RAISE(ABORT, 'stock loads are append-only'); END;",
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@
 //! `encryptedData` still encrypted (and purged when the job ends, per retention),
 //! and only a masked PAN is stored.
 
+pub mod counter;
 pub mod engineering;
 mod instance;
 mod migrations;
@@ -142,6 +143,12 @@ pub struct Job {
     pub seconds: Option<f64>,
     /// The printer/encoder pair that took the card, once fed.
     pub line: Option<String>,
+    /// Card product (blank stock) once the order is validated.
+    pub product: Option<String>,
+    /// Cardholder name as printed, once the order is validated.
+    pub holder: Option<String>,
+    /// Which attempt at the card this is (1, then one more per make again).
+    pub attempt: u32,
     /// When the order was received (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -172,6 +179,7 @@ enum Extra<'a> {
     Nothing,
     Metrics(u32, f64),
     Line(&'a str),
+    NextAttempt,
 }
 
 /// One row of a job's audit trail.
@@ -187,6 +195,28 @@ pub struct Transition {
     pub reason: Option<String>,
     /// `agent` or the staff member.
     pub actor: String,
+    /// The second staff member who approved it (dual control), if any.
+    pub approver: Option<String>,
+}
+
+/// Who made a move: the actor, and the approver under dual control.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    actor: &'a str,
+    approver: Option<&'a str>,
+}
+
+impl<'a> Who<'a> {
+    fn alone(actor: &'a str) -> Self {
+        Who {
+            actor,
+            approver: None,
+        }
+    }
+
+    fn agent() -> Self {
+        Who::alone("agent")
+    }
 }
 
 /// How staff resolved a job left in doubt by a restart.
@@ -211,7 +241,7 @@ fn now() -> String {
 }
 
 const JOB_COLUMNS: &str = "operation_id, issuer_id, card_id, perso_station, state, order_json, \
-     reason, masked_pan, apdu_count, seconds, created_at, updated_at, line";
+     reason, masked_pan, apdu_count, seconds, created_at, updated_at, line, product, holder, attempt";
 
 fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
     let state: String = row.get(4)?;
@@ -231,6 +261,9 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
             created_at: row.get(10)?,
             updated_at: row.get(11)?,
             line: row.get(12)?,
+            product: row.get(13)?,
+            holder: row.get(14)?,
+            attempt: row.get(15)?,
         },
         state,
     ))
@@ -395,7 +428,7 @@ impl Journal {
             operation_id,
             JobState::Ejected,
             None,
-            "agent",
+            Who::agent(),
             Extra::Metrics(apdu_count, seconds),
         )
     }
@@ -408,7 +441,7 @@ impl Journal {
             operation_id,
             JobState::Feeding,
             None,
-            actor,
+            Who::alone(actor),
             Extra::Line(line),
         )
     }
@@ -421,7 +454,61 @@ impl Journal {
         reason: Option<&str>,
         actor: &str,
     ) -> Result<Job, JournalError> {
-        self.write_transition(operation_id, to, reason, actor, Extra::Nothing)
+        self.write_transition(operation_id, to, reason, Who::alone(actor), Extra::Nothing)
+    }
+
+    /// Moves a job to `to` on behalf of `actor` with `approver`'s second sign-in
+    /// (dual control), both audited.
+    pub fn transition_approved(
+        &self,
+        operation_id: &str,
+        to: JobState,
+        reason: Option<&str>,
+        actor: &str,
+        approver: Option<&str>,
+    ) -> Result<Job, JournalError> {
+        self.write_transition(
+            operation_id,
+            to,
+            reason,
+            Who { actor, approver },
+            Extra::Nothing,
+        )
+    }
+
+    /// Make again: a rejected card's order goes back to staff as a new attempt (a new
+    /// blank will be fed), in one durable write with its audit row.
+    pub fn make_again(
+        &self,
+        operation_id: &str,
+        reason: &str,
+        actor: &str,
+        approver: Option<&str>,
+    ) -> Result<Job, JournalError> {
+        self.write_transition(
+            operation_id,
+            JobState::WaitingForStaff,
+            Some(reason),
+            Who { actor, approver },
+            Extra::NextAttempt,
+        )
+    }
+
+    /// Records what the order says about the card once it is validated: masked PAN
+    /// (anything that could be a clear PAN is refused), card product and printed name.
+    pub fn set_card_facts(
+        &self,
+        operation_id: &str,
+        masked: &str,
+        product: &str,
+        holder: &str,
+    ) -> Result<(), JournalError> {
+        self.set_masked_pan(operation_id, masked)?;
+        self.lock().execute(
+            "UPDATE jobs SET product = ?2, holder = ?3 WHERE operation_id = ?1",
+            params![operation_id, product, holder],
+        )?;
+        Ok(())
     }
 
     fn write_transition(
@@ -429,7 +516,7 @@ impl Journal {
         operation_id: &str,
         to: JobState,
         reason: Option<&str>,
-        actor: &str,
+        who: Who<'_>,
         extra: Extra<'_>,
     ) -> Result<Job, JournalError> {
         let mut conn = self.lock();
@@ -456,12 +543,26 @@ impl Journal {
             params![operation_id, to.as_str(), reason, at],
         )?;
         tx.execute(
-            "INSERT INTO transitions (operation_id, from_state, to_state, at, reason, actor) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![operation_id, from.as_str(), to.as_str(), at, reason, actor],
+            "INSERT INTO transitions (operation_id, from_state, to_state, at, reason, actor, approver) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                operation_id,
+                from.as_str(),
+                to.as_str(),
+                at,
+                reason,
+                who.actor,
+                who.approver
+            ],
         )?;
         match extra {
             Extra::Nothing => {}
+            Extra::NextAttempt => {
+                tx.execute(
+                    "UPDATE jobs SET attempt = attempt + 1 WHERE operation_id = ?1",
+                    [operation_id],
+                )?;
+            }
             Extra::Metrics(apdu_count, seconds) => {
                 tx.execute(
                     "UPDATE jobs SET apdu_count = ?2, seconds = ?3 WHERE operation_id = ?1",
@@ -561,6 +662,18 @@ impl Journal {
         resolution: Resolution,
         staff: &str,
     ) -> Result<Job, JournalError> {
+        self.resolve_in_doubt_approved(operation_id, resolution, staff, None)
+    }
+
+    /// Records the staff decision on a job left in doubt, with the approver's second
+    /// sign-in when one was needed (a spoil after the chip was written).
+    pub fn resolve_in_doubt_approved(
+        &self,
+        operation_id: &str,
+        resolution: Resolution,
+        staff: &str,
+        approver: Option<&str>,
+    ) -> Result<Job, JournalError> {
         let (to, reason) = match resolution {
             Resolution::Confirm => (
                 JobState::Ejected,
@@ -593,7 +706,7 @@ impl Journal {
                 "to confirm a card whose chip or stripe was not checked before the restart: spoil it",
             ));
         }
-        self.transition_by(operation_id, to, Some(reason), staff)
+        self.transition_approved(operation_id, to, Some(reason), staff, approver)
     }
 
     /// Staff took out by hand a spoiled card the reject box did not take: the job ends
@@ -635,7 +748,7 @@ impl Journal {
     pub fn history(&self, operation_id: &str) -> Result<Vec<Transition>, JournalError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
-            "SELECT from_state, to_state, at, reason, actor FROM transitions \
+            "SELECT from_state, to_state, at, reason, actor, approver FROM transitions \
              WHERE operation_id = ?1 ORDER BY id",
         )?;
         let rows = stmt
@@ -646,6 +759,7 @@ impl Journal {
                     at: r.get(2)?,
                     reason: r.get(3)?,
                     actor: r.get(4)?,
+                    approver: r.get(5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -11,6 +11,8 @@
 //!                              EncodingStripe ──▶ Ejecting ──▶ Ejected ──▶ HandedOver
 //!
 //!  any hardware state (Feeding … Ejecting) ──▶ Spoiled   (card sent to the reject box)
+//!  any hardware state ──(staff start policy)──▶ Rejected ──make again──▶ WaitingForStaff
+//!                                                  └──give up──▶ Spoiled
 //!  any hardware state ──(the reject failed)──▶ AwaitingRemoval ──staff──▶ Spoiled
 //!  Feeding ──(feeder empty, no card fed)──▶ WaitingForStaff
 //!  any hardware state ──(agent restart)──▶ InDoubt ──staff──▶ Ejected (confirm) | Spoiled (spoil)
@@ -65,12 +67,15 @@ pub enum JobState {
     /// A spoiled card could not be sent to the reject box: its line stays stopped
     /// until staff confirm they took it out by hand.
     AwaitingRemoval,
+    /// The card went to the reject box; staff make it again or give up (nothing
+    /// reported upstream until they give up).
+    Rejected,
 }
 
 use JobState::*;
 
 /// Every state, for exhaustive tests and listings.
-pub const ALL_STATES: [JobState; 17] = [
+pub const ALL_STATES: [JobState; 18] = [
     Received,
     Validated,
     WaitingForStaff,
@@ -88,6 +93,7 @@ pub const ALL_STATES: [JobState; 17] = [
     Cancelled,
     InDoubt,
     AwaitingRemoval,
+    Rejected,
 ];
 
 impl JobState {
@@ -101,19 +107,22 @@ impl JobState {
             Feeding => &[
                 AtChipStation,
                 Spoiled,
+                Rejected,
                 InDoubt,
                 WaitingForStaff,
                 AwaitingRemoval,
             ],
-            AtChipStation => &[Personalizing, Spoiled, InDoubt, AwaitingRemoval],
-            Personalizing => &[Verifying, Spoiled, InDoubt, AwaitingRemoval],
-            Verifying => &[Printing, Spoiled, InDoubt, AwaitingRemoval],
-            Printing => &[EncodingStripe, Spoiled, InDoubt, AwaitingRemoval],
-            EncodingStripe => &[Ejecting, Spoiled, InDoubt, AwaitingRemoval],
-            Ejecting => &[Ejected, Spoiled, InDoubt, AwaitingRemoval],
+            AtChipStation => &[Personalizing, Spoiled, Rejected, InDoubt, AwaitingRemoval],
+            Personalizing => &[Verifying, Spoiled, Rejected, InDoubt, AwaitingRemoval],
+            Verifying => &[Printing, Spoiled, Rejected, InDoubt, AwaitingRemoval],
+            Printing => &[EncodingStripe, Spoiled, Rejected, InDoubt, AwaitingRemoval],
+            EncodingStripe => &[Ejecting, Spoiled, Rejected, InDoubt, AwaitingRemoval],
+            Ejecting => &[Ejected, Spoiled, Rejected, InDoubt, AwaitingRemoval],
             Ejected => &[HandedOver],
             InDoubt => &[Ejected, Spoiled],
             AwaitingRemoval => &[Spoiled],
+            // Make again (a new blank, a new attempt) or give up: never back to a good card.
+            Rejected => &[WaitingForStaff, Spoiled],
             HandedOver | Spoiled | Failed | Cancelled => &[],
         }
     }
@@ -146,6 +155,15 @@ impl JobState {
     /// must not feed another until staff have dealt with it.
     pub fn blocks_line(self) -> bool {
         matches!(self, InDoubt | AwaitingRemoval)
+    }
+
+    /// Whether a card that left the line from this state may carry a written chip
+    /// (live card data): destroying it is under dual control.
+    pub fn chip_may_be_written(self) -> bool {
+        matches!(
+            self,
+            Personalizing | Verifying | Printing | EncodingStripe | Ejecting
+        )
     }
 
     /// Whether the job may still need its card data (false once the card is out or the job ended).
@@ -191,6 +209,7 @@ impl JobState {
             Cancelled => "cancelled",
             InDoubt => "in_doubt",
             AwaitingRemoval => "awaiting_removal",
+            Rejected => "rejected",
         }
     }
 
@@ -214,6 +233,7 @@ impl JobState {
             Cancelled => "Cancelled",
             InDoubt => "Check the printer — confirm or spoil this card",
             AwaitingRemoval => "Stuck in the printer — take it out, then press Card removed",
+            Rejected => "Spoiled — card in the reject box: make it again or give up",
         }
     }
 }
@@ -385,6 +405,22 @@ mod tests {
         for s in [Received, Validated, WaitingForStaff] {
             assert!(!s.can_go_to(Spoiled), "{s}");
         }
+    }
+
+    #[test]
+    fn a_rejected_card_is_made_again_or_given_up_never_ejected() {
+        assert_eq!(Rejected.allowed_next(), &[WaitingForStaff, Spoiled]);
+        assert!(!Rejected.is_terminal() && Rejected.card_data_needed());
+        assert_eq!(
+            Rejected.reported_status(),
+            None,
+            "nothing reported until staff give up"
+        );
+        assert!(
+            Rejected.blocks_reorder(),
+            "the order is still being worked on"
+        );
+        assert!(!Ejected.can_go_to(Rejected) && !HandedOver.can_go_to(Rejected));
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! - pipeline throughput vs the simulated printer's mechanical limit, at ten times the
 //!   printer's speed and at its own speed; idle cost;
 //! - console `GET /api/jobs` p99 latency while 20 cards are produced, and preparations
-//!   per card (1.00: no card prepared twice).
+//!   per card (1.00: no card prepared twice);
+//! - the customer's wait, Start to card in the tray, vs the printer's mechanical floor
+//!   for that card and their ratio, on a 115200-baud serial printer model, with the
+//!   panel sent with the print and downloaded while the chip is written.
 
 use std::process::Command;
 
@@ -62,5 +65,7 @@ pub fn run() -> Result<(), String> {
     // The printer's own speed: the run the >= 0.99 target is about.
     example("throughput", &["6", "1.0"], &[])?;
     // Console `GET /api/jobs` p99 while 20 cards are produced, and preparations per card.
-    example("console_latency", &["20", "0.1"], &[])
+    example("console_latency", &["20", "0.1"], &[])?;
+    // The customer's wait vs the mechanical floor on a serial printer, at its own speed.
+    example("counter_wait", &["3", "1.0"], &[])
 }

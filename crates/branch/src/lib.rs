@@ -66,13 +66,25 @@ pub fn card_stock(dir: &Path) -> station_sim::card::SimCardConfig {
 
 /// Devices of one simulated line over an in-memory printer link.
 pub fn sim_devices(line: &str, printer: &SimPrinter, chips: &Chips) -> Devices {
+    sim_devices_with(
+        line,
+        printer,
+        chips,
+        &ModelProfile::find("Primacy 2").unwrap(),
+    )
+}
+
+/// The devices of one simulated line, the printer driver using `model`'s profile.
+pub fn sim_devices_with(
+    line: &str,
+    printer: &SimPrinter,
+    chips: &Chips,
+    model: &ModelProfile,
+) -> Devices {
     let link = printer.spawn_in_memory().unwrap();
     Devices {
         line: line.to_string(),
-        printer: Box::new(EvolisPrinter::new(
-            Box::new(link),
-            ModelProfile::find("Primacy 2").unwrap(),
-        )),
+        printer: Box::new(EvolisPrinter::new(Box::new(link), model.clone())),
         encoder: Box::new(SimEncoder::new(chips.clone())),
         chip_wait: Duration::from_secs(5),
     }
@@ -137,10 +149,15 @@ pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: 
 impl Branch {
     /// Devices of every simulated line (printers over in-memory links).
     pub fn devices(&self) -> Vec<Devices> {
+        self.devices_with(&ModelProfile::find("Primacy 2").unwrap())
+    }
+
+    /// Devices of every simulated line, their drivers using `model`'s profile.
+    pub fn devices_with(&self, model: &ModelProfile) -> Vec<Devices> {
         std::iter::once((&self.printer, &self.chips))
             .chain(self.more_lines.iter().map(|(p, c)| (p, c)))
             .zip(&self.config.devices.line)
-            .map(|((printer, chips), line)| sim_devices(&line.name, printer, chips))
+            .map(|((printer, chips), line)| sim_devices_with(&line.name, printer, chips, model))
             .collect()
     }
 

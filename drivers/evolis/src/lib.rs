@@ -42,6 +42,8 @@ pub struct EvolisPrinter {
     model: ModelProfile,
     /// Ribbon type sent with `Pr` before printing.
     pub ribbon: String,
+    /// Panels in the printer's memory, downloaded ahead for the card in the printer.
+    downloaded: Option<Vec<PanelImage>>,
 }
 
 fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
@@ -96,6 +98,7 @@ impl EvolisPrinter {
             requests: tx,
             model,
             ribbon,
+            downloaded: None,
         }
     }
 
@@ -237,7 +240,36 @@ impl CardPrinter for EvolisPrinter {
         self.command("Sis", CommandClass::Move).await.map(|_| ())
     }
 
+    async fn download_panels(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
+        if !self.model.download_ahead {
+            return Ok(());
+        }
+        self.downloaded = None;
+        let pr = format!("Pr;{}", self.ribbon);
+        self.command(&pr, CommandClass::Status).await?;
+        for p in panels {
+            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
+            let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
+            let shown = format!(
+                "Dbm;{};{};<bitmap {} bytes>",
+                p.panel,
+                p.bits_per_dot,
+                p.data.len()
+            );
+            self.exchange(&cmd, &shown, CommandClass::Print).await?;
+        }
+        self.downloaded = Some(panels.to_vec());
+        Ok(())
+    }
+
     async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
+        if self.downloaded.take().as_deref() == Some(panels) {
+            for p in panels {
+                self.command(&format!("Spp;{}", p.panel), CommandClass::Print)
+                    .await?;
+            }
+            return Ok(());
+        }
         let pr = format!("Pr;{}", self.ribbon);
         self.command(&pr, CommandClass::Status).await?;
         for p in panels {
@@ -296,6 +328,7 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn reject(&mut self) -> Result<(), PrinterError> {
+        self.downloaded = None;
         self.command("Ser", CommandClass::Move).await.map(|_| ())
     }
 

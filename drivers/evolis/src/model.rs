@@ -55,6 +55,13 @@ pub struct ModelProfile {
     pub magstripe: bool,
     /// Command timeouts in milliseconds.
     pub timeouts_ms: Timeouts,
+    /// Panels may be downloaded into the printer's bitmap memory ahead of printing
+    /// (`Dbm;<panel>;<bits>;<bitmap>` while the card is at the chip station, then
+    /// `Spp;<panel>` prints it), so a slow serial link carries the panel while the chip
+    /// is written. Off unless the model's profile says so: both commands are the
+    /// simulator's model and must be mapped to the model's programming guide first.
+    #[serde(default)]
+    pub download_ahead: bool,
 }
 
 const BUILTIN: &[(&str, &str)] = &[

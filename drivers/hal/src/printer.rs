@@ -208,7 +208,14 @@ pub trait CardPrinter: Send {
     async fn feed(&mut self) -> Result<(), PrinterError>;
     /// Moves the card to the contact chip station and holds it there for the encoder.
     async fn park_at_chip_station(&mut self) -> Result<(), PrinterError>;
-    /// Prints the given panels on the card.
+    /// Downloads the panels into the printer's memory ahead of [`CardPrinter::print`],
+    /// while the card is elsewhere (at the chip station), so the link's transfer time
+    /// overlaps the chip's. Printers that cannot keep a downloaded panel do nothing here
+    /// and receive the panels with `print`.
+    async fn download_panels(&mut self, _panels: &[PanelImage]) -> Result<(), PrinterError> {
+        Ok(())
+    }
+    /// Prints the given panels on the card (those already downloaded are not sent again).
     async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError>;
     /// Writes the magstripe, reads it back and compares; `MagVerify` on a mismatch.
     async fn write_magstripe(&mut self, tracks: &MagTracks) -> Result<(), PrinterError>;

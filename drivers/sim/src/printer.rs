@@ -85,6 +85,10 @@ pub struct Timing {
     pub reject: f64,
     /// Multiplier applied to all of the above (0 = instant).
     pub scale: f64,
+    /// Serial link speed (8N1: ten bits a byte), or `None` for a link that takes no
+    /// time (USB, network): each command's bytes cross the line before the printer
+    /// acts on it, scaled like the mechanics.
+    pub baud: Option<u32>,
 }
 
 impl Default for Timing {
@@ -97,6 +101,7 @@ impl Default for Timing {
             eject: 1.0,
             reject: 1.0,
             scale: 0.0,
+            baud: None,
         }
     }
 }
@@ -105,6 +110,12 @@ impl Timing {
     /// Mechanical seconds of one complete card (`panels` printed), unscaled.
     pub fn card_seconds(&self, panels: u32) -> f64 {
         self.feed + self.park + self.print_panel * panels as f64 + self.mag + self.eject
+    }
+
+    /// Seconds a command line of `bytes` (with its ESC and CR) takes on the link, unscaled.
+    pub fn link_seconds(&self, bytes: usize) -> f64 {
+        self.baud
+            .map_or(0.0, |b| (bytes + 2) as f64 * 10.0 / b as f64)
     }
 }
 
@@ -161,6 +172,8 @@ struct State {
     encoded: BTreeMap<u8, String>,
     finished: Vec<CardRecord>,
     cards_started: u32,
+    /// Panels downloaded ahead, by ribbon panel name.
+    memory: BTreeMap<String, Vec<u8>>,
 }
 
 /// A simulated printer; cheap to clone (shared state).
@@ -187,6 +200,7 @@ impl SimPrinter {
                 encoded: BTreeMap::new(),
                 finished: Vec::new(),
                 cards_started: 0,
+                memory: BTreeMap::new(),
             })),
             position: Arc::new(tx),
         }
@@ -264,17 +278,23 @@ impl SimPrinter {
         rec.rejected = rejected;
         rec.tracks = std::mem::take(&mut st.encoded);
         st.mag_buffer.clear();
+        st.memory.clear();
         st.finished.push(rec);
         self.set_position(st, Position::Empty);
     }
 
     /// Handles one command (without ESC/CR) and returns the reply line.
     pub fn handle(&self, cmd: &str) -> String {
+        // The command's bytes cross the serial line before the printer can act on it.
+        let timing = self.lock().config.timing.clone();
+        let link = timing.link_seconds(cmd.len()) * timing.scale;
+        if link > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(link));
+        }
         let received = Instant::now();
         let mut parts = cmd.splitn(4, ';');
         let name = parts.next().unwrap_or_default();
         let args: Vec<&str> = parts.collect();
-        let timing = self.lock().config.timing.clone();
         match name {
             "Rtp" => self.lock().config.model.clone(),
             "Rfv" => "SIM-1.0".into(),
@@ -341,17 +361,40 @@ impl SimPrinter {
                 self.set_position(&mut st, Position::AtChipStation);
                 "OK".into()
             }
-            "Db" => {
-                let mut st = self.lock();
-                if let Some(r) = self.fault_at(&mut st, Step::Print) {
-                    return r;
-                }
-                if st.position == Position::Empty || args.len() < 3 {
+            "Dbm" => {
+                // Downloaded ahead into the bitmap memory (the card may be at the chip
+                // station meanwhile): printed by `Spp` later.
+                if args.len() < 3 {
                     return "ERR 2".into();
                 }
                 let Ok(bits) = base64::engine::general_purpose::STANDARD.decode(args[2]) else {
                     return "ERR 2".into();
                 };
+                self.lock().memory.insert(args[0].to_string(), bits);
+                "OK".into()
+            }
+            "Db" | "Spp" => {
+                let mut st = self.lock();
+                if let Some(r) = self.fault_at(&mut st, Step::Print) {
+                    return r;
+                }
+                let bits = if name == "Spp" {
+                    match args.first().and_then(|p| st.memory.remove(*p)) {
+                        Some(bits) => bits,
+                        None => return "ERR 2".into(),
+                    }
+                } else {
+                    if args.len() < 3 {
+                        return "ERR 2".into();
+                    }
+                    match base64::engine::general_purpose::STANDARD.decode(args[2]) {
+                        Ok(bits) => bits,
+                        Err(_) => return "ERR 2".into(),
+                    }
+                };
+                if st.position == Position::Empty {
+                    return "ERR 2".into();
+                }
                 if st.ribbon == 0 {
                     st.fault = Some(Fault::RibbonOut);
                     return "ERR R".into();

@@ -171,6 +171,19 @@ async fn main() -> ExitCode {
         station_agent::devkit::DEV_STAFF_PIN
     );
     let mut progress = agent.station.subscribe();
+    // A supervisor records the blanks put in the feeder, as at the start of a branch day.
+    for (product, batch) in [("DEV-VISA", "DEMO-LOT-V1"), ("DEV-MC", "DEMO-LOT-M1")] {
+        if let Err(e) = station_agent::stock::load(
+            &agent.station.journal,
+            product,
+            50,
+            batch,
+            station_agent::devkit::DEV_STAFF_ID,
+        ) {
+            return fail(e);
+        }
+    }
+    println!("   50 blanks each of DEV-VISA and DEV-MC recorded as loaded");
 
     println!(
         "4. {} orders posted to the Card order endpoint as the issuer backend",
@@ -306,6 +319,7 @@ async fn main() -> ExitCode {
         cfg.resolve(&cfg.journal.path).display(),
         hub_state.display()
     );
+    counter_summary(&agent, &cfg, &files.config);
     agent.shutdown().await;
     let _ = stop_chips.send(true);
     let _ = chips.await;
@@ -316,6 +330,32 @@ async fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         fail("some cards did not complete (see the table)")
+    }
+}
+
+/// The counter's end of day for the demo: the reconciliation and the audit export, as
+/// `station-agent report reconciliation` and `audit export` print them.
+fn counter_summary(agent: &Agent, cfg: &StationConfig, config_path: &std::path::Path) {
+    use station_agent::reconciliation::{day_bounds, reconcile, today};
+    let day = today();
+    let journal = &agent.station.journal;
+    println!(
+        "\nreconciliation of {day} (station-agent --config {} report reconciliation --day {day}):",
+        config_path.display()
+    );
+    match reconcile(journal, day) {
+        Ok(r) => print!("{}", r.to_csv()),
+        Err(e) => println!("   journal unavailable: {e}"),
+    }
+    let (from, until) = day_bounds(day);
+    match station_agent::audit::lines(journal, &from, &until) {
+        Ok(lines) => println!(
+            "audit export: {} JSON lines, one per action, masked PANs only (station-agent --config {} audit export --day {day}); journal {}",
+            lines.len(),
+            config_path.display(),
+            cfg.resolve(&cfg.journal.path).display()
+        ),
+        Err(e) => println!("   journal unavailable: {e}"),
     }
 }
 

@@ -1,0 +1,371 @@
+//! What the counter reads and writes in the journal: blank-card stock loads
+//! (append-only, like the transitions), card movements per product for stock and
+//! reconciliation, and the audit rows the export is made of.
+//!
+//! Time bounds are RFC 3339 UTC strings (as stored), `from` inclusive and `until`
+//! exclusive; a bare date such as `2026-11-30` compares as that day's midnight.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::state::JobState;
+use super::{now, parse_state, Journal, JournalError};
+
+/// Lower bound that includes everything.
+pub const BEGINNING: &str = "";
+/// Upper bound that includes everything.
+pub const END: &str = "9999";
+
+/// Blanks of one card product put in the feeder (or the branch safe), as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockLoad {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Card product.
+    pub product: String,
+    /// Blanks loaded.
+    pub count: u32,
+    /// Batch or lot number printed on the stock's box.
+    pub batch: String,
+    /// Who loaded them.
+    pub actor: String,
+    /// Who approved, if anyone.
+    pub approver: Option<String>,
+}
+
+/// How many blanks of one product moved, between two times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardMoves {
+    /// Card product (`unknown` for jobs from before products were recorded).
+    pub product: String,
+    /// Blanks loaded.
+    pub loaded: u64,
+    /// Feeds started.
+    pub fed: u64,
+    /// Feeds that found the feeder empty (no blank left it).
+    pub feeder_empty: u64,
+    /// Cards that reached the output tray.
+    pub issued: u64,
+    /// Cards that went to the reject box (or were spoiled after a restart).
+    pub spoiled: u64,
+}
+
+impl CardMoves {
+    /// Blanks that left the feeder.
+    pub fn used(&self) -> u64 {
+        self.fed.saturating_sub(self.feeder_empty)
+    }
+}
+
+/// One audited move of a job, with what the job says about the card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Operation.
+    pub operation_id: String,
+    /// Card.
+    pub card_id: String,
+    /// Masked PAN, once known.
+    pub masked_pan: Option<String>,
+    /// Line that took the card, once fed.
+    pub line: Option<String>,
+    /// Card product, once known.
+    pub product: Option<String>,
+    /// State before (none for the order's arrival).
+    pub from: Option<JobState>,
+    /// State after.
+    pub to: JobState,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// `agent` or the staff member.
+    pub actor: String,
+    /// Second staff member under dual control.
+    pub approver: Option<String>,
+}
+
+impl Journal {
+    /// Whether a job rejected or left in doubt got there once its chip was being
+    /// written (the card may carry live card data).
+    pub fn chip_written(&self, operation_id: &str) -> Result<bool, JournalError> {
+        let Some(job) = self.job(operation_id)? else {
+            return Ok(false);
+        };
+        if !matches!(job.state, JobState::Rejected | JobState::InDoubt) {
+            return Ok(false);
+        }
+        let came_from = self
+            .history(operation_id)?
+            .into_iter()
+            .rev()
+            .find(|t| t.to == job.state.as_str())
+            .and_then(|t| t.from)
+            .and_then(|f| f.parse::<JobState>().ok());
+        Ok(came_from.is_some_and(JobState::chip_may_be_written))
+    }
+
+    /// Records blanks loaded, durably; the load is never changed or removed afterwards.
+    pub fn record_stock_load(
+        &self,
+        product: &str,
+        count: u32,
+        batch: &str,
+        actor: &str,
+        approver: Option<&str>,
+    ) -> Result<StockLoad, JournalError> {
+        let at = now();
+        self.lock().execute(
+            "INSERT INTO stock_loads (at, product, count, batch, actor, approver) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![at, product, count, batch, actor, approver],
+        )?;
+        Ok(StockLoad {
+            at,
+            product: product.to_string(),
+            count,
+            batch: batch.to_string(),
+            actor: actor.to_string(),
+            approver: approver.map(str::to_string),
+        })
+    }
+
+    /// Stock loads in `[from, until)`, oldest first.
+    pub fn stock_loads(&self, from: &str, until: &str) -> Result<Vec<StockLoad>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT at, product, count, batch, actor, approver FROM stock_loads \
+             WHERE at >= ?1 AND at < ?2 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![from, until], |r| {
+                Ok(StockLoad {
+                    at: r.get(0)?,
+                    product: r.get(1)?,
+                    count: r.get(2)?,
+                    batch: r.get(3)?,
+                    actor: r.get(4)?,
+                    approver: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Blanks loaded and cards moved per product in `[from, until)`, by product name.
+    pub fn card_moves(&self, from: &str, until: &str) -> Result<Vec<CardMoves>, JournalError> {
+        Ok(card_moves(&self.lock(), from, until)?)
+    }
+
+    /// Every audited move in `[from, until)`, oldest first, with the job's card facts.
+    pub fn audit_rows(&self, from: &str, until: &str) -> Result<Vec<AuditRow>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT t.at, t.operation_id, j.card_id, j.masked_pan, j.line, j.product, \
+                    t.from_state, t.to_state, t.reason, t.actor, t.approver \
+             FROM transitions t JOIN jobs j ON j.operation_id = t.operation_id \
+             WHERE t.at >= ?1 AND t.at < ?2 ORDER BY t.id",
+        )?;
+        let raw = stmt
+            .query_map(params![from, until], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter()
+            .map(
+                |(
+                    at,
+                    operation_id,
+                    card_id,
+                    masked_pan,
+                    line,
+                    product,
+                    from,
+                    to,
+                    reason,
+                    actor,
+                    approver,
+                )| {
+                    Ok(AuditRow {
+                        at,
+                        operation_id,
+                        card_id,
+                        masked_pan,
+                        line,
+                        product,
+                        from: from.as_deref().map(parse_state).transpose()?,
+                        to: parse_state(&to)?,
+                        reason,
+                        actor,
+                        approver,
+                    })
+                },
+            )
+            .collect()
+    }
+}
+
+/// Blanks loaded and cards moved per product in `[from, until)`, on any connection to
+/// the journal (the metrics scrape reads on its own).
+pub fn card_moves(
+    conn: &rusqlite::Connection,
+    from: &str,
+    until: &str,
+) -> rusqlite::Result<Vec<CardMoves>> {
+    let mut all: std::collections::BTreeMap<String, CardMoves> = Default::default();
+    let mut stmt = conn.prepare(
+        "SELECT product, SUM(count) FROM stock_loads WHERE at >= ?1 AND at < ?2 GROUP BY product",
+    )?;
+    for row in stmt.query_map(params![from, until], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (product, loaded) = row?;
+        all.entry(product.clone())
+            .or_insert_with(|| CardMoves {
+                product,
+                ..Default::default()
+            })
+            .loaded = loaded as u64;
+    }
+    // A card spoiled after make-again's reject was counted when it was rejected.
+    let mut stmt = conn.prepare(
+        "SELECT COALESCE(j.product, 'unknown'), \
+            SUM(t.to_state = 'feeding'), \
+            SUM(t.from_state = 'feeding' AND t.to_state = 'waiting_for_staff'), \
+            SUM(t.to_state = 'ejected'), \
+            SUM(t.to_state = 'rejected' OR (t.to_state = 'spoiled' AND COALESCE(t.from_state, '') <> 'rejected')) \
+         FROM transitions t JOIN jobs j ON j.operation_id = t.operation_id \
+         WHERE t.at >= ?1 AND t.at < ?2 \
+           AND t.to_state IN ('feeding', 'waiting_for_staff', 'ejected', 'rejected', 'spoiled') \
+         GROUP BY 1",
+    )?;
+    for row in stmt.query_map(params![from, until], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })? {
+        let (product, fed, empty, issued, spoiled) = row?;
+        let m = all.entry(product.clone()).or_insert_with(|| CardMoves {
+            product,
+            ..Default::default()
+        });
+        m.fed = fed as u64;
+        m.feeder_empty = empty as u64;
+        m.issued = issued as u64;
+        m.spoiled = spoiled as u64;
+    }
+    Ok(all.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::NewJob;
+
+    fn job(j: &Journal, op: &str) {
+        j.insert_order(&NewJob {
+            operation_id: op.into(),
+            issuer_id: "iss".into(),
+            card_id: format!("card-{op}"),
+            perso_station: "st".into(),
+            order_json: serde_json::json!({}),
+        })
+        .unwrap();
+        j.transition(op, JobState::Validated, None).unwrap();
+        j.set_card_facts(op, "476173******0010", "VISA-DEBIT", "JOHN DOE")
+            .unwrap();
+        j.transition(op, JobState::WaitingForStaff, None).unwrap();
+    }
+
+    #[test]
+    fn stock_loads_cannot_be_changed_or_removed() {
+        let j = Journal::open_in_memory().unwrap();
+        j.record_stock_load("VISA-DEBIT", 50, "LOT-7", "sup", None)
+            .unwrap();
+        let conn = j.lock();
+        assert!(conn
+            .execute("UPDATE stock_loads SET count = 5", [])
+            .is_err());
+        assert!(conn.execute("DELETE FROM stock_loads", []).is_err());
+    }
+
+    #[test]
+    fn a_rejected_card_made_again_counts_one_spoiled_and_one_issued() {
+        let j = Journal::open_in_memory().unwrap();
+        j.record_stock_load("VISA-DEBIT", 10, "LOT-7", "sup", None)
+            .unwrap();
+        job(&j, "op1");
+        j.feed("op1", "line-1", "amartin").unwrap();
+        j.transition("op1", JobState::AtChipStation, None).unwrap();
+        j.transition("op1", JobState::Rejected, Some("PRN_JAM: jam"))
+            .unwrap();
+        let again = j.make_again("op1", "make again", "amartin", None).unwrap();
+        assert_eq!(again.attempt, 2);
+        j.feed("op1", "line-1", "amartin").unwrap();
+        for s in [
+            JobState::AtChipStation,
+            JobState::Personalizing,
+            JobState::Verifying,
+            JobState::Printing,
+        ] {
+            j.transition("op1", s, None).unwrap();
+        }
+        j.eject("op1", 10, 1.0).unwrap();
+        let m = &j.card_moves(BEGINNING, END).unwrap()[0];
+        assert_eq!(
+            (m.loaded, m.used(), m.issued, m.spoiled),
+            (10, 2, 1, 1),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn a_feeder_found_empty_used_no_blank() {
+        let j = Journal::open_in_memory().unwrap();
+        job(&j, "op1");
+        j.feed("op1", "line-1", "amartin").unwrap();
+        j.transition("op1", JobState::WaitingForStaff, Some("feeder empty"))
+            .unwrap();
+        let m = &j.card_moves(BEGINNING, END).unwrap()[0];
+        assert_eq!((m.fed, m.used()), (1, 0));
+    }
+
+    #[test]
+    fn audit_rows_carry_actor_approver_and_card_facts() {
+        let j = Journal::open_in_memory().unwrap();
+        job(&j, "op1");
+        j.transition_approved(
+            "op1",
+            JobState::Cancelled,
+            Some("cancelled by staff"),
+            "amartin",
+            Some("bnoor"),
+        )
+        .unwrap();
+        let rows = j.audit_rows(BEGINNING, END).unwrap();
+        let last = rows.last().unwrap();
+        assert_eq!(last.to, JobState::Cancelled);
+        assert_eq!(last.from, Some(JobState::WaitingForStaff));
+        assert_eq!(
+            (last.actor.as_str(), last.approver.as_deref()),
+            ("amartin", Some("bnoor"))
+        );
+        assert_eq!(last.masked_pan.as_deref(), Some("476173******0010"));
+        assert_eq!(rows[0].from, None);
+    }
+}
