@@ -368,6 +368,19 @@ mod tests {
         hex::decode(s).unwrap()
     }
 
+    fn wipes_its_key_schedule_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn every_block_cipher_wipes_its_key_schedule_on_drop() {
+        // Compiles only with the `zeroize` features of `des` and `aes` enabled.
+        wipes_its_key_schedule_on_drop::<Des>();
+        wipes_its_key_schedule_on_drop::<TdesEde2>();
+        wipes_its_key_schedule_on_drop::<TdesEde3>();
+        wipes_its_key_schedule_on_drop::<Aes128>();
+        wipes_its_key_schedule_on_drop::<Aes192>();
+        wipes_its_key_schedule_on_drop::<Aes256>();
+    }
+
     #[test]
     fn tdes_kcv_matches_the_published_option_a_check_value() {
         // vectors/emv-gp-vectors.json option_a: ICC MK and its KCV.

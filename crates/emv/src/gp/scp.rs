@@ -141,8 +141,8 @@ impl StaticKeys {
     }
 }
 
-/// Where the card's static keys come from.
-#[derive(Clone, Debug)]
+/// Where the card's static keys come from. `Debug` names the kind only, never a key.
+#[derive(Clone)]
 pub enum KeySource {
     /// Static keys as they are in the card.
     Static(StaticKeys),
@@ -153,6 +153,17 @@ pub enum KeySource {
         /// Method.
         method: Diversification,
     },
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Static(k) => write!(f, "KeySource::Static({k:?})"),
+            KeySource::Kmc { method, .. } => {
+                write!(f, "KeySource::Kmc(<redacted>, {method:?})")
+            }
+        }
+    }
 }
 
 impl KeySource {

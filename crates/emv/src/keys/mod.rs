@@ -14,7 +14,7 @@
 //! [cvk.01]            # card verification keys A and B, cvKeyIndex 01
 //! a = "…"; b = "…"
 //! [pvk]
-//! 01 = "…"            # PIN verification key, pvKeyIndex 01
+//! 01 = "…"            # accepted for older files; unused (orders carry the PVV)
 //! [transport.DEV-VISA]  # GlobalPlatform keys per cardProductId
 //! kmc = "…"; diversification = "emv-cpg202"; scp = "scp02"; i = "55"; kvn = "20"
 //! isd = "A000000151000000"  # optional: personalize through this ISD (INSTALL [for personalization])
@@ -306,16 +306,6 @@ pub trait KeyStore: Send + Sync {
         pan: &Pan,
         exp: YearMonth,
         service_code: &ServiceCode,
-    ) -> Result<Zeroizing<String>, KeyStoreError>;
-
-    /// Visa PVV from a clear PIN with the PVK at `index`. Orders normally carry the PVV
-    /// already; this exists for issuers that send a PIN instead.
-    fn pvv(
-        &self,
-        index: KeyIndex,
-        pan: &Pan,
-        pvki: u8,
-        pin: &str,
     ) -> Result<Zeroizing<String>, KeyStoreError>;
 
     /// Checks an ARQC the card produced over `data` (the bytes the cryptogram version

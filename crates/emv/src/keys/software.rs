@@ -9,7 +9,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::card_data::{Pan, YearMonth};
 use crate::data::cryptogram::{visa_cvn10, Cvn10Input};
-use crate::data::cvv::{visa_cvv, visa_pvv};
+use crate::data::cvv::visa_cvv;
 use crate::data::derive::{option_a_icc_master_key, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
@@ -105,7 +105,6 @@ struct Cvk {
 pub struct SoftwareKeyStore {
     imk: BTreeMap<KeyIndex, Imk>,
     cvk: BTreeMap<KeyIndex, Cvk>,
-    pvk: BTreeMap<KeyIndex, SecretBytes>,
     transport: BTreeMap<String, TransportKeySet>,
     oda: BTreeMap<KeyIndex, OdaIssuerKey>,
     oda_private: BTreeMap<KeyIndex, IssuerPrivateKey>,
@@ -121,10 +120,6 @@ impl std::fmt::Debug for SoftwareKeyStore {
             .field(
                 "cvk_indexes",
                 &self.cvk.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
-            )
-            .field(
-                "pvk_indexes",
-                &self.pvk.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
             )
             .field("card_products", &self.transport.keys().collect::<Vec<_>>())
             .field(
@@ -204,7 +199,6 @@ impl Loader<'_> {
         let mut ks = SoftwareKeyStore {
             imk: BTreeMap::new(),
             cvk: BTreeMap::new(),
-            pvk: BTreeMap::new(),
             transport: BTreeMap::new(),
             oda: BTreeMap::new(),
             oda_private: BTreeMap::new(),
@@ -227,8 +221,10 @@ impl Loader<'_> {
             ks.cvk.insert(k, cvk);
         }
         for (idx, e) in &raw.pvk {
-            let k = self.index("pvk", idx)?;
-            ks.pvk.insert(k, self.key(&format!("pvk.{idx}"), e, &[16])?);
+            // Still checked so a typo is caught, then dropped: orders carry the PVV and
+            // no operation here takes a clear PIN.
+            self.index("pvk", idx)?;
+            drop(self.key(&format!("pvk.{idx}"), e, &[16])?);
         }
         for (product, e) in &raw.transport {
             let entry = format!("transport.{product}");
@@ -387,23 +383,6 @@ impl KeyStore for SoftwareKeyStore {
             index: index.to_string(),
         })?;
         visa_cvv(cvk.a.expose(), cvk.b.expose(), pan, exp, service_code).map_err(crypto)
-    }
-
-    fn pvv(
-        &self,
-        index: KeyIndex,
-        pan: &Pan,
-        pvki: u8,
-        pin: &str,
-    ) -> Result<Zeroizing<String>, KeyStoreError> {
-        let pvk = self.pvk.get(&index).ok_or(KeyStoreError::Missing {
-            kind: "pvk",
-            index: index.to_string(),
-        })?;
-        if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(KeyStoreError::Crypto("a PIN is 4 to 12 digits".into()));
-        }
-        visa_pvv(pvk.expose(), pan, pvki, pin).map_err(crypto)
     }
 
     fn verify_arqc(
