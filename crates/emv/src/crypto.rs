@@ -32,6 +32,9 @@ pub enum CryptoError {
         /// Block size.
         block: usize,
     },
+    /// The HSM holding the key refused or failed the operation (never names a key value).
+    #[error("HSM: {0}")]
+    Hsm(String),
 }
 
 /// DES / 3DES block size.

@@ -16,7 +16,7 @@ pub const ICVV_SERVICE_CODE: &str = "999";
 
 /// Visa's decimalization: the decimal nibbles of `block` in order, then the
 /// hexadecimal ones minus 10, truncated to `n` digits.
-fn decimalize(block: &[u8], n: usize) -> Zeroizing<String> {
+pub(crate) fn decimalize(block: &[u8], n: usize) -> Zeroizing<String> {
     let nibbles: Vec<u8> = block.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
     let mut out = Zeroizing::new(String::with_capacity(n));
     for d in nibbles.iter().filter(|d| **d < 10) {

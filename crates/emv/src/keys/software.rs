@@ -18,7 +18,7 @@ use crate::oda::{icc_certificate, rsa_raw, ssad_block, RsaPublicKey};
 
 use super::{
     parse_diversification, IccKeys, IccRsaCrt, IccRsaKey, KeyIndex, KeyStore, KeyStoreError,
-    OdaIssuerKey, SecretBytes, TransportKeySet,
+    OdaIssuerKey, SecretBytes, TransportKey, TransportKeySet,
 };
 
 /// Hex in the key file, decoded straight into a zeroizing buffer.
@@ -246,7 +246,7 @@ impl Loader<'_> {
                 (Protocol::Scp03 { .. }, Diversification::None) => &[16, 24, 32],
             };
             let set = TransportKeySet {
-                kmc: self.key(&format!("{entry}.kmc"), &e.kmc, lengths)?,
+                kmc: TransportKey::Clear(self.key(&format!("{entry}.kmc"), &e.kmc, lengths)?),
                 diversification,
                 protocol,
                 kvn: self.byte(&format!("{entry}.kvn"), &e.kvn)?,
@@ -509,6 +509,108 @@ fn cvn10_input_from_bytes(d: &[u8]) -> Option<Cvn10Input> {
         atc: a(31..33).try_into().ok()?,
         cvr: a(33..37).try_into().ok()?,
     })
+}
+
+/// The development keys, parsed (for importing them into a development token).
+pub(crate) fn development_store() -> Result<SoftwareKeyStore, KeyStoreError> {
+    Loader {
+        path: Path::new("<development keys>"),
+    }
+    .load(DEV_KEYS)
+}
+
+impl SoftwareKeyStore {
+    /// Every key as the PKCS#11 store labels it (see `pkcs11`), for an import.
+    pub(crate) fn import_keys(&self) -> Vec<super::pkcs11::ImportKey> {
+        use super::pkcs11::ImportKey;
+        use cryptoki::object::KeyType;
+        let mut out = Vec::new();
+        for (idx, imk) in &self.imk {
+            for (part, k) in [("ac", &imk.ac), ("smi", &imk.smi), ("smc", &imk.smc)] {
+                out.push(ImportKey {
+                    label: format!("imk.{idx}.{part}"),
+                    key_type: KeyType::DES2,
+                    value: k.clone(),
+                    derive: true,
+                    encrypt: false,
+                });
+            }
+        }
+        for (idx, cvk) in &self.cvk {
+            let pair = |x: &SecretBytes, y: &SecretBytes| {
+                let mut v = Zeroizing::new(Vec::with_capacity(16));
+                v.extend_from_slice(x.expose());
+                v.extend_from_slice(y.expose());
+                SecretBytes::new(v)
+            };
+            out.push(ImportKey {
+                label: format!("cvk.{idx}"),
+                key_type: KeyType::DES2,
+                value: pair(&cvk.a, &cvk.b),
+                derive: false,
+                encrypt: true,
+            });
+            // Single DES under A, as 3DES with A‖A: PKCS#11 has no Visa CVV mechanism.
+            out.push(ImportKey {
+                label: format!("cvk.{idx}.a"),
+                key_type: KeyType::DES2,
+                value: pair(&cvk.a, &cvk.a),
+                derive: false,
+                encrypt: true,
+            });
+        }
+        for (product, t) in &self.transport {
+            if let TransportKey::Clear(k) = &t.kmc {
+                let aes = matches!(t.protocol, Protocol::Scp03 { .. })
+                    && t.diversification == Diversification::None;
+                out.push(ImportKey {
+                    label: format!("transport.{product}.kmc"),
+                    key_type: if aes { KeyType::AES } else { KeyType::DES2 },
+                    value: k.clone(),
+                    derive: true,
+                    // Undiversified, the KMC is the card key and encrypts (or MACs) itself.
+                    encrypt: t.diversification == Diversification::None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Each card product's secure channel parameters in the token's `CKO_DATA` format.
+    pub(crate) fn transport_params(&self) -> Vec<(String, String)> {
+        self.transport
+            .iter()
+            .map(|(product, t)| {
+                let (scp, i) = match t.protocol {
+                    Protocol::Scp02 { i } => ("scp02", i),
+                    Protocol::Scp03 { i } => ("scp03", i),
+                };
+                let div = match t.diversification {
+                    Diversification::None => "none",
+                    Diversification::EmvCpg202 => "emv-cpg202",
+                    Diversification::Visa2 => "visa2",
+                };
+                let mut text = format!(
+                    "diversification = \"{div}\"\nscp = \"{scp}\"\ni = \"{i:02X}\"\nkvn = \"{:02X}\"\n",
+                    t.kvn
+                );
+                if let Some(isd) = &t.isd {
+                    text.push_str(&format!("isd = \"{}\"\n", hex::encode_upper(isd)));
+                }
+                (product.clone(), text)
+            })
+            .collect()
+    }
+
+    /// Whether any key here is one of the public development keys (by check value).
+    pub fn holds_development_keys(&self) -> bool {
+        let dev = super::development_kcvs();
+        self.import_keys().iter().any(|k| {
+            crate::crypto::tdes_kcv(k.value.expose())
+                .map(|kcv| dev.contains(&kcv))
+                .unwrap_or(false)
+        })
+    }
 }
 
 /// Name of the development key file [`write_dev_keystore`] writes.
