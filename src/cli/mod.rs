@@ -14,7 +14,6 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, StationConfig};
 
 mod card;
-#[cfg(feature = "sandbox")]
 mod keys;
 mod preview;
 mod printer;
@@ -23,7 +22,6 @@ mod sandbox;
 mod staff;
 
 pub use card::CardAction;
-#[cfg(feature = "sandbox")]
 pub use keys::KeysAction;
 pub use printer::PrinterAction;
 #[cfg(feature = "sandbox")]
@@ -63,7 +61,6 @@ pub enum Command {
         action: Option<SandboxAction>,
     },
     /// Key material.
-    #[cfg(feature = "sandbox")]
     Keys {
         /// Key actions.
         #[command(subcommand)]
@@ -182,8 +179,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             state,
             action,
         } => sandbox::sandbox(listen, state, action).await,
-        #[cfg(feature = "sandbox")]
-        Command::Keys { action } => keys::keys(action),
+        Command::Keys { action } => keys::keys(explicit, action),
         Command::Card { action } => {
             crate::logging::init("warn", crate::config::LogFormat::Text);
             card::card(explicit, action).await

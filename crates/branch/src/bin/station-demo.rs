@@ -92,6 +92,7 @@ async fn main() -> ExitCode {
             reader: "Virtual PCD 00 00".into(),
             policy: if args.console { "staff" } else { "automatic" }.into(),
             hub_state: Some(hub_state.clone()),
+            hsm: false,
         },
     ) {
         Ok(f) => f,

@@ -711,6 +711,18 @@ impl Pkcs11KeyStore {
         })
     }
 
+    /// Whether the token holds any of the public development keys (by check value).
+    pub fn holds_development_keys(&self) -> Result<bool, KeyStoreError> {
+        let dev: Vec<String> = super::development_kcvs()
+            .iter()
+            .map(hex::encode_upper)
+            .collect();
+        Ok(self
+            .list()?
+            .iter()
+            .any(|k| !k.kcv.is_empty() && dev.contains(&k.kcv)))
+    }
+
     /// Logs the token out as if it had been pulled and put back; the next operation
     /// must log in again. For the reconnection test.
     #[doc(hidden)]
@@ -893,8 +905,8 @@ fn write_secret(path: &Path, text: &str) -> Result<(), KeyStoreError> {
 
 /// Writes a SoftHSM2 token under `dir` (configuration `dir/softhsm2.conf`, tokens in
 /// `dir/tokens`, user PIN in `dir/hsm.pin`) and imports the development keys as
-/// non-extractable objects. `SOFTHSM2_CONF` must name `dir/softhsm2.conf` before the
-/// module is first loaded in this process; this function sets it when unset.
+/// non-extractable objects. Sets `SOFTHSM2_CONF` to `dir/softhsm2.conf`, which SoftHSM2
+/// reads when it is first loaded: call this before anything else loads it in the process.
 pub fn write_dev_token(
     dir: &Path,
     module_path: &Path,
@@ -915,9 +927,7 @@ pub fn write_dev_token(
         ),
     )
     .map_err(|e| io(&conf, e))?;
-    if std::env::var_os("SOFTHSM2_CONF").is_none() {
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-    }
+    std::env::set_var("SOFTHSM2_CONF", &conf);
     let pin_file = dir.join("hsm.pin");
     let user_pin = Zeroizing::new(format!("{:08}", rand::random::<u32>() % 100_000_000));
     let so_pin = Zeroizing::new(format!("{:08}", rand::random::<u32>() % 100_000_000));

@@ -602,6 +602,28 @@ impl SoftwareKeyStore {
             .collect()
     }
 
+    /// Every key by its PKCS#11 label, with type and check value — never a value.
+    pub fn list(&self) -> Vec<super::KeyLabel> {
+        self.import_keys()
+            .iter()
+            .map(|k| super::KeyLabel {
+                label: k.label.clone(),
+                kind: if k.key_type == cryptoki::object::KeyType::AES {
+                    "AES".into()
+                } else {
+                    "DES2".into()
+                },
+                kcv: if k.key_type == cryptoki::object::KeyType::AES {
+                    crate::crypto::aes_kcv(k.value.expose())
+                } else {
+                    crate::crypto::tdes_kcv(k.value.expose())
+                }
+                .map(hex::encode_upper)
+                .unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Whether any key here is one of the public development keys (by check value).
     pub fn holds_development_keys(&self) -> bool {
         let dev = super::development_kcvs();
