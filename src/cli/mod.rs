@@ -163,6 +163,9 @@ async fn dispatch(cli: Cli) -> Outcome {
                 StationConfig::load(&path).map_err(|e| usage(format!("[{}] {e}", e.code())))?;
             cfg.check()
                 .map_err(|e| usage(format!("[{}] {e}", e.code())))?;
+            // Opening the key store logs into the HSM and looks for the public
+            // development keys, which only a development station may hold.
+            crate::agent::open_key_store(&cfg).map_err(|e| usage(format!("[{}] {e}", e.code())))?;
             println!("{}: configuration OK", path.display());
             Ok(())
         }
