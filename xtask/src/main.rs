@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test`: system packages, fmt check, clippy `-D warnings`, every test
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
-//! - `cargo xtask demo`: the whole issuance flow on simulated hardware.
+//! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--hsm`: issuer
+//!   keys in a SoftHSM2 token).
 //! - `cargo xtask package`: the Debian package in `target/debian/`.
 //! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
@@ -154,7 +155,7 @@ fn main() {
         }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N] [--console]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--cards N] [--console] [--hsm]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };
