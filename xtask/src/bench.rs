@@ -6,7 +6,9 @@
 //! - pipeline throughput vs the simulated printer's mechanical limit, at ten times the
 //!   printer's speed and at its own speed; idle cost;
 //! - console `GET /api/jobs` p99 latency while 20 cards are produced, and preparations
-//!   per card (1.00: no card prepared twice).
+//!   per card (1.00: no card prepared twice);
+//! - preparation + personalization per card with the software key store and with the
+//!   PKCS#11 store on SoftHSM2, and their ratio.
 
 use std::process::Command;
 
@@ -62,5 +64,7 @@ pub fn run() -> Result<(), String> {
     // The printer's own speed: the run the >= 0.99 target is about.
     example("throughput", &["6", "1.0"], &[])?;
     // Console `GET /api/jobs` p99 while 20 cards are produced, and preparations per card.
-    example("console_latency", &["20", "0.1"], &[])
+    example("console_latency", &["20", "0.1"], &[])?;
+    // Issuer keys in a file vs in a PKCS#11 token.
+    example("keystore_bench", &[], &[])
 }
