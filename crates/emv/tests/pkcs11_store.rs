@@ -214,3 +214,76 @@ fn a_missing_key_is_named_by_kind_and_index() {
     let e = stores().hsm.cvv(KeyIndex(9), &pan, exp, &sc).unwrap_err();
     assert_eq!(e.to_string(), "no cvk key with index 09 in the key store");
 }
+
+#[test]
+fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
+    use station_emv::crypto::aes_cmac;
+    use station_emv::gp::scp::scp03_kdf_input;
+    use station_emv::keys::write_softhsm2_token;
+    // SoftHSM2 already runs in this process with the shared token's folder: the new
+    // token lands there too, its PIN file in the folder given here.
+    let _ = stores();
+    let kmc = "404142434445464748494A4B4C4D4E4F";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scp03.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[transport.SCP03-CARD]\nkmc = \"{kmc}\"\ndiversification = \"emv-cpg202\"\n\
+             scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n"
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let software = SoftwareKeyStore::load(&file).unwrap();
+    let token = write_softhsm2_token(
+        &dir.path().join("hsm"),
+        Path::new(SOFTHSM2_MODULE),
+        "station-scp03",
+        &software,
+    )
+    .unwrap();
+    let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
+        module: SOFTHSM2_MODULE.into(),
+        token: token.token,
+        pin: PinSource::File(token.pin_file),
+        sessions: 1,
+    })
+    .unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let kdd: [u8; 10] = hex::decode("00010203040506070809")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let context = [0x11u8; 16];
+    let got = keys.session_keys(t.protocol, &kdd, &[], &context).unwrap();
+    let card = |r| {
+        derive(
+            &hex::decode(kmc).unwrap(),
+            &kdd,
+            Diversification::EmvCpg202,
+            r,
+        )
+        .unwrap()
+    };
+    let enc = aes_cmac(
+        &card(KeyRole::Enc),
+        &scp03_kdf_input(0x04, 128, 1, &context),
+    )
+    .unwrap();
+    let mac = aes_cmac(
+        &card(KeyRole::Mac),
+        &scp03_kdf_input(0x06, 128, 1, &context),
+    )
+    .unwrap();
+    assert_eq!(*got.enc, enc.to_vec());
+    assert_eq!(*got.mac, mac.to_vec());
+    assert_eq!(*got.dek, card(KeyRole::Dek));
+}

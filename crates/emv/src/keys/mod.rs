@@ -39,7 +39,8 @@ mod pkcs11;
 mod software;
 
 pub use pkcs11::{
-    write_dev_token, DevToken, KeyLabel, PinSource, Pkcs11Config, Pkcs11KeyStore, SOFTHSM2_MODULE,
+    write_dev_token, write_softhsm2_token, DevToken, KeyLabel, PinSource, Pkcs11Config,
+    Pkcs11KeyStore, SOFTHSM2_MODULE,
 };
 pub use software::{write_dev_keystore, SoftwareKeyStore, DEV_KEY_FILE};
 

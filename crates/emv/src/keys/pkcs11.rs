@@ -905,12 +905,29 @@ fn write_secret(path: &Path, text: &str) -> Result<(), KeyStoreError> {
 
 /// Writes a SoftHSM2 token under `dir` (configuration `dir/softhsm2.conf`, tokens in
 /// `dir/tokens`, user PIN in `dir/hsm.pin`) and imports the development keys as
-/// non-extractable objects. Sets `SOFTHSM2_CONF` to `dir/softhsm2.conf`, which SoftHSM2
-/// reads when it is first loaded: call this before anything else loads it in the process.
+/// non-extractable objects.
 pub fn write_dev_token(
     dir: &Path,
     module_path: &Path,
     token: &str,
+) -> Result<DevToken, KeyStoreError> {
+    write_softhsm2_token(
+        dir,
+        module_path,
+        token,
+        &super::software::development_store()?,
+    )
+}
+
+/// Writes a SoftHSM2 token under `dir` as [`write_dev_token`] does, importing the keys
+/// of a software key store (labels in the module documentation): how a development or
+/// test bench moves a key file into a token. Sets `SOFTHSM2_CONF` to `dir/softhsm2.conf`, which SoftHSM2
+/// reads when it is first loaded: call this before anything else loads it in the process.
+pub fn write_softhsm2_token(
+    dir: &Path,
+    module_path: &Path,
+    token: &str,
+    keys: &super::SoftwareKeyStore,
 ) -> Result<DevToken, KeyStoreError> {
     let io = |p: &Path, e: std::io::Error| KeyStoreError::File {
         path: p.to_path_buf(),
@@ -964,8 +981,7 @@ pub fn write_dev_token(
         Some(&AuthPin::from(user_pin.as_str().to_string())),
     )
     .map_err(hsm)?;
-    let dev = super::software::development_store()?;
-    for k in dev.import_keys() {
+    for k in keys.import_keys() {
         let kcv = match k.key_type {
             t if t == KeyType::AES => crate::crypto::aes_kcv(k.value.expose()),
             _ => crate::crypto::tdes_kcv(k.value.expose()),
@@ -996,7 +1012,7 @@ pub fn write_dev_token(
         }
         created.map_err(|e| KeyStoreError::Hsm(format!("importing {}: {e}", k.label)))?;
     }
-    for (product, params) in dev.transport_params() {
+    for (product, params) in keys.transport_params() {
         s.create_object(&[
             Attribute::Class(ObjectClass::DATA),
             Attribute::Token(true),
