@@ -734,8 +734,9 @@ impl Pkcs11KeyStore {
     }
 }
 
-fn missing_imk(index: KeyIndex) -> impl Fn(&str) -> String {
-    move |part| format!("imk.{index}.{part}")
+/// Label of one of the three IMKs at `index` (`ac`, `smi`, `smc`).
+fn imk_label(index: KeyIndex, part: &str) -> String {
+    format!("imk.{index}.{part}")
 }
 
 impl KeyStore for Pkcs11KeyStore {
@@ -747,10 +748,9 @@ impl KeyStore for Pkcs11KeyStore {
     ) -> Result<IccKeys, KeyStoreError> {
         let data = option_a_data(pan, psn);
         self.workers.call(move |o: &Ops| {
-            let label = missing_imk(index);
             let mut keys = Vec::new();
             for part in ["ac", "smi", "smc"] {
-                let imk = o.key("imk", index.to_string(), &label(part))?;
+                let imk = o.key("imk", index.to_string(), &imk_label(index, part))?;
                 let mk = o.derive(imk, &data, KeyType::DES2, true)?;
                 let v = o.value(mk.h)?;
                 keys.push(SecretBytes::new(Zeroizing::new(with_odd_parity(&v))));
@@ -820,7 +820,7 @@ impl KeyStore for Pkcs11KeyStore {
         let padded = pad_zero(data, DES_BLOCK);
         let arqc = *arqc;
         self.workers.call(move |o: &Ops| {
-            let imk = o.key("imk", index.to_string(), &format!("imk.{index}.ac"))?;
+            let imk = o.key("imk", index.to_string(), &imk_label(index, "ac"))?;
             // ISO 9797-1 MAC algorithm 3 with MK-AC = A‖B: single-DES CBC under A over
             // all blocks but the last (A‖A is single DES as 3DES), then 3DES under A‖B.
             // Both keys are derived inside from the IMK and never readable.
