@@ -206,6 +206,8 @@ impl HealthSource for Health {
 pub struct Agent {
     /// The station (journal, queue, progress).
     pub station: Arc<Station>,
+    /// The Pismo counter, when the configuration has a `[pismo]` section.
+    pub pismo: Option<Arc<crate::pismo::PismoDesk>>,
     /// Where the staff console listens.
     pub console_addr: SocketAddr,
     /// Where `/live`, `/ready` and `/metrics` are served.
@@ -303,25 +305,65 @@ impl Agent {
             ),
             None => crate::console::Access::Anonymous,
         };
-        let app = crate::console::router(
+        // Pismo counter requests (issue 12): resumed now and every 30 s until done.
+        let pismo = match &cfg.pismo {
+            Some(section) => {
+                let desk = Arc::new(
+                    crate::pismo::PismoDesk::from_section(
+                        section,
+                        &cfg.resolve(&section.client_secret_file),
+                        station.journal_thread().clone(),
+                    )
+                    .map_err(|e| setup("pismo", e))?,
+                );
+                tasks.push(tokio::spawn(crate::pismo::counter::run_resumer(
+                    desk.clone(),
+                    Duration::from_secs(30),
+                    rx.clone(),
+                )));
+                Some(desk)
+            }
+            None => None,
+        };
+        let app = crate::console::router_with_pismo(
             station.clone(),
             access,
             crate::console::origin::ServerNames::with(&cfg.console.server_names),
+            pismo.clone(),
         );
         let mut r = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = r.wait_for(|s| *s).await;
+        let stopped = async move {
+            let _ = r.wait_for(|s| *s).await;
+        };
+        // With `[console.tls]` the console speaks HTTPS itself (required off loopback
+        // unless a TLS proxy is in front; the configuration check says which).
+        tasks.push(match &cfg.console.tls {
+            Some(t) => {
+                let config =
+                    crate::tls::server_config(&cfg.resolve(&t.certificate), &cfg.resolve(&t.key))
+                        .map_err(|e| setup("console.tls", e))?;
+                let tls = crate::console::tls::TlsListener::new(listener, config)
+                    .map_err(|e| setup("console.tls", e))?;
+                let app = app.layer(axum::middleware::map_response(
+                    crate::console::tls::strict_transport,
+                ));
+                tokio::spawn(async move {
+                    let _ = axum::serve(tls, app).with_graceful_shutdown(stopped).await;
                 })
-                .await;
-        }));
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            }),
+        });
         let (admin_addr, admin) = crate::admin::serve(cfg, station.clone(), rx.clone())
             .await
             .map_err(|e| setup(e.code(), e))?;
         tasks.push(admin);
         Ok(Agent {
             station,
+            pismo,
             console_addr,
             admin_addr,
             stop,

@@ -91,6 +91,9 @@ pub struct StationConfig {
     /// Card products, EMV profiles, face layout.
     #[serde(default)]
     pub production: ProductionSection,
+    /// Pismo as the issuer's card processor (issue 12); none = no counter requests.
+    #[serde(default)]
+    pub pismo: Option<crate::pismo::PismoSection>,
     /// Folder the file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -268,10 +271,23 @@ pub struct ConsoleSection {
     /// Host names (`name` or `name:port`) the console answers to besides loopback ones.
     #[serde(default)]
     pub server_names: Vec<String>,
-    /// The console listens beyond loopback only behind a reverse proxy that terminates TLS;
-    /// this says one is there.
+    /// The console listens beyond loopback only with TLS: its own (`tls`) or a reverse
+    /// proxy's in front; this says a proxy is there.
     #[serde(default)]
     pub behind_tls_proxy: bool,
+    /// The console's own HTTPS certificate and key.
+    #[serde(default)]
+    pub tls: Option<ConsoleTls>,
+}
+
+/// `[console.tls]`: the console serves HTTPS with this certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleTls {
+    /// PEM certificate chain, the console's own certificate first.
+    pub certificate: PathBuf,
+    /// PEM private key of that certificate (owner-only permissions).
+    pub key: PathBuf,
 }
 
 impl Default for ConsoleSection {
@@ -282,6 +298,7 @@ impl Default for ConsoleSection {
             allow_anonymous: false,
             server_names: Vec::new(),
             behind_tls_proxy: false,
+            tls: None,
         }
     }
 }
@@ -513,6 +530,10 @@ impl StationConfig {
         }
         check_id("upstream.client_id", &self.upstream.client_id)?;
         check_id("upstream.kid", &self.upstream.kid)?;
+        if let Some(p) = &self.pismo {
+            p.check()
+                .map_err(|e| ConfigError::invalid("pismo", e.to_string()))?;
+        }
         if self.upstream.client_certificate.is_some() != self.upstream.client_key.is_some() {
             return Err(ConfigError::invalid(
                 "upstream.client_key",
@@ -596,12 +617,23 @@ impl StationConfig {
             }
             _ => {}
         }
-        if !console.ip().is_loopback() && !self.console.behind_tls_proxy {
+        if self.console.tls.is_some() && self.console.behind_tls_proxy {
+            return Err(ConfigError::invalid(
+                "console.behind_tls_proxy",
+                "set either [console.tls] (the console serves HTTPS) or \
+                 console.behind_tls_proxy = true (a proxy does), not both",
+            ));
+        }
+        if !console.ip().is_loopback()
+            && self.console.tls.is_none()
+            && !self.console.behind_tls_proxy
+        {
             return Err(ConfigError::invalid(
                 "console.listen",
                 format!(
-                    "{console} is reachable from the network but the console has no TLS: put a \
-                     TLS reverse proxy in front and set console.behind_tls_proxy = true"
+                    "{console} is reachable from the network but the console has no TLS: give it \
+                     a certificate ([console.tls] certificate and key), or put a TLS reverse proxy \
+                     in front and set console.behind_tls_proxy = true"
                 ),
             ));
         }
@@ -717,6 +749,17 @@ impl StationConfig {
             check_secret_file("console.staff", &p)?;
             crate::staff::StaffFile::load(&p)
                 .map_err(|e| ConfigError::invalid("console.staff", e.to_string()))?;
+        }
+        if let Some(tls) = &self.console.tls {
+            let key = self.resolve(&tls.key);
+            check_secret_file("console.tls.key", &key)?;
+            crate::tls::server_config(&self.resolve(&tls.certificate), &key).map_err(|e| {
+                let field = match e {
+                    crate::tls::TlsError::Certificate { .. } => "console.tls.certificate",
+                    _ => "console.tls.key",
+                };
+                ConfigError::invalid(field, e.to_string())
+            })?;
         }
         if let Some(k) = &self.upstream.client_key {
             check_secret_file("upstream.client_key", &self.resolve(k))?;
@@ -996,6 +1039,29 @@ mod tests {
             .unwrap()
             .check_values()
             .unwrap();
+    }
+
+    #[test]
+    fn a_console_on_the_network_may_serve_tls_itself() {
+        let wide = example().replace("listen = \"127.0.0.1:8470\"", "listen = \"0.0.0.0:8470\"");
+        let own = format!(
+            "{wide}\n[console.tls]\ncertificate = \"console.crt\"\nkey = \"console.key\"\n"
+        );
+        StationConfig::parse(&own).unwrap().check_values().unwrap();
+    }
+
+    #[test]
+    fn a_console_with_its_own_tls_and_a_proxy_is_ambiguous() {
+        let both = example().replace("[console]\n", "[console]\nbehind_tls_proxy = true\n")
+            + "\n[console.tls]\ncertificate = \"console.crt\"\nkey = \"console.key\"\n";
+        let err = StationConfig::parse(&both)
+            .unwrap()
+            .check_values()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("console.behind_tls_proxy:"),
+            "{err}"
+        );
     }
 
     #[test]

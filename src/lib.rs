@@ -22,8 +22,10 @@ pub mod journal;
 pub mod link;
 pub mod logging;
 pub mod order;
+pub mod pismo;
 pub mod plastic;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod service;
 pub mod staff;
+pub mod tls;

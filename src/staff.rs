@@ -26,12 +26,16 @@ pub enum StaffError {
     /// Unknown staff id or wrong PIN (deliberately the same answer for both).
     #[error("staff id or PIN not recognised")]
     BadCredentials,
-    /// Too many wrong PINs.
-    #[error("too many wrong PINs: this account is locked for {minutes} more minute(s)")]
+    /// Too many wrong PINs for this id (said the same whether or not the id exists).
+    #[error("too many wrong PINs: this staff id is locked for {minutes} more minute(s)")]
     Locked {
         /// Minutes left, rounded up.
         minutes: u64,
     },
+    /// Every try left for this id is being checked right now, or too many sign-ins are
+    /// being checked at once.
+    #[error("sign-in is busy: try again in a moment")]
+    Busy,
     /// No valid session.
     #[error("not signed in, or the session has ended: sign in again")]
     NotSignedIn,
@@ -47,6 +51,7 @@ impl StaffError {
             StaffError::File { .. } => "STAFF_FILE",
             StaffError::BadCredentials => "STAFF_BAD_CREDENTIALS",
             StaffError::Locked { .. } => "STAFF_LOCKED",
+            StaffError::Busy => "STAFF_SIGN_IN_BUSY",
             StaffError::NotSignedIn => "STAFF_NOT_SIGNED_IN",
             StaffError::Refused(_) => "STAFF_REFUSED",
         }

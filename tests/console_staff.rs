@@ -264,3 +264,38 @@ async fn a_foreign_host_or_origin_is_refused_before_any_handler() {
     assert!(!sign_in(&same, &base).await.is_empty());
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_wrong_pins_over_http_tests_at_most_five_then_the_id_is_locked() {
+    let (_dir, b) = branch("staff").await;
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let http = console_http(&base);
+    let burst: Vec<_> = (0..40)
+        .map(|i| {
+            let (http, url) = (http.clone(), format!("{base}/api/session"));
+            tokio::spawn(async move {
+                let pin = format!("{:06}", 100_000 + i);
+                let body = serde_json::json!({"staff": DEV_STAFF_ID, "pin": pin});
+                http.post(url).json(&body).send().await.unwrap().status()
+            })
+        })
+        .collect();
+    let mut tested = 0;
+    for attempt in burst {
+        let status = attempt.await.unwrap();
+        // 401 = the PIN was checked and refused; 429 = refused before any check.
+        assert!(status == 401 || status == 429, "{status}");
+        tested += usize::from(status == 401);
+    }
+    assert!(tested <= 5, "{tested} PINs were tested");
+    let r = http
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({"staff": DEV_STAFF_ID, "pin": DEV_STAFF_PIN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "STAFF_LOCKED");
+}

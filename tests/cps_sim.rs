@@ -64,6 +64,8 @@ fn visa_dgis() -> Vec<Dgi> {
             DgiEncryption::None,
         ),
         Dgi::new(0x9104, h("82021800940408010200"), DgiEncryption::None),
+        // IAD template: Visa layout, derivation key index 01, CVN 10.
+        Dgi::new(0x3000, h("9F100706010A03000000"), DgiEncryption::None),
         Dgi::new(0x8000, keys, DgiEncryption::Nopad),
         Dgi::new(0x9000, h("F23EFA000000000000"), DgiEncryption::None),
         Dgi::new(0x9010, h("0303"), DgiEncryption::None),

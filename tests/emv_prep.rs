@@ -26,9 +26,14 @@ fn find_in_records(dgis: &[Dgi], tag: u32) -> Option<Vec<u8>> {
 }
 
 #[test]
-fn both_shipped_profiles_prepare_cards_whose_dgis_parse_back() {
+fn every_shipped_profile_prepares_cards_whose_dgis_parse_back() {
     let (_d, ks) = dev_keystore();
-    for name in ["visa_vsdc_cvn10", "mc_mchip_adv"] {
+    for name in [
+        "visa_vsdc_cvn10",
+        "visa_vsdc_cvn18",
+        "mc_mchip_cvn16",
+        "mc_mchip_cvn17",
+    ] {
         let p = profile(name);
         let card = prepare(&order(), &p, &keys(), &ks).unwrap();
         assert_eq!(card.aid, p.aid, "{name}");
@@ -170,6 +175,50 @@ fn icc_key_dgis_hold_the_option_a_keys_encrypted_and_their_kcvs() {
         hex::encode_upper(tlv::find(&gpo, 0x94).unwrap().unwrap()),
         "0801010010010200"
     );
+}
+
+/// A 19-digit PAN (track 2 then needs a shorter discretionary pattern to fit 37).
+fn long_pan_order() -> PrepInput {
+    PrepInput {
+        pan: Zeroizing::new("4761739001010000015".into()),
+        psn: "00".into(),
+        ..order()
+    }
+}
+
+#[test]
+fn a_cvn18_card_with_a_19_digit_pan_holds_the_option_b_mk_ac_pyemv_derives() {
+    let (_d, ks) = dev_keystore();
+    let mut p = profile("visa_vsdc_cvn18");
+    p.track2_discretionary = "{pvki}{pvv}{cvv}".into();
+    let card = prepare(&long_pan_order(), &p, &keys(), &ks).unwrap();
+    let k = card.dgis.iter().find(|d| d.id == 0x8000).unwrap();
+    let all: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/cryptograms/cryptogram-vectors.json")).unwrap();
+    let v = all["visa_cvn18"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["pan"] == "4761739001010000015")
+        .unwrap();
+    assert_eq!(hex::encode_upper(&k.data[..16]), v["icc_mk_ac"]);
+}
+
+#[test]
+fn a_cvn10_card_with_a_19_digit_pan_keeps_option_a() {
+    let (_d, ks) = dev_keystore();
+    let mut p = profile("visa_vsdc_cvn10");
+    p.track2_discretionary = "{pvki}{pvv}{cvv}".into();
+    let card = prepare(&long_pan_order(), &p, &keys(), &ks).unwrap();
+    let k = card.dgis.iter().find(|d| d.id == 0x8000).unwrap();
+    let option_a = ks
+        .derive_icc_master_keys(
+            KeyIndex(1),
+            &station_emv::card_data::Pan::new("4761739001010000015").unwrap(),
+            station_emv::data::derive::Psn::new("00").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(&k.data[..16], option_a.mk_ac.expose());
 }
 
 #[test]
@@ -412,4 +461,27 @@ fn a_nineteen_digit_pan_overflowing_track_2_is_refused() {
     input.pan = Zeroizing::new("4761739001010010123".into());
     let r = data_exception(&input);
     assert!(r.contains("maximum is 37"), "{r}");
+}
+
+#[test]
+fn an_mchip_card_gets_its_card_risk_management_data_in_its_own_dgi() {
+    let (_d, ks) = dev_keystore();
+    for name in ["mc_mchip_cvn16", "mc_mchip_cvn17"] {
+        let card = prepare(&order(), &profile(name), &keys(), &ks).unwrap();
+        let crm = record(&card.dgis, 0xB100);
+        let tags: Vec<u32> = tlv::parse(&crm).unwrap().iter().map(|t| t.tag).collect();
+        assert_eq!(
+            tags,
+            vec![0xC3, 0xC4, 0xC5, 0xC7, 0xC8, 0xC9, 0xCA, 0xCB, 0xD5, 0xD6],
+            "{name}"
+        );
+        // C7, the CDOL1 related data length, must equal what CDOL1 asks for.
+        let cdol1 = find_in_records(&card.dgis, 0x8C).unwrap();
+        let len: usize = tlv::parse_dol(&cdol1).unwrap().iter().map(|d| d.1).sum();
+        assert_eq!(
+            tlv::find(&crm, 0xC7).unwrap().unwrap(),
+            vec![len as u8],
+            "{name}"
+        );
+    }
 }

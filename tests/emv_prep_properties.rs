@@ -27,7 +27,7 @@ proptest! {
     #[test]
     fn prepared_records_are_templates_and_57_agrees_with_the_order(
         (pan, yy, mm, psn, name) in card_data(),
-        which in prop_oneof![Just("visa_vsdc_cvn10"), Just("mc_mchip_adv")],
+        which in prop_oneof![Just("visa_vsdc_cvn10"), Just("mc_mchip_cvn16")],
     ) {
         let (_d, ks) = dev_keystore();
         let exp = format!("{yy:02}{mm:02}");

@@ -11,9 +11,14 @@ use station_hal::StaffFacing;
 use station_sim::card::InProcessTransport;
 
 #[tokio::test]
-async fn a_card_prepared_from_either_profile_reads_back_and_verifies() {
+async fn a_card_prepared_from_any_shipped_profile_reads_back_and_verifies() {
     let (_d, ks) = dev_keystore();
-    for name in ["visa_vsdc_cvn10", "mc_mchip_adv"] {
+    for name in [
+        "visa_vsdc_cvn10",
+        "visa_vsdc_cvn18",
+        "mc_mchip_cvn16",
+        "mc_mchip_cvn17",
+    ] {
         let p = profile(name);
         let input = order();
         let card = prepare(&input, &p, &keys(), &ks).unwrap();
@@ -44,8 +49,8 @@ async fn gpo_carries_pdol_data_only_when_the_card_has_a_pdol() {
         gpo_of(&chip),
         vec![0x80, 0xA8, 0x00, 0x00, 0x02, 0x83, 0x00, 0x00]
     );
-    // Mastercard-style profile: PDOL 9F35 01 → terminal type 22.
-    let card = prepare(&order(), &profile("mc_mchip_adv"), &keys(), &ks).unwrap();
+    // Mastercard profile: PDOL 9F35 01 → terminal type 22.
+    let card = prepare(&order(), &profile("mc_mchip_cvn16"), &keys(), &ks).unwrap();
     let mut chip = personalized_chip(&card);
     read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
@@ -246,7 +251,7 @@ async fn a_tampered_cryptogram_fails_verification() {
     let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
         .await
         .unwrap();
-    read.generate_ac.ac[7] ^= 0x01;
+    read.generate_ac.ac.as_mut().unwrap()[7] ^= 0x01;
     let expected = CardExpectations::new(&input, &card, &p).unwrap();
     let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
     assert!(e.to_string().contains("ARQC does not verify"), "{e}");
@@ -283,7 +288,7 @@ async fn a_card_reporting_another_cryptogram_version_fails_naming_it() {
     let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
     assert!(
         e.to_string()
-            .contains("cryptogram version 12, the profile expects 0A"),
+            .contains("cryptogram version 12 (visa-cvn18), the profile expects 0A (visa-cvn10)"),
         "{e}"
     );
 }
@@ -304,6 +309,149 @@ async fn a_card_with_a_used_pin_try_counter_fails() {
     assert!(
         e.to_string()
             .contains("PIN try counter is 2, a new card must have 3"),
+        "{e}"
+    );
+}
+
+/// Reads a card prepared from `p` and checks it; returns what was read.
+async fn read_and_verify(
+    p: &station_emv::data::profile::Profile,
+) -> station_emv::terminal::CardReadout {
+    let (_d, ks) = dev_keystore();
+    let input = order();
+    let card = prepare(&input, p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let expected = CardExpectations::new(&input, &card, p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+    read
+}
+
+#[tokio::test]
+async fn a_visa_cvn18_card_reports_its_cvn_key_index_and_discretionary_data_in_the_iad() {
+    let read = read_and_verify(&profile("visa_vsdc_cvn18")).await;
+    assert_eq!(
+        hex::encode_upper(&read.generate_ac.iad),
+        "06011203A000000F010000000000000000000000000000"
+    );
+}
+
+#[tokio::test]
+async fn an_mchip_card_reports_key_index_cvn_and_cvr_in_the_mchip_layout() {
+    for (name, cvn) in [("mc_mchip_cvn16", "10"), ("mc_mchip_cvn17", "11")] {
+        let read = read_and_verify(&profile(name)).await;
+        assert_eq!(
+            hex::encode_upper(&read.generate_ac.iad),
+            format!("01{cvn}A0000000000000000000000000000000"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_terminal_sends_the_cdol1_the_card_holds_not_the_profiles() {
+    // The card's CDOL1 asks for terminal type first; the terminal, reading 8C from the
+    // card, puts it there, and the ARQC still verifies from the data sent.
+    let mut p = profile("visa_vsdc_cvn18");
+    p.cdol1 = [vec![0x9F, 0x35, 0x01], p.cdol1.clone()].concat();
+    let (_d, ks) = dev_keystore();
+    let card = prepare(&order(), &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    assert_eq!(read.cdol1_data[0], 0x22);
+    let expected = CardExpectations::new(&order(), &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+/// Verifies `read` after `tamper`, expecting the ARQC check to fail.
+async fn tampered_fails(name: &str, tamper: impl Fn(&mut station_emv::terminal::CardReadout)) {
+    let (_d, ks) = dev_keystore();
+    let p = profile(name);
+    let input = order();
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    tamper(&mut read);
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string().contains("ARQC does not verify"),
+        "{name}: {e}"
+    );
+}
+
+#[tokio::test]
+async fn cvn18_covers_the_whole_iad_including_the_discretionary_data() {
+    tampered_fails("visa_vsdc_cvn18", |r| r.generate_ac.iad[9] ^= 0x01).await;
+}
+
+#[tokio::test]
+async fn cvn17_covers_the_counters_and_cvn16_does_not() {
+    tampered_fails("mc_mchip_cvn17", |r| r.generate_ac.iad[12] ^= 0x01).await;
+    // CVN 16 leaves the counters out of the MAC: the same change still verifies.
+    let (_d, ks) = dev_keystore();
+    let p = profile("mc_mchip_cvn16");
+    let card = prepare(&order(), &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    read.generate_ac.iad[12] ^= 0x01;
+    let expected = CardExpectations::new(&order(), &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+#[tokio::test]
+async fn mchip_session_keys_depend_on_the_unpredictable_number() {
+    tampered_fails("mc_mchip_cvn16", |r| {
+        let un = r.cdol1_data.len() - 3 - 8 - 2 - 1 - 4;
+        r.cdol1_data[un] ^= 0x01;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cvn18_card_with_a_19_digit_pan_verifies_under_option_b_keys() {
+    let (_d, ks) = dev_keystore();
+    let mut p = profile("visa_vsdc_cvn18");
+    p.track2_discretionary = "{pvki}{pvv}{cvv}".into();
+    let input = station_emv::data::prep::PrepInput {
+        pan: zeroize::Zeroizing::new("4761739001010000015".into()),
+        psn: "00".into(),
+        ..order()
+    };
+    let card = prepare(&input, &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    let expected = CardExpectations::new(&input, &card, &p).unwrap();
+    verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap();
+}
+
+#[tokio::test]
+async fn a_card_reporting_a_cvn_no_version_has_fails_naming_the_iad() {
+    let (_d, ks) = dev_keystore();
+    let p = profile("mc_mchip_cvn16");
+    let card = prepare(&order(), &p, &keys(), &ks).unwrap();
+    let mut chip = personalized_chip(&card);
+    let mut read = read_card(&mut chip, &card.aid, &TerminalParams::default())
+        .await
+        .unwrap();
+    // M/Chip layout: the CVN is the second byte.
+    read.generate_ac.iad[1] = 0x99;
+    let expected = CardExpectations::new(&order(), &card, &p).unwrap();
+    let e = verify_card(&read, &expected, &ks, KeyIndex(1)).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "issuer application data (9F10, 18 bytes) names no cryptogram version this terminal checks"
+        ),
         "{e}"
     );
 }

@@ -153,10 +153,10 @@ fn sda_without_a_dac_is_refused() {
 }
 
 #[test]
-fn cda_remains_not_supported() {
+fn cda_with_the_sda_aip_is_refused_naming_the_aip() {
     let e = refused("mode = \"sda\"", "mode = \"cda\"");
     assert!(
-        matches!(&e, ProfileError::NotSupported { key, .. } if key == "oda.mode"),
+        matches!(&e, ProfileError::Invalid { key, .. } if key == "aip"),
         "{e}"
     );
 }

@@ -48,6 +48,8 @@ fn reference_dgis() -> Vec<Dgi> {
         Dgi::new(0x0101, rec, DgiEncryption::None),
         Dgi::new(0x9102, h("500456495341"), DgiEncryption::None),
         Dgi::new(0x9104, h("82021800940408010100"), DgiEncryption::None),
+        // IAD template: Visa layout, derivation key index 01, CVN 10.
+        Dgi::new(0x3000, h("9F100706010A03000000"), DgiEncryption::None),
         Dgi::new(
             0x8000,
             h(&format!("{MK_AC}{}", "33".repeat(32))),

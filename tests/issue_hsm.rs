@@ -32,15 +32,32 @@ async fn a_visa_card_issued_through_the_hsm_passes_the_read_back_arqc_check() {
 }
 
 #[tokio::test]
-async fn a_mastercard_card_issued_through_the_hsm_passes_the_read_back() {
-    issue_through_the_hsm("mc_mchip_adv").await;
+async fn a_visa_cvn18_card_issued_through_the_hsm_passes_the_read_back_arqc_check() {
+    // EMV common session key, derived from the MK-AC inside the token.
+    issue_through_the_hsm("visa_vsdc_cvn18").await;
+}
+
+#[tokio::test]
+async fn a_mastercard_cvn16_card_issued_through_the_hsm_passes_the_read_back_arqc_check() {
+    // Mastercard session key (ATC and unpredictable number), inside the token.
+    issue_through_the_hsm("mc_mchip_cvn16").await;
+}
+
+#[tokio::test]
+async fn a_mastercard_cvn17_card_issued_through_the_hsm_passes_the_read_back_arqc_check() {
+    issue_through_the_hsm("mc_mchip_cvn17").await;
 }
 
 #[test]
 fn both_stores_prepare_the_same_dgis_for_the_same_card() {
     let soft = dev();
     let hsm = dev_hsm();
-    for profile in ["visa_vsdc_cvn10", "mc_mchip_adv"] {
+    for profile in [
+        "visa_vsdc_cvn10",
+        "visa_vsdc_cvn18",
+        "mc_mchip_cvn16",
+        "mc_mchip_cvn17",
+    ] {
         let a = soft
             .production
             .prepare(

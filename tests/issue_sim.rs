@@ -40,8 +40,18 @@ async fn the_visa_profile_personalizes_and_passes_the_read_back() {
 }
 
 #[tokio::test]
-async fn the_mastercard_profile_personalizes_and_passes_the_read_back() {
-    issue("mc_mchip_adv", "01").await.unwrap();
+async fn a_visa_cvn18_card_personalizes_and_its_arqc_verifies_under_imk_01() {
+    issue("visa_vsdc_cvn18", "01").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_mastercard_cvn16_card_personalizes_and_its_arqc_verifies_under_imk_01() {
+    issue("mc_mchip_cvn16", "01").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_mastercard_cvn17_card_personalizes_and_its_arqc_verifies_under_imk_01() {
+    issue("mc_mchip_cvn17", "01").await.unwrap();
 }
 
 #[tokio::test]

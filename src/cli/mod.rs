@@ -15,6 +15,7 @@ use crate::config::{self, StationConfig};
 
 mod card;
 mod keys;
+mod pismo;
 mod preview;
 mod printer;
 #[cfg(feature = "sandbox")]
@@ -23,6 +24,7 @@ mod staff;
 
 pub use card::CardAction;
 pub use keys::KeysAction;
+pub use pismo::PismoAction;
 pub use printer::PrinterAction;
 #[cfg(feature = "sandbox")]
 pub use sandbox::SandboxAction;
@@ -88,12 +90,22 @@ pub enum Command {
         out: PathBuf,
     },
     /// List the journal's recent jobs.
-    Jobs,
+    Jobs {
+        /// List the engineering record instead (`card perso`, `card issue`: who, what, outcome).
+        #[arg(long)]
+        engineering: bool,
+    },
     /// Console staff accounts (who may sign in; PINs stored only as hashes).
     Staff {
         /// Staff actions.
         #[command(subcommand)]
         action: StaffAction,
+    },
+    /// Pismo counter requests: a card for a customer, embossed at this branch.
+    Pismo {
+        /// Pismo actions.
+        #[command(subcommand)]
+        action: PismoAction,
     },
     /// The Windows service: install, uninstall, and the entry the service manager starts.
     Service {
@@ -189,8 +201,9 @@ async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Printer { action } => printer::printer(action).await,
         Command::Preview { order, out } => preview::preview(explicit, &order, &out),
-        Command::Jobs => jobs(explicit),
+        Command::Jobs { engineering } => jobs(explicit, engineering),
         Command::Staff { action } => staff::staff(explicit, action),
+        Command::Pismo { action } => pismo::pismo(explicit, action).await,
         Command::Service { action } => {
             crate::service::command(action, explicit)
                 .await
@@ -206,10 +219,27 @@ async fn dispatch(cli: Cli) -> Outcome {
     }
 }
 
-fn jobs(explicit: Option<&Path>) -> Outcome {
+fn jobs(explicit: Option<&Path>, engineering: bool) -> Outcome {
     let cfg = load_config(explicit)?;
     let journal =
         crate::journal::Journal::open(&cfg.resolve(&cfg.journal.path)).map_err(runtime)?;
+    if engineering {
+        for e in journal.engineering(50).map_err(runtime)? {
+            println!(
+                "{:<25} {:<16} {:<10} {:<8} card {:<20} {:<19} {} on '{}'{}",
+                e.at,
+                e.actor,
+                e.command.as_str(),
+                e.outcome.as_str(),
+                e.card_id.unwrap_or_else(|| "-".into()),
+                e.masked_pan.unwrap_or_else(|| "-".into()),
+                e.keys,
+                e.reader,
+                e.detail.map(|d| format!(" — {d}")).unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
     for j in journal.all_jobs(50).map_err(runtime)? {
         println!(
             "{:<38} {:<38} {:<19} {}{}",

@@ -1,4 +1,5 @@
-//! `preview`: the card face of an order as PNG, laid out as production lays it out.
+//! `preview`: the card face of an order as PNG, laid out as production lays it out,
+//! with the PAN masked.
 
 #[allow(unused_imports)]
 use super::*;
@@ -51,7 +52,9 @@ pub(super) fn preview(explicit: Option<&Path>, order: &Path, out: &Path) -> Outc
                 .map_err(|e| runtime(format!("encryptedData: [{}] {}", e.error_code, e.error)))?;
             input.name = card.encoded_name.clone().unwrap_or_default();
             input.exp_yymm = card.exp.to_yymm();
-            input.pan = Some(zeroize::Zeroizing::new(card.pan.digits().to_string()));
+            // A preview is a file anyone may open or mail: it shows the PAN masked, as
+            // the console does, never the number the printer will emboss.
+            input.pan = Some(zeroize::Zeroizing::new(card.pan.masked()));
             layout = p.layout.clone();
             artwork = p.artwork_dir.clone();
         }

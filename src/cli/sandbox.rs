@@ -27,6 +27,12 @@ pub enum SandboxAction {
         #[arg(long, default_value = "http://127.0.0.1:8480")]
         hub: String,
     },
+    /// The Pismo sandbox on the same listener.
+    Pismo {
+        /// Pismo sandbox actions.
+        #[command(subcommand)]
+        action: crate::sandbox::pismo::cli::PismoSandboxAction,
+    },
 }
 
 pub(super) async fn sandbox(
@@ -65,5 +71,8 @@ pub(super) async fn sandbox(
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(())
         }
+        Some(SandboxAction::Pismo { action }) => sandbox::pismo::cli::run(&state, action)
+            .await
+            .map_err(runtime),
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! Staff sign in with their id and PIN (`staff`); every action is journaled under
 //! their id. It listens on loopback by default: branch staff use it on the
-//! workstation itself. Anything wider needs a reverse proxy with TLS in front
-//! (`console.behind_tls_proxy`) and its name in `console.server_names` ([`origin`]).
+//! workstation itself. Anything wider needs TLS: its own certificate (`[console.tls]`,
+//! served by [`tls`]) or a reverse proxy with TLS in front (`console.behind_tls_proxy`),
+//! and its name in `console.server_names` ([`origin`]).
 
+pub mod lockout;
 pub mod origin;
+pub mod pismo;
 pub mod staff;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -27,6 +31,8 @@ use crate::journal::state::JobState;
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from the console itself so the policy allows no inline script.
 const SCRIPT: &str = include_str!("console.js");
+/// The Pismo counter's script (issue 12).
+const PISMO_SCRIPT: &str = include_str!("pismo.js");
 
 /// One action a staff member can take on a job.
 #[derive(Debug, Serialize)]
@@ -114,11 +120,32 @@ pub enum Access {
 struct Console {
     station: Arc<Station>,
     access: Arc<Access>,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
 }
 
 /// Builds the console router over a station; it answers only to loopback names and `names`.
 pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames) -> Router {
+    router_with_pismo(station, access, names, None)
+}
+
+/// The console router, with the Pismo counter when the station has a `[pismo]` section.
+pub fn router_with_pismo(
+    station: Arc<Station>,
+    access: Access,
+    names: origin::ServerNames,
+    pismo: Option<Arc<crate::pismo::PismoDesk>>,
+) -> Router {
     Router::new()
+        .merge(pismo::routes())
+        .route(
+            "/pismo.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    PISMO_SCRIPT,
+                )
+            }),
+        )
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/console.js",
@@ -139,6 +166,7 @@ pub fn router(station: Arc<Station>, access: Access, names: origin::ServerNames)
         .with_state(Console {
             station,
             access: Arc::new(access),
+            pismo,
         })
 }
 
@@ -212,19 +240,17 @@ async fn sign_in(State(c): State<Console>, Json(req): Json<SignIn>) -> Response 
         )
             .into_response();
     }
-    // Argon2 takes tens of milliseconds: on the blocking pool, not an async worker.
-    let access = c.access.clone();
-    let attempt = tokio::task::spawn_blocking(move || match access.as_ref() {
-        Access::Staff(desk) => desk.sign_in(&req.staff, &req.pin),
+    let attempt = match c.access.as_ref() {
+        Access::Staff(desk) => desk.sign_in(&req.staff, &req.pin).await,
         Access::Anonymous => Err(StaffError::NotSignedIn),
-    })
-    .await
-    .unwrap_or(Err(StaffError::NotSignedIn));
+    };
     match attempt {
         Ok((token, member)) => {
             Json(json!({"token": token.as_str(), "member": member})).into_response()
         }
-        Err(e @ StaffError::Locked { .. }) => refusal(StatusCode::TOO_MANY_REQUESTS, &e),
+        Err(e @ (StaffError::Locked { .. } | StaffError::Busy)) => {
+            refusal(StatusCode::TOO_MANY_REQUESTS, &e)
+        }
         Err(e) => refusal(StatusCode::UNAUTHORIZED, &e),
     }
 }

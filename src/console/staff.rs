@@ -5,11 +5,11 @@
 //! Argon2id hashes. A session is a random bearer token held in memory (sent in the
 //! `Authorization` header, so a page on another site cannot act with it); it ends
 //! after an idle period or a shift's length, and at agent restart. Repeated wrong PINs
-//! lock the account for a while.
+//! lock the id for 30 minutes, and PIN checks are rationed ([`super::lockout`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -20,12 +20,10 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use rand::RngCore;
 
+pub use super::lockout::{LOCKOUT, MAX_CONCURRENT_CHECKS, MAX_FAILURES};
 pub use crate::staff::{hash_pin, StaffAccount, StaffError, StaffFile, MIN_PIN};
 
-/// Wrong PINs in a row that lock an account.
-pub const MAX_FAILURES: u32 = 5;
-/// How long a locked account stays locked.
-pub const LOCKOUT: Duration = Duration::from_secs(5 * 60);
+use super::lockout::Lockout;
 /// A session unused this long ends (a workstation left signed in at the counter).
 pub const IDLE: Duration = Duration::from_secs(15 * 60);
 /// No session outlives a shift.
@@ -46,15 +44,8 @@ struct Session {
 }
 
 #[derive(Default)]
-struct Failures {
-    count: u32,
-    locked_until: Option<Instant>,
-}
-
-#[derive(Default)]
 struct Book {
     sessions: HashMap<String, Session>,
-    failures: HashMap<String, Failures>,
 }
 
 /// Where the accounts come from: fixed, or a file re-read when it changes.
@@ -63,21 +54,24 @@ struct Roster {
     accounts: Vec<StaffAccount>,
 }
 
-/// The accounts of a station and their live sessions.
+/// The accounts of a station and their live sessions (clones share them).
+#[derive(Clone)]
 pub struct StaffDesk {
-    roster: Mutex<Roster>,
-    book: Mutex<Book>,
+    roster: Arc<Mutex<Roster>>,
+    book: Arc<Mutex<Book>>,
+    lockout: Arc<Lockout>,
 }
 
 impl StaffDesk {
     /// A desk over fixed accounts.
     pub fn new(file: StaffFile) -> Self {
         StaffDesk {
-            roster: Mutex::new(Roster {
+            roster: Arc::new(Mutex::new(Roster {
                 source: None,
                 accounts: file.staff,
-            }),
-            book: Mutex::new(Book::default()),
+            })),
+            book: Arc::new(Mutex::new(Book::default())),
+            lockout: Arc::new(Lockout::default()),
         }
     }
 
@@ -116,22 +110,65 @@ impl StaffDesk {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks the PIN and opens a session; returns its bearer token.
-    pub fn sign_in(
+    /// Checks the PIN and opens a session; returns its bearer token. The attempt is
+    /// reserved against the id's lockout first and the Argon2 check runs on the blocking
+    /// pool only in one of the few check slots, so a burst tests no more PINs, and
+    /// holds no more memory, than the limits allow.
+    pub async fn sign_in(
         &self,
         id: &str,
         pin: &str,
     ) -> Result<(Zeroizing<String>, StaffMember), StaffError> {
-        let now = Instant::now();
-        if let Some(f) = self.book().failures.get(id) {
-            if let Some(until) = f.locked_until.filter(|u| *u > now) {
-                let left = until - now;
-                return Err(StaffError::Locked {
-                    minutes: left.as_secs().div_ceil(60).max(1),
-                });
+        let mut reservation = self.lockout.reserve(id).inspect_err(|e| {
+            tracing::info!(staff = id, code = e.code(), "console sign-in refused");
+        })?;
+        let slot = match self.lockout.check_slot().await {
+            Ok(slot) => slot,
+            Err(e) => {
+                reservation.released();
+                return Err(e);
             }
-        }
-        // The hash is checked even for an unknown id so the answer takes as long.
+        };
+        reservation.checking();
+        let desk = self.clone();
+        let (id_owned, pin) = (id.to_string(), Zeroizing::new(pin.to_string()));
+        // The slot moves into the check: it frees when Argon2 is done, even if the
+        // caller has gone away meanwhile.
+        let checked = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            desk.check_pin(&id_owned, &pin)
+        })
+        .await;
+        let Ok(Some(account)) = checked else {
+            // A check that panicked counts as a wrong PIN, like one that failed.
+            reservation.failed();
+            tracing::info!(staff = id, "console sign-in refused");
+            return Err(StaffError::BadCredentials);
+        };
+        reservation.succeeded();
+        let now = Instant::now();
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = Zeroizing::new(hex::encode(raw));
+        let member = StaffMember {
+            id: account.id.clone(),
+            name: account.name.clone(),
+        };
+        self.book().sessions.insert(
+            token.to_string(),
+            Session {
+                member: member.clone(),
+                started: now,
+                last_seen: now,
+            },
+        );
+        tracing::info!(staff = id, "console sign-in");
+        Ok((token, member))
+    }
+
+    /// The account whose PIN this is (blocking: Argon2). The hash is checked even for
+    /// an unknown id so that the answer takes as long.
+    fn check_pin(&self, id: &str, pin: &str) -> Option<StaffAccount> {
         let accounts = self.accounts();
         let account = accounts.iter().find(|a| a.id == id);
         let hash = match account {
@@ -145,38 +182,12 @@ impl StaffDesk {
                     .is_ok()
             })
             .unwrap_or(false);
-        let mut book = self.book();
-        let (Some(account), true) = (account, ok) else {
-            if account.is_some() {
-                let f = book.failures.entry(id.to_string()).or_default();
-                f.count += 1;
-                if f.count >= MAX_FAILURES {
-                    f.count = 0;
-                    f.locked_until = Some(now + LOCKOUT);
-                    tracing::warn!(staff = id, "console account locked after wrong PINs");
-                }
-            }
-            tracing::info!(staff = id, "console sign-in refused");
-            return Err(StaffError::BadCredentials);
-        };
-        book.failures.remove(id);
-        let mut raw = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut raw);
-        let token = Zeroizing::new(hex::encode(raw));
-        let member = StaffMember {
-            id: account.id.clone(),
-            name: account.name.clone(),
-        };
-        book.sessions.insert(
-            token.to_string(),
-            Session {
-                member: member.clone(),
-                started: now,
-                last_seen: now,
-            },
-        );
-        tracing::info!(staff = id, "console sign-in");
-        Ok((token, member))
+        account.filter(|_| ok).cloned()
+    }
+
+    /// The most PIN checks seen running at once (never above [`MAX_CONCURRENT_CHECKS`]).
+    pub fn peak_concurrent_checks(&self) -> usize {
+        self.lockout.peak_concurrent_checks()
     }
 
     /// The member behind a bearer token, if the session is still open (it is kept alive).
@@ -232,7 +243,7 @@ mod tests {
     #[tokio::test]
     async fn the_right_pin_opens_a_session_that_names_the_member() {
         let d = desk();
-        let (token, m) = d.sign_in("amartin", "482913").unwrap();
+        let (token, m) = d.sign_in("amartin", "482913").await.unwrap();
         assert_eq!(m.name, "A. Martin");
         assert_eq!(d.member(&token).unwrap().id, "amartin");
     }
@@ -241,33 +252,94 @@ mod tests {
     async fn a_wrong_pin_and_an_unknown_id_get_the_same_answer() {
         let d = desk();
         assert_eq!(
-            d.sign_in("amartin", "000000").unwrap_err(),
+            d.sign_in("amartin", "000000").await.unwrap_err(),
             StaffError::BadCredentials
         );
         assert_eq!(
-            d.sign_in("nobody", "482913").unwrap_err(),
+            d.sign_in("nobody", "482913").await.unwrap_err(),
             StaffError::BadCredentials
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn five_wrong_pins_lock_the_account_until_the_lockout_ends() {
+    async fn five_wrong_pins_lock_the_account_for_thirty_minutes() {
         let d = desk();
         for _ in 0..MAX_FAILURES {
-            let _ = d.sign_in("amartin", "000000");
+            let _ = d.sign_in("amartin", "000000").await;
         }
         assert_eq!(
-            d.sign_in("amartin", "482913").unwrap_err(),
-            StaffError::Locked { minutes: 5 }
+            d.sign_in("amartin", "482913").await.unwrap_err(),
+            StaffError::Locked { minutes: 30 }
         );
-        tokio::time::advance(LOCKOUT).await;
-        assert!(d.sign_in("amartin", "482913").is_ok());
+        tokio::time::advance(LOCKOUT - Duration::from_secs(1)).await;
+        assert_eq!(
+            d.sign_in("amartin", "482913").await.unwrap_err(),
+            StaffError::Locked { minutes: 1 }
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(d.sign_in("amartin", "482913").await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_locked_id_and_an_unknown_id_get_the_same_answer() {
+        let d = desk();
+        for id in ["amartin", "nobody"] {
+            for _ in 0..MAX_FAILURES {
+                let _ = d.sign_in(id, "000000").await;
+            }
+        }
+        let known = d.sign_in("amartin", "482913").await.unwrap_err();
+        assert_eq!(known, StaffError::Locked { minutes: 30 });
+        assert_eq!(d.sign_in("nobody", "482913").await.unwrap_err(), known);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_simultaneous_wrong_pins_tests_no_more_than_the_lockout_allows() {
+        let d = desk();
+        let burst: Vec<_> = (0..64)
+            .map(|i| {
+                let d = d.clone();
+                tokio::spawn(async move { d.sign_in("amartin", &format!("{i:06}")).await })
+            })
+            .collect();
+        let mut tested = 0u32;
+        for attempt in burst {
+            // Only an attempt answered "not recognised" had its PIN checked.
+            if attempt.await.unwrap().unwrap_err() == StaffError::BadCredentials {
+                tested += 1;
+            }
+        }
+        assert!(tested <= MAX_FAILURES, "{tested} PINs tested");
+        assert!(matches!(
+            d.sign_in("amartin", "482913").await.unwrap_err(),
+            StaffError::Locked { .. }
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sign_ins_for_many_ids_at_once_run_no_more_pin_checks_than_the_cap() {
+        let d = desk();
+        let burst: Vec<_> = (0..12)
+            .map(|i| {
+                let d = d.clone();
+                tokio::spawn(async move { d.sign_in(&format!("id{i}"), "000000").await })
+            })
+            .collect();
+        for attempt in burst {
+            let answer = attempt.await.unwrap().unwrap_err();
+            assert!(
+                matches!(answer, StaffError::BadCredentials | StaffError::Busy),
+                "{answer:?}"
+            );
+        }
+        assert!(d.peak_concurrent_checks() >= 1);
+        assert!(d.peak_concurrent_checks() <= MAX_CONCURRENT_CHECKS);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_session_ends() {
         let d = desk();
-        let (token, _) = d.sign_in("amartin", "482913").unwrap();
+        let (token, _) = d.sign_in("amartin", "482913").await.unwrap();
         tokio::time::advance(IDLE - Duration::from_secs(1)).await;
         assert!(d.member(&token).is_ok(), "use keeps it alive");
         tokio::time::advance(IDLE).await;
@@ -277,7 +349,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_session_outlives_a_shift_even_in_use() {
         let d = desk();
-        let (token, _) = d.sign_in("amartin", "482913").unwrap();
+        let (token, _) = d.sign_in("amartin", "482913").await.unwrap();
         let mut used = Duration::ZERO;
         while used < MAX_SESSION {
             tokio::time::advance(IDLE / 2).await;
@@ -290,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn signing_out_ends_the_session() {
         let d = desk();
-        let (token, _) = d.sign_in("amartin", "482913").unwrap();
+        let (token, _) = d.sign_in("amartin", "482913").await.unwrap();
         d.sign_out(&token);
         assert_eq!(d.member(&token).unwrap_err(), StaffError::NotSignedIn);
     }
@@ -304,7 +376,7 @@ mod tests {
         f.set("bnoor", "B. Noor", "739104").unwrap();
         f.save(&path).unwrap();
         let d = StaffDesk::watching(&path).unwrap();
-        let (token, _) = d.sign_in("amartin", "482913").unwrap();
+        let (token, _) = d.sign_in("amartin", "482913").await.unwrap();
         f.remove("amartin");
         f.save(&path).unwrap();
         // A file system with coarse timestamps may keep the same mtime: make it move.
@@ -316,7 +388,7 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert_eq!(d.member(&token).unwrap_err(), StaffError::NotSignedIn);
-        assert!(d.sign_in("bnoor", "739104").is_ok());
+        assert!(d.sign_in("bnoor", "739104").await.is_ok());
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl Refusal {
 
 /// A card ready to be produced. Holds card data: never logged, dropped after the card.
 pub struct PreparedJob {
-    /// PAN masked (first 6, last 4).
+    /// PAN masked by `Pan::masked` (at most first 6 and last 4, at least 6 hidden).
     pub masked_pan: String,
     /// Chip data.
     pub card: PreparedCard,
@@ -193,8 +193,10 @@ impl Production {
         let input = prep_input(&card);
         let prepared = prepare(&input, profile, &keys, self.keystore.as_ref())
             .map_err(|e| Refusal::data(e.to_string()))?;
+        // SDA, DDA and CDA cards are checked with the CA keys a terminal would hold.
         let expectations = CardExpectations::new(&input, &prepared, profile)
-            .map_err(|e| Refusal::data(e.to_string()))?;
+            .map_err(|e| Refusal::data(e.to_string()))?
+            .with_ca_keys(self.keystore.ca_public_keys());
         let product = instant
             .card_product_id
             .clone()

@@ -54,6 +54,53 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the transition audit is append-only'); END;",
     // v4: which printer/encoder pair took the card, so a card in doubt stops only its line.
     "ALTER TABLE jobs ADD COLUMN line TEXT;",
+    // v5: field-engineering actions that use production keys outside a job
+    // (`card perso`, `card issue`), append-only like the transitions.
+    "CREATE TABLE engineering (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         TEXT NOT NULL,
+        actor      TEXT NOT NULL,
+        command    TEXT NOT NULL,
+        card_id    TEXT,
+        masked_pan TEXT,
+        reader     TEXT NOT NULL,
+        keys       TEXT NOT NULL,
+        outcome    TEXT NOT NULL,
+        detail     TEXT
+     );
+     CREATE TRIGGER engineering_no_update BEFORE UPDATE ON engineering
+        BEGIN SELECT RAISE(ABORT, 'the engineering record is append-only'); END;
+     CREATE TRIGGER engineering_no_delete BEFORE DELETE ON engineering
+        BEGIN SELECT RAISE(ABORT, 'the engineering record is append-only'); END;",
+    // v6: Pismo counter requests (issue 12): one row per request, keyed by the request id
+    // that is also Pismo's idempotency key, and an append-only audit of every step.
+    "CREATE TABLE pismo_requests (
+        request_id    TEXT PRIMARY KEY,
+        customer_id   INTEGER NOT NULL,
+        printed_name  TEXT NOT NULL,
+        product       TEXT,
+        card_id       INTEGER,
+        step          TEXT NOT NULL,
+        message       TEXT,
+        resend_count  INTEGER NOT NULL DEFAULT 0,
+        requested_by  TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX pismo_requests_card ON pismo_requests (card_id);
+    CREATE TABLE pismo_steps (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id  TEXT NOT NULL REFERENCES pismo_requests (request_id),
+        step        TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        card_id     INTEGER,
+        at          TEXT NOT NULL,
+        actor       TEXT NOT NULL
+    );
+    CREATE TRIGGER pismo_steps_no_update BEFORE UPDATE ON pismo_steps
+        BEGIN SELECT RAISE(ABORT, 'the Pismo step audit is append-only'); END;
+    CREATE TRIGGER pismo_steps_no_delete BEFORE DELETE ON pismo_steps
+        BEGIN SELECT RAISE(ABORT, 'the Pismo step audit is append-only'); END;",
 ];
 
 /// The schema version this build writes.

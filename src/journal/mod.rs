@@ -9,6 +9,7 @@
 //! `encryptedData` still encrypted (and purged when the job ends, per retention),
 //! and only a masked PAN is stored.
 
+pub mod engineering;
 mod migrations;
 pub mod state;
 mod thread;
@@ -239,18 +240,6 @@ fn finish_job((mut job, state): (Job, String)) -> Result<Job, JournalError> {
     Ok(job)
 }
 
-/// Whether `s` could hold a clear PAN fragment: 7 or more digits in a row.
-fn has_digit_run(s: &str, limit: usize) -> bool {
-    let mut run = 0;
-    for c in s.chars() {
-        run = if c.is_ascii_digit() { run + 1 } else { 0 };
-        if run >= limit {
-            return true;
-        }
-    }
-    false
-}
-
 impl Journal {
     /// Opens (creating and migrating as needed) the journal at `path` with no retention.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
@@ -289,6 +278,12 @@ impl Journal {
         // A panic while holding the lock cannot leave SQLite half-written (transactions
         // roll back), so the connection stays usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the journal's connection, for the tables another module owns in the
+    /// journal (the Pismo counter requests); call it on the journal thread.
+    pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(&mut self.lock())
     }
 
     /// Reads a pragma, for diagnostics and tests.
@@ -691,7 +686,7 @@ impl Journal {
 
     /// Stores the masked PAN of a job; anything that could be a clear PAN is refused.
     pub fn set_masked_pan(&self, operation_id: &str, masked: &str) -> Result<(), JournalError> {
-        if !masked.contains('*') || has_digit_run(masked, 7) {
+        if !station_emv::card_data::looks_masked(masked) {
             return Err(JournalError::Refused("a PAN that is not masked"));
         }
         let n = self.lock().execute(

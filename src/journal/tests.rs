@@ -174,6 +174,10 @@ fn a_clear_pan_is_never_stored() {
         Err(JournalError::Refused(_))
     ));
     assert!(j.set_masked_pan("op1", "4761739*****0010").is_err());
+    assert!(
+        j.set_masked_pan("op1", "476173***1010").is_err(),
+        "shows 10 of 13"
+    );
     j.set_masked_pan("op1", "476173******0010").unwrap();
 }
 

@@ -43,7 +43,7 @@ pub struct StatusEvent {
     pub reason: Option<String>,
     /// When the station observed the status (RFC 3339).
     pub time: String,
-    /// PAN masked to first 6 and last 4 digits, never the clear PAN.
+    /// PAN masked (at most first 6 and last 4 digits, at least 6 hidden), never the clear PAN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masked_pan: Option<String>,
     /// Number of APDUs exchanged with the chip.
@@ -116,10 +116,10 @@ pub struct ErrorBody {
 /// The RFC 7523 grant type used by D1's token endpoint.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-/// Whether a `maskedPan` value shows no more than first 6 and last 4 digits.
+/// Whether a `maskedPan` value shows no more than first 6 and last 4 digits and hides
+/// at least as many as `Pan::masked` does (a short PAN shows fewer leading digits).
 pub fn is_masked_pan(value: &str) -> bool {
-    let digits = value.chars().filter(|c| c.is_ascii_digit()).count();
-    digits <= 10 && value.chars().any(|c| !c.is_ascii_digit())
+    station_emv::card_data::looks_masked(value)
 }
 
 #[cfg(test)]
@@ -129,6 +129,12 @@ mod tests {
     #[test]
     fn a_pan_masked_to_first_six_and_last_four_passes() {
         assert!(is_masked_pan("476173******0010"));
+    }
+
+    #[test]
+    fn a_fifteen_digit_pan_showing_ten_digits_is_not_masked_enough() {
+        assert!(!is_masked_pan("476173*****1001"));
+        assert!(is_masked_pan("47617******1001"));
     }
 
     #[test]

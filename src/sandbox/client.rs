@@ -10,7 +10,38 @@ use station_emv::card_data::luhn_check_digit;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// Visa test BIN used for sample PANs (never a live BIN).
+/// A card product sample orders are made for: a test BIN (never a live one), the
+/// card product of the development key set, the EMV profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleProduct {
+    /// First six PAN digits.
+    pub bin: &'static str,
+    /// `cardProductId` (transport keys of the development key set).
+    pub card_product_id: &'static str,
+    /// `paymentApplication.config`.
+    pub profile: &'static str,
+}
+
+/// The mixed batch sample orders cycle through: Visa CVN 18, Mastercard CVN 16 and 17.
+pub const SAMPLE_PRODUCTS: &[SampleProduct] = &[
+    SampleProduct {
+        bin: "476173",
+        card_product_id: "DEV-VISA",
+        profile: "visa_vsdc_cvn18",
+    },
+    SampleProduct {
+        bin: "541333",
+        card_product_id: "DEV-MC",
+        profile: "mc_mchip_cvn16",
+    },
+    SampleProduct {
+        bin: "541333",
+        card_product_id: "DEV-MC",
+        profile: "mc_mchip_cvn17",
+    },
+];
+
+/// Visa test BIN (the first sample product's).
 pub const SAMPLE_BIN: &str = "476173";
 
 const GIVEN: &[&str] = &[
@@ -20,10 +51,10 @@ const FAMILY: &[&str] = &[
     "DOE", "MARTIN", "MENSAH", "CHEN", "SILVA", "NOWAK", "HASSAN",
 ];
 
-/// Sample card data JSON: 16-digit Luhn-valid PAN on the test BIN, expiry three
+/// Sample card data JSON: 16-digit Luhn-valid PAN on the test `bin`, expiry three
 /// years ahead (YYMM), effective this month, ISO 7813 name.
-pub fn sample_card_data<R: Rng>(rng: &mut R, today: time::Date) -> Zeroizing<String> {
-    let mut body = String::from(SAMPLE_BIN);
+pub fn sample_card_data<R: Rng>(rng: &mut R, today: time::Date, bin: &str) -> Zeroizing<String> {
+    let mut body = String::from(bin);
     while body.len() < 15 {
         body.push(char::from(b'0' + rng.gen_range(0..10u8)));
     }
@@ -43,16 +74,21 @@ pub fn sample_card_data<R: Rng>(rng: &mut R, today: time::Date) -> Zeroizing<Str
     Zeroizing::new(data.to_string())
 }
 
-/// A D1 INSTANT card request around already encrypted card data.
-pub fn sample_instant_order(encrypted: &str, station: &str, request_id: &str) -> Value {
+/// A D1 INSTANT card request for `product` around already encrypted card data.
+pub fn sample_instant_order(
+    product: &SampleProduct,
+    encrypted: &str,
+    station: &str,
+    request_id: &str,
+) -> Value {
     json!({
         "distributionChannel": "INSTANT",
         "services": { "issuance": "CREATION" },
         "encryptedData": encrypted,
-        "cardProductId": "DEV-VISA",
+        "cardProductId": product.card_product_id,
         "cardDesign": { "customLines": ["DEMO BANK"], "memberId": "M-0001" },
         "paymentApplication": {
-            "config": "visa_vsdc_cvn10",
+            "config": product.profile,
             "derivationKeyIndex": "01",
             "cvKeyIndex": "01",
             "pvKeyIndex": "01"
@@ -67,7 +103,8 @@ pub type SealFn = dyn Fn(&str, &[u8]) -> Result<String, String> + Send + Sync;
 
 /// Post `count` sample INSTANT orders for `station` to the hub at `base_url`,
 /// authenticated with the development issuer credential of `state_dir`, card
-/// data encrypted by `seal` to the key served at `/sandbox/v1/keys`.
+/// data encrypted by `seal` to the key served at `/sandbox/v1/keys`. Order `i` is for
+/// `SAMPLE_PRODUCTS[i % len]`, so a batch mixes Visa and Mastercard.
 /// Returns (cardId, operationId) per order.
 pub async fn post_sample_orders_with(
     base_url: &str,
@@ -96,10 +133,11 @@ pub async fn post_sample_orders_with(
     let hub_key = keys["keys"][0].to_string();
     let today = time::OffsetDateTime::now_utc().date();
     let mut out = Vec::with_capacity(count);
-    for _ in 0..count {
+    for i in 0..count {
+        let product = &SAMPLE_PRODUCTS[i % SAMPLE_PRODUCTS.len()];
         let card = {
             let mut rng = rand::thread_rng();
-            sample_card_data(&mut rng, today)
+            sample_card_data(&mut rng, today, product.bin)
         };
         let encrypted = seal(&hub_key, card.as_bytes()).map_err(SandboxError::Keys)?;
         drop(card);
@@ -115,7 +153,12 @@ pub async fn post_sample_orders_with(
                 dev.issuer_id
             ))
             .bearer_auth(token.secret())
-            .json(&sample_instant_order(&encrypted, station, &request_id))
+            .json(&sample_instant_order(
+                product,
+                &encrypted,
+                station,
+                &request_id,
+            ))
             .send()
             .await
             .map_err(up)?;
@@ -193,7 +236,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let today = time::macros::date!(2026 - 11 - 23);
         for _ in 0..50 {
-            let data: Value = serde_json::from_str(&sample_card_data(&mut rng, today)).unwrap();
+            let data: Value =
+                serde_json::from_str(&sample_card_data(&mut rng, today, SAMPLE_BIN)).unwrap();
             let pan = data["pan"].as_str().unwrap();
             assert_eq!(pan.len(), 16);
             assert!(pan.starts_with(SAMPLE_BIN));
@@ -202,5 +246,23 @@ mod tests {
             assert_eq!(data["effectiveDate"], "2611");
             assert!(data["encodedName"].as_str().unwrap().contains('/'));
         }
+    }
+
+    #[test]
+    fn sample_products_name_shipped_profiles_and_mix_visa_and_mastercard() {
+        let profiles = station_emv::data::profile::ProfileSet::builtin().unwrap();
+        for p in SAMPLE_PRODUCTS {
+            let profile = profiles.get(p.profile).unwrap();
+            let rid = &profile.aid[..5];
+            let want: &[u8] = if p.bin.starts_with('4') {
+                &[0xA0, 0, 0, 0, 0x03]
+            } else {
+                &[0xA0, 0, 0, 0, 0x04]
+            };
+            assert_eq!(rid, want, "{}", p.profile);
+        }
+        let products: std::collections::BTreeSet<_> =
+            SAMPLE_PRODUCTS.iter().map(|p| p.card_product_id).collect();
+        assert_eq!(products.len(), 2);
     }
 }

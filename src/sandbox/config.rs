@@ -40,6 +40,9 @@ pub struct SandboxFile {
     /// Registered stations.
     #[serde(default)]
     pub stations: Vec<StationEntry>,
+    /// The Pismo sandbox: org, customers, embossing groups mapped to stations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pismo: Option<super::pismo::PismoSandboxFile>,
 }
 
 impl SandboxFile {
@@ -66,6 +69,14 @@ impl SandboxFile {
                     s.perso_station
                 )));
             }
+        }
+        if let Some(p) = &file.pismo {
+            let stations: Vec<String> = file
+                .stations
+                .iter()
+                .map(|s| s.perso_station.clone())
+                .collect();
+            p.check(&stations)?;
         }
         Ok(file)
     }

@@ -102,6 +102,75 @@ impl Hub {
     }
 }
 
+// --- Pismo embosser bridge (issue 12): INSTANT orders made by the hub itself. ---
+impl Hub {
+    /// Queue an INSTANT order for `station` as if an issuer had posted `body`, with
+    /// `card` sealed to the station's key; the same rules, re-order check and
+    /// notifications as the D1 endpoint. Returns the new operationId.
+    pub fn submit_instant(
+        &self,
+        issuer_id: &str,
+        card_id: &str,
+        station: &str,
+        body: &Value,
+        card: &super::rules::CardJson,
+    ) -> Result<String, HubError> {
+        let entry = self
+            .stations
+            .get(station)
+            .ok_or_else(|| HubError::not_allowed("persoStation"))?;
+        let jwk = entry
+            .public_jwks
+            .first()
+            .ok_or_else(|| HubError::internal("station without key"))?;
+        let mut order = body.clone();
+        order["encryptedData"] = json!(self.rules.seal_card_data(jwk, card)?);
+        self.rules.validate(&order)?;
+        let operation_id = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_rfc3339();
+        let op = Operation {
+            operation_id: operation_id.clone(),
+            issuer_id: issuer_id.to_string(),
+            card_id: card_id.to_string(),
+            channel: "INSTANT".into(),
+            perso_station: Some(station.to_string()),
+            status: PENDING.into(),
+            details_status: "CARD_PROD_REQUESTED".into(),
+            reason: None,
+            start_time: now.clone(),
+            end_time: None,
+            issuer_request_id: body["issuerRequestId"].as_str().map(str::to_string),
+        };
+        let station_order = StationOrder {
+            operation_id: operation_id.clone(),
+            issuer_id: issuer_id.to_string(),
+            card_id: card_id.to_string(),
+            received_at: now,
+            order,
+            signature: None,
+        };
+        match self
+            .store
+            .create_operation(&op, Some(&station_order))
+            .map_err(HubError::internal)?
+        {
+            Ok(()) => {}
+            Err(CreateRefusal::CardBusy) => return Err(HubError::not_allowed("cardId")),
+        }
+        if let Some(w) = self.wake.get(station) {
+            w.notify_waiters();
+        }
+        self.notifications.notify_one();
+        Ok(operation_id)
+    }
+
+    /// The hub's order rules (card data JWE), for the Pismo sandbox's sealed card data.
+    pub fn rules(&self) -> &Arc<dyn OrderRules> {
+        &self.rules
+    }
+}
+// --- end Pismo embosser bridge ---
+
 type HubState = State<Arc<Hub>>;
 
 /// Every route the hub serves: (method, path, handler). The router and the

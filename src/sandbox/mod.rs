@@ -17,6 +17,7 @@ pub mod error;
 pub mod hub;
 pub mod keys;
 pub mod notify;
+pub mod pismo;
 pub mod rules;
 pub mod state;
 pub mod store;
@@ -37,6 +38,7 @@ use zeroize::Zeroizing;
 pub struct SandboxHandle {
     addr: SocketAddr,
     hub: Arc<Hub>,
+    pismo: Arc<pismo::PismoSandbox>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -55,6 +57,11 @@ impl SandboxHandle {
     /// The hub's shared state (store, tokens), for inspection.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// The Pismo sandbox served on the same listener.
+    pub fn pismo(&self) -> &Arc<pismo::PismoSandbox> {
+        &self.pismo
     }
 
     /// Stop serving and wait for the server task to end.
@@ -156,7 +163,13 @@ pub async fn start_with_rules(
         };
         tokio::spawn(notify::run_notifier(hub.clone(), cfg, rx.clone()));
     }
-    let app = router(hub.clone());
+    let pismo = Arc::new(pismo::PismoSandbox::open(
+        &files,
+        hub.clone(),
+        file.pismo.clone().unwrap_or_default(),
+    )?);
+    tokio::spawn(pismo::run_worker(pismo.clone(), rx.clone()));
+    let app = router(hub.clone()).merge(pismo::router(pismo.clone()));
     let mut stop = rx;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -168,6 +181,7 @@ pub async fn start_with_rules(
     Ok(SandboxHandle {
         addr,
         hub,
+        pismo,
         shutdown: tx,
         server,
     })
@@ -176,12 +190,13 @@ pub async fn start_with_rules(
 /// Print where the sandbox keeps its keys, for the operator starting it.
 pub fn describe_state(files: &StateFiles, addr: SocketAddr) -> String {
     format!(
-        "sandbox hub listening on http://{addr}\n  hub JWE public key: {}\n  development issuer credential: {} (issuer {})\n  stations: {}\n  database: {}",
+        "sandbox hub listening on http://{addr}\n  hub JWE public key: {}\n  development issuer credential: {} (issuer {})\n  stations: {}\n  database: {}\n  Pismo development client: {}",
         files.hub_public_jwk.display(),
         files.dev_issuer.display(),
         DEV_ISSUER_ID,
         files.config.display(),
-        files.database.display()
+        files.database.display(),
+        pismo::dev_client_path(files).display()
     )
 }
 

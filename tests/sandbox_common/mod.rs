@@ -55,6 +55,14 @@ impl TestHub {
     }
 
     pub async fn start_with_issuer(issuer_url: Option<String>) -> TestHub {
+        Self::start_with(issuer_url, None).await
+    }
+
+    /// A hub whose `sandbox.toml` also has a `[pismo]` section.
+    pub async fn start_with(
+        issuer_url: Option<String>,
+        pismo: Option<station_agent::sandbox::pismo::PismoSandboxFile>,
+    ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let files = init_state(dir.path()).unwrap();
         let (sig_private, sig_public) = generate_es256_jwk("station-sig-1").unwrap();
@@ -68,6 +76,7 @@ impl TestHub {
                 client_id: STATION_CLIENT.into(),
                 client_jwk: sig_public,
             }],
+            pismo,
         };
         std::fs::write(&files.config, file.to_toml().unwrap()).unwrap();
         let config = SandboxConfig {

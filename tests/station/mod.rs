@@ -43,7 +43,12 @@ pub fn dev_with_keys(extra: &str) -> Dev {
         std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
     }
     let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
-    dev_on(dir, keystore.clone(), keystore)
+    dev_with(dir, keystore, ProfileSet::builtin().unwrap())
+}
+
+/// A development station with this key store and these profiles (`dir` is kept).
+pub fn dev_with(dir: tempfile::TempDir, keystore: Arc<dyn KeyStore>, profiles: ProfileSet) -> Dev {
+    dev_on(dir, keystore.clone(), keystore, profiles)
 }
 
 /// The development station with its issuer keys in a SoftHSM2 token (one per test
@@ -71,13 +76,19 @@ pub fn dev_hsm() -> Dev {
     let dir = tempfile::tempdir().unwrap();
     let path = write_dev_keystore(dir.path()).unwrap();
     let card_stock_keys: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
-    dev_on(dir, hsm.clone(), card_stock_keys)
+    dev_on(
+        dir,
+        hsm.clone(),
+        card_stock_keys,
+        ProfileSet::builtin().unwrap(),
+    )
 }
 
 fn dev_on(
     dir: tempfile::TempDir,
     keystore: Arc<dyn KeyStore>,
     card_stock_keys: Arc<dyn KeyStore>,
+    profiles: ProfileSet,
 ) -> Dev {
     let (private, public) = generate_p256_keypair("station-test-1");
     let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
@@ -85,7 +96,7 @@ fn dev_on(
         station_id: STATION.into(),
         keyring,
         keystore: keystore.clone(),
-        profiles: ProfileSet::builtin().unwrap(),
+        profiles,
         layout: Layout::standard(),
         artwork_dir: None,
         default_card_product: "DEV-VISA".into(),

@@ -2,8 +2,9 @@
 //!
 //! - `cargo xtask test`: system packages, fmt check, clippy `-D warnings`, every test
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
-//! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--hsm`: issuer
-//!   keys in a SoftHSM2 token).
+//! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--pismo`: the
+//!   Pismo chain: counter requests, embossing run, a spoiled card made again; `--hsm`:
+//!   issuer keys in a SoftHSM2 token).
 //! - `cargo xtask package`: the Debian package in `target/debian/`.
 //! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
@@ -46,28 +47,17 @@ fn private_pcscd(name: &str) -> Result<pcscd::PrivatePcscd, String> {
 
 fn demo(extra: &[String]) -> Result<(), String> {
     packages::ensure()?;
+    // `--pismo`: the Pismo chain (issue 12) instead of orders posted by an issuer backend.
+    let pismo = extra.iter().any(|a| a == "--pismo");
+    let bin = if pismo { "pismo-demo" } else { "station-demo" };
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--pismo").collect();
     cargo(
-        &[
-            "build",
-            "--quiet",
-            "-p",
-            "station-branch",
-            "--bin",
-            "station-demo",
-        ],
+        &["build", "--quiet", "-p", "station-branch", "--bin", bin],
         &[],
     )?;
     let pcscd = private_pcscd("demo")?;
-    let mut args = vec![
-        "run",
-        "--quiet",
-        "-p",
-        "station-branch",
-        "--bin",
-        "station-demo",
-        "--",
-    ];
-    args.extend(extra.iter().map(String::as_str));
+    let mut args = vec!["run", "--quiet", "-p", "station-branch", "--bin", bin, "--"];
+    args.extend(extra.iter().map(|s| s.as_str()));
     let r = cargo(&args, &pcscd.env());
     drop(pcscd);
     r
@@ -155,7 +145,7 @@ fn main() {
         }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--cards N] [--console] [--hsm]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N] [--console] [--hsm]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };

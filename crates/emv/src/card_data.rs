@@ -8,7 +8,7 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 /// A primary account number: 12 to 19 decimal digits, zeroized on drop.
-/// `Display` and `Debug` show only the mask (first 6, last 4).
+/// `Display` and `Debug` show only the mask (see [`mask_digits`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pan(Zeroizing<String>);
 
@@ -49,7 +49,8 @@ impl Pan {
         &self.0
     }
 
-    /// The masked form, e.g. `476173******0010` — the only form fit for logs.
+    /// The masked form, e.g. `476173******0010` (fewer leading digits below 16) — the only
+    /// form fit for logs, screens and printed previews.
     pub fn masked(&self) -> String {
         mask_digits(&self.0)
     }
@@ -82,16 +83,36 @@ impl std::fmt::Debug for Pan {
     }
 }
 
-/// Masks a digit string as first 6 ‖ `*`… ‖ last 4; strings too short to keep
-/// both ends are masked entirely.
+/// Digits a mask always hides: with the Luhn digit that still leaves 10^5 candidates,
+/// so a masked PAN never narrows the account to a handful (PCI DSS 3.4.1).
+pub const MASK_HIDDEN_MIN: usize = 6;
+
+/// Masks a digit string as head ‖ `*`… ‖ last 4. The head is the BIN (first 6) only
+/// from 16 digits up; shorter PANs show fewer so that at least [`MASK_HIDDEN_MIN`]
+/// digits stay hidden. Strings too short to keep both ends are masked entirely.
 pub fn mask_digits(digits: &str) -> String {
     let n = digits.chars().count();
     if n < 12 {
         return "*".repeat(n);
     }
-    let head: String = digits.chars().take(6).collect();
+    let shown_head = 6.min(n - 4 - MASK_HIDDEN_MIN);
+    let head: String = digits.chars().take(shown_head).collect();
     let tail: String = digits.chars().skip(n - 4).collect();
-    format!("{head}{}{tail}", "*".repeat(n - 10))
+    format!("{head}{}{tail}", "*".repeat(n - 4 - shown_head))
+}
+
+/// Whether `value` is masked at least as far as [`mask_digits`] masks: no more than 10
+/// digits shown, at least [`MASK_HIDDEN_MIN`] hidden (`*`), and no 7 digits in a row.
+/// For values that arrive already masked (from the hub, for the journal).
+pub fn looks_masked(value: &str) -> bool {
+    let shown = value.chars().filter(char::is_ascii_digit).count();
+    let hidden = value.chars().filter(|c| *c == '*').count();
+    let mut run = 0;
+    let longest = value.chars().fold(0, |longest, c| {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        longest.max(run)
+    });
+    shown <= 10 && hidden >= MASK_HIDDEN_MIN && longest < 7
 }
 
 /// Luhn (mod 10) check over ASCII digits.
@@ -214,6 +235,46 @@ mod tests {
     fn mask_keeps_first_six_and_last_four() {
         assert_eq!(mask_digits("4761739001010010"), "476173******0010");
         assert_eq!(mask_digits("4761739001010010123"), "476173*********0123");
+    }
+
+    #[test]
+    fn a_short_pan_shows_fewer_leading_digits_so_six_stay_hidden() {
+        // PCI DSS: at most the BIN (6) and the last 4, and never enough to narrow the
+        // PAN to a handful: below 16 digits the shown head shrinks.
+        assert_eq!(mask_digits("476173900101001"), "47617******1001");
+        assert_eq!(mask_digits("47617390010100"), "4761******0100");
+        assert_eq!(mask_digits("4761739001010"), "476******1010");
+        assert_eq!(mask_digits("476173900101"), "47******0101");
+    }
+
+    #[test]
+    fn every_mask_hides_at_least_six_digits_and_shows_at_most_ten() {
+        for n in 12..=19 {
+            let digits: String = "4761739001010010123".chars().take(n).collect();
+            let m = mask_digits(&digits);
+            assert_eq!(m.chars().count(), n);
+            assert!(m.chars().filter(|c| *c == '*').count() >= 6, "{m}");
+            assert!(m.chars().filter(char::is_ascii_digit).count() <= 10, "{m}");
+            assert!(m.ends_with(&digits[n - 4..]), "{m}");
+        }
+    }
+
+    #[test]
+    fn every_mask_looks_masked_and_an_older_looser_mask_does_not() {
+        for n in 12..=19 {
+            let digits: String = "4761739001010010123".chars().take(n).collect();
+            assert!(looks_masked(&mask_digits(&digits)), "{n} digits");
+        }
+        assert!(!looks_masked("476173***1010"), "13 digits showing 10");
+        assert!(!looks_masked("4761739*****0010"), "7 leading digits");
+        assert!(!looks_masked("4761739001010010"));
+    }
+
+    #[test]
+    fn a_short_pan_displays_the_short_mask() {
+        let p = Pan::new("476173900101").unwrap();
+        assert_eq!(p.to_string(), "47******0101");
+        assert_eq!(p.masked(), "47******0101");
     }
 
     #[test]

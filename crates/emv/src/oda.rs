@@ -438,16 +438,63 @@ pub fn sign_dynamic_data(
     icc_dynamic_number: &[u8],
     ddol_data: &[u8],
 ) -> Result<Vec<u8>, OdaError> {
-    let rsa = |e: openssl::error::ErrorStack| OdaError::Rsa(e.to_string());
-    let l_dd = 1 + icc_dynamic_number.len();
-    if icc_dynamic_number.len() > 8 || n_ic < l_dd + 25 {
+    if icc_dynamic_number.len() > 8 {
         return Err(invalid("ICC dynamic number too long for the key"));
     }
-    let mut body = vec![0x05, SHA1, l_dd as u8, icc_dynamic_number.len() as u8];
-    body.extend_from_slice(icc_dynamic_number);
+    let mut dd = vec![icc_dynamic_number.len() as u8];
+    dd.extend_from_slice(icc_dynamic_number);
+    sign_icc_dynamic_data(key, n_ic, &dd, ddol_data)
+}
+
+/// ICC dynamic data of a CDA signature (EMV Book 2 §6.6.1): dynamic number length ‖
+/// dynamic number ‖ CID ‖ application cryptogram ‖ transaction data hash code.
+pub fn cda_dynamic_data(
+    icc_dynamic_number: &[u8],
+    cid: u8,
+    ac: &[u8; 8],
+    transaction_data_hash: &[u8; 20],
+) -> Vec<u8> {
+    let mut dd = vec![icc_dynamic_number.len() as u8];
+    dd.extend_from_slice(icc_dynamic_number);
+    dd.push(cid);
+    dd.extend_from_slice(ac);
+    dd.extend_from_slice(transaction_data_hash);
+    dd
+}
+
+/// The transaction data hash code CDA signs (EMV Book 2 §6.6.1): SHA-1 of the PDOL
+/// data, the CDOL1 data and the GENERATE AC response's data objects other than 9F4B,
+/// in the order they came.
+pub fn cda_transaction_data_hash(
+    pdol_data: &[u8],
+    cdol_data: &[u8],
+    response_tlvs: &[u8],
+) -> [u8; 20] {
+    let mut d = pdol_data.to_vec();
+    d.extend_from_slice(cdol_data);
+    d.extend_from_slice(response_tlvs);
+    openssl::sha::sha1(&d)
+}
+
+/// Signs ICC dynamic data (DDA: the dynamic number; CDA: [`cda_dynamic_data`]) in the
+/// signed dynamic application data format 05, the hash also covering the terminal's
+/// dynamic data (DDA: the DDOL data; CDA: the unpredictable number).
+pub fn sign_icc_dynamic_data(
+    key: &IccPrivateCrt<'_>,
+    n_ic: usize,
+    icc_dynamic_data: &[u8],
+    terminal_data: &[u8],
+) -> Result<Vec<u8>, OdaError> {
+    let rsa = |e: openssl::error::ErrorStack| OdaError::Rsa(e.to_string());
+    let l_dd = icc_dynamic_data.len();
+    if l_dd > 255 || n_ic < l_dd + 25 {
+        return Err(invalid("ICC dynamic data too long for the key"));
+    }
+    let mut body = vec![0x05, SHA1, l_dd as u8];
+    body.extend_from_slice(icc_dynamic_data);
     body.resize(body.len() + (n_ic - l_dd - 25), 0xBB);
     let mut hashed = body.clone();
-    hashed.extend_from_slice(ddol_data);
+    hashed.extend_from_slice(terminal_data);
     let mut block = vec![0x6A];
     block.extend_from_slice(&body);
     block.extend_from_slice(&openssl::sha::sha1(&hashed));
@@ -478,6 +525,57 @@ pub fn sign_dynamic_data(
 /// Checks signed dynamic application data (9F4B) against the DDOL data the terminal
 /// sent; returns the ICC dynamic number.
 pub fn verify_sdad(icc: &RsaPublicKey, sdad: &[u8], ddol_data: &[u8]) -> Result<Vec<u8>, OdaError> {
+    let dd = recover_icc_dynamic_data(icc, sdad, ddol_data)?;
+    let n = dd[0] as usize;
+    if n + 1 > dd.len() {
+        return Err(invalid(
+            "signed dynamic data has a bad dynamic number length",
+        ));
+    }
+    Ok(dd[1..1 + n].to_vec())
+}
+
+/// What a CDA signature carries, once recovered and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdaSigned {
+    /// ICC dynamic number.
+    pub icc_dynamic_number: Vec<u8>,
+    /// Cryptogram information data as signed.
+    pub cid: u8,
+    /// The application cryptogram.
+    pub ac: [u8; 8],
+    /// Transaction data hash code as signed.
+    pub transaction_data_hash: [u8; 20],
+}
+
+/// Recovers a CDA signature (EMV Book 2 §6.6.2) with the ICC key, checks its hash over
+/// the unpredictable number the terminal sent, and splits the ICC dynamic data.
+pub fn recover_cda(
+    icc: &RsaPublicKey,
+    sdad: &[u8],
+    unpredictable_number: &[u8],
+) -> Result<CdaSigned, OdaError> {
+    let dd = recover_icc_dynamic_data(icc, sdad, unpredictable_number)?;
+    let n = dd[0] as usize;
+    if !(2..=8).contains(&n) || dd.len() != 1 + n + 1 + 8 + HASH_LEN {
+        return Err(invalid("CDA dynamic data has a bad layout"));
+    }
+    let rest = &dd[1 + n..];
+    Ok(CdaSigned {
+        icc_dynamic_number: dd[1..1 + n].to_vec(),
+        cid: rest[0],
+        ac: rest[1..9].try_into().expect("8"),
+        transaction_data_hash: rest[9..29].try_into().expect("20"),
+    })
+}
+
+/// Recovers signed dynamic application data, checks header, format, trailer and the
+/// hash over the terminal's dynamic data, and returns the ICC dynamic data.
+fn recover_icc_dynamic_data(
+    icc: &RsaPublicKey,
+    sdad: &[u8],
+    terminal_data: &[u8],
+) -> Result<Vec<u8>, OdaError> {
     let n_ic = icc.modulus.len();
     if n_ic < 27 {
         return Err(invalid("the ICC key is too short for signed dynamic data"));
@@ -499,19 +597,13 @@ pub fn verify_sdad(icc: &RsaPublicKey, sdad: &[u8], ddol_data: &[u8]) -> Result<
         return Err(invalid("signed dynamic data has a bad dynamic data length"));
     }
     let mut hashed = r[1..n_ic - 1 - HASH_LEN].to_vec();
-    hashed.extend_from_slice(ddol_data);
+    hashed.extend_from_slice(terminal_data);
     if openssl::sha::sha1(&hashed) != r[n_ic - 1 - HASH_LEN..n_ic - 1] {
         return Err(invalid(
             "signed dynamic data does not match the terminal data",
         ));
     }
-    let n = r[4] as usize;
-    if n + 1 > l_dd {
-        return Err(invalid(
-            "signed dynamic data has a bad dynamic number length",
-        ));
-    }
-    Ok(r[5..5 + n].to_vec())
+    Ok(r[4..4 + l_dd].to_vec())
 }
 
 #[cfg(test)]
@@ -670,5 +762,64 @@ mod tests {
     fn issuer_identifier_is_f_padded() {
         let pan = Pan::new("4761739001010010").unwrap();
         assert_eq!(issuer_identifier(&pan, 6), [0x47, 0x61, 0x73, 0xFF]);
+    }
+
+    fn cda_vector() -> (serde_json::Value, impl Fn(&str) -> Vec<u8>) {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/cda/cda-vector.json"))
+                .unwrap();
+        let w = v.clone();
+        (v, move |k: &str| {
+            hex::decode(w[k].as_str().unwrap()).unwrap()
+        })
+    }
+
+    #[test]
+    fn the_cda_transaction_data_hash_matches_the_independent_vector() {
+        let (_, h) = cda_vector();
+        let hash =
+            cda_transaction_data_hash(&h("pdol_data"), &h("cdol1_data"), &h("response_objects"));
+        assert_eq!(hash.to_vec(), h("transaction_data_hash"));
+    }
+
+    #[test]
+    fn a_cda_signature_made_with_the_crt_key_matches_the_independent_vector() {
+        let (_, h) = cda_vector();
+        let (p, q, dp, dq, qinv) = (h("p"), h("q"), h("dp"), h("dq"), h("qinv"));
+        let key = IccPrivateCrt {
+            p: &p,
+            q: &q,
+            dp: &dp,
+            dq: &dq,
+            qinv: &qinv,
+        };
+        let dd = cda_dynamic_data(
+            &h("icc_dynamic_number"),
+            h("cid")[0],
+            &h("ac").try_into().unwrap(),
+            &h("transaction_data_hash").try_into().unwrap(),
+        );
+        let sdad = sign_icc_dynamic_data(&key, 128, &dd, &h("unpredictable_number")).unwrap();
+        assert_eq!(hex::encode_upper(sdad), hex::encode_upper(h("sdad")));
+    }
+
+    #[test]
+    fn the_independent_cda_signature_recovers_into_its_parts() {
+        let (_, h) = cda_vector();
+        let icc = RsaPublicKey {
+            modulus: h("modulus"),
+            exponent: h("exponent"),
+        };
+        let signed = recover_cda(&icc, &h("sdad"), &h("unpredictable_number")).unwrap();
+        assert_eq!(signed.icc_dynamic_number, h("icc_dynamic_number"));
+        assert_eq!(signed.cid, h("cid")[0]);
+        assert_eq!(signed.ac.to_vec(), h("ac"));
+        assert_eq!(
+            signed.transaction_data_hash.to_vec(),
+            h("transaction_data_hash")
+        );
+        let mut other_un = h("unpredictable_number");
+        other_un[0] ^= 1;
+        assert!(recover_cda(&icc, &h("sdad"), &other_un).is_err());
     }
 }

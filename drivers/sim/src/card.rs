@@ -8,8 +8,9 @@
 //! ISD, open the secure channel with it, name the application in an INSTALL
 //! [for personalization] sent inside that channel, and the ISD hands the following
 //! STORE DATA commands to the application. The last block makes it PERSONALIZED; from then on it answers as an EMV card: SELECT →
-//! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA, GENERATE AC with a Visa
-//! CVN 10 cryptogram under the personalized MK-AC, and INTERNAL AUTHENTICATE (DDA)
+//! FCI, GET PROCESSING OPTIONS, READ RECORD, GET DATA, GENERATE AC with the
+//! cryptogram version its IAD template names (Visa CVN 10/18 for a Visa AID, M/Chip
+//! CVN 16/17 for a Mastercard AID) under the personalized MK-AC, and INTERNAL AUTHENTICATE (DDA)
 //! signed with the ICC private key from DGIs `8201`–`8205` when the profile puts one.
 //!
 //! Terminal tests can skip personalization: [`SimCard::personalized`] is the card as
@@ -19,8 +20,9 @@
 //! of the FCI proprietary template `A5`; `9104` holds the GPO response data objects
 //! (`82` AIP, `94` AFL); record DGIs `SSRR` hold the `70` template of SFI `SS` record
 //! `RR`; `8000` holds MK-AC ‖ MK-SMI ‖ MK-SMC; `9010` holds the PIN try counter ‖
-//! limit; an issuer application data template `9F10` (06 DKI CVN 03 CVR) may come in
-//! any other non-record DGI (the shipped profiles use `3000`).
+//! limit; the issuer application data template `9F10` (Visa `06 DKI CVN 03 CVR [IDD]`,
+//! M/Chip `KDI CVN CVR DAC/IDN counters`) comes in another non-record DGI (the shipped
+//! profiles use `3000`); the card fills in the CVR and MACs what its version covers.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,13 +30,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::data::cryptogram::{application_cryptogram, IadLayout, TransactionData};
+use station_emv::data::profile::CryptogramVersion;
 use station_emv::dgi;
 use station_emv::gp::card::CardChannel;
 use station_emv::gp::diversify::Diversification;
 use station_emv::gp::scp::{unpad80, KeySource, Protocol, StaticKeys};
 use station_emv::gp::Command;
-use station_emv::oda::{sign_dynamic_data, IccPrivateCrt};
+use station_emv::oda::{
+    cda_dynamic_data, cda_transaction_data_hash, sign_icc_dynamic_data, IccPrivateCrt,
+};
 use station_emv::tlv;
 use station_hal::{ApduTransport, TransportError};
 use zeroize::Zeroizing;
@@ -216,6 +221,8 @@ pub struct SimCard {
     perso_target: Option<Vec<u8>>,
     /// Commands received, when the card was asked to keep them (terminal tests).
     received: Option<Vec<Vec<u8>>>,
+    /// PDOL data of the last GET PROCESSING OPTIONS (CDA hashes it).
+    pdol_data: Vec<u8>,
 }
 
 /// Response of a removed card (the transport reports it as such).
@@ -253,6 +260,7 @@ impl SimCard {
             direct_perso: true,
             perso_target: None,
             received: None,
+            pdol_data: Vec::new(),
         }
     }
 
@@ -374,7 +382,7 @@ impl SimCard {
             (0x80, 0x82) => self.external_authenticate(cmd),
             (0x80, 0xE2) => self.store_data(cmd),
             (0x80, 0xE6) => self.install(cmd),
-            (0x80, 0xA8) => self.gpo(),
+            (0x80, 0xA8) => self.gpo(cmd),
             (0x00, 0xB2) => self.read_record(cmd),
             (0x80, 0xCA) => self.get_data(cmd),
             (0x80, 0xAE) => self.generate_ac(cmd),
@@ -604,10 +612,15 @@ impl SimCard {
         self.state == AppState::Personalized && self.selected.is_some() && self.selected == self.aid
     }
 
-    fn gpo(&mut self) -> Vec<u8> {
+    fn gpo(&mut self, cmd: &Command) -> Vec<u8> {
         if !self.personalized_app() {
             return sw(0x6985);
         }
+        // Kept for the CDA transaction data hash: the value of the 83 template.
+        self.pdol_data = match tlv::parse(&cmd.data).as_deref() {
+            Ok([t]) if t.tag == 0x83 => t.value.clone(),
+            _ => return sw(0x6A80),
+        };
         let Some(gpo) = self.dgi(0x9104) else {
             return sw(0x6985);
         };
@@ -656,17 +669,25 @@ impl SimCard {
         if !self.personalized_app() {
             return sw(0x6985);
         }
-        let parts: Option<Vec<&[u8]>> = (0x8201..=0x8205).map(|id| self.dgi(id)).collect();
-        let Some([qinv, dq, dp, q, p]) = parts.as_deref() else {
+        if (0x8201..=0x8205).any(|id| self.dgi(id).is_none()) {
             return sw(0x6D00);
+        }
+        let dd = [&[3u8][..], &[0x00, self.atc as u8, 0x5A]].concat();
+        match self.sign_with_icc_key(&dd, &cmd.data) {
+            Some(sdad) => ok(tlv::encode(0x80, &sdad)),
+            None => sw(0x6F00),
+        }
+    }
+
+    /// Signed dynamic application data over `dynamic_data` with the ICC private key
+    /// from DGIs 8201-8205; `None` when the card has no key or signing fails.
+    fn sign_with_icc_key(&self, dynamic_data: &[u8], terminal_data: &[u8]) -> Option<Vec<u8>> {
+        let parts: Option<Vec<&[u8]>> = (0x8201..=0x8205).map(|id| self.dgi(id)).collect();
+        let [qinv, dq, dp, q, p] = parts.as_deref()? else {
+            return None;
         };
         let key = IccPrivateCrt { p, q, dp, dq, qinv };
-        let n_ic = p.len() + q.len();
-        let dynamic_number = [0x00, self.atc as u8, 0x5A];
-        match sign_dynamic_data(&key, n_ic, &dynamic_number, &cmd.data) {
-            Ok(sdad) => ok(tlv::encode(0x80, &sdad)),
-            Err(_) => sw(0x6F00),
-        }
+        sign_icc_dynamic_data(&key, p.len() + q.len(), dynamic_data, terminal_data).ok()
     }
 
     fn record_tag(&self, tag: u32) -> Option<Vec<u8>> {
@@ -696,52 +717,75 @@ impl SimCard {
             values.insert(tag, cmd.data[pos..pos + len].to_vec());
             pos += len;
         }
-        let field = |tag: u32, n: usize| -> Vec<u8> {
-            let mut v = values.get(&tag).cloned().unwrap_or_default();
-            v.resize(n, 0);
-            v
-        };
         let (Some(keys), Some(aip)) = (
             self.dgi(0x8000).map(|k| Zeroizing::new(k.to_vec())),
             self.internal_tag(0x82).filter(|a| a.len() == 2),
         ) else {
             return sw(0x6985);
         };
-        let iad_head = self
+        // The applet knows its scheme's IAD layout; the personalized template says
+        // which key index and cryptogram version it runs.
+        let Some(aid) = self.aid.clone() else {
+            return sw(0x6985);
+        };
+        let Some(layout) = IadLayout::of_application(&aid) else {
+            return sw(0x6985);
+        };
+        let Some(template) = self
             .internal_tag(0x9F10)
-            .filter(|t| t.len() >= 3)
-            .map(|t| t[..3].to_vec())
-            .unwrap_or(vec![0x06, 0x01, 0x0A]);
+            .filter(|t| t.len() >= layout.min_len())
+        else {
+            return sw(0x6985);
+        };
+        let Some(version) = CryptogramVersion::from_iad(layout, &template) else {
+            return sw(0x6985);
+        };
         if keys.len() < 16 {
             return sw(0x6985);
         }
         self.atc = self.atc.wrapping_add(1);
-        let (cid, cvr2) = match cmd.p1 & 0xC0 {
-            0x80 => (0x80, 0xA0),
-            0x40 => (0x40, 0x90),
-            _ => (0x00, 0x80),
+        let cid = match cmd.p1 & 0xC0 {
+            0x80 => 0x80,
+            0x40 => 0x40,
+            _ => 0x00,
         };
-        let cvr = [0x03, cvr2, 0x00, 0x00];
-        let input = Cvn10Input {
-            amount: field(0x9F02, 6).try_into().expect("6"),
-            amount_other: field(0x9F03, 6).try_into().expect("6"),
-            terminal_country: field(0x9F1A, 2).try_into().expect("2"),
-            tvr: field(0x95, 5).try_into().expect("5"),
-            currency: field(0x5F2A, 2).try_into().expect("2"),
-            date: field(0x9A, 3).try_into().expect("3"),
-            tx_type: field(0x9C, 1)[0],
-            unpredictable_number: field(0x9F37, 4).try_into().expect("4"),
-            aip: aip[..2].try_into().expect("2"),
-            atc: self.atc.to_be_bytes(),
-            cvr,
-        };
-        let Ok(ac) = visa_cvn10(&keys[..16], &input) else {
+        let mut iad = template;
+        iad[layout.cvr_range()].copy_from_slice(&layout.first_generate_ac_cvr(cid));
+        let tx = TransactionData::from_tags(
+            |tag| values.get(&tag).cloned(),
+            aip[..2].try_into().expect("2"),
+            self.atc.to_be_bytes(),
+        );
+        let Ok(ac) = application_cryptogram(version, &keys[..16], &tx, &iad) else {
             return sw(0x6F00);
         };
-        let mut body = tlv::encode(0x9F27, &[cid]);
-        body.extend(tlv::encode(0x9F36, &self.atc.to_be_bytes()));
-        body.extend(tlv::encode(0x9F26, &ac));
-        body.extend(tlv::encode(0x9F10, &[&iad_head[..], &cvr].concat()));
+        let cid_tlv = tlv::encode(0x9F27, &[cid]);
+        let atc_tlv = tlv::encode(0x9F36, &self.atc.to_be_bytes());
+        let iad_tlv = tlv::encode(0x9F10, &iad);
+        // CDA: asked for (P1 bit 10) and announced in the AIP, the card signs the
+        // cryptogram instead of returning it in clear (EMV Book 2 §6.6.1).
+        if cmd.p1 & 0x10 != 0 && aip[0] & 0x01 != 0 {
+            let un = values.get(&0x9F37).cloned().unwrap_or_default();
+            let hash = cda_transaction_data_hash(
+                &self.pdol_data,
+                &cmd.data,
+                &[&cid_tlv[..], &atc_tlv, &iad_tlv].concat(),
+            );
+            let dynamic_number = [0x00, self.atc as u8, 0x5A];
+            let dd = cda_dynamic_data(&dynamic_number, cid, &ac, &hash);
+            let Some(sdad) = self.sign_with_icc_key(&dd, &un) else {
+                return sw(0x6985);
+            };
+            let body = [
+                &cid_tlv[..],
+                &atc_tlv,
+                &tlv::encode(0x9F4B, &sdad),
+                &iad_tlv,
+            ]
+            .concat();
+            return ok(tlv::encode(0x77, &body));
+        }
+        let body = [&cid_tlv[..], &atc_tlv, &tlv::encode(0x9F26, &ac), &iad_tlv].concat();
         ok(tlv::encode(0x77, &body))
     }
 }

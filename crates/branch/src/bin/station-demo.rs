@@ -248,8 +248,15 @@ async fn main() -> ExitCode {
     let mut ok = true;
     println!();
     println!(
-        "{:<3} {:<38} {:<19} {:<20} {:<11} {:>7} {:>5}",
-        "#", "cardId", "masked PAN", "station status", "hub status", "seconds", "APDUs"
+        "{:<3} {:<38} {:<16} {:<19} {:<20} {:<11} {:>7} {:>5}",
+        "#",
+        "cardId",
+        "EMV profile",
+        "masked PAN",
+        "station status",
+        "hub status",
+        "seconds",
+        "APDUs"
     );
     for (i, (card, op)) in posted.iter().enumerate() {
         let job = agent.station.journal.job(op).ok().flatten();
@@ -271,10 +278,13 @@ async fn main() -> ExitCode {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         ok &= d1 == "CARD_PROD_DONE" && hub_status == "SUCCESSFUL";
+        // The sample orders cycle through the sample products in order.
+        let product = &sandbox::client::SAMPLE_PRODUCTS[i % sandbox::client::SAMPLE_PRODUCTS.len()];
         println!(
-            "{:<3} {:<38} {:<19} {:<20} {:<11} {:>7} {:>5}",
+            "{:<3} {:<38} {:<16} {:<19} {:<20} {:<11} {:>7} {:>5}",
             i + 1,
             card,
+            product.profile,
             job.as_ref()
                 .and_then(|j| j.masked_pan.clone())
                 .unwrap_or_default(),

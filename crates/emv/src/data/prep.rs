@@ -465,7 +465,12 @@ fn model1(
         }
         dgis.push(Dgi::new(r.dgi_id(), rec.to_vec(), r.encryption));
     }
-    let icc = keystore.derive_icc_master_keys(keys.derivation, &facts.pan, facts.psn)?;
+    let icc = keystore.derive_icc_master_keys_by(
+        profile.cryptogram.algorithm().master_key,
+        keys.derivation,
+        &facts.pan,
+        facts.psn,
+    )?;
     for d in &profile.dgis {
         let content: Zeroizing<Vec<u8>> = match &d.content {
             DgiContent::Tlv(tags) => tlvs(tags)?,
@@ -551,7 +556,7 @@ fn add_oda_data(
             values.insert(0x93, Zeroizing::new(ssad));
             Ok(None)
         }
-        OdaMode::Dda => {
+        OdaMode::Dda | OdaMode::Cda => {
             let bits = profile
                 .oda
                 .icc_key_bits
@@ -565,7 +570,7 @@ fn add_oda_data(
             }
             Ok(Some(icc.crt))
         }
-        OdaMode::None | OdaMode::Cda => Ok(None),
+        OdaMode::None => Ok(None),
     }
 }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::data::cryptogram::{Algorithm, IadLayout, TERMINAL_TAGS};
 use crate::data::derive::{check_discretionary_pattern, ServiceCode};
 use crate::dgi::DgiEncryption;
 use crate::tlv::{encode, parse_dol};
@@ -26,8 +27,16 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../config/emv/visa_vsdc_cvn10.toml"),
     ),
     (
-        "mc_mchip_adv",
-        include_str!("../../../../config/emv/mc_mchip_adv.toml"),
+        "visa_vsdc_cvn18",
+        include_str!("../../../../config/emv/visa_vsdc_cvn18.toml"),
+    ),
+    (
+        "mc_mchip_cvn16",
+        include_str!("../../../../config/emv/mc_mchip_cvn16.toml"),
+    ),
+    (
+        "mc_mchip_cvn17",
+        include_str!("../../../../config/emv/mc_mchip_cvn17.toml"),
     ),
 ];
 
@@ -91,24 +100,35 @@ impl station_hal::StaffFacing for ProfileError {
 }
 
 /// How the application cryptogram is computed; decides the IAD layout and how the
-/// read-back ARQC is checked.
+/// read-back ARQC is checked. The algorithm behind each is data ([`Algorithm`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CryptogramVersion {
-    /// Visa CVN 10: MAC algorithm 3 under the ICC MK-AC, no session key.
+    /// Visa CVN 10: MAC algorithm 3 under the ICC MK-AC, no session key, CVR only.
     VisaCvn10,
-    /// Visa CVN 18 (EMV common session key, IAD format 2). Not implemented.
+    /// Visa CVN 18: EMV common session key (ATC), the whole IAD in the MAC, `80` padding.
     VisaCvn18,
-    /// Mastercard M/Chip CVN 16 (session key, M/Chip CVR). Not implemented.
+    /// Mastercard M/Chip CVN 16: Mastercard session key (ATC, UN), 6-byte CVR.
     MchipCvn16,
+    /// Mastercard M/Chip CVN 17: as CVN 16, with the IAD counters in the MAC.
+    MchipCvn17,
 }
 
 impl CryptogramVersion {
+    /// Every version, in the order profiles document them.
+    pub const ALL: [CryptogramVersion; 4] = [
+        CryptogramVersion::VisaCvn10,
+        CryptogramVersion::VisaCvn18,
+        CryptogramVersion::MchipCvn16,
+        CryptogramVersion::MchipCvn17,
+    ];
+
     /// Name as written in a profile.
     pub fn name(&self) -> &'static str {
         match self {
             CryptogramVersion::VisaCvn10 => "visa-cvn10",
             CryptogramVersion::VisaCvn18 => "visa-cvn18",
             CryptogramVersion::MchipCvn16 => "mchip-cvn16",
+            CryptogramVersion::MchipCvn17 => "mchip-cvn17",
         }
     }
 
@@ -118,22 +138,63 @@ impl CryptogramVersion {
             CryptogramVersion::VisaCvn10 => 0x0A,
             CryptogramVersion::VisaCvn18 => 0x12,
             CryptogramVersion::MchipCvn16 => 0x10,
+            CryptogramVersion::MchipCvn17 => 0x11,
         }
     }
 
-    /// Whether this agent can prepare and verify cards with this version.
-    pub fn is_supported(&self) -> bool {
-        matches!(self, CryptogramVersion::VisaCvn10)
+    /// IAD layout, session key, padding and card data of this version.
+    pub fn algorithm(&self) -> Algorithm {
+        use crate::data::cryptogram::{CardData, Padding, SessionKey};
+        use crate::data::derive::MasterKeyDerivation::{OptionA, OptionB};
+        let (master_key, iad, session_key, padding, card_data) = match self {
+            CryptogramVersion::VisaCvn10 => (
+                OptionA,
+                IadLayout::Visa,
+                SessionKey::None,
+                Padding::Zeros,
+                CardData::Cvr,
+            ),
+            CryptogramVersion::VisaCvn18 => (
+                OptionB,
+                IadLayout::Visa,
+                SessionKey::EmvCommonAtc,
+                Padding::Method2,
+                CardData::WholeIad,
+            ),
+            CryptogramVersion::MchipCvn16 => (
+                OptionA,
+                IadLayout::Mchip,
+                SessionKey::MastercardAtcUn,
+                Padding::Method2,
+                CardData::Cvr,
+            ),
+            CryptogramVersion::MchipCvn17 => (
+                OptionA,
+                IadLayout::Mchip,
+                SessionKey::MastercardAtcUn,
+                Padding::Method2,
+                CardData::CvrAndCounters,
+            ),
+        };
+        Algorithm {
+            master_key,
+            iad,
+            session_key,
+            padding,
+            card_data,
+        }
+    }
+
+    /// The version a card reports: the CVN read at its place in the scheme's IAD layout.
+    pub fn from_iad(layout: IadLayout, iad: &[u8]) -> Option<Self> {
+        let cvn = *iad.get(layout.cvn_offset())?;
+        Self::ALL
+            .into_iter()
+            .find(|v| v.algorithm().iad == layout && v.cvn() == cvn)
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            CryptogramVersion::VisaCvn10,
-            CryptogramVersion::VisaCvn18,
-            CryptogramVersion::MchipCvn16,
-        ]
-        .into_iter()
-        .find(|v| v.name() == s)
+        Self::ALL.into_iter().find(|v| v.name() == s)
     }
 }
 
@@ -147,12 +208,19 @@ pub enum OdaMode {
     Sda,
     /// Dynamic data authentication (ICC key pair, 9F46/9F47/9F48, DGIs 8201-8205).
     Dda,
-    /// Combined DDA / application cryptogram generation. Not implemented.
+    /// Combined DDA / application cryptogram generation: the DDA key set, and the card
+    /// signs its cryptogram in GENERATE AC (9F4B).
     Cda,
 }
 
-/// ODA settings. `none`, `sda` and `dda` are implemented; `cda` is refused as not
-/// supported yet.
+impl OdaMode {
+    /// Whether the card gets its own RSA key pair (DDA and CDA).
+    pub fn uses_icc_key(self) -> bool {
+        matches!(self, OdaMode::Dda | OdaMode::Cda)
+    }
+}
+
+/// ODA settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OdaConfig {
     /// The ODA method.
@@ -271,6 +339,9 @@ pub struct Profile {
     pub track2_discretionary: String,
     /// Cryptogram version.
     pub cryptogram: CryptogramVersion,
+    /// Issuer discretionary data the Visa IAD carries after the CVR (`length ‖ data`);
+    /// empty for none.
+    pub issuer_discretionary_data: Vec<u8>,
     /// PIN try limit (also the initial PIN try counter).
     pub pin_try_limit: u8,
     /// Non-record DGIs, in the order they are sent.
@@ -371,7 +442,7 @@ impl Profile {
         if !self.oda.sda_tag_list.is_empty() {
             m.insert(0x9F4A, self.oda.sda_tag_list.clone());
         }
-        if self.oda.mode == OdaMode::Dda {
+        if self.oda.mode.uses_icc_key() {
             m.insert(0x9F49, self.oda.ddol.clone());
         }
         for (t, v) in &self.fixed_tags {
@@ -380,18 +451,15 @@ impl Profile {
         m
     }
 
-    /// The issuer application data the card starts from: for Visa format 0/1
-    /// `06 ‖ DKI ‖ CVN ‖ 03 ‖ CVR (3 bytes, zero until the first transaction)`.
+    /// The issuer application data the card starts from, in the layout of the
+    /// cryptogram version: key index and CVN set, CVR and counters zero (see
+    /// [`IadLayout::template`]).
     pub fn iad_template(&self, derivation_key_index: u8) -> Vec<u8> {
-        vec![
-            0x06,
+        self.cryptogram.algorithm().iad.template(
             derivation_key_index,
             self.cryptogram.cvn(),
-            0x03,
-            0x00,
-            0x00,
-            0x00,
-        ]
+            &self.issuer_discretionary_data,
+        )
     }
 
     /// The FCI a SELECT of this application is expected to return (for tests and the
@@ -524,6 +592,8 @@ struct RawProfile {
     service_code: String,
     track2_discretionary: String,
     cryptogram: String,
+    #[serde(default)]
+    issuer_discretionary_data: String,
     pin_try_limit: u8,
     #[serde(default)]
     tags: BTreeMap<String, String>,
@@ -714,30 +784,50 @@ impl Check<'_> {
             ));
         }
         let cryptogram = CryptogramVersion::parse(&r.cryptogram).ok_or_else(|| {
-            self.invalid(
-                "cryptogram",
-                "one of \"visa-cvn10\", \"visa-cvn18\", \"mchip-cvn16\"",
-            )
-        })?;
-        if !cryptogram.is_supported() {
-            return Err(self.unsupported(
-                "cryptogram",
-                &format!("{} (only visa-cvn10 is implemented)", cryptogram.name()),
-            ));
-        }
-        if cryptogram == CryptogramVersion::VisaCvn10 {
-            let tags: Vec<u32> = parse_dol(&cdol1)
-                .expect("checked")
+            let names: Vec<String> = CryptogramVersion::ALL
                 .iter()
-                .map(|d| d.0)
+                .map(|v| format!("\"{}\"", v.name()))
                 .collect();
-            for need in [0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37] {
-                if !tags.contains(&need) {
+            self.invalid("cryptogram", format!("one of {}", names.join(", ")))
+        })?;
+        // Every version MACs the same terminal data, so CDOL1 must ask for all of it
+        // at the length the MAC takes.
+        let requested = parse_dol(&cdol1).expect("checked");
+        for (need, len) in TERMINAL_TAGS {
+            match requested.iter().find(|d| d.0 == need) {
+                Some(&(_, l)) if l == len => {}
+                Some(&(_, l)) => {
                     return Err(self.invalid(
                         "cdol1",
-                        format!("CVN 10 covers tag {need:X}, which CDOL1 does not request"),
-                    ));
+                        format!(
+                            "{} covers tag {need:X} as {len} bytes, CDOL1 asks for {l}",
+                            cryptogram.name()
+                        ),
+                    ))
                 }
+                None => {
+                    return Err(self.invalid(
+                        "cdol1",
+                        format!(
+                            "{} covers tag {need:X}, which CDOL1 does not request",
+                            cryptogram.name()
+                        ),
+                    ))
+                }
+            }
+        }
+        let issuer_discretionary_data =
+            self.hex("issuer_discretionary_data", &r.issuer_discretionary_data)?;
+        if !issuer_discretionary_data.is_empty() {
+            if cryptogram.algorithm().iad != IadLayout::Visa {
+                return Err(self.invalid(
+                    "issuer_discretionary_data",
+                    format!("only a Visa IAD carries it, not {}", cryptogram.name()),
+                ));
+            }
+            // The whole IAD fits in 32 bytes: 7 scheme bytes, a length byte, the data.
+            if issuer_discretionary_data.len() > 24 {
+                return Err(self.invalid("issuer_discretionary_data", "at most 24 bytes"));
             }
         }
         if !(1..=15).contains(&r.pin_try_limit) {
@@ -783,11 +873,18 @@ impl Check<'_> {
                     );
                 }
             }
-            OdaMode::Dda => {
-                if aip[0] & (AIP_DDA | AIP_CDA) != AIP_DDA {
+            OdaMode::Dda | OdaMode::Cda => {
+                if oda.mode == OdaMode::Dda && aip[0] & AIP_ODA_BITS != AIP_DDA {
                     return Err(self.invalid(
                         "aip",
-                        "oda.mode \"dda\" needs the DDA bit (20) and not the CDA bit (01) in byte 1",
+                        "oda.mode \"dda\" needs the DDA bit (20) and not the SDA (40) or CDA (01) bits in byte 1",
+                    ));
+                }
+                // A CDA card also answers INTERNAL AUTHENTICATE for DDA-only terminals.
+                if oda.mode == OdaMode::Cda && aip[0] & AIP_ODA_BITS != AIP_DDA | AIP_CDA {
+                    return Err(self.invalid(
+                        "aip",
+                        "oda.mode \"cda\" needs the DDA (20) and CDA (01) bits and not the SDA bit (40) in byte 1",
                     ));
                 }
                 match oda.icc_key_bits {
@@ -818,11 +915,6 @@ impl Check<'_> {
                         self.invalid("oda.sda_tag_list", "EMV allows only \"82\" (or nothing)")
                     );
                 }
-            }
-            OdaMode::Cda => {
-                return Err(
-                    self.unsupported("oda.mode", "combined DDA / application cryptogram (CDA)")
-                );
             }
         }
 
@@ -1054,6 +1146,7 @@ impl Check<'_> {
             service_code,
             track2_discretionary: r.track2_discretionary,
             cryptogram,
+            issuer_discretionary_data,
             pin_try_limit: r.pin_try_limit,
             dgis,
             fixed_tags,
@@ -1076,8 +1169,8 @@ impl Check<'_> {
         if ODA_TAGS.contains(&t) {
             return match oda {
                 OdaMode::Sda if SDA_TAGS.contains(&t) => Ok(()),
-                OdaMode::Dda if DDA_TAGS.contains(&t) => Ok(()),
-                OdaMode::Sda | OdaMode::Dda => {
+                OdaMode::Dda | OdaMode::Cda if DDA_TAGS.contains(&t) => Ok(()),
+                OdaMode::Sda | OdaMode::Dda | OdaMode::Cda => {
                     Err(self.invalid(key, format!("{t:X} does not belong to oda.mode {:?}", oda)))
                 }
                 _ => Err(self.invalid(
@@ -1113,7 +1206,12 @@ mod tests {
         let set = ProfileSet::builtin().unwrap();
         assert_eq!(
             set.names().collect::<Vec<_>>(),
-            vec!["mc_mchip_adv", "visa_vsdc_cvn10"]
+            vec![
+                "mc_mchip_cvn16",
+                "mc_mchip_cvn17",
+                "visa_vsdc_cvn10",
+                "visa_vsdc_cvn18"
+            ]
         );
     }
 
@@ -1193,27 +1291,66 @@ mod tests {
     }
 
     #[test]
-    fn mchip_cvn16_is_refused_as_not_supported_yet() {
-        let e = broken(
-            "cryptogram = \"visa-cvn10\"",
-            "cryptogram = \"mchip-cvn16\"",
-        );
+    fn an_unknown_cryptogram_version_is_refused_listing_the_known_ones() {
+        let e = broken("cryptogram = \"visa-cvn10\"", "cryptogram = \"visa-cvn99\"");
         assert!(
-            matches!(&e, ProfileError::NotSupported { key, .. } if key == "cryptogram"),
-            "{e}"
-        );
-        assert!(
-            e.to_string()
-                .contains("mchip-cvn16 (only visa-cvn10 is implemented) is not supported yet"),
+            e.to_string().contains(
+                "one of \"visa-cvn10\", \"visa-cvn18\", \"mchip-cvn16\", \"mchip-cvn17\""
+            ),
             "{e}"
         );
     }
 
     #[test]
-    fn cda_is_refused_as_not_supported_yet() {
-        let e = broken("[oda]\nmode = \"none\"", "[oda]\nmode = \"cda\"");
+    fn a_cdol1_without_the_unpredictable_number_is_refused_naming_the_tag() {
+        let e = broken("9C019F3704\"", "9C01\"");
         assert!(
-            matches!(&e, ProfileError::NotSupported { key, .. } if key == "oda.mode"),
+            matches!(&e, ProfileError::Invalid { key, .. } if key == "cdol1"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("9F37"), "{e}");
+    }
+
+    #[test]
+    fn the_iad_template_follows_the_versions_layout() {
+        let set = ProfileSet::builtin().unwrap();
+        let visa = set.get("visa_vsdc_cvn18").unwrap().iad_template(0x01);
+        assert_eq!(
+            hex::encode_upper(visa),
+            "06011203000000".to_string() + "0F010000000000000000000000000000"
+        );
+        let mc = set.get("mc_mchip_cvn17").unwrap().iad_template(0x01);
+        assert_eq!(hex::encode_upper(mc), "0111".to_string() + &"00".repeat(16));
+    }
+
+    #[test]
+    fn issuer_discretionary_data_is_refused_for_an_mchip_iad() {
+        let text = ProfileSet::builtin()
+            .unwrap()
+            .get("mc_mchip_cvn16")
+            .map(|_| include_str!("../../../../config/emv/mc_mchip_cvn16.toml"))
+            .unwrap()
+            .replace(
+                "pin_try_limit = 3",
+                "pin_try_limit = 3\nissuer_discretionary_data = \"01\"",
+            );
+        let e = Profile::from_toml("mc_mchip_cvn16", &text).unwrap_err();
+        assert!(
+            matches!(&e, ProfileError::Invalid { key, .. } if key == "issuer_discretionary_data"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cda_without_the_dda_and_cda_aip_bits_is_refused_naming_the_aip() {
+        let e = Profile::from_toml(
+            "mc_mchip_cvn17_cda",
+            &include_str!("../../../../config/emv/mc_mchip_cvn17_cda.toml")
+                .replace("aip = \"3900\"", "aip = \"3800\""),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ProfileError::Invalid { key, .. } if key == "aip"),
             "{e}"
         );
     }

@@ -21,6 +21,8 @@
 //! [oda.01]            # optional: SDA issuer key, odaKeyIndex 01
 //! ca_index = "92"; issuer_pk_certificate = "…"; issuer_pk_exponent = "03"; issuer_pk_remainder = "…"
 //! issuer_modulus = "…"; issuer_private_exponent = "…"  # as long as the modulus (left-pad 00)
+//! [ca.A000000004.92]  # optional: a CA public key (RID, index) the read-back checks
+//! modulus = "…"; exponent = "03"  # SDA/DDA/CDA cards with, as a terminal holds it (public)
 //! ```
 
 use std::path::PathBuf;
@@ -30,10 +32,12 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::card_data::{Pan, YearMonth};
-use crate::data::derive::{key_check_value, Psn, ServiceCode};
+use crate::data::cryptogram::{cryptogram_data, CardCryptogram, SessionKey};
+use crate::data::derive::{key_check_value, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
 use crate::gp::scp::{HsmCardKeys, KeySource, Protocol, StaticKeys};
+use crate::oda::CaPublicKey;
 
 mod pkcs11;
 mod software;
@@ -348,6 +352,26 @@ pub trait KeyStore: Send + Sync {
         psn: Psn,
     ) -> Result<IccKeys, KeyStoreError>;
 
+    /// Derives the ICC master keys by `method` (EMV Book 2 A1.4; the cryptogram version
+    /// decides it). The default covers Option A, and Option B for PANs of up to 16
+    /// digits, where both are the same; a store that implements Option B for longer
+    /// PANs overrides it.
+    fn derive_icc_master_keys_by(
+        &self,
+        method: MasterKeyDerivation,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeys, KeyStoreError> {
+        if method == MasterKeyDerivation::OptionB && pan.digits().len() > 16 {
+            return Err(KeyStoreError::NotSupported(format!(
+                "EMV Option B ICC master key derivation for a PAN of {} digits (issuer key {index})",
+                pan.digits().len()
+            )));
+        }
+        self.derive_icc_master_keys(index, pan, psn)
+    }
+
     /// Visa CVV for the stripe (or iCVV with service code 999) with the CVKs at `index`.
     fn cvv(
         &self,
@@ -368,6 +392,39 @@ pub trait KeyStore: Send + Sync {
         data: &[u8],
         arqc: &[u8; 8],
     ) -> Result<bool, KeyStoreError>;
+
+    /// Checks an application cryptogram of any [`CryptogramVersion`]: derives the ICC
+    /// MK-AC from the issuer master keys at `index`, the session key the version uses
+    /// (from the ATC, and for Mastercard the unpredictable number, both in `tx`) and
+    /// MACs `tx` with the card data the version takes from `iad`.
+    ///
+    /// The default covers versions without a session key through
+    /// [`KeyStore::verify_arqc`]; a store that can derive session keys (the software
+    /// store; an HSM with EMV session-key mechanisms) overrides it.
+    fn verify_application_cryptogram(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        c: &CardCryptogram<'_>,
+    ) -> Result<bool, KeyStoreError> {
+        let version = c.version;
+        if version.algorithm().session_key != SessionKey::None {
+            return Err(KeyStoreError::NotSupported(format!(
+                "ARQC verification for {} (session keys)",
+                version.name()
+            )));
+        }
+        let data = cryptogram_data(version, c.tx, c.iad)
+            .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
+        self.verify_arqc(index, pan, psn, version, &data, &c.ac)
+    }
+
+    /// The payment systems' CA public keys a terminal holds (public data): the read-back
+    /// checks SDA, DDA and CDA cards with them. None by default.
+    fn ca_public_keys(&self) -> Vec<CaPublicKey> {
+        Vec::new()
+    }
 
     /// Keys and parameters to open a GlobalPlatform secure channel with cards of a product.
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError>;

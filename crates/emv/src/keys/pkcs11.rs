@@ -41,9 +41,10 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::card_data::{Pan, YearMonth};
-use crate::crypto::{pad_zero, with_odd_parity, CryptoError, DES_BLOCK};
+use crate::crypto::{pad80, pad_zero, with_odd_parity, CryptoError, DES_BLOCK};
+use crate::data::cryptogram::{cryptogram_data, CardCryptogram, Padding, SessionKey};
 use crate::data::cvv::decimalize;
-use crate::data::derive::{bcd, Psn, ServiceCode};
+use crate::data::derive::{bcd, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::{derivation_data, Diversification, KeyRole};
 use crate::gp::scp::{
@@ -348,6 +349,8 @@ impl<'a> Ops<'a> {
             Attribute::Sensitive(!readable),
             Attribute::Extractable(readable),
             Attribute::Encrypt(true),
+            // An ICC master key derives its session keys inside too.
+            Attribute::Derive(!readable),
         ];
         if key_type == KeyType::AES {
             template.push(Attribute::ValueLen(16.into()));
@@ -667,6 +670,74 @@ impl Pkcs11KeyStore {
         Ok(Pkcs11KeyStore { workers, transport })
     }
 
+    /// Checks an application cryptogram inside the token: the ICC MK-AC is derived from
+    /// the IMK (Option A; Option B equals it for PANs of up to 16 digits), then the
+    /// session key from `r` when the version uses one (EMV common session key, byte 2
+    /// F0 / 0F), then ISO 9797-1 MAC algorithm 3 over `padded`. Every key is a
+    /// non-readable session object; only MAC intermediates reach the host.
+    #[allow(clippy::too_many_arguments)]
+    fn mac_check(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        version: CryptogramVersion,
+        r: Option<[u8; 8]>,
+        padded: Vec<u8>,
+        ac: [u8; 8],
+    ) -> Result<bool, KeyStoreError> {
+        if version.algorithm().master_key == MasterKeyDerivation::OptionB && pan.digits().len() > 16
+        {
+            return Err(KeyStoreError::NotSupported(format!(
+                "EMV Option B ICC master key derivation for a PAN of {} digits in the HSM",
+                pan.digits().len()
+            )));
+        }
+        let y = option_a_data(pan, psn);
+        self.workers.call(move |o: &Ops| {
+            let imk = o.key("imk", index.to_string(), &imk_label(index, "ac"))?;
+            // A‖A is single DES under A as 3DES: MAC algorithm 3 is single-DES CBC
+            // under A over all blocks but the last, then 3DES under A‖B.
+            let halves = |d: &[u8; 16]| {
+                let mut l = [0u8; 16];
+                l[..8].copy_from_slice(&d[..8]);
+                l[8..].copy_from_slice(&d[..8]);
+                l
+            };
+            let (aa, ab, _mk) = match r {
+                None => (
+                    o.derive(imk, &halves(&y), KeyType::DES2, false)?,
+                    o.derive(imk, &y, KeyType::DES2, false)?,
+                    None,
+                ),
+                Some(r) => {
+                    let mk = o.derive(imk, &y, KeyType::DES2, false)?;
+                    let mut d = [0u8; 16];
+                    d[..8].copy_from_slice(&r);
+                    d[2] = 0xF0;
+                    d[8..].copy_from_slice(&r);
+                    d[10] = 0x0F;
+                    (
+                        o.derive(mk.h, &halves(&d), KeyType::DES2, false)?,
+                        o.derive(mk.h, &d, KeyType::DES2, false)?,
+                        Some(mk),
+                    )
+                }
+            };
+            let (head, last) = padded.split_at(padded.len() - DES_BLOCK);
+            let mut x = [0u8; 8];
+            if !head.is_empty() {
+                let c = o.encrypt(&Mechanism::Des3Cbc([0; 8]), aa.h, head)?;
+                x.copy_from_slice(&c[c.len() - DES_BLOCK..]);
+            }
+            for (v, b) in x.iter_mut().zip(last) {
+                *v ^= b;
+            }
+            let mac = o.encrypt(&Mechanism::Des3Ecb, ab.h, &x)?;
+            Ok(mac.iter().zip(&ac).fold(0u8, |a, (p, q)| a | (p ^ q)) == 0)
+        })
+    }
+
     /// Every secret key on the token: label, type and check value — never a value.
     pub fn list(&self) -> Result<Vec<KeyLabel>, KeyStoreError> {
         self.workers.call(|o: &Ops| {
@@ -804,43 +875,40 @@ impl KeyStore for Pkcs11KeyStore {
         data: &[u8],
         arqc: &[u8; 8],
     ) -> Result<bool, KeyStoreError> {
-        if version != CryptogramVersion::VisaCvn10 {
+        if version.algorithm().session_key != SessionKey::None {
             return Err(KeyStoreError::NotSupported(format!(
-                "ARQC verification for {}",
+                "ARQC verification for {} without the transaction (session keys)",
                 version.name()
             )));
         }
-        if data.len() != 37 {
-            return Err(KeyStoreError::Crypto(format!(
-                "CVN 10 data must be 37 bytes, got {}",
-                data.len()
-            )));
-        }
-        let y = option_a_data(pan, psn);
-        let padded = pad_zero(data, DES_BLOCK);
-        let arqc = *arqc;
-        self.workers.call(move |o: &Ops| {
-            let imk = o.key("imk", index.to_string(), &imk_label(index, "ac"))?;
-            // ISO 9797-1 MAC algorithm 3 with MK-AC = A‖B: single-DES CBC under A over
-            // all blocks but the last (A‖A is single DES as 3DES), then 3DES under A‖B.
-            // Both keys are derived inside from the IMK and never readable.
-            let mut yy = [0u8; 16];
-            yy[..8].copy_from_slice(&y[..8]);
-            yy[8..].copy_from_slice(&y[..8]);
-            let aa = o.derive(imk, &yy, KeyType::DES2, false)?;
-            let ab = o.derive(imk, &y, KeyType::DES2, false)?;
-            let (head, last) = padded.split_at(padded.len() - DES_BLOCK);
-            let mut x = [0u8; 8];
-            if !head.is_empty() {
-                let c = o.encrypt(&Mechanism::Des3Cbc([0; 8]), aa.h, head)?;
-                x.copy_from_slice(&c[c.len() - DES_BLOCK..]);
-            }
-            for (v, b) in x.iter_mut().zip(last) {
-                *v ^= b;
-            }
-            let mac = o.encrypt(&Mechanism::Des3Ecb, ab.h, &x)?;
-            Ok(mac.iter().zip(&arqc).fold(0u8, |a, (p, q)| a | (p ^ q)) == 0)
-        })
+        let padded = match version.algorithm().padding {
+            Padding::Zeros => pad_zero(data, DES_BLOCK),
+            Padding::Method2 => pad80(data, DES_BLOCK),
+        };
+        self.mac_check(index, pan, psn, version, None, padded, *arqc)
+    }
+
+    fn verify_application_cryptogram(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        c: &CardCryptogram<'_>,
+    ) -> Result<bool, KeyStoreError> {
+        let a = c.version.algorithm();
+        let data = cryptogram_data(c.version, c.tx, c.iad)
+            .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
+        let padded = match a.padding {
+            Padding::Zeros => pad_zero(&data, DES_BLOCK),
+            Padding::Method2 => pad80(&data, DES_BLOCK),
+        };
+        let (atc, un) = (c.tx.atc, c.tx.unpredictable_number);
+        let r = match a.session_key {
+            SessionKey::None => None,
+            SessionKey::EmvCommonAtc => Some([atc[0], atc[1], 0, 0, 0, 0, 0, 0]),
+            SessionKey::MastercardAtcUn => Some([atc[0], atc[1], 0, 0, un[0], un[1], un[2], un[3]]),
+        };
+        self.mac_check(index, pan, psn, c.version, r, padded, c.ac)
     }
 
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError> {

@@ -8,13 +8,15 @@ use serde::{Deserialize, Deserializer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::card_data::{Pan, YearMonth};
-use crate::data::cryptogram::{visa_cvn10, Cvn10Input};
+use crate::data::cryptogram::{application_cryptogram, visa_cvn10, CardCryptogram, Cvn10Input};
 use crate::data::cvv::visa_cvv;
-use crate::data::derive::{option_a_icc_master_key, Psn, ServiceCode};
+use crate::data::derive::{
+    icc_master_key, option_a_icc_master_key, MasterKeyDerivation, Psn, ServiceCode,
+};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
 use crate::gp::scp::Protocol;
-use crate::oda::{icc_certificate, rsa_raw, ssad_block, RsaPublicKey};
+use crate::oda::{icc_certificate, rsa_raw, ssad_block, CaPublicKey, RsaPublicKey};
 
 use super::{
     parse_diversification, IccKeys, IccRsaCrt, IccRsaKey, KeyIndex, KeyStore, KeyStoreError,
@@ -43,6 +45,15 @@ struct RawFile {
     transport: BTreeMap<String, RawTransport>,
     #[serde(default)]
     oda: BTreeMap<String, RawOda>,
+    #[serde(default)]
+    ca: BTreeMap<String, BTreeMap<String, RawCa>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    modulus: String,
+    exponent: String,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +119,7 @@ pub struct SoftwareKeyStore {
     transport: BTreeMap<String, TransportKeySet>,
     oda: BTreeMap<KeyIndex, OdaIssuerKey>,
     oda_private: BTreeMap<KeyIndex, IssuerPrivateKey>,
+    ca: Vec<CaPublicKey>,
 }
 
 impl std::fmt::Debug for SoftwareKeyStore {
@@ -202,6 +214,7 @@ impl Loader<'_> {
             transport: BTreeMap::new(),
             oda: BTreeMap::new(),
             oda_private: BTreeMap::new(),
+            ca: Vec::new(),
         };
         for (idx, e) in &raw.imk {
             let k = self.index("imk", idx)?;
@@ -304,6 +317,31 @@ impl Loader<'_> {
                 }
             }
         }
+        for (rid_hex, keys) in &raw.ca {
+            let rid: [u8; 5] = hex::decode(rid_hex)
+                .ok()
+                .and_then(|r| r.try_into().ok())
+                .ok_or_else(|| self.err(format!("ca.{rid_hex}: the RID must be 5 bytes in hex")))?;
+            for (idx, e) in keys {
+                let entry = format!("ca.{rid_hex}.{idx}");
+                let modulus = self.public_hex(&format!("{entry}.modulus"), &e.modulus)?;
+                if !(64..=248).contains(&modulus.len()) {
+                    return Err(self.err(format!(
+                        "{entry}.modulus: {} bytes, EMV CA keys are 64 to 248",
+                        modulus.len()
+                    )));
+                }
+                let exponent = self.public_hex(&format!("{entry}.exponent"), &e.exponent)?;
+                if ![vec![0x03], vec![0x01, 0x00, 0x01]].contains(&exponent) {
+                    return Err(self.err(format!("{entry}.exponent: EMV allows 03 or 010001")));
+                }
+                ks.ca.push(CaPublicKey {
+                    rid,
+                    index: self.byte(&format!("{entry} (index)"), idx)?,
+                    key: RsaPublicKey { modulus, exponent },
+                });
+            }
+        }
         Ok(ks)
     }
 }
@@ -371,6 +409,26 @@ impl KeyStore for SoftwareKeyStore {
         })
     }
 
+    fn derive_icc_master_keys_by(
+        &self,
+        method: MasterKeyDerivation,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeys, KeyStoreError> {
+        let imk = self.imk(index)?;
+        let derive = |k: &SecretBytes| {
+            icc_master_key(method, k.expose(), pan, psn)
+                .map(SecretBytes)
+                .map_err(crypto)
+        };
+        Ok(IccKeys {
+            mk_ac: derive(&imk.ac)?,
+            mk_smi: derive(&imk.smi)?,
+            mk_smc: derive(&imk.smc)?,
+        })
+    }
+
     fn cvv(
         &self,
         index: KeyIndex,
@@ -409,6 +467,28 @@ impl KeyStore for SoftwareKeyStore {
         // Not a secret comparison in the timing sense (the ARQC is public), but keep it
         // constant-time by habit.
         Ok(expected.iter().zip(arqc).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0)
+    }
+
+    fn verify_application_cryptogram(
+        &self,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+        c: &CardCryptogram<'_>,
+    ) -> Result<bool, KeyStoreError> {
+        let imk = self.imk(index)?;
+        let method = c.version.algorithm().master_key;
+        let mk_ac = icc_master_key(method, imk.ac.expose(), pan, psn).map_err(crypto)?;
+        let expected = application_cryptogram(c.version, &mk_ac, c.tx, c.iad).map_err(crypto)?;
+        Ok(expected
+            .iter()
+            .zip(&c.ac)
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0)
+    }
+
+    fn ca_public_keys(&self) -> Vec<CaPublicKey> {
+        self.ca.clone()
     }
 
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError> {
@@ -835,6 +915,67 @@ mod tests {
             .unwrap());
     }
 
+    /// The pyemv vectors made under the development IMK 01
+    /// (tests/fixtures/cryptograms), one per session-key version.
+    fn imk01_vectors() -> Vec<(CryptogramVersion, serde_json::Value)> {
+        let all: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../tests/fixtures/cryptograms/cryptogram-vectors.json"
+        ))
+        .unwrap();
+        [
+            (CryptogramVersion::VisaCvn18, "visa_cvn18"),
+            (CryptogramVersion::MchipCvn16, "mchip_cvn16"),
+            (CryptogramVersion::MchipCvn17, "mchip_cvn17"),
+        ]
+        .into_iter()
+        .flat_map(|(v, key)| {
+            all[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["imk_ac"] == "0123456789ABCDEFFEDCBA9876543210")
+                .map(move |x| (v, x.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn session_key_cryptograms_from_pyemv_verify_under_imk_01_and_not_imk_02() {
+        let (_d, ks) = dev();
+        let vectors = imk01_vectors();
+        assert_eq!(
+            vectors.len(),
+            4,
+            "CVN 18 twice (one with a 19-digit PAN), CVN 16, CVN 17"
+        );
+        for (version, v) in vectors {
+            let h = |k: &str| hex::decode(v[k].as_str().unwrap()).unwrap();
+            let t = |k: &str| hex::decode(v["tx"][k].as_str().unwrap()).unwrap();
+            let tx = crate::data::cryptogram::TransactionData::from_tags(
+                |tag| Some(t(&format!("{tag:X}"))),
+                t("82").try_into().unwrap(),
+                t("9F36").try_into().unwrap(),
+            );
+            let pan = Pan::new(v["pan"].as_str().unwrap()).unwrap();
+            let psn = Psn::new(v["psn"].as_str().unwrap()).unwrap();
+            let ac: [u8; 8] = h("ac").try_into().unwrap();
+            let check = |i| {
+                let iad = h("iad");
+                let c = CardCryptogram {
+                    version,
+                    tx: &tx,
+                    iad: &iad,
+                    ac,
+                };
+                ks.verify_application_cryptogram(KeyIndex(i), &pan, psn, &c)
+                    .unwrap()
+            };
+            assert!(check(1), "{} under IMK 01", version.name());
+            assert!(!check(2), "{} under IMK 02", version.name());
+        }
+    }
+
     #[test]
     fn missing_keys_are_named_by_kind_and_index() {
         let (_d, ks) = dev();
@@ -873,6 +1014,36 @@ mod tests {
         let e = SoftwareKeyStore::load(&path).unwrap_err().to_string();
         assert!(e.contains("imk.01.ac: 2 bytes, expected 16"), "{e}");
         assert!(!e.contains("0011"), "{e}");
+    }
+
+    /// The dev key file with `extra` appended, loaded.
+    fn dev_plus(extra: &str) -> Result<SoftwareKeyStore, KeyStoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_dev_keystore(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+        SoftwareKeyStore::load(&path)
+    }
+
+    #[test]
+    fn ca_public_keys_are_read_by_rid_and_index() {
+        let modulus = "C1".repeat(144);
+        let ks = dev_plus(&format!(
+            "[ca.A000000004.EF]\nmodulus = \"{modulus}\"\nexponent = \"03\"\n"
+        ))
+        .unwrap();
+        let ca = ks.ca_public_keys();
+        assert_eq!(ca.len(), 1);
+        assert_eq!((ca[0].rid, ca[0].index), ([0xA0, 0, 0, 0, 0x04], 0xEF));
+        assert_eq!(ca[0].key.modulus.len(), 144);
+    }
+
+    #[test]
+    fn a_ca_key_with_a_short_rid_is_refused_naming_the_entry() {
+        let e = dev_plus("[ca.A0000000.92]\nmodulus = \"00\"\nexponent = \"03\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca.A0000000: the RID must be 5 bytes"), "{e}");
     }
 
     #[test]

@@ -162,10 +162,16 @@ pub struct GenerateAcResponse {
     pub cid: u8,
     /// 9F36 application transaction counter.
     pub atc: [u8; 2],
-    /// 9F26 application cryptogram.
-    pub ac: [u8; 8],
+    /// 9F26 application cryptogram; `None` when the card returned it inside a CDA
+    /// signature (9F4B), where only the ICC key can recover it.
+    pub ac: Option<[u8; 8]>,
     /// 9F10 issuer application data.
     pub iad: Vec<u8>,
+    /// 9F4B signed dynamic application data, when the terminal asked for CDA.
+    pub sdad: Option<Vec<u8>>,
+    /// The response's data objects other than 9F4B, in order (what the CDA
+    /// transaction data hash covers).
+    pub signed_objects: Vec<u8>,
 }
 
 /// DDA: what the terminal sent and what the card signed.
@@ -199,6 +205,8 @@ pub struct CardReadout {
     pub atc_before: Option<[u8; 2]>,
     /// INTERNAL AUTHENTICATE, done when the AIP announces DDA.
     pub internal_authenticate: Option<InternalAuthenticate>,
+    /// The PDOL data sent with GET PROCESSING OPTIONS (empty without a PDOL).
+    pub pdol_data: Vec<u8>,
     /// The CDOL1 data sent with GENERATE AC.
     pub cdol1_data: Vec<u8>,
     /// The answer to GENERATE AC.
@@ -354,7 +362,9 @@ pub async fn read_card(
     };
     // DDA: INTERNAL AUTHENTICATE with the card's DDOL (or the default one).
     const INTAUTH: &str = "INTERNAL AUTHENTICATE";
-    let internal_authenticate = if aip[0] & 0x20 != 0 {
+    // A card that does CDA is authenticated in GENERATE AC instead (EMV Book 3 §10.3).
+    let cda = aip[0] & 0x01 != 0;
+    let internal_authenticate = if aip[0] & 0x20 != 0 && !cda {
         let ddol = records_tag(0x9F49).unwrap_or_else(|| DEFAULT_DDOL.to_vec());
         let ddol = parse_dol(&ddol).map_err(|e| malformed(INTAUTH, format!("DDOL: {e}")))?;
         let ddol_data = params.dol_data(&ddol);
@@ -393,12 +403,15 @@ pub async fn read_card(
         pin_try_counter,
         atc_before,
         internal_authenticate,
+        pdol_data,
         cdol1_data: Vec::new(),
         generate_ac: GenerateAcResponse {
             cid: 0,
             atc: [0; 2],
-            ac: [0; 8],
+            ac: None,
             iad: Vec::new(),
+            sdad: None,
+            signed_objects: Vec::new(),
         },
         terminal: params.clone(),
     };
@@ -410,7 +423,14 @@ pub async fn read_card(
     let ac = command(
         t,
         GENAC,
-        &case4(0x80, 0xAE, 0x80, 0x00, &readout.cdol1_data)?,
+        // P1: ARQC, with a CDA signature (bit 10) when the card does CDA.
+        &case4(
+            0x80,
+            0xAE,
+            if cda { 0x90 } else { 0x80 },
+            0x00,
+            &readout.cdol1_data,
+        )?,
     )
     .await?;
     readout.generate_ac = parse_generate_ac(&ac)?;
@@ -497,48 +517,62 @@ fn parse_gpo(resp: &[u8]) -> Result<([u8; 2], Vec<u8>), TerminalError> {
 fn parse_generate_ac(resp: &[u8]) -> Result<GenerateAcResponse, TerminalError> {
     const GENAC: &str = "GENERATE AC";
     let top = tlv::parse(resp).map_err(|e| malformed(GENAC, e.to_string()))?;
-    let (cid, atc, ac, iad) = match top.as_slice() {
+    let atc_of = |v: Vec<u8>| -> Result<[u8; 2], TerminalError> {
+        v.try_into()
+            .map_err(|_| malformed(GENAC, "ATC is not 2 bytes"))
+    };
+    let ac_of = |v: Vec<u8>| -> Result<[u8; 8], TerminalError> {
+        v.try_into()
+            .map_err(|_| malformed(GENAC, "cryptogram is not 8 bytes"))
+    };
+    match top.as_slice() {
         // Format 1: CID ‖ ATC ‖ AC ‖ IAD.
-        [t] if t.tag == 0x80 && t.value.len() >= 11 => (
-            t.value[0],
-            t.value[1..3].to_vec(),
-            t.value[3..11].to_vec(),
-            t.value[11..].to_vec(),
-        ),
+        [t] if t.tag == 0x80 && t.value.len() >= 11 => Ok(GenerateAcResponse {
+            cid: t.value[0],
+            atc: atc_of(t.value[1..3].to_vec())?,
+            ac: Some(ac_of(t.value[3..11].to_vec())?),
+            iad: t.value[11..].to_vec(),
+            sdad: None,
+            signed_objects: Vec::new(),
+        }),
         [t] if t.tag == 0x77 => {
-            let get = |tag: u32| -> Result<Vec<u8>, TerminalError> {
-                tlv::find(&t.value, tag)
-                    .map_err(|e| malformed(GENAC, e.to_string()))?
-                    .ok_or_else(|| malformed(GENAC, format!("response lacks {tag:X}")))
+            let objects = tlv::parse(&t.value).map_err(|e| malformed(GENAC, e.to_string()))?;
+            let get = |tag: u32| {
+                objects
+                    .iter()
+                    .find(|o| o.tag == tag)
+                    .map(|o| o.value.clone())
             };
-            let cid = get(0x9F27)?;
+            let need = |tag: u32| {
+                get(tag).ok_or_else(|| malformed(GENAC, format!("response lacks {tag:X}")))
+            };
+            let cid = need(0x9F27)?;
             if cid.len() != 1 {
                 return Err(malformed(GENAC, "9F27 is not 1 byte"));
             }
-            (
-                cid[0],
-                get(0x9F36)?,
-                get(0x9F26)?,
-                get(0x9F10).unwrap_or_default(),
-            )
+            let sdad = get(0x9F4B);
+            let ac = match &sdad {
+                Some(_) => None,
+                None => Some(ac_of(need(0x9F26)?)?),
+            };
+            Ok(GenerateAcResponse {
+                cid: cid[0],
+                atc: atc_of(need(0x9F36)?)?,
+                ac,
+                iad: get(0x9F10).unwrap_or_default(),
+                sdad,
+                signed_objects: objects
+                    .iter()
+                    .filter(|o| o.tag != 0x9F4B)
+                    .flat_map(|o| encode(o.tag, &o.value))
+                    .collect(),
+            })
         }
-        _ => {
-            return Err(malformed(
-                GENAC,
-                "response is neither format 1 (80) nor format 2 (77)",
-            ))
-        }
-    };
-    Ok(GenerateAcResponse {
-        cid,
-        atc: atc
-            .try_into()
-            .map_err(|_| malformed(GENAC, "ATC is not 2 bytes"))?,
-        ac: ac
-            .try_into()
-            .map_err(|_| malformed(GENAC, "cryptogram is not 8 bytes"))?,
-        iad,
-    })
+        _ => Err(malformed(
+            GENAC,
+            "response is neither format 1 (80) nor format 2 (77)",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -576,7 +610,7 @@ mod tests {
         let g = parse_generate_ac(&r).unwrap();
         assert_eq!(g.cid, 0x80);
         assert_eq!(g.atc, [0, 1]);
-        assert_eq!(hex::encode_upper(g.ac), "283462ACC9C2B3FE");
+        assert_eq!(hex::encode_upper(g.ac.unwrap()), "283462ACC9C2B3FE");
         assert_eq!(hex::encode_upper(&g.iad), "06010A03A00000");
     }
 }

@@ -9,16 +9,30 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::card_data::{mask_digits, Pan};
-use crate::data::cryptogram::Cvn10Input;
+use crate::data::cryptogram::{CardCryptogram, IadLayout, TransactionData};
 use crate::data::derive::Psn;
 use crate::data::prep::{track2_from_57, PrepError, PrepInput, PreparedCard};
 use crate::data::profile::{CryptogramVersion, Profile};
 use crate::keys::{KeyIndex, KeyStore, KeyStoreError};
 use crate::oda::{
-    recover_icc_key, recover_issuer_key, static_data_to_authenticate, verify_sdad, verify_ssad,
-    CaPublicKey, RsaPublicKey,
+    cda_transaction_data_hash, recover_cda, recover_icc_key, recover_issuer_key,
+    static_data_to_authenticate, verify_sdad, verify_ssad, CaPublicKey, RsaPublicKey,
 };
 use crate::terminal::CardReadout;
+use crate::tlv::parse_dol;
+
+/// The value sent for each tag of a DOL, split back out of the data sent.
+fn dol_values(dol: &[(u32, usize)], data: &[u8]) -> std::collections::BTreeMap<u32, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut pos = 0;
+    for &(tag, len) in dol {
+        if let Some(v) = data.get(pos..pos + len) {
+            out.insert(tag, v.to_vec());
+        }
+        pos += len;
+    }
+    out
+}
 
 /// Why a card fails its read-back verification.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -215,16 +229,25 @@ pub fn verify_card(
         }
     }
     let oda_bits = read.aip[0] & 0x61;
-    if oda_bits & 0x01 != 0 {
-        // CDA cards cannot be checked by this version; they are not produced by it
-        // either (such profiles are refused), so this is a Model 2 card.
-        tracing::warn!(aip = %hex::encode_upper(read.aip), "card announces CDA: not checked");
-    } else if oda_bits & 0x20 != 0 {
-        verify_dda(read, expected)?;
-    } else if oda_bits == 0x40 {
-        verify_sda(read, expected)?;
-    }
-    verify_arqc(read, expected, keystore, derivation_key_index)
+    let cda_ac = if oda_bits & 0x01 != 0 {
+        Some(verify_cda(read, expected)?)
+    } else {
+        if oda_bits & 0x20 != 0 {
+            verify_dda(read, expected)?;
+        } else if oda_bits == 0x40 {
+            verify_sda(read, expected)?;
+        }
+        None
+    };
+    let ac = match (cda_ac, read.generate_ac.ac) {
+        (Some(ac), _) | (None, Some(ac)) => ac,
+        (None, None) => {
+            return Err(fail(
+                "the card returned a signature (9F4B) instead of a cryptogram but does not announce CDA",
+            ))
+        }
+    };
+    verify_arqc(read, expected, keystore, derivation_key_index, &ac)
 }
 
 /// What SDA and DDA share: the issuer public key recovered from 90/92/9F32 with the
@@ -325,23 +348,7 @@ fn verify_sda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
 /// static data), then the INTERNAL AUTHENTICATE signature over the DDOL data.
 fn verify_dda(read: &CardReadout, expected: &CardExpectations) -> Result<(), VerifyError> {
     let err = |e: crate::oda::OdaError| fail(format!("DDA: {e}"));
-    let ctx = oda_context(read, expected, "DDA")?;
-    let cert = read
-        .record_tag(0x9F46)
-        .ok_or_else(|| fail("DDA: the card has no ICC public key certificate (9F46)"))?;
-    let exponent = read
-        .record_tag(0x9F47)
-        .ok_or_else(|| fail("DDA: the card has no ICC public key exponent (9F47)"))?;
-    let remainder = read.record_tag(0x9F48).unwrap_or_default();
-    let icc = recover_icc_key(
-        &ctx.issuer,
-        &cert,
-        &remainder,
-        &exponent,
-        &expected.pan,
-        &ctx.static_data,
-    )
-    .map_err(err)?;
+    let icc = icc_key(read, expected, "DDA")?;
     let ia = read
         .internal_authenticate
         .as_ref()
@@ -350,11 +357,74 @@ fn verify_dda(read: &CardReadout, expected: &CardExpectations) -> Result<(), Ver
     Ok(())
 }
 
+/// The ICC public key as a terminal recovers it for DDA and CDA: the issuer key from
+/// the CA key, then 9F46/9F48/9F47 certified over the static data.
+fn icc_key(
+    read: &CardReadout,
+    expected: &CardExpectations,
+    what: &str,
+) -> Result<RsaPublicKey, VerifyError> {
+    let ctx = oda_context(read, expected, what)?;
+    let tag = |t: u32, name: &str| {
+        read.record_tag(t)
+            .ok_or_else(|| fail(format!("{what}: the card has no {name} ({t:X})")))
+    };
+    let cert = tag(0x9F46, "ICC public key certificate")?;
+    let exponent = tag(0x9F47, "ICC public key exponent")?;
+    let remainder = read.record_tag(0x9F48).unwrap_or_default();
+    recover_icc_key(
+        &ctx.issuer,
+        &cert,
+        &remainder,
+        &exponent,
+        &expected.pan,
+        &ctx.static_data,
+    )
+    .map_err(|e| fail(format!("{what}: {e}")))
+}
+
+/// Checks CDA as a terminal does (EMV Book 2 §6.6.2): the GENERATE AC signature
+/// recovers under the ICC key over the unpredictable number sent, signs the CID the
+/// card returned and the hash of the PDOL data, CDOL1 data and response objects.
+/// Returns the application cryptogram the signature carries.
+fn verify_cda(read: &CardReadout, expected: &CardExpectations) -> Result<[u8; 8], VerifyError> {
+    let icc = icc_key(read, expected, "CDA")?;
+    let g = &read.generate_ac;
+    let sdad = g
+        .sdad
+        .as_ref()
+        .ok_or_else(|| fail("CDA: the card returned no signature (9F4B) to GENERATE AC"))?;
+    let cdol1 = read
+        .record_tag(0x8C)
+        .ok_or_else(|| fail("CDA: the card has no CDOL1 (8C)"))?;
+    let cdol1 = parse_dol(&cdol1).map_err(|e| fail(format!("CDA: the card's CDOL1: {e}")))?;
+    let un = dol_values(&cdol1, &read.cdol1_data)
+        .remove(&0x9F37)
+        .ok_or_else(|| {
+            fail("CDA: the card's CDOL1 does not ask for the unpredictable number (9F37)")
+        })?;
+    let signed = recover_cda(&icc, sdad, &un).map_err(|e| fail(format!("CDA: {e}")))?;
+    if signed.cid != g.cid {
+        return Err(fail(format!(
+            "CDA: the card signed CID {:02X} but returned {:02X}",
+            signed.cid, g.cid
+        )));
+    }
+    let hash = cda_transaction_data_hash(&read.pdol_data, &read.cdol1_data, &g.signed_objects);
+    if hash != signed.transaction_data_hash {
+        return Err(fail(
+            "CDA: the signed transaction data hash does not match the data exchanged",
+        ));
+    }
+    Ok(signed.ac)
+}
+
 fn verify_arqc(
     read: &CardReadout,
     expected: &CardExpectations,
     keystore: &dyn KeyStore,
     index: KeyIndex,
+    ac: &[u8; 8],
 ) -> Result<(), VerifyError> {
     let g = &read.generate_ac;
     match g.cid & 0xC0 {
@@ -366,58 +436,61 @@ fn verify_arqc(
         }
         _ => return Err(fail("the card declined (AAC) its first GENERATE AC")),
     }
-    if expected.cryptogram != CryptogramVersion::VisaCvn10 {
-        return Err(VerifyError::Key(KeyStoreError::NotSupported(format!(
-            "ARQC verification for {}",
-            expected.cryptogram.name()
-        ))));
-    }
-    // Visa IAD: length 06 ‖ DKI ‖ CVN ‖ CVR (4 bytes, starting with its length 03).
+    // As an independent terminal: the IAD layout from the scheme (RID), the cryptogram
+    // version from the IAD the card returned, the data from the CDOL1 the card holds.
+    let rid = read.aid.get(..5).unwrap_or_default();
+    let layout = IadLayout::of_application(&read.aid).ok_or_else(|| {
+        fail(format!(
+            "no issuer application data layout is known for RID {}",
+            hex::encode_upper(rid)
+        ))
+    })?;
     let iad = &g.iad;
-    if iad.len() < 7 || iad[0] < 6 {
-        return Err(fail(format!(
-            "the card's issuer application data (9F10) is {} bytes, too short for a Visa IAD",
+    let version = CryptogramVersion::from_iad(layout, iad).ok_or_else(|| {
+        fail(format!(
+            "the card's issuer application data (9F10, {} bytes) names no cryptogram version this terminal checks",
             iad.len()
-        )));
-    }
-    if iad[2] != expected.cryptogram.cvn() {
+        ))
+    })?;
+    if version != expected.cryptogram {
         return Err(fail(format!(
-            "the card reports cryptogram version {:02X}, the profile expects {:02X}",
-            iad[2],
-            expected.cryptogram.cvn()
+            "the card reports cryptogram version {:02X} ({}), the profile expects {:02X} ({})",
+            version.cvn(),
+            version.name(),
+            expected.cryptogram.cvn(),
+            expected.cryptogram.name()
         )));
     }
-    let t = &read.terminal;
-    let input = Cvn10Input {
-        amount: t.amount,
-        amount_other: t.amount_other,
-        terminal_country: t.country,
-        tvr: t.tvr,
-        currency: t.currency,
-        date: t.date,
-        tx_type: t.tx_type,
-        unpredictable_number: t.unpredictable_number,
-        aip: read.aip,
-        atc: g.atc,
-        cvr: [iad[3], iad[4], iad[5], iad[6]],
+    if iad.len() < layout.min_len() {
+        return Err(fail(format!(
+            "the card's issuer application data (9F10) is {} bytes, {} needs {}",
+            iad.len(),
+            version.name(),
+            layout.min_len()
+        )));
+    }
+    let cdol1 = read
+        .record_tag(0x8C)
+        .ok_or_else(|| fail("the card has no CDOL1 (8C)"))?;
+    let cdol1 = parse_dol(&cdol1).map_err(|e| fail(format!("the card's CDOL1: {e}")))?;
+    let sent = dol_values(&cdol1, &read.cdol1_data);
+    let tx = TransactionData::from_tags(|tag| sent.get(&tag).cloned(), read.aip, g.atc);
+    let c = CardCryptogram {
+        version,
+        tx: &tx,
+        iad,
+        ac: *ac,
     };
-    let ok = keystore.verify_arqc(
-        index,
-        &expected.pan,
-        expected.psn,
-        expected.cryptogram,
-        &input.to_bytes(),
-        &g.ac,
-    )?;
+    let ok = keystore.verify_application_cryptogram(index, &expected.pan, expected.psn, &c)?;
     if !ok {
         return Err(fail(format!(
             "the ARQC does not verify under issuer master key index {index}: the chip holds other ICC keys"
         )));
     }
-    if iad[1] != index.0 {
+    let dki = iad[layout.dki_offset()];
+    if dki != index.0 {
         return Err(fail(format!(
-            "the card's IAD names derivation key index {:02X}, the order {index}",
-            iad[1]
+            "the card's IAD names derivation key index {dki:02X}, the order {index}"
         )));
     }
     Ok(())

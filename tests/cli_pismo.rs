@@ -1,0 +1,130 @@
+//! `station-agent pismo request` as staff or scripts use it, against the sandbox.
+
+mod sandbox_common;
+
+use std::process::Command;
+
+use sandbox_common::{TestHub, STATION};
+use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
+
+const GROUP: &str = "BRANCH-001-EMB";
+const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
+
+fn agent(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_station-agent"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A development station configuration in `dir`, with `[pismo]` when `hub` is given.
+fn station_config(dir: &std::path::Path, hub: Option<&TestHub>) -> String {
+    let dev = dir.join("dev");
+    // A hub state of its own gives the configuration the hub's order-signing key it
+    // requires; `pismo request` itself never talks to the D1 hub.
+    let hub_state = dir.join("hub-state");
+    let (code, _, err) = agent(&[
+        "keys",
+        "init",
+        "--dev",
+        dev.to_str().unwrap(),
+        "--hub-state",
+        hub_state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = dev.join("station.toml");
+    if let Some(hub) = hub {
+        let client = dev_client(&hub.files).unwrap();
+        std::fs::write(dev.join("pismo.secret"), &client.client_secret).unwrap();
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!(
+            "\n[pismo]\napi_url = \"{url}\"\npci_url = \"{url}\"\nclient_id = \"{id}\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"{GROUP}\"\nconfig_id = \"{CONFIG}\"\nstart_embossing = true\ningress_deadline_seconds = 20\n",
+            url = hub.handle.base_url(),
+            id = client.client_id,
+        ));
+        std::fs::write(&cfg, text).unwrap();
+    }
+    cfg.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pismo_request_creates_the_card_and_starts_its_embossing_run() {
+    let hub = TestHub::start_with(
+        None,
+        Some(PismoSandboxFile {
+            ready_millis: 200,
+            groups: vec![EmbossingGroupEntry {
+                name: GROUP.into(),
+                config_id: CONFIG.into(),
+                perso_station: STATION.into(),
+                schedule_seconds: 0,
+            }],
+            ..PismoSandboxFile::default()
+        }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = station_config(dir.path(), Some(&hub));
+    let out = tokio::task::spawn_blocking(move || {
+        agent(&[
+            "--config",
+            &cfg,
+            "pismo",
+            "request",
+            "--customer",
+            "42",
+            "--name",
+            "JANE DOE",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, 0, "{}{}", out.1, out.2);
+    assert!(out.1.contains("embossing run started"), "{}", out.1);
+    assert_eq!(hub.handle.pismo().store.cards().unwrap().len(), 1);
+}
+
+#[test]
+fn pismo_request_without_a_pismo_section_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = station_config(dir.path(), None);
+    let (code, _, err) = agent(&[
+        "--config",
+        &cfg,
+        "pismo",
+        "request",
+        "--customer",
+        "42",
+        "--name",
+        "JANE DOE",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("[pismo]"), "{err}");
+}
+
+#[test]
+fn pismo_request_refuses_a_printed_name_with_accents_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let hubless = station_config(dir.path(), None);
+    let mut text = std::fs::read_to_string(&hubless).unwrap();
+    std::fs::write(dir.path().join("dev/pismo.secret"), "s").unwrap();
+    text.push_str("\n[pismo]\napi_url = \"http://127.0.0.1:9\"\npci_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"BRANCH-001-EMB\"\n");
+    std::fs::write(&hubless, text).unwrap();
+    let (code, _, err) = agent(&[
+        "--config",
+        &hubless,
+        "pismo",
+        "request",
+        "--customer",
+        "42",
+        "--name",
+        "JOSÉ",
+    ]);
+    assert_eq!(code, 2, "bad input is a usage error");
+    assert!(err.contains("printed name"), "{err}");
+}
