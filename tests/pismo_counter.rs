@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sandbox_common::{TestHub, STATION};
 use serde_json::{json, Value};
+use station_agent::journal::{Journal, JournalThread};
 use station_agent::pismo::{
     ConfigId, CounterSettings, CreatePlasticCard, CustomerId, EmbossingGroup, PismoClient,
     PismoClientConfig, PismoDesk, PismoError, PrintedName, RequestId, RequestStep, RequestStore,
@@ -283,4 +284,27 @@ async fn make_again_is_refused_for_a_request_not_yet_sent_for_embossing() {
         .unwrap();
     let e = desk.make_again(&r.request_id, "anna").await.unwrap_err();
     assert_eq!(e.code(), "PISMO_NOT_NOW");
+}
+
+#[tokio::test]
+async fn make_again_from_staff_is_refused_while_the_stations_card_is_not_spoiled() {
+    let hub = hub(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let desk = desk(&hub, dir.path(), Duration::from_secs(10));
+    let r = desk.request("108", "MEI CHEN", None, "anna").await.unwrap();
+    assert_eq!(
+        desk.drive(&r.request_id).await.unwrap().step,
+        RequestStep::RunStarted
+    );
+    // The station's journal has no spoiled or cancelled job for the card.
+    let journal = JournalThread::start(Arc::new(
+        Journal::open(&dir.path().join("journal.sqlite")).unwrap(),
+    ));
+    let e = desk
+        .make_again_spoiled(&journal, &r.request_id, "anna")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "PISMO_NOT_NOW");
+    let kept = desk.store().get(&r.request_id).await.unwrap().unwrap();
+    assert_eq!((kept.step, kept.resend_count), (RequestStep::RunStarted, 0));
 }

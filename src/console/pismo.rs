@@ -213,33 +213,42 @@ async fn act(
         Ok(d) => d.clone(),
         Err(r) => return *r,
     };
-    let r = match action.as_str() {
-        "again" => {
-            let request = match d.store().get(&id).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return pismo_refusal(&PismoError::UnknownRequest(id)),
-                Err(e) => return pismo_refusal(&e),
-            };
-            let jobs = jobs_of(&c).await;
-            if !may_make_again(&request, latest_job(&jobs, request.card_id)) {
-                return pismo_refusal(&PismoError::NotNow(
-                    "only a card the station spoiled or cancelled can be made again".into(),
-                ));
-            }
-            d.make_again(&id, &member.id)
-                .await
-                .map(|_| "Sent again to Pismo for embossing")
+    let r = match action.parse::<CounterAction>() {
+        Ok(CounterAction::MakeAgain) => d
+            .make_again_spoiled(c.station.journal_thread(), &id, &member.id)
+            .await
+            .map(|_| "Sent again to Pismo for embossing"),
+        Ok(CounterAction::Retry) => {
+            d.spawn_drive(&id);
+            Ok("Trying again")
         }
-        "retry" => Ok("Trying again"),
-        _ => Err(PismoError::NotNow(format!("unknown action '{action}'"))),
+        Err(e) => Err(e),
     };
     tracing::info!(staff = %member.id, request_id = %id, action = %action, ok = r.is_ok(), "console: Pismo action");
     match r {
-        Ok(m) => {
-            d.spawn_drive(&id);
-            Json(json!({"message": m})).into_response()
-        }
+        Ok(m) => Json(json!({"message": m})).into_response(),
         Err(e) => pismo_refusal(&e),
+    }
+}
+
+/// What staff may do to a counter request from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CounterAction {
+    /// "Make again": resend a spoiled card for embossing (`again`).
+    MakeAgain,
+    /// "Retry": take an unfinished request further (`retry`).
+    Retry,
+}
+
+impl std::str::FromStr for CounterAction {
+    type Err = PismoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "again" => Ok(CounterAction::MakeAgain),
+            "retry" => Ok(CounterAction::Retry),
+            other => Err(PismoError::NotNow(format!("unknown action '{other}'"))),
+        }
     }
 }
 

@@ -413,6 +413,39 @@ impl PismoDesk {
         Ok(r)
     }
 
+    /// "Make again" as staff ask for it, wherever they ask (console, demo, a station-wide
+    /// Make again for a spoiled order whose issuer is Pismo): refused unless the
+    /// station's newest job for the card was spoiled or cancelled since the request last
+    /// moved ([`may_make_again`]); then journaled and driven in the background (resend
+    /// for embossing, then start the run where allowed).
+    pub async fn make_again_spoiled(
+        self: &Arc<Self>,
+        journal: &JournalThread,
+        id: &str,
+        by: &str,
+    ) -> Result<CounterRequest, PismoError> {
+        let request = self.load(id).await?;
+        let jobs = journal.call(|j| j.all_jobs(500)).await;
+        let jobs = jobs.map_err(|e| PismoError::Journal(e.to_string()))?;
+        if !may_make_again(&request, latest_job(&jobs, request.card_id)) {
+            return Err(PismoError::NotNow(
+                "only a card the station spoiled or cancelled can be made again".into(),
+            ));
+        }
+        let r = self.make_again(id, by).await?;
+        self.spawn_drive(id);
+        Ok(r)
+    }
+
+    /// The newest counter request for a Pismo card (a D1 order's `cardId`), for callers
+    /// that start from the station's job.
+    pub async fn request_for_card(
+        &self,
+        card: PismoCardId,
+    ) -> Result<Option<CounterRequest>, PismoError> {
+        self.store.by_card(card).await
+    }
+
     /// Resume every request with a Pismo call still to make (after a restart, or periodically).
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, PismoError> {
         let list = self.store.unfinished().await?;

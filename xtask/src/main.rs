@@ -4,7 +4,7 @@
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--pismo`: the
 //!   Pismo chain: counter requests, embossing run, a spoiled card made again; `--hsm`:
-//!   issuer keys in a SoftHSM2 token).
+//!   issuer keys in a SoftHSM2 token); either fails if its output holds a clear PAN.
 //! - `cargo xtask package`: the Debian package in `target/debian/`.
 //! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
 
@@ -13,6 +13,7 @@ mod deny;
 mod fuzz;
 mod package;
 mod packages;
+mod pan_watch;
 mod pcscd;
 mod windows;
 
@@ -58,7 +59,12 @@ fn demo(extra: &[String]) -> Result<(), String> {
     let pcscd = private_pcscd("demo")?;
     let mut args = vec!["run", "--quiet", "-p", "station-branch", "--bin", bin, "--"];
     args.extend(extra.iter().map(|s| s.as_str()));
-    let r = cargo(&args, &pcscd.env());
+    println!("xtask: cargo {}", args.join(" "));
+    // The output is watched: a demo that prints a clear PAN fails.
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(&args)
+        .envs(pcscd.env().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let r = pan_watch::run(cmd, bin);
     drop(pcscd);
     r
 }

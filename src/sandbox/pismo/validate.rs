@@ -187,9 +187,9 @@ pub fn int_array(o: &Map<String, Value>, k: &str) -> Result<Option<Vec<i64>>, St
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
-                v.as_i64()
-                    .filter(|_| v.is_i64())
-                    .ok_or_else(|| format!("the field {k} must list integers"))
+                v.as_i64().filter(|_| v.is_i64()).ok_or_else(|| {
+                    format!("the field {k} must list integer ids from -2^63 to 2^63-1")
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),

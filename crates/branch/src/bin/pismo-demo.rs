@@ -273,10 +273,13 @@ async fn main() -> ExitCode {
                     r.card_id.unwrap_or_default(),
                     job.and_then(|j| j.reason.clone()).unwrap_or_default()
                 );
-                if let Err(e) = desk.make_again(id, "dev").await {
+                // The same entry the console's button uses.
+                if let Err(e) = desk
+                    .make_again_spoiled(agent.station.journal_thread(), id, "dev")
+                    .await
+                {
                     return fail(format!("make again: {e}"));
                 }
-                desk.spawn_drive(id);
                 made_again += 1;
             }
         }
