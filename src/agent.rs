@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::StationConfig;
+use crate::config::{KeyStoreChoice, StationConfig};
 use crate::job::pipeline::{Devices, Station};
 use crate::job::production::Production;
 use crate::journal::upkeep::{run_upkeep, UPKEEP_EVERY};
@@ -23,7 +23,7 @@ use crate::order::StationKeyring;
 use crate::plastic::face::Layout;
 use station_emv::data::profile::ProfileSet;
 use station_emv::gp::scp::SecurityLevel;
-use station_emv::keys::{KeyStore, SoftwareKeyStore};
+use station_emv::keys::{KeyStore, Pkcs11KeyStore, SoftwareKeyStore};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,39 @@ fn setup(what: &str, e: impl std::fmt::Display) -> AgentError {
     AgentError::Setup(format!("{what}: {e}"))
 }
 
+/// Opens the configured issuer key store, refusing the public development keys on a
+/// station that is not a development one.
+pub fn open_key_store(cfg: &StationConfig) -> Result<Arc<dyn KeyStore>, AgentError> {
+    let dev = cfg.keys.development;
+    let refuse = |key: &str| {
+        setup(
+            key,
+            "holds the public development keys, which make test cards only: load the issuer's \
+             keys, or set [keys] development = true on a development station",
+        )
+    };
+    match cfg.key_store().map_err(|e| setup("keys", e))? {
+        KeyStoreChoice::Software(path) => {
+            let ks = SoftwareKeyStore::load(&path).map_err(|e| setup("keys.keystore", e))?;
+            if !dev && ks.holds_development_keys() {
+                return Err(refuse("keys.keystore"));
+            }
+            Ok(Arc::new(ks))
+        }
+        KeyStoreChoice::Pkcs11(p11) => {
+            let ks = Pkcs11KeyStore::open(&p11).map_err(|e| setup("keys.pkcs11", e))?;
+            if !dev
+                && ks
+                    .holds_development_keys()
+                    .map_err(|e| setup("keys.pkcs11", e))?
+            {
+                return Err(refuse("keys.pkcs11"));
+            }
+            Ok(Arc::new(ks))
+        }
+    }
+}
+
 /// Builds the production set-up (keys, profiles, layout) from the configuration.
 pub fn production_from_config(cfg: &StationConfig) -> Result<Production, AgentError> {
     let jwks: Vec<_> = cfg
@@ -72,10 +105,7 @@ pub fn production_from_config(cfg: &StationConfig) -> Result<Production, AgentEr
         .collect();
     let keyring =
         StationKeyring::from_jwk_files(&jwks).map_err(|e| setup("keys.station_jwe", e))?;
-    let keystore: Arc<dyn KeyStore> = Arc::new(
-        SoftwareKeyStore::load(&cfg.resolve(&cfg.keys.keystore))
-            .map_err(|e| setup("keys.keystore", e))?,
-    );
+    let keystore = open_key_store(cfg)?;
     let profiles = match &cfg.production.profiles_dir {
         Some(dir) => ProfileSet::with_dir(&cfg.resolve(dir))
             .map_err(|e| setup("production.profiles_dir", e))?,

@@ -142,8 +142,39 @@ pub struct UpstreamSection {
 pub struct KeysSection {
     /// Station JWE private keys (JWK files).
     pub station_jwe: Vec<PathBuf>,
-    /// Software key store file.
-    pub keystore: PathBuf,
+    /// A development station: allows the software key store and the public
+    /// development keys. Never on a station that makes real cards.
+    #[serde(default)]
+    pub development: bool,
+    /// Software key store file (development only).
+    pub keystore: Option<PathBuf>,
+    /// The issuer keys' HSM.
+    pub pkcs11: Option<Pkcs11Section>,
+}
+
+/// `[keys.pkcs11]`: the HSM holding the issuer keys (labels in docs/keys.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// PKCS#11 module (shared library) of the HSM.
+    pub module: PathBuf,
+    /// Token label.
+    pub token: String,
+    /// File holding the user PIN, owner-readable only.
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// SoftHSM2 only: its configuration file (sets `SOFTHSM2_CONF` for the module).
+    pub softhsm2_conf: Option<PathBuf>,
+}
+
+/// Where the issuer keys are, as the configuration says.
+#[derive(Debug, Clone)]
+pub enum KeyStoreChoice {
+    /// The software key file (development only).
+    Software(PathBuf),
+    /// The HSM.
+    Pkcs11(station_emv::keys::Pkcs11Config),
 }
 
 /// `[devices]`: the station's production lines.
@@ -540,6 +571,7 @@ impl StationConfig {
                 "at least one station decryption key is needed",
             ));
         }
+        self.check_key_store()?;
         if self.devices.line.is_empty() {
             return Err(ConfigError::invalid(
                 "devices.line",
@@ -657,6 +689,64 @@ impl StationConfig {
         Ok(())
     }
 
+    /// Exactly one key store; the software one only on a development station.
+    fn check_key_store(&self) -> Result<(), ConfigError> {
+        match (&self.keys.keystore, &self.keys.pkcs11) {
+            (Some(_), Some(_)) => Err(ConfigError::invalid(
+                "keys.keystore",
+                "give either keys.keystore (development) or [keys.pkcs11], not both",
+            )),
+            (None, None) => Err(ConfigError::invalid(
+                "keys.pkcs11",
+                "no issuer key store: configure the HSM in [keys.pkcs11]",
+            )),
+            (Some(_), None) if !self.keys.development => Err(ConfigError::invalid(
+                "keys.keystore",
+                "the software key store keeps issuer keys in a file and is for development \
+                 only: configure the HSM in [keys.pkcs11], or set [keys] development = true on \
+                 a development station",
+            )),
+            (Some(_), None) => Ok(()),
+            (None, Some(p)) => match (&p.pin_file, &p.pin_env) {
+                (Some(_), Some(_)) | (None, None) => Err(ConfigError::invalid(
+                    "keys.pkcs11.pin_file",
+                    "give the HSM user PIN as exactly one of pin_file or pin_env",
+                )),
+                _ if p.token.trim().is_empty() => Err(ConfigError::invalid(
+                    "keys.pkcs11.token",
+                    "the token label is empty",
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The key store to open, with paths resolved.
+    pub fn key_store(&self) -> Result<KeyStoreChoice, ConfigError> {
+        self.check_key_store()?;
+        match (&self.keys.keystore, &self.keys.pkcs11) {
+            (Some(k), _) => Ok(KeyStoreChoice::Software(self.resolve(k))),
+            (None, Some(p)) => {
+                if let Some(conf) = &p.softhsm2_conf {
+                    // Read by the module when it loads, before any session exists.
+                    std::env::set_var("SOFTHSM2_CONF", self.resolve(conf));
+                }
+                let pin = match (&p.pin_file, &p.pin_env) {
+                    (Some(f), _) => station_emv::keys::PinSource::File(self.resolve(f)),
+                    (None, Some(v)) => station_emv::keys::PinSource::Env(v.clone()),
+                    (None, None) => unreachable!("checked above"),
+                };
+                Ok(KeyStoreChoice::Pkcs11(station_emv::keys::Pkcs11Config {
+                    module: p.module.clone(),
+                    token: p.token.trim().to_string(),
+                    pin,
+                    sessions: self.devices.line.len().max(1),
+                }))
+            }
+            (None, None) => unreachable!("checked above"),
+        }
+    }
+
     fn check_files(&self) -> Result<(), ConfigError> {
         check_secret_file(
             "upstream.signing_key",
@@ -665,7 +755,20 @@ impl StationConfig {
         for (i, p) in self.keys.station_jwe.iter().enumerate() {
             check_secret_file(&format!("keys.station_jwe[{i}]"), &self.resolve(p))?;
         }
-        check_secret_file("keys.keystore", &self.resolve(&self.keys.keystore))?;
+        if let Some(k) = &self.keys.keystore {
+            check_secret_file("keys.keystore", &self.resolve(k))?;
+        }
+        if let Some(p) = &self.keys.pkcs11 {
+            if !p.module.is_file() {
+                return Err(ConfigError::invalid(
+                    "keys.pkcs11.module",
+                    format!("{} is not a file", p.module.display()),
+                ));
+            }
+            if let Some(f) = &p.pin_file {
+                check_secret_file("keys.pkcs11.pin_file", &self.resolve(f))?;
+            }
+        }
         if let Some(p) = &self.console.staff {
             let p = self.resolve(p);
             check_secret_file("console.staff", &p)?;
@@ -781,6 +884,53 @@ mod tests {
         include_str!("../config/station.example.toml").to_string()
     }
 
+    fn with_keys(keys: &str) -> StationConfig {
+        let text = example();
+        let start = text.find("\n[keys]\n").unwrap() + 1;
+        let end = text.find("\n[[devices.line]]\n").unwrap() + 1;
+        let text = format!(
+            "{}[keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\n{keys}\n{}",
+            &text[..start],
+            &text[end..]
+        );
+        StationConfig::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn the_software_key_store_is_refused_outside_development() {
+        let err = with_keys("keystore = \"keys/keystore.toml\"\n")
+            .check_values()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("keys.keystore:"), "{err}");
+        assert!(err.to_string().contains("development"), "{err}");
+    }
+
+    #[test]
+    fn the_software_key_store_is_accepted_on_a_development_station() {
+        with_keys("development = true\nkeystore = \"keys/keystore.toml\"\n")
+            .check_values()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_station_without_a_key_store_is_refused() {
+        let err = with_keys("").check_values().unwrap_err();
+        assert!(err.to_string().starts_with("keys.pkcs11:"), "{err}");
+    }
+
+    #[test]
+    fn the_hsm_pin_comes_from_exactly_one_place() {
+        let both =
+            "[keys.pkcs11]\nmodule = \"/m.so\"\ntoken = \"t\"\npin_file = \"p\"\npin_env = \"P\"\n";
+        let err = with_keys(both).check_values().unwrap_err();
+        assert!(
+            err.to_string().starts_with("keys.pkcs11.pin_file:"),
+            "{err}"
+        );
+        let env = "[keys.pkcs11]\nmodule = \"/m.so\"\ntoken = \"t\"\npin_env = \"P\"\n";
+        with_keys(env).check_values().unwrap();
+    }
+
     #[test]
     fn the_shipped_example_parses_and_its_values_check() {
         let cfg = StationConfig::parse(&example()).unwrap();
@@ -845,10 +995,8 @@ mod tests {
         let path = dir.path().join("station.toml");
         std::fs::write(&path, example()).unwrap();
         let cfg = StationConfig::load(&path).unwrap();
-        assert_eq!(
-            cfg.resolve(&cfg.keys.keystore),
-            dir.path().join("keys/keystore.toml")
-        );
+        let pin = cfg.keys.pkcs11.as_ref().unwrap().pin_file.as_ref().unwrap();
+        assert_eq!(cfg.resolve(pin), dir.path().join("keys/hsm.pin"));
     }
 
     #[cfg(unix)]

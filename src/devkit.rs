@@ -9,7 +9,10 @@ use crate::order::jwe::generate_p256_keypair;
 use crate::sandbox::config::{SandboxFile, StationEntry};
 use crate::sandbox::keys::{generate_es256_jwk, write_private, write_public};
 use crate::sandbox::state::init_state;
-use station_emv::keys::write_dev_keystore;
+use station_emv::keys::{write_dev_keystore, write_dev_token, SOFTHSM2_MODULE};
+
+/// Label of the development SoftHSM2 token (`keys init --dev DIR --hsm`).
+pub const DEV_TOKEN: &str = "station-dev";
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -26,6 +29,8 @@ pub struct DevOptions {
     pub policy: String,
     /// Sandbox state dir to register the station in.
     pub hub_state: Option<PathBuf>,
+    /// Put the issuer keys in a SoftHSM2 token (non-extractable) instead of a key file.
+    pub hsm: bool,
 }
 
 /// Files written.
@@ -68,11 +73,23 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
     let (link_private, link_public) = generate_es256_jwk(&link_kid).map_err(|e| e.to_string())?;
     write_private(&keys.join("link-es256.jwk"), &link_private).map_err(|e| e.to_string())?;
     write_public(&keys.join("link-es256.public.jwk"), &link_public).map_err(|e| e.to_string())?;
-    let keystore = write_dev_keystore(&keys).map_err(|e| e.to_string())?;
-    let keystore_name = keystore
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let key_store = if o.hsm {
+        // No issuer key value is written outside the token.
+        let token = write_dev_token(&dir.join("hsm"), Path::new(SOFTHSM2_MODULE), DEV_TOKEN)
+            .map_err(|e| e.to_string())?;
+        format!(
+            "\n[keys.pkcs11]\nmodule = \"{SOFTHSM2_MODULE}\"\ntoken = \"{}\"\n\
+             pin_file = \"hsm/hsm.pin\"\nsofthsm2_conf = \"hsm/softhsm2.conf\"\n",
+            token.token
+        )
+    } else {
+        let keystore = write_dev_keystore(&keys).map_err(|e| e.to_string())?;
+        let keystore_name = keystore
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("keystore = \"keys/{keystore_name}\"\n")
+    };
     let card_stock = dir.join("card-stock.toml");
     write_private(
         &card_stock,
@@ -107,7 +124,7 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
         "# Development station (keys init --dev). Not for production.\n\
          [station]\nperso_station = \"{station}\"\nissuer_id = \"{issuer}\"\n\n\
          [upstream]\nurl = \"{url}\"\nclient_id = \"{client_id}\"\nkid = \"{link_kid}\"\nsigning_key = \"keys/link-es256.jwk\"\n{order_keys}\n\
-         [keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\nkeystore = \"keys/{keystore_name}\"\n\n\
+         [keys]\nstation_jwe = [\"keys/station-jwe.jwk\"]\ndevelopment = true\n{key_store}\n\
          [[devices.line]]\nname = \"line-1\"\n\n[devices.line.printer]\ndevice = \"{printer}\"\n\n\
          [devices.line.encoder]\nreader = \"{reader}\"\n\n\
          [journal]\npath = \"journal.db\"\nretention_days = 0\n\n\
@@ -172,6 +189,7 @@ mod tests {
                 reader: "Virtual PCD".into(),
                 policy: "automatic".into(),
                 hub_state: Some(hub.clone()),
+                hsm: false,
             },
         )
         .unwrap();

@@ -15,7 +15,6 @@ use crate::config::{self, StationConfig};
 
 mod card;
 mod counter;
-#[cfg(feature = "sandbox")]
 mod keys;
 mod pismo;
 mod preview;
@@ -26,7 +25,6 @@ mod staff;
 
 pub use card::CardAction;
 pub use counter::{AuditAction, ReportKind, StockAction};
-#[cfg(feature = "sandbox")]
 pub use keys::KeysAction;
 pub use pismo::PismoAction;
 pub use printer::PrinterAction;
@@ -67,7 +65,6 @@ pub enum Command {
         action: Option<SandboxAction>,
     },
     /// Key material.
-    #[cfg(feature = "sandbox")]
     Keys {
         /// Key actions.
         #[command(subcommand)]
@@ -198,6 +195,9 @@ async fn dispatch(cli: Cli) -> Outcome {
                 StationConfig::load(&path).map_err(|e| usage(format!("[{}] {e}", e.code())))?;
             cfg.check()
                 .map_err(|e| usage(format!("[{}] {e}", e.code())))?;
+            // Opening the key store logs into the HSM and looks for the public
+            // development keys, which only a development station may hold.
+            crate::agent::open_key_store(&cfg).map_err(|e| usage(format!("[{}] {e}", e.code())))?;
             println!("{}: configuration OK", path.display());
             Ok(())
         }
@@ -214,8 +214,7 @@ async fn dispatch(cli: Cli) -> Outcome {
             state,
             action,
         } => sandbox::sandbox(listen, state, action).await,
-        #[cfg(feature = "sandbox")]
-        Command::Keys { action } => keys::keys(action),
+        Command::Keys { action } => keys::keys(explicit, action),
         Command::Card { action } => {
             crate::logging::init("warn", crate::config::LogFormat::Text);
             card::card(explicit, action).await

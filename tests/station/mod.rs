@@ -24,6 +24,9 @@ pub struct Dev {
     pub public_jwk: String,
     pub production: Arc<Production>,
     pub keystore: Arc<dyn KeyStore>,
+    /// The blank card stock's keys (a software store: the simulated card holds its keys
+    /// in clear, as a real card does inside its chip).
+    pub card_stock_keys: Arc<dyn KeyStore>,
 }
 
 /// Builds the development station.
@@ -45,6 +48,48 @@ pub fn dev_with_keys(extra: &str) -> Dev {
 
 /// A development station with this key store and these profiles (`dir` is kept).
 pub fn dev_with(dir: tempfile::TempDir, keystore: Arc<dyn KeyStore>, profiles: ProfileSet) -> Dev {
+    dev_on(dir, keystore.clone(), keystore, profiles)
+}
+
+/// The development station with its issuer keys in a SoftHSM2 token (one per test
+/// process: SoftHSM2 reads its configuration once).
+pub fn dev_hsm() -> Dev {
+    static TOKEN: std::sync::OnceLock<(tempfile::TempDir, Arc<dyn KeyStore>)> =
+        std::sync::OnceLock::new();
+    let (_, hsm) = TOKEN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let token = station_emv::keys::write_dev_token(
+            dir.path(),
+            std::path::Path::new(station_emv::keys::SOFTHSM2_MODULE),
+            "station-test",
+        )
+        .expect("SoftHSM2 token (cargo xtask setup installs softhsm2)");
+        let ks = station_emv::keys::Pkcs11KeyStore::open(&station_emv::keys::Pkcs11Config {
+            module: station_emv::keys::SOFTHSM2_MODULE.into(),
+            token: token.token,
+            pin: station_emv::keys::PinSource::File(token.pin_file),
+            sessions: 2,
+        })
+        .unwrap();
+        (dir, Arc::new(ks) as Arc<dyn KeyStore>)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_dev_keystore(dir.path()).unwrap();
+    let card_stock_keys: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::load(&path).unwrap());
+    dev_on(
+        dir,
+        hsm.clone(),
+        card_stock_keys,
+        ProfileSet::builtin().unwrap(),
+    )
+}
+
+fn dev_on(
+    dir: tempfile::TempDir,
+    keystore: Arc<dyn KeyStore>,
+    card_stock_keys: Arc<dyn KeyStore>,
+    profiles: ProfileSet,
+) -> Dev {
     let (private, public) = generate_p256_keypair("station-test-1");
     let keyring = StationKeyring::from_jwks(vec![private.to_string()]).unwrap();
     let production = Arc::new(Production {
@@ -62,6 +107,7 @@ pub fn dev_with(dir: tempfile::TempDir, keystore: Arc<dyn KeyStore>, profiles: P
         public_jwk: public,
         production,
         keystore,
+        card_stock_keys,
     }
 }
 
@@ -94,7 +140,7 @@ pub fn order(dev: &Dev, profile: &str, derivation: &str, card: &Value) -> Value 
 
 /// Blank card stock for a card product of the dev key store.
 pub fn card_stock(dev: &Dev, product: &str) -> SimCardConfig {
-    let t = dev.keystore.transport_keys(product).unwrap();
+    let t = dev.card_stock_keys.transport_keys(product).unwrap();
     SimCardConfig {
         protocol: t.protocol,
         kvn: t.kvn,

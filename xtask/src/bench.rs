@@ -10,6 +10,8 @@
 //! - the customer's wait, Start to card in the tray, vs the printer's mechanical floor
 //!   for that card and their ratio, on a 115200-baud serial printer model, with the
 //!   panel sent with the print and downloaded while the chip is written.
+//! - preparation + personalization per card with the software key store and with the
+//!   PKCS#11 store on SoftHSM2, and their ratio.
 
 use std::process::Command;
 
@@ -67,5 +69,7 @@ pub fn run() -> Result<(), String> {
     // Console `GET /api/jobs` p99 while 20 cards are produced, and preparations per card.
     example("console_latency", &["20", "0.1"], &[])?;
     // The customer's wait vs the mechanical floor on a serial printer, at its own speed.
-    example("counter_wait", &["3", "1.0"], &[])
+    example("counter_wait", &["3", "1.0"], &[])?;
+    // Issuer keys in a file vs in a PKCS#11 token.
+    example("keystore_bench", &[], &[])
 }

@@ -3,8 +3,8 @@
 //! - `cargo xtask test`: system packages, fmt check, clippy `-D warnings`, every test
 //!   (unit, integration, hardware-in-the-loop through a private pcscd + vpcd).
 //! - `cargo xtask demo`: the whole issuance flow on simulated hardware (`--pismo`: the
-//!   Pismo chain: counter requests, embossing run, a spoiled card made again); either
-//!   fails if its output holds a clear PAN.
+//!   Pismo chain: counter requests, embossing run, a spoiled card made again; `--hsm`:
+//!   issuer keys in a SoftHSM2 token); either fails if its output holds a clear PAN.
 //! - `cargo xtask faults`: the fault campaign against a simulated branch (docs/faults.md).
 //! - `cargo xtask package`: the Debian package in `target/debian/`.
 //! - `cargo xtask deny`: the supply-chain checks (`deny.toml`), also part of `test`.
@@ -169,7 +169,7 @@ fn main() {
         }),
         "check-windows" => windows::check(),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N] [--console]|faults [--only NAME]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
+            eprintln!("usage: cargo xtask <demo [--pismo] [--cards N] [--console] [--hsm]|faults [--only NAME]|test|hil [CARGO TEST ARGS]|package [--debug]|deny|bench|fuzz [SECONDS]|setup|check-windows>");
             exit(2);
         }
     };

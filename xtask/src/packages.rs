@@ -3,9 +3,13 @@
 
 use std::process::Command;
 
-/// Debian packages: PC/SC headers and daemon, the virtual reader driver, TLS headers.
+/// Debian packages: PC/SC headers and daemon, the virtual reader driver, TLS headers,
+/// SoftHSM2 (the PKCS#11 key store's tests and `keys init --hsm`) and OpenSC's
+/// `pkcs11-tool` (inspecting a token by hand).
 pub const NEEDED: &[&str] = &[
     "pkg-config",
+    "softhsm2",
+    "opensc",
     "libssl-dev",
     "libpcsclite-dev",
     "pcscd",

@@ -108,6 +108,7 @@ pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: 
             reader: "sim".into(),
             policy: policy.into(),
             hub_state: Some(hub_state.clone()),
+            hsm: false,
         },
     )
     .unwrap();

@@ -32,6 +32,9 @@ pub enum CryptoError {
         /// Block size.
         block: usize,
     },
+    /// The HSM holding the key refused or failed the operation (never names a key value).
+    #[error("HSM: {0}")]
+    Hsm(String),
 }
 
 /// DES / 3DES block size.
@@ -366,6 +369,19 @@ mod tests {
 
     fn h(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
+    }
+
+    fn wipes_its_key_schedule_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn every_block_cipher_wipes_its_key_schedule_on_drop() {
+        // Compiles only with the `zeroize` features of `des` and `aes` enabled.
+        wipes_its_key_schedule_on_drop::<Des>();
+        wipes_its_key_schedule_on_drop::<TdesEde2>();
+        wipes_its_key_schedule_on_drop::<TdesEde3>();
+        wipes_its_key_schedule_on_drop::<Aes128>();
+        wipes_its_key_schedule_on_drop::<Aes192>();
+        wipes_its_key_schedule_on_drop::<Aes256>();
     }
 
     #[test]

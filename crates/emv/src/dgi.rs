@@ -19,8 +19,9 @@ pub enum DgiEncryption {
 }
 
 /// One DGI with its data and how it must be protected. Data may be key material:
-/// zeroized on drop and never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// zeroized on drop, never shown by `Debug`, and deliberately not `Serialize`: a DGI
+/// may hold clear ICC keys, which must never reach a file or the journal.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Dgi {
     /// The identifier, e.g. `0x0101` (record SFI 1 rec 1) or `0x8000` (ICC keys).
     pub id: u16,
@@ -142,6 +143,30 @@ pub fn parse(mut data: &[u8]) -> Result<Vec<Dgi>, DgiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `T` implements `Serialize`, decided at compile time by method resolution.
+    struct Probe<T>(std::marker::PhantomData<T>);
+    trait Serializes {
+        fn serializes(&self) -> bool {
+            true
+        }
+    }
+    impl<T: serde::Serialize> Serializes for Probe<T> {}
+    trait DoesNotSerialize {
+        fn serializes(&self) -> bool {
+            false
+        }
+    }
+    impl<T> DoesNotSerialize for &Probe<T> {}
+
+    #[test]
+    // The borrow is what lets the fallback trait answer; clippy sees only the u16 case.
+    #[allow(clippy::needless_borrow)]
+    fn a_dgi_cannot_be_serialized_because_it_may_hold_clear_icc_keys() {
+        assert!(!(&Probe::<Dgi>(std::marker::PhantomData)).serializes());
+        // The probe itself tells a serializable type apart.
+        assert!((&Probe::<u16>(std::marker::PhantomData)).serializes());
+    }
 
     #[test]
     fn up_to_254_bytes_use_a_one_byte_length() {

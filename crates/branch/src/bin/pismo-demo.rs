@@ -99,6 +99,7 @@ async fn main() -> ExitCode {
             reader: "Virtual PCD 00 00".into(),
             policy: "automatic".into(),
             hub_state: Some(hub_state.clone()),
+            hsm: false,
         },
     ) {
         Ok(f) => f,

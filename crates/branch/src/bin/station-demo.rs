@@ -4,7 +4,8 @@
 //! pcscd's vpcd reader while each card is at the chip station, and the agent with its
 //! real printer driver and PC/SC encoder. Sample orders go through the hub's D1 Card
 //! order endpoint over HTTP; progress is shown per card step; a table sums up. Exits
-//! 0 only if every card reached CARD_PROD_DONE and the hub says SUCCESSFUL.
+//! 0 only if every card reached CARD_PROD_DONE and the hub says SUCCESSFUL. `--hsm` keeps
+//! the issuer keys in a SoftHSM2 token (the PKCS#11 store) instead of a key file.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -43,6 +44,10 @@ struct Args {
     /// for someone to issue by clicking, until Ctrl-C.
     #[arg(long)]
     console: bool,
+    /// Keep the issuer keys in a SoftHSM2 token (PKCS#11, non-extractable) instead of
+    /// the development key file.
+    #[arg(long)]
+    hsm: bool,
 }
 
 const STEPS: [JobState; 10] = [
@@ -94,11 +99,19 @@ async fn main() -> ExitCode {
             reader: "Virtual PCD 00 00".into(),
             policy: if args.console { "staff" } else { "automatic" }.into(),
             hub_state: Some(hub_state.clone()),
+            hsm: args.hsm,
         },
     ) {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    if args.hsm {
+        println!(
+            "0. issuer keys in SoftHSM2 token '{}' ({}), non-extractable",
+            station_agent::devkit::DEV_TOKEN,
+            args.out.join("station/hsm").display()
+        );
+    }
     println!("1. sandbox hub (D1 Card order endpoint, station link)");
     let hub = match sandbox::start(&SandboxConfig {
         listen: "127.0.0.1:0".parse().expect("address"),

@@ -1,5 +1,6 @@
 //! Visa card verification values: CVV / CVC1 on the stripe, iCVV in the chip's
-//! track 2 equivalent (the same algorithm with service code `999`), and the Visa PVV.
+//! track 2 equivalent (the same algorithm with service code `999`). PVVs come with the order:
+//! no operation here takes a clear PIN.
 //!
 //! These functions take raw keys and are called inside a [`crate::keys::KeyStore`]
 //! implementation only, so that an HSM-backed store can replace them.
@@ -15,7 +16,7 @@ pub const ICVV_SERVICE_CODE: &str = "999";
 
 /// Visa's decimalization: the decimal nibbles of `block` in order, then the
 /// hexadecimal ones minus 10, truncated to `n` digits.
-fn decimalize(block: &[u8], n: usize) -> Zeroizing<String> {
+pub(crate) fn decimalize(block: &[u8], n: usize) -> Zeroizing<String> {
     let nibbles: Vec<u8> = block.iter().flat_map(|b| [b >> 4, b & 0x0F]).collect();
     let mut out = Zeroizing::new(String::with_capacity(n));
     for d in nibbles.iter().filter(|d| **d < 10) {
@@ -60,27 +61,6 @@ pub fn visa_cvv(
     Ok(decimalize(&out, 3))
 }
 
-/// Visa PVV: 3DES under the double-length PVK of the transformed security parameter
-/// (the 11 PAN digits left of the check digit ‖ PVKI ‖ the first 4 PIN digits),
-/// decimalized to 4 digits.
-pub fn visa_pvv(
-    pvk: &[u8],
-    pan: &Pan,
-    pvki: u8,
-    pin: &str,
-) -> Result<Zeroizing<String>, CryptoError> {
-    let p = pan.digits();
-    let tsp = Zeroizing::new(format!(
-        "{}{}{}",
-        &p[p.len() - 12..p.len() - 1],
-        pvki % 10,
-        &pin[..4.min(pin.len())]
-    ));
-    let block = Zeroizing::new(bcd(&format!("{:0<16}", tsp.as_str())));
-    let out = Zeroizing::new(tdes_ecb_encrypt(pvk, &block)?);
-    Ok(decimalize(&out, 4))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,16 +103,5 @@ mod tests {
         assert_eq!(decimalize(&[0xAB, 0x1C, 0xD2, 0x00], 4).as_str(), "1200");
         assert_eq!(decimalize(&[0xAB, 0xCD, 0xEF, 0x12], 3).as_str(), "120");
         assert_eq!(decimalize(&[0xAB, 0xCD, 0xEF, 0xFF], 3).as_str(), "012");
-    }
-
-    #[test]
-    fn pvv_is_four_digits_and_depends_on_the_pin() {
-        let pvk = hex::decode("0123456789ABCDEFFEDCBA9876543210").unwrap();
-        let pan = Pan::new("4123456789012345").unwrap();
-        let a = visa_pvv(&pvk, &pan, 1, "1234").unwrap();
-        let b = visa_pvv(&pvk, &pan, 1, "1235").unwrap();
-        assert_eq!(a.len(), 4);
-        assert!(a.bytes().all(|c| c.is_ascii_digit()));
-        assert_ne!(a, b);
     }
 }

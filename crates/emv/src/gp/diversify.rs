@@ -28,6 +28,24 @@ pub enum KeyRole {
     Dek = 3,
 }
 
+/// The 16 bytes the KMC encrypts (3DES ECB) to give one card key; `None` when the
+/// method is [`Diversification::None`] (the KMC is the card key). An HSM derives with
+/// exactly this data (`CKM_DES3_ECB_ENCRYPT_DATA`).
+pub fn derivation_data(kdd: &[u8; 10], method: Diversification, role: KeyRole) -> Option<[u8; 16]> {
+    let k = role as u8;
+    let id: Vec<u8> = match method {
+        Diversification::EmvCpg202 => kdd[4..10].to_vec(),
+        Diversification::Visa2 => [&kdd[0..2], &kdd[4..8]].concat(),
+        Diversification::None => return None,
+    };
+    let mut d = [0u8; 16];
+    d[..6].copy_from_slice(&id);
+    d[6..8].copy_from_slice(&[0xF0, k]);
+    d[8..14].copy_from_slice(&id);
+    d[14..].copy_from_slice(&[0x0F, k]);
+    Some(d)
+}
+
 /// Derives one card key from a 3DES KMC.
 pub fn derive(
     kmc: &[u8],
@@ -35,19 +53,9 @@ pub fn derive(
     method: Diversification,
     role: KeyRole,
 ) -> Result<Vec<u8>, CryptoError> {
-    let k = role as u8;
-    let half = |tag: u8| -> Vec<u8> {
-        let mut b = match method {
-            Diversification::EmvCpg202 => kdd[4..10].to_vec(),
-            Diversification::Visa2 => [&kdd[0..2], &kdd[4..8]].concat(),
-            Diversification::None => vec![],
-        };
-        b.extend_from_slice(&[tag, k]);
-        b
-    };
-    match method {
-        Diversification::None => Ok(kmc.to_vec()),
-        _ => tdes_ecb_encrypt(kmc, &[half(0xF0), half(0x0F)].concat()),
+    match derivation_data(kdd, method, role) {
+        None => Ok(kmc.to_vec()),
+        Some(d) => tdes_ecb_encrypt(kmc, &d),
     }
 }
 

@@ -4,8 +4,8 @@
 use station_hal::ApduTransport;
 
 use super::scp::{
-    derive_session, max_plain_data, InitUpdateResponse, KeySource, ScError, ScpParams,
-    SecurityLevel, Wrapper,
+    host_session, max_plain_data, InitUpdateResponse, KeySource, ScError, ScpParams, SecurityLevel,
+    Wrapper,
 };
 use crate::crypto::pad80;
 use crate::gp::{self, Command};
@@ -58,8 +58,7 @@ impl HostChannel {
                 configured: params.protocol.id(),
             });
         }
-        let static_keys = keys.card_keys(&iu.kdd)?;
-        let (session, cg) = derive_session(params.protocol, &static_keys, &host_challenge, &iu)?;
+        let (session, cg) = host_session(params.protocol, keys, &host_challenge, &iu)?;
         if cg.card != iu.card_cryptogram {
             return Err(ScError::CardCryptogram);
         }

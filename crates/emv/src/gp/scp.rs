@@ -141,8 +141,33 @@ impl StaticKeys {
     }
 }
 
-/// Where the card's static keys come from.
-#[derive(Clone, Debug)]
+/// Session keys of one secure channel as an HSM hands them out: the card's static keys
+/// and the KMC they come from stay inside it. Zeroized on drop.
+pub struct SessionKeyValues {
+    /// S-ENC.
+    pub enc: Zeroizing<Vec<u8>>,
+    /// S-MAC.
+    pub mac: Zeroizing<Vec<u8>>,
+    /// SCP02: the session DEK; SCP03: the card's static DEK (SCP03 has no session DEK).
+    pub dek: Zeroizing<Vec<u8>>,
+}
+
+/// Card keys held in an HSM: it diversifies them from the KMC for the card's KDD and
+/// derives the session keys there.
+pub trait HsmCardKeys: Send + Sync {
+    /// Session keys for the card with `kdd`: SCP02 uses `sequence` (the card's sequence
+    /// counter), SCP03 `context` (host challenge ‖ card challenge).
+    fn session_keys(
+        &self,
+        protocol: Protocol,
+        kdd: &[u8; 10],
+        sequence: &[u8],
+        context: &[u8],
+    ) -> Result<SessionKeyValues, CryptoError>;
+}
+
+/// Where the card's static keys come from. `Debug` names the kind only, never a key.
+#[derive(Clone)]
 pub enum KeySource {
     /// Static keys as they are in the card.
     Static(StaticKeys),
@@ -153,6 +178,20 @@ pub enum KeySource {
         /// Method.
         method: Diversification,
     },
+    /// Card keys that never leave an HSM (see [`HsmCardKeys`]).
+    Hsm(std::sync::Arc<dyn HsmCardKeys>),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Static(k) => write!(f, "KeySource::Static({k:?})"),
+            KeySource::Kmc { method, .. } => {
+                write!(f, "KeySource::Kmc(<redacted>, {method:?})")
+            }
+            KeySource::Hsm(_) => f.write_str("KeySource::Hsm"),
+        }
+    }
 }
 
 impl KeySource {
@@ -168,6 +207,9 @@ impl KeySource {
                     dek: d(KeyRole::Dek)?,
                 })
             }
+            KeySource::Hsm(_) => Err(CryptoError::Hsm(
+                "the card's static keys stay in the HSM; ask it for session keys".into(),
+            )),
         }
     }
 }
@@ -258,10 +300,7 @@ pub(super) struct SessionKeys {
 }
 
 fn scp02_session_key(key: &[u8], constant: [u8; 2], seq: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut d = [0u8; 16];
-    d[..2].copy_from_slice(&constant);
-    d[2..4].copy_from_slice(seq);
-    tdes_cbc_encrypt(key, &[0; 8], &d)
+    tdes_cbc_encrypt(key, &[0; 8], &scp02_derivation_data(constant, seq))
 }
 
 /// NIST SP 800-108 KDF in counter mode with AES-CMAC, as SCP03 defines its inputs.
@@ -269,12 +308,7 @@ fn scp03_kdf(key: &[u8], constant: u8, bits: u16, context: &[u8]) -> Result<Vec<
     let mut out = Vec::new();
     let mut counter = 1u8;
     while out.len() * 8 < bits as usize {
-        let mut input = vec![0u8; 11];
-        input.push(constant);
-        input.push(0x00);
-        input.extend_from_slice(&bits.to_be_bytes());
-        input.push(counter);
-        input.extend_from_slice(context);
+        let input = scp03_kdf_input(constant, bits, counter, context);
         out.extend_from_slice(&aes_cmac(key, &input)?);
         counter += 1;
     }
@@ -293,41 +327,102 @@ pub(super) fn derive_session(
     host_challenge: &[u8; 8],
     iu: &InitUpdateResponse,
 ) -> Result<(SessionKeys, Cryptograms), CryptoError> {
-    match protocol {
+    let s = match protocol {
         Protocol::Scp02 { .. } => {
             let seq = &iu.sequence;
-            let s = SessionKeys {
+            SessionKeys {
                 enc: Zeroizing::new(scp02_session_key(&keys.enc, [0x01, 0x82], seq)?),
                 mac: Zeroizing::new(scp02_session_key(&keys.mac, [0x01, 0x01], seq)?),
                 dek: Zeroizing::new(scp02_session_key(&keys.dek, [0x01, 0x81], seq)?),
+            }
+        }
+        Protocol::Scp03 { .. } => {
+            let ctx = [&host_challenge[..], &iu.card_challenge[..]].concat();
+            let bits = (keys.enc.len() * 8) as u16;
+            SessionKeys {
+                enc: Zeroizing::new(scp03_kdf(&keys.enc, 0x04, bits, &ctx)?),
+                mac: Zeroizing::new(scp03_kdf(&keys.mac, 0x06, bits, &ctx)?),
+                dek: keys.dek.clone(),
+            }
+        }
+    };
+    let c = cryptograms(protocol, &s, host_challenge, iu)?;
+    Ok((s, c))
+}
+
+/// The host's end of the session: from static keys, or from an HSM that keeps them.
+pub(super) fn host_session(
+    protocol: Protocol,
+    keys: &KeySource,
+    host_challenge: &[u8; 8],
+    iu: &InitUpdateResponse,
+) -> Result<(SessionKeys, Cryptograms), CryptoError> {
+    match keys {
+        KeySource::Hsm(hsm) => {
+            let ctx = [&host_challenge[..], &iu.card_challenge[..]].concat();
+            let v = hsm.session_keys(protocol, &iu.kdd, &iu.sequence, &ctx)?;
+            let s = SessionKeys {
+                enc: v.enc,
+                mac: v.mac,
+                dek: v.dek,
             };
+            let c = cryptograms(protocol, &s, host_challenge, iu)?;
+            Ok((s, c))
+        }
+        other => derive_session(protocol, &other.card_keys(&iu.kdd)?, host_challenge, iu),
+    }
+}
+
+/// SCP02 session key: 3DES CBC (zero ICV) of `constant ‖ sequence ‖ 00…` under `key`.
+pub fn scp02_derivation_data(constant: [u8; 2], seq: &[u8]) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    d[..2].copy_from_slice(&constant);
+    d[2..4].copy_from_slice(seq);
+    d
+}
+
+/// The SCP02 constants of S-ENC, S-MAC and S-DEK.
+pub const SCP02_CONSTANTS: [[u8; 2]; 3] = [[0x01, 0x82], [0x01, 0x01], [0x01, 0x81]];
+
+/// One block of SCP03's KDF input (NIST SP 800-108 counter mode, AES-CMAC PRF).
+pub fn scp03_kdf_input(constant: u8, bits: u16, counter: u8, context: &[u8]) -> Vec<u8> {
+    let mut input = vec![0u8; 11];
+    input.push(constant);
+    input.push(0x00);
+    input.extend_from_slice(&bits.to_be_bytes());
+    input.push(counter);
+    input.extend_from_slice(context);
+    input
+}
+
+fn cryptograms(
+    protocol: Protocol,
+    s: &SessionKeys,
+    host_challenge: &[u8; 8],
+    iu: &InitUpdateResponse,
+) -> Result<Cryptograms, CryptoError> {
+    match protocol {
+        Protocol::Scp02 { .. } => {
+            let seq = &iu.sequence;
             let card_in = pad80(&[&host_challenge[..], seq, &iu.card_challenge].concat(), 8);
             let host_in = pad80(
                 &[seq, &iu.card_challenge[..], &host_challenge[..]].concat(),
                 8,
             );
-            let c = Cryptograms {
+            Ok(Cryptograms {
                 card: tdes_cbc_mac(&s.enc, &[0; 8], &card_in)?,
                 host: tdes_cbc_mac(&s.enc, &[0; 8], &host_in)?,
-            };
-            Ok((s, c))
+            })
         }
         Protocol::Scp03 { .. } => {
             let ctx = [&host_challenge[..], &iu.card_challenge[..]].concat();
-            let bits = (keys.enc.len() * 8) as u16;
-            let s = SessionKeys {
-                enc: Zeroizing::new(scp03_kdf(&keys.enc, 0x04, bits, &ctx)?),
-                mac: Zeroizing::new(scp03_kdf(&keys.mac, 0x06, bits, &ctx)?),
-                dek: keys.dek.clone(),
-            };
             let cg = |c| -> Result<[u8; 8], CryptoError> {
                 Ok(scp03_kdf(&s.mac, c, 64, &ctx)?.try_into().expect("8 bytes"))
             };
-            let c = Cryptograms {
+            Ok(Cryptograms {
                 card: cg(0x00)?,
                 host: cg(0x01)?,
-            };
-            Ok((s, c))
+            })
         }
     }
 }

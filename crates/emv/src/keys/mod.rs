@@ -14,7 +14,7 @@
 //! [cvk.01]            # card verification keys A and B, cvKeyIndex 01
 //! a = "…"; b = "…"
 //! [pvk]
-//! 01 = "…"            # PIN verification key, pvKeyIndex 01
+//! 01 = "…"            # accepted for older files; unused (orders carry the PVV)
 //! [transport.DEV-VISA]  # GlobalPlatform keys per cardProductId
 //! kmc = "…"; diversification = "emv-cpg202"; scp = "scp02"; i = "55"; kvn = "20"
 //! isd = "A000000151000000"  # optional: personalize through this ISD (INSTALL [for personalization])
@@ -26,6 +26,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -35,12 +36,30 @@ use crate::data::cryptogram::{cryptogram_data, CardCryptogram, SessionKey};
 use crate::data::derive::{key_check_value, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
-use crate::gp::scp::{KeySource, Protocol, StaticKeys};
+use crate::gp::scp::{HsmCardKeys, KeySource, Protocol, StaticKeys};
 use crate::oda::CaPublicKey;
 
+mod pkcs11;
 mod software;
 
+pub use pkcs11::{
+    write_dev_token, write_softhsm2_token, DevToken, KeyLabel, PinSource, Pkcs11Config,
+    Pkcs11KeyStore, SOFTHSM2_MODULE,
+};
 pub use software::{write_dev_keystore, SoftwareKeyStore, DEV_KEY_FILE};
+
+/// Check values of the public development keys (IMKs, CVK pairs, KMCs): a store
+/// holding any of them is a development store.
+pub fn development_kcvs() -> Vec<[u8; 3]> {
+    software::development_store()
+        .map(|s| {
+            s.import_keys()
+                .iter()
+                .filter_map(|k| crate::crypto::tdes_kcv(k.value.expose()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// A key index as orders carry it (`derivationKeyIndex` etc.): two hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,14 +171,30 @@ fn parse_diversification(s: &str) -> Option<Diversification> {
     })
 }
 
+/// The master key for a card product's transport keys.
+#[derive(Clone)]
+pub enum TransportKey {
+    /// Software store: the KMC itself, zeroizing.
+    Clear(SecretBytes),
+    /// PKCS#11 store: the KMC stays in the HSM, which diversifies it per card and
+    /// derives the session keys.
+    Hsm(Arc<dyn HsmCardKeys>),
+}
+
+impl std::fmt::Debug for TransportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportKey::Clear(k) => write!(f, "TransportKey::Clear({k:?})"),
+            TransportKey::Hsm(_) => f.write_str("TransportKey::Hsm"),
+        }
+    }
+}
+
 /// What CPS needs to open a secure channel with a card product.
-///
-/// Software store: the KMC itself, zeroizing. An HSM store would hold a key handle
-/// instead and run the diversification and session-key derivation inside the HSM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TransportKeySet {
     /// Master key for card keys.
-    pub kmc: SecretBytes,
+    pub kmc: TransportKey,
     /// Card key diversification method.
     pub diversification: Diversification,
     /// Secure channel protocol and its i parameter.
@@ -173,13 +208,14 @@ pub struct TransportKeySet {
 impl TransportKeySet {
     /// The secure channel key source for CPS (diversified per card, or the static keys).
     pub fn key_source(&self) -> KeySource {
-        match self.diversification {
-            Diversification::None => {
-                let k = self.kmc.expose();
+        match (&self.kmc, self.diversification) {
+            (TransportKey::Hsm(h), _) => KeySource::Hsm(h.clone()),
+            (TransportKey::Clear(k), Diversification::None) => {
+                let k = k.expose();
                 KeySource::Static(StaticKeys::new(k, k, k))
             }
-            method => KeySource::Kmc {
-                kmc: Zeroizing::new(self.kmc.expose().to_vec()),
+            (TransportKey::Clear(k), method) => KeySource::Kmc {
+                kmc: Zeroizing::new(k.expose().to_vec()),
                 method,
             },
         }
@@ -274,6 +310,17 @@ pub enum KeyStoreError {
     /// A cryptographic primitive refused its input.
     #[error("key operation failed: {0}")]
     Crypto(String),
+    /// The HSM cannot be reached, logged into, or found by its token label.
+    #[error("HSM token '{token}': {reason}")]
+    Token {
+        /// Token label.
+        token: String,
+        /// What went wrong (PKCS#11 return value; never a key or PIN).
+        reason: String,
+    },
+    /// The HSM refused an operation.
+    #[error("HSM operation failed: {0}")]
+    Hsm(String),
 }
 
 impl station_hal::StaffFacing for KeyStoreError {
@@ -284,6 +331,8 @@ impl station_hal::StaffFacing for KeyStoreError {
             KeyStoreError::Permissions { .. } => "KEY_FILE_PERMISSIONS",
             KeyStoreError::NotSupported(_) => "KEY_NOT_SUPPORTED",
             KeyStoreError::Crypto(_) => "KEY_CRYPTO_ERROR",
+            KeyStoreError::Token { .. } => "KEY_HSM_UNAVAILABLE",
+            KeyStoreError::Hsm(_) => "KEY_HSM_ERROR",
         }
     }
 
@@ -330,16 +379,6 @@ pub trait KeyStore: Send + Sync {
         pan: &Pan,
         exp: YearMonth,
         service_code: &ServiceCode,
-    ) -> Result<Zeroizing<String>, KeyStoreError>;
-
-    /// Visa PVV from a clear PIN with the PVK at `index`. Orders normally carry the PVV
-    /// already; this exists for issuers that send a PIN instead.
-    fn pvv(
-        &self,
-        index: KeyIndex,
-        pan: &Pan,
-        pvki: u8,
-        pin: &str,
     ) -> Result<Zeroizing<String>, KeyStoreError>;
 
     /// Checks an ARQC the card produced over `data` (the bytes the cryptogram version

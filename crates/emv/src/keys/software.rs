@@ -9,7 +9,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::card_data::{Pan, YearMonth};
 use crate::data::cryptogram::{application_cryptogram, visa_cvn10, CardCryptogram, Cvn10Input};
-use crate::data::cvv::{visa_cvv, visa_pvv};
+use crate::data::cvv::visa_cvv;
 use crate::data::derive::{
     icc_master_key, option_a_icc_master_key, MasterKeyDerivation, Psn, ServiceCode,
 };
@@ -20,7 +20,7 @@ use crate::oda::{icc_certificate, rsa_raw, ssad_block, CaPublicKey, RsaPublicKey
 
 use super::{
     parse_diversification, IccKeys, IccRsaCrt, IccRsaKey, KeyIndex, KeyStore, KeyStoreError,
-    OdaIssuerKey, SecretBytes, TransportKeySet,
+    OdaIssuerKey, SecretBytes, TransportKey, TransportKeySet,
 };
 
 /// Hex in the key file, decoded straight into a zeroizing buffer.
@@ -116,7 +116,6 @@ struct Cvk {
 pub struct SoftwareKeyStore {
     imk: BTreeMap<KeyIndex, Imk>,
     cvk: BTreeMap<KeyIndex, Cvk>,
-    pvk: BTreeMap<KeyIndex, SecretBytes>,
     transport: BTreeMap<String, TransportKeySet>,
     oda: BTreeMap<KeyIndex, OdaIssuerKey>,
     oda_private: BTreeMap<KeyIndex, IssuerPrivateKey>,
@@ -133,10 +132,6 @@ impl std::fmt::Debug for SoftwareKeyStore {
             .field(
                 "cvk_indexes",
                 &self.cvk.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
-            )
-            .field(
-                "pvk_indexes",
-                &self.pvk.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
             )
             .field("card_products", &self.transport.keys().collect::<Vec<_>>())
             .field(
@@ -216,7 +211,6 @@ impl Loader<'_> {
         let mut ks = SoftwareKeyStore {
             imk: BTreeMap::new(),
             cvk: BTreeMap::new(),
-            pvk: BTreeMap::new(),
             transport: BTreeMap::new(),
             oda: BTreeMap::new(),
             oda_private: BTreeMap::new(),
@@ -240,8 +234,10 @@ impl Loader<'_> {
             ks.cvk.insert(k, cvk);
         }
         for (idx, e) in &raw.pvk {
-            let k = self.index("pvk", idx)?;
-            ks.pvk.insert(k, self.key(&format!("pvk.{idx}"), e, &[16])?);
+            // Still checked so a typo is caught, then dropped: orders carry the PVV and
+            // no operation here takes a clear PIN.
+            self.index("pvk", idx)?;
+            drop(self.key(&format!("pvk.{idx}"), e, &[16])?);
         }
         for (product, e) in &raw.transport {
             let entry = format!("transport.{product}");
@@ -263,7 +259,7 @@ impl Loader<'_> {
                 (Protocol::Scp03 { .. }, Diversification::None) => &[16, 24, 32],
             };
             let set = TransportKeySet {
-                kmc: self.key(&format!("{entry}.kmc"), &e.kmc, lengths)?,
+                kmc: TransportKey::Clear(self.key(&format!("{entry}.kmc"), &e.kmc, lengths)?),
                 diversification,
                 protocol,
                 kvn: self.byte(&format!("{entry}.kvn"), &e.kvn)?,
@@ -447,23 +443,6 @@ impl KeyStore for SoftwareKeyStore {
         visa_cvv(cvk.a.expose(), cvk.b.expose(), pan, exp, service_code).map_err(crypto)
     }
 
-    fn pvv(
-        &self,
-        index: KeyIndex,
-        pan: &Pan,
-        pvki: u8,
-        pin: &str,
-    ) -> Result<Zeroizing<String>, KeyStoreError> {
-        let pvk = self.pvk.get(&index).ok_or(KeyStoreError::Missing {
-            kind: "pvk",
-            index: index.to_string(),
-        })?;
-        if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(KeyStoreError::Crypto("a PIN is 4 to 12 digits".into()));
-        }
-        visa_pvv(pvk.expose(), pan, pvki, pin).map_err(crypto)
-    }
-
     fn verify_arqc(
         &self,
         index: KeyIndex,
@@ -610,6 +589,130 @@ fn cvn10_input_from_bytes(d: &[u8]) -> Option<Cvn10Input> {
         atc: a(31..33).try_into().ok()?,
         cvr: a(33..37).try_into().ok()?,
     })
+}
+
+/// The development keys, parsed (for importing them into a development token).
+pub(crate) fn development_store() -> Result<SoftwareKeyStore, KeyStoreError> {
+    Loader {
+        path: Path::new("<development keys>"),
+    }
+    .load(DEV_KEYS)
+}
+
+impl SoftwareKeyStore {
+    /// Every key as the PKCS#11 store labels it (see `pkcs11`), for an import.
+    pub(crate) fn import_keys(&self) -> Vec<super::pkcs11::ImportKey> {
+        use super::pkcs11::ImportKey;
+        use cryptoki::object::KeyType;
+        let mut out = Vec::new();
+        for (idx, imk) in &self.imk {
+            for (part, k) in [("ac", &imk.ac), ("smi", &imk.smi), ("smc", &imk.smc)] {
+                out.push(ImportKey {
+                    label: format!("imk.{idx}.{part}"),
+                    key_type: KeyType::DES2,
+                    value: k.clone(),
+                    derive: true,
+                    encrypt: false,
+                });
+            }
+        }
+        for (idx, cvk) in &self.cvk {
+            let pair = |x: &SecretBytes, y: &SecretBytes| {
+                let mut v = Zeroizing::new(Vec::with_capacity(16));
+                v.extend_from_slice(x.expose());
+                v.extend_from_slice(y.expose());
+                SecretBytes::new(v)
+            };
+            out.push(ImportKey {
+                label: format!("cvk.{idx}"),
+                key_type: KeyType::DES2,
+                value: pair(&cvk.a, &cvk.b),
+                derive: false,
+                encrypt: true,
+            });
+            // Single DES under A, as 3DES with A‖A: PKCS#11 has no Visa CVV mechanism.
+            out.push(ImportKey {
+                label: format!("cvk.{idx}.a"),
+                key_type: KeyType::DES2,
+                value: pair(&cvk.a, &cvk.a),
+                derive: false,
+                encrypt: true,
+            });
+        }
+        for (product, t) in &self.transport {
+            if let TransportKey::Clear(k) = &t.kmc {
+                let aes = matches!(t.protocol, Protocol::Scp03 { .. })
+                    && t.diversification == Diversification::None;
+                out.push(ImportKey {
+                    label: format!("transport.{product}.kmc"),
+                    key_type: if aes { KeyType::AES } else { KeyType::DES2 },
+                    value: k.clone(),
+                    derive: true,
+                    // Undiversified, the KMC is the card key and encrypts (or MACs) itself.
+                    encrypt: t.diversification == Diversification::None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Each card product's secure channel parameters in the token's `CKO_DATA` format.
+    pub(crate) fn transport_params(&self) -> Vec<(String, String)> {
+        self.transport
+            .iter()
+            .map(|(product, t)| {
+                let (scp, i) = match t.protocol {
+                    Protocol::Scp02 { i } => ("scp02", i),
+                    Protocol::Scp03 { i } => ("scp03", i),
+                };
+                let div = match t.diversification {
+                    Diversification::None => "none",
+                    Diversification::EmvCpg202 => "emv-cpg202",
+                    Diversification::Visa2 => "visa2",
+                };
+                let mut text = format!(
+                    "diversification = \"{div}\"\nscp = \"{scp}\"\ni = \"{i:02X}\"\nkvn = \"{:02X}\"\n",
+                    t.kvn
+                );
+                if let Some(isd) = &t.isd {
+                    text.push_str(&format!("isd = \"{}\"\n", hex::encode_upper(isd)));
+                }
+                (product.clone(), text)
+            })
+            .collect()
+    }
+
+    /// Every key by its PKCS#11 label, with type and check value — never a value.
+    pub fn list(&self) -> Vec<super::KeyLabel> {
+        self.import_keys()
+            .iter()
+            .map(|k| super::KeyLabel {
+                label: k.label.clone(),
+                kind: if k.key_type == cryptoki::object::KeyType::AES {
+                    "AES".into()
+                } else {
+                    "DES2".into()
+                },
+                kcv: if k.key_type == cryptoki::object::KeyType::AES {
+                    crate::crypto::aes_kcv(k.value.expose())
+                } else {
+                    crate::crypto::tdes_kcv(k.value.expose())
+                }
+                .map(hex::encode_upper)
+                .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Whether any key here is one of the public development keys (by check value).
+    pub fn holds_development_keys(&self) -> bool {
+        let dev = super::development_kcvs();
+        self.import_keys().iter().any(|k| {
+            crate::crypto::tdes_kcv(k.value.expose())
+                .map(|kcv| dev.contains(&kcv))
+                .unwrap_or(false)
+        })
+    }
 }
 
 /// Name of the development key file [`write_dev_keystore`] writes.

@@ -253,3 +253,16 @@ fn the_largest_clear_payload_fits_one_short_apdu_after_wrapping() {
         );
     }
 }
+
+#[test]
+fn a_kmc_key_source_debug_shows_the_method_never_the_key() {
+    let kmc = h("404142434445464748494A4B4C4D4E4F");
+    let source = KeySource::Kmc {
+        kmc: Zeroizing::new(kmc.clone()),
+        method: Diversification::EmvCpg202,
+    };
+    let shown = format!("{source:?}");
+    assert!(shown.contains("EmvCpg202"), "{shown}");
+    assert!(!shown.contains("64, 65, 66"), "{shown}");
+    assert!(!shown.to_uppercase().contains("404142"), "{shown}");
+}
