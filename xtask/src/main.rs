@@ -13,6 +13,7 @@ mod package;
 mod packages;
 mod pcscd;
 mod windows;
+mod wine;
 
 use std::process::{exit, Command};
 
