@@ -17,6 +17,7 @@ mod packages;
 mod pan_watch;
 mod pcscd;
 mod windows;
+mod wine;
 
 use std::process::{exit, Command};
 

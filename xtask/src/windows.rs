@@ -1,8 +1,8 @@
 //! `cargo xtask check-windows`: the Windows build of the agent (service glue included)
 //! type-checks and passes clippy, cross-checked from Linux with the MinGW toolchain.
 //!
-//! Nothing is linked or run: it proves the code compiles for Windows, not that the
-//! service works there.
+//! Then the Windows build runs under Debian's Wine (`wine.rs`): the agent's unit tests,
+//! and the service registered, started and removed through Wine's service manager.
 
 use std::process::Command;
 use std::time::Instant;
@@ -43,9 +43,12 @@ fn ensure_target() -> Result<(), String> {
     }
 }
 
-/// Installs what is missing, then runs clippy `-D warnings` on the agent for Windows.
+/// Installs what is missing, runs clippy `-D warnings` on the agent for Windows, then
+/// the Windows build under Wine.
 pub fn check() -> Result<(), String> {
-    crate::packages::ensure_packages(&[MINGW_PACKAGE])?;
+    let mut packages = vec![MINGW_PACKAGE];
+    packages.extend_from_slice(crate::wine::PACKAGES);
+    crate::packages::ensure_packages(&packages)?;
     ensure_target()?;
     let started = Instant::now();
     let result = crate::cargo(
@@ -63,6 +66,13 @@ pub fn check() -> Result<(), String> {
     );
     println!(
         "xtask: Windows clippy took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    result?;
+    let started = Instant::now();
+    let result = crate::wine::check();
+    println!(
+        "xtask: Windows tests under Wine took {:.0} s",
         started.elapsed().as_secs_f64()
     );
     result

@@ -541,6 +541,22 @@ impl SimPrinter {
             .spawn(move || me.serve(printer))?;
         Ok(host)
     }
+
+    /// Serves over a loopback TCP connection (Windows has no socket pair); returns the
+    /// host end for the driver.
+    #[cfg(not(unix))]
+    pub fn spawn_in_memory(&self) -> std::io::Result<std::net::TcpStream> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let host = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (printer, _) = listener.accept()?;
+        host.set_nodelay(true)?;
+        printer.set_nodelay(true)?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("sim-printer".into())
+            .spawn(move || me.serve(printer))?;
+        Ok(host)
+    }
 }
 
 /// The pty the simulated printer serves on; keep it alive while the driver uses it.
