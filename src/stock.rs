@@ -187,6 +187,8 @@ mod tests {
             JobState::Personalizing,
             JobState::Verifying,
             JobState::Printing,
+            JobState::EncodingStripe,
+            JobState::Ejecting,
         ] {
             j.transition(op, s, None).unwrap();
         }

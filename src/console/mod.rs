@@ -65,10 +65,12 @@ fn step(state: JobState) -> Option<Step> {
         JobState::Personalizing => 3,
         JobState::Verifying => 4,
         JobState::Printing => 5,
-        JobState::Ejected => 6,
+        JobState::EncodingStripe => 6,
+        JobState::Ejecting => 7,
+        JobState::Ejected => 8,
         _ => return None,
     };
-    Some(Step { n, of: 6 })
+    Some(Step { n, of: 8 })
 }
 
 /// A job as the console shows it (never card data beyond the masked PAN).

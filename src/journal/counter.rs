@@ -322,6 +322,8 @@ mod tests {
             JobState::Personalizing,
             JobState::Verifying,
             JobState::Printing,
+            JobState::EncodingStripe,
+            JobState::Ejecting,
         ] {
             j.transition("op1", s, None).unwrap();
         }
