@@ -277,15 +277,18 @@ pub fn registry(conn: &Connection) -> rusqlite::Result<Registry> {
     );
 
     let in_doubt: i64 = conn.query_row(
-        "SELECT COUNT(DISTINCT COALESCE(line, '')) FROM jobs WHERE state = ?1",
-        [JobState::InDoubt.as_str()],
+        "SELECT COUNT(DISTINCT COALESCE(line, '')) FROM jobs WHERE state IN (?1, ?2)",
+        [
+            JobState::InDoubt.as_str(),
+            JobState::AwaitingRemoval.as_str(),
+        ],
         |r| r.get(0),
     )?;
     let lines_in_doubt = Gauge::<i64>::default();
     lines_in_doubt.set(in_doubt);
     reg.register(
         "lines_in_doubt",
-        "Production lines stopped by a card in doubt (staff must confirm or spoil it)",
+        "Production lines stopped by a card in doubt or stuck in the printer (staff must act on it)",
         lines_in_doubt,
     );
 

@@ -120,6 +120,7 @@ fn spoils_a_card(action: StaffAction) -> bool {
         action,
         StaffAction::MakeAgain
             | StaffAction::GiveUp
+            | StaffAction::CardRemoved
             | StaffAction::Resolve(crate::journal::Resolution::Spoil)
     )
 }

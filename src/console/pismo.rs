@@ -2,6 +2,7 @@
 //! in the queue ("Requested at Pismo" until the order arrives), "Make again" for a
 //! spoiled card and "Retry" for a request Pismo could not take yet.
 
+use crate::roles::{self, Duty};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -174,6 +175,9 @@ async fn new_request(
         Ok(m) => m,
         Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
     };
+    if let Err(e) = roles::check(member.role, Duty::Issue, "request a new card at Pismo") {
+        return super::role_refusal(&e);
+    }
     let d = match desk(&c) {
         Ok(d) => d.clone(),
         Err(r) => return *r,
@@ -209,6 +213,13 @@ async fn act(
         Ok(m) => m,
         Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
     };
+    if let Err(e) = roles::check(
+        member.role,
+        Duty::MakeAgain,
+        "send a card again to Pismo or retry a request",
+    ) {
+        return super::role_refusal(&e);
+    }
     let d = match desk(&c) {
         Ok(d) => d.clone(),
         Err(r) => return *r,

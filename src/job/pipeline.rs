@@ -409,7 +409,7 @@ impl Station {
                 Ok("Cancelled.")
             }
             StaffAction::CardRemoved => {
-                let j = self.journal.card_removed(op, staff)?;
+                let j = self.journal.card_removed(op, staff, approver)?;
                 self.emit(op, j.state, j.masked_pan, j.reason);
                 // Its line re-checks and goes on when nothing else stops it.
                 self.wake.notify_waiters();
@@ -676,6 +676,23 @@ impl Station {
                     && !claimed.contains(&j.operation_id)
                     && self.prepared.has(&j.operation_id)
             });
+        // Staff starts are checked against the stock when pressed; an automatic line checks
+        // here, so `stock.require_loaded` holds under either policy.
+        if let (Some(j), StartPolicy::Automatic) = (&next, self.policy) {
+            let (stock, product) = (self.counter.stock.clone(), j.product.clone());
+            let refused = self
+                .desk
+                .call(move |jr| {
+                    Ok::<_, JournalError>(
+                        crate::stock::check_can_start(jr, &stock, product.as_deref()).err(),
+                    )
+                })
+                .await?;
+            if let Some(e) = refused {
+                tracing::warn!(operation_id = %j.operation_id, error = %e, "card not started: no blank cards recorded for its product");
+                return Ok(None);
+            }
+        }
         if let Some(j) = &next {
             claimed.insert(j.operation_id.clone());
         }
@@ -934,6 +951,10 @@ impl Station {
                 format!("{}: {e}; the card could not be sent to the reject box ({r}): remove it by hand, put it in the spoiled box and press Card removed", e.code()),
             ),
         };
+        // A panic message may quote anything, card data included: the reason goes to the
+        // journal, the hub and the console only through the scrubber.
+        let reason =
+            String::from_utf8_lossy(&crate::logging::scrub(reason.as_bytes())).into_owned();
         if let Err(je) = self.transition(op, to, Some(&reason)).await {
             tracing::error!(operation_id = %op, error = %je, "the stopped card could not be journaled");
         }

@@ -85,13 +85,16 @@ pub struct AuditRow {
 }
 
 impl Journal {
-    /// Whether a job rejected or left in doubt got there once its chip was being
-    /// written (the card may carry live card data).
+    /// Whether a job rejected, left in doubt or stuck in the printer got there once its
+    /// chip was being written (the card may carry live card data).
     pub fn chip_written(&self, operation_id: &str) -> Result<bool, JournalError> {
         let Some(job) = self.job(operation_id)? else {
             return Ok(false);
         };
-        if !matches!(job.state, JobState::Rejected | JobState::InDoubt) {
+        if !matches!(
+            job.state,
+            JobState::Rejected | JobState::InDoubt | JobState::AwaitingRemoval
+        ) {
             return Ok(false);
         }
         let came_from = self
@@ -290,6 +293,30 @@ mod tests {
         j.set_card_facts(op, "476173******0010", "VISA-DEBIT", "JOHN DOE")
             .unwrap();
         j.transition(op, JobState::WaitingForStaff, None).unwrap();
+    }
+
+    #[test]
+    fn a_card_stuck_in_the_printer_after_its_chip_was_written_needs_dual_control() {
+        let j = Journal::open_in_memory().unwrap();
+        for (op, last) in [
+            ("written", JobState::Personalizing),
+            ("blank", JobState::AtChipStation),
+        ] {
+            job(&j, op);
+            j.feed(op, "line-1", "amartin").unwrap();
+            j.transition(op, JobState::AtChipStation, None).unwrap();
+            if last == JobState::Personalizing {
+                j.transition(op, JobState::Personalizing, None).unwrap();
+            }
+            j.transition(op, JobState::AwaitingRemoval, Some("reject failed"))
+                .unwrap();
+        }
+        assert!(j.chip_written("written").unwrap());
+        assert!(!j.chip_written("blank").unwrap());
+        let spoiled = j.card_removed("written", "amartin", Some("bsup")).unwrap();
+        assert_eq!(spoiled.state, JobState::Spoiled);
+        let last = j.history("written").unwrap().pop().unwrap();
+        assert_eq!(last.approver.as_deref(), Some("bsup"));
     }
 
     #[test]

@@ -711,7 +711,12 @@ impl Journal {
 
     /// Staff took out by hand a spoiled card the reject box did not take: the job ends
     /// `Spoiled` under their id and its line may go on.
-    pub fn card_removed(&self, operation_id: &str, staff: &str) -> Result<Job, JournalError> {
+    pub fn card_removed(
+        &self,
+        operation_id: &str,
+        staff: &str,
+        approver: Option<&str>,
+    ) -> Result<Job, JournalError> {
         let current = self
             .job(operation_id)?
             .ok_or_else(|| JournalError::NotFound(operation_id.to_string()))?;
@@ -726,7 +731,13 @@ impl Journal {
             Some(r) => format!("{r}; staff removed the card from the printer"),
             None => "staff removed the card from the printer".to_string(),
         };
-        self.transition_by(operation_id, JobState::Spoiled, Some(&reason), staff)
+        self.transition_approved(
+            operation_id,
+            JobState::Spoiled,
+            Some(&reason),
+            staff,
+            approver,
+        )
     }
 
     /// Copies the write-ahead log into the database and empties it, so purged card data

@@ -410,7 +410,7 @@ fn staff_confirm_removal_only_of_a_card_awaiting_it() {
     j.insert_order(&order("stuck", "c1")).unwrap();
     walk(&j, "stuck", &[Validated, Feeding, AtChipStation]);
     assert!(matches!(
-        j.card_removed("stuck", "staff-1"),
+        j.card_removed("stuck", "staff-1", None),
         Err(JournalError::IllegalTransition { .. })
     ));
     j.transition(
@@ -424,7 +424,7 @@ fn staff_confirm_removal_only_of_a_card_awaiting_it() {
         "not put in doubt"
     );
 
-    let job = j.card_removed("stuck", "staff-1").unwrap();
+    let job = j.card_removed("stuck", "staff-1", None).unwrap();
 
     assert_eq!(job.state, Spoiled);
     let last = j.history("stuck").unwrap().pop().unwrap();
