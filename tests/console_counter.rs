@@ -7,7 +7,7 @@ mod e2e;
 
 use std::time::Duration;
 
-use e2e::{branch, wait_hub, wait_states};
+use e2e::{branch, console_http, sign_in_as, wait_hub, wait_states};
 use serde_json::{json, Value};
 use station_agent::devkit::{
     DEV_AUDITOR_ID, DEV_AUDITOR_PIN, DEV_STAFF_ID, DEV_STAFF_PIN, DEV_SUPERVISOR_ID,
@@ -15,33 +15,6 @@ use station_agent::devkit::{
 };
 use station_agent::job::state::JobState;
 use station_sim::printer::{Fault, Step};
-
-/// A client that behaves like the console page: same Origin, JSON bodies.
-fn console_http(base: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(reqwest::header::ORIGIN, base.parse().unwrap());
-    h.insert(
-        reqwest::header::CONTENT_TYPE,
-        "application/json".parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
-async fn sign_in(http: &reqwest::Client, base: &str, id: &str, pin: &str) -> String {
-    let r: Value = http
-        .post(format!("{base}/api/session"))
-        .json(&json!({"staff": id, "pin": pin}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().expect("signed in").to_string()
-}
 
 async fn post(
     http: &reqwest::Client,
@@ -82,7 +55,7 @@ async fn a_card_spoiled_at_the_stripe_is_made_again_under_dual_control_and_repor
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
     let http = console_http(&base);
-    let token = sign_in(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
+    let token = sign_in_as(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
     let (card, op) = b.order(1).await.remove(0);
     wait_states(
         &agent,
@@ -212,8 +185,8 @@ async fn roles_decide_who_acts_loads_stock_and_reads_the_audit() {
         Duration::from_secs(30),
     )
     .await;
-    let auditor = sign_in(&http, &base, DEV_AUDITOR_ID, DEV_AUDITOR_PIN).await;
-    let supervisor = sign_in(&http, &base, DEV_SUPERVISOR_ID, DEV_SUPERVISOR_PIN).await;
+    let auditor = sign_in_as(&http, &base, DEV_AUDITOR_ID, DEV_AUDITOR_PIN).await;
+    let supervisor = sign_in_as(&http, &base, DEV_SUPERVISOR_ID, DEV_SUPERVISOR_PIN).await;
 
     let view = job_view(&http, &base, &auditor, &op).await;
     assert_eq!(view["actions"], json!([]), "an auditor is offered nothing");
@@ -291,7 +264,7 @@ async fn a_card_jammed_before_its_chip_is_given_up_without_approval_and_only_the
     let agent = b.agent().await;
     let base = format!("http://{}", agent.console_addr);
     let http = console_http(&base);
-    let token = sign_in(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
+    let token = sign_in_as(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
     let (card, op) = b.order(1).await.remove(0);
     wait_states(
         &agent,

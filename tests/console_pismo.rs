@@ -6,39 +6,12 @@ mod e2e;
 
 use std::time::Duration;
 
-use e2e::branch;
+use e2e::{branch, console_http, sign_in};
 use serde_json::{json, Value};
-use station_agent::devkit::{DEV_STAFF_ID, DEV_STAFF_PIN};
+use station_agent::devkit::DEV_STAFF_ID;
 use station_agent::pismo::PismoSection;
 use station_agent::sandbox::pismo::dev_client;
 use station_agent::sandbox::StateFiles;
-
-/// A client that behaves like the console page: same Origin, JSON bodies.
-fn console_http(base: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(reqwest::header::ORIGIN, base.parse().unwrap());
-    h.insert(
-        reqwest::header::CONTENT_TYPE,
-        "application/json".parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
-async fn sign_in(http: &reqwest::Client, base: &str) -> String {
-    let r: Value = http
-        .post(format!("{base}/api/session"))
-        .json(&json!({"staff": DEV_STAFF_ID, "pin": DEV_STAFF_PIN}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_string()
-}
 
 /// A branch whose station has a `[pismo]` section pointing at the sandbox.
 async fn pismo_branch() -> (tempfile::TempDir, e2e::Branch) {

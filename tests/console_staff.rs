@@ -6,38 +6,10 @@ mod e2e;
 
 use std::time::Duration;
 
-use e2e::{branch, wait_hub, wait_states};
+use e2e::{branch, console_http, sign_in, wait_hub, wait_states};
 use serde_json::Value;
 use station_agent::devkit::{DEV_STAFF_ID, DEV_STAFF_PIN};
 use station_agent::job::state::JobState;
-
-/// A client that behaves like the console page: same Origin, JSON bodies.
-fn console_http(base: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(reqwest::header::ORIGIN, base.parse().unwrap());
-    h.insert(
-        reqwest::header::CONTENT_TYPE,
-        "application/json".parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
-
-async fn sign_in(http: &reqwest::Client, base: &str) -> String {
-    let r: Value = http
-        .post(format!("{base}/api/session"))
-        .json(&serde_json::json!({"staff": DEV_STAFF_ID, "pin": DEV_STAFF_PIN}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["member"]["id"], DEV_STAFF_ID);
-    r["token"].as_str().unwrap().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_card_waits_for_staff_start_and_is_handed_over() {
