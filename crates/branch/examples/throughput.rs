@@ -82,12 +82,18 @@ async fn main() {
         }
     };
     // Every state change with its time, to say where the time of a card goes.
+    // It stops when every card is out (told below), not by counting events: an event the
+    // subscription missed must not leave the bench waiting for ever.
+    let (all_out, mut all_out_rx) = tokio::sync::oneshot::channel::<()>();
     let steps = tokio::spawn(async move {
         let mut seen = vec![(JobState::Feeding, start)];
-        while let Ok(p) = progress.recv().await {
-            seen.push((p.state, Instant::now()));
-            if seen.iter().filter(|(s, _)| *s == JobState::Ejected).count() == cards {
-                break;
+        loop {
+            tokio::select! {
+                p = progress.recv() => match p {
+                    Ok(p) => seen.push((p.state, Instant::now())),
+                    Err(_) => break,
+                },
+                _ = &mut all_out_rx => break,
             }
         }
         seen
@@ -100,6 +106,7 @@ async fn main() {
     )
     .await;
     let elapsed = start.elapsed().as_secs_f64();
+    let _ = all_out.send(());
     let limit = cards as f64 * per_card;
     let finished = b.printer.finished();
     assert_eq!(finished.iter().filter(|c| !c.rejected).count(), cards);
