@@ -150,101 +150,111 @@ pub fn des_ecb_encrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> 
     Ok(out)
 }
 
+/// A block cipher key schedule, so ECB and CBC are written once for 3DES and AES.
+trait BlockSchedule {
+    /// Block size in bytes.
+    const BLOCK: usize;
+    fn encrypt(&self, block: &mut [u8]);
+    fn decrypt(&self, block: &mut [u8]);
+}
+
+impl BlockSchedule for Tdes {
+    const BLOCK: usize = DES_BLOCK;
+    fn encrypt(&self, block: &mut [u8]) {
+        Tdes::encrypt(self, block)
+    }
+    fn decrypt(&self, block: &mut [u8]) {
+        Tdes::decrypt(self, block)
+    }
+}
+
+impl BlockSchedule for AesKey {
+    const BLOCK: usize = AES_BLOCK;
+    fn encrypt(&self, block: &mut [u8]) {
+        AesKey::encrypt(self, block)
+    }
+    fn decrypt(&self, block: &mut [u8]) {
+        AesKey::decrypt(self, block)
+    }
+}
+
+fn ecb<C: BlockSchedule>(c: &C, data: &[u8], encrypt: bool) -> Result<Vec<u8>, CryptoError> {
+    aligned(data, C::BLOCK)?;
+    let mut out = data.to_vec();
+    for b in out.chunks_mut(C::BLOCK) {
+        if encrypt {
+            c.encrypt(b)
+        } else {
+            c.decrypt(b)
+        }
+    }
+    Ok(out)
+}
+
+fn cbc_encrypt<C: BlockSchedule>(c: &C, iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    aligned(data, C::BLOCK)?;
+    let mut chain = iv.to_vec();
+    let mut out = Vec::with_capacity(data.len());
+    for block in data.chunks(C::BLOCK) {
+        for (x, b) in chain.iter_mut().zip(block) {
+            *x ^= b;
+        }
+        c.encrypt(&mut chain);
+        out.extend_from_slice(&chain);
+    }
+    Ok(out)
+}
+
+fn cbc_decrypt<C: BlockSchedule>(c: &C, iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    aligned(data, C::BLOCK)?;
+    let mut prev = iv;
+    let mut out = Vec::with_capacity(data.len());
+    for block in data.chunks(C::BLOCK) {
+        // Clear text (possibly key material) is wiped from the scratch block.
+        let mut b = zeroize::Zeroizing::new(block.to_vec());
+        c.decrypt(&mut b);
+        for (x, p) in b.iter_mut().zip(prev) {
+            *x ^= p;
+        }
+        out.extend_from_slice(&b);
+        prev = block;
+    }
+    Ok(out)
+}
+
 /// 3DES-ECB encryption of whole blocks.
 pub fn tdes_ecb_encrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, DES_BLOCK)?;
-    let c = Tdes::new(key)?;
-    let mut out = data.to_vec();
-    out.chunks_mut(DES_BLOCK).for_each(|b| c.encrypt(b));
-    Ok(out)
+    ecb(&Tdes::new(key)?, data, true)
 }
 
 /// 3DES-ECB decryption of whole blocks.
 pub fn tdes_ecb_decrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, DES_BLOCK)?;
-    let c = Tdes::new(key)?;
-    let mut out = data.to_vec();
-    out.chunks_mut(DES_BLOCK).for_each(|b| c.decrypt(b));
-    Ok(out)
+    ecb(&Tdes::new(key)?, data, false)
 }
 
 /// 3DES-CBC encryption of whole blocks with the given IV.
 pub fn tdes_cbc_encrypt(key: &[u8], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, DES_BLOCK)?;
-    let c = Tdes::new(key)?;
-    let mut chain = *iv;
-    let mut out = Vec::with_capacity(data.len());
-    for block in data.chunks(DES_BLOCK) {
-        for (x, b) in chain.iter_mut().zip(block) {
-            *x ^= b;
-        }
-        c.encrypt(&mut chain);
-        out.extend_from_slice(&chain);
-    }
-    Ok(out)
+    cbc_encrypt(&Tdes::new(key)?, iv, data)
 }
 
 /// 3DES-CBC decryption of whole blocks with the given IV.
 pub fn tdes_cbc_decrypt(key: &[u8], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, DES_BLOCK)?;
-    let c = Tdes::new(key)?;
-    let mut prev = *iv;
-    let mut out = Vec::with_capacity(data.len());
-    for block in data.chunks(DES_BLOCK) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(block);
-        c.decrypt(&mut b);
-        for (x, p) in b.iter_mut().zip(prev) {
-            *x ^= p;
-        }
-        out.extend_from_slice(&b);
-        prev.copy_from_slice(block);
-    }
-    Ok(out)
+    cbc_decrypt(&Tdes::new(key)?, iv, data)
 }
 
 /// AES-ECB encryption of whole blocks.
 pub fn aes_ecb_encrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, AES_BLOCK)?;
-    let c = AesKey::new(key)?;
-    let mut out = data.to_vec();
-    out.chunks_mut(AES_BLOCK).for_each(|b| c.encrypt(b));
-    Ok(out)
+    ecb(&AesKey::new(key)?, data, true)
 }
 
 /// AES-CBC encryption of whole blocks with the given IV.
 pub fn aes_cbc_encrypt(key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, AES_BLOCK)?;
-    let c = AesKey::new(key)?;
-    let mut chain = *iv;
-    let mut out = Vec::with_capacity(data.len());
-    for block in data.chunks(AES_BLOCK) {
-        for (x, b) in chain.iter_mut().zip(block) {
-            *x ^= b;
-        }
-        c.encrypt(&mut chain);
-        out.extend_from_slice(&chain);
-    }
-    Ok(out)
+    cbc_encrypt(&AesKey::new(key)?, iv, data)
 }
 
 /// AES-CBC decryption of whole blocks with the given IV.
 pub fn aes_cbc_decrypt(key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    aligned(data, AES_BLOCK)?;
-    let c = AesKey::new(key)?;
-    let mut prev = *iv;
-    let mut out = Vec::with_capacity(data.len());
-    for block in data.chunks(AES_BLOCK) {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(block);
-        c.decrypt(&mut b);
-        for (x, p) in b.iter_mut().zip(prev) {
-            *x ^= p;
-        }
-        out.extend_from_slice(&b);
-        prev.copy_from_slice(block);
-    }
-    Ok(out)
+    cbc_decrypt(&AesKey::new(key)?, iv, data)
 }
 
 /// AES-CMAC (NIST SP 800-38B) over `data`, full 16 bytes.
