@@ -50,9 +50,22 @@ struct Book {
     sessions: HashMap<String, Session>,
 }
 
+/// How often, at most, the staff file is looked at (its modification time) for a
+/// change: every console request asks for the accounts, and a stat per request is
+/// waste; a removed member is still locked out within this long.
+pub const STAFF_FILE_CHECK: Duration = Duration::from_secs(1);
+
+/// The staff file behind a roster: its path, the modification time last read, and when
+/// it was last looked at.
+struct Source {
+    path: PathBuf,
+    seen: Option<SystemTime>,
+    checked: Instant,
+}
+
 /// Where the accounts come from: fixed, or a file re-read when it changes.
 struct Roster {
-    source: Option<(PathBuf, Option<SystemTime>)>,
+    source: Option<Source>,
     accounts: Vec<StaffAccount>,
 }
 
@@ -81,7 +94,11 @@ impl StaffDesk {
     /// by IT takes effect at once, and a removed member's sessions end.
     pub fn watching(path: &Path) -> Result<Self, StaffError> {
         let desk = StaffDesk::new(StaffFile::load(path)?);
-        desk.lock_roster().source = Some((path.to_path_buf(), modified(path)));
+        desk.lock_roster().source = Some(Source {
+            path: path.to_path_buf(),
+            seen: modified(path),
+            checked: Instant::now(),
+        });
         Ok(desk)
     }
 
@@ -89,14 +106,22 @@ impl StaffDesk {
         self.roster.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The current accounts (a file that became unreadable keeps the last good list).
+    /// The current accounts (a file that became unreadable keeps the last good list),
+    /// the file looked at no more than once per [`STAFF_FILE_CHECK`].
     fn accounts(&self) -> Vec<StaffAccount> {
-        let mut r = self.lock_roster();
-        if let Some((path, seen)) = r.source.as_mut() {
-            let now = modified(path);
-            if now != *seen {
-                *seen = now;
-                match StaffFile::load(path) {
+        let mut guard = self.lock_roster();
+        let r = &mut *guard;
+        let due = Instant::now();
+        if let Some(source) = r
+            .source
+            .as_mut()
+            .filter(|s| due - s.checked >= STAFF_FILE_CHECK)
+        {
+            source.checked = due;
+            let now = modified(&source.path);
+            if now != source.seen {
+                source.seen = now;
+                match StaffFile::load(&source.path) {
                     Ok(f) => {
                         tracing::info!(accounts = f.staff.len(), "staff file re-read");
                         r.accounts = f.staff;
@@ -370,10 +395,10 @@ mod tests {
         assert_eq!(d.member(&token).unwrap_err(), StaffError::NotSignedIn);
     }
 
-    #[tokio::test]
-    async fn a_member_removed_from_the_file_is_signed_out_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("staff.toml");
+    /// A watched desk with two members, amartin signed in; amartin is then removed
+    /// from the file.
+    async fn amartin_signed_in_then_removed(dir: &Path) -> (StaffDesk, Zeroizing<String>) {
+        let path = dir.join("staff.toml");
         let mut f = StaffFile::default();
         f.set("amartin", "A. Martin", "482913").unwrap();
         f.set("bnoor", "B. Noor", "739104").unwrap();
@@ -390,8 +415,29 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
+        (d, token)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_removed_from_the_file_is_signed_out_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, token) = amartin_signed_in_then_removed(dir.path()).await;
+        tokio::time::advance(STAFF_FILE_CHECK).await;
         assert_eq!(d.member(&token).unwrap_err(), StaffError::NotSignedIn);
         assert!(d.sign_in("bnoor", "739104").await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_staff_file_is_looked_at_no_more_than_once_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, token) = amartin_signed_in_then_removed(dir.path()).await;
+        tokio::time::advance(STAFF_FILE_CHECK / 2).await;
+        assert!(
+            d.member(&token).is_ok(),
+            "requests within the second use the list already read"
+        );
+        tokio::time::advance(STAFF_FILE_CHECK / 2).await;
+        assert_eq!(d.member(&token).unwrap_err(), StaffError::NotSignedIn);
     }
 
     #[test]
