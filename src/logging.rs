@@ -1,42 +1,21 @@
 //! Logging: `tracing` to stderr as text or JSON, level from config and `RUST_LOG`.
 //!
 //! Card data is kept out of logs by type (a PAN only ever displays masked). As a
-//! second line of defence every log line passes through [`scrub`], which masks any
-//! run of 12–19 digits that passes the Luhn check, so a mistake elsewhere cannot
-//! put a clear PAN into a log file.
+//! second line of defence every log line passes through [`scrub`] (the one PAN
+//! scrubber, also used for journal reasons and the audit export), which masks any
+//! Luhn-valid number of 12–19 digits, in one run or in groups, so a mistake elsewhere
+//! cannot put a clear PAN into a log file.
 
 use std::io::{self, Write};
 
-use station_emv::card_data::{luhn_ok, mask_digits};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Masks every run of 12–19 ASCII digits that passes Luhn (a PAN-shaped number).
-pub fn scrub(line: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(line.len());
-    let mut i = 0;
-    while i < line.len() {
-        if line[i].is_ascii_digit() {
-            let start = i;
-            while i < line.len() && line[i].is_ascii_digit() {
-                i += 1;
-            }
-            let run = &line[start..i];
-            if (12..=19).contains(&run.len()) && luhn_ok(run) {
-                let s = std::str::from_utf8(run).expect("ascii digits");
-                out.extend_from_slice(mask_digits(s).as_bytes());
-            } else {
-                out.extend_from_slice(run);
-            }
-        } else {
-            out.push(line[i]);
-            i += 1;
-        }
-    }
-    out
-}
+/// Masks every PAN-shaped number in a log line: the one scrubber,
+/// [`station_emv::card_data::scrub_pans`].
+pub use station_emv::card_data::scrub_pans as scrub;
 
 /// A writer that scrubs what passes through it before handing it on.
 pub struct ScrubbingWriter<W: Write> {
@@ -121,30 +100,6 @@ pub fn install_panic_hook() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mask_keeps_first_six_and_last_four() {
-        assert_eq!(mask_digits("4761739001010010"), "476173******0010");
-        assert_eq!(mask_digits("4761739001010010123"), "476173*********0123");
-    }
-
-    #[test]
-    fn short_digit_strings_are_masked_entirely() {
-        assert_eq!(mask_digits("12345"), "*****");
-    }
-
-    #[test]
-    fn scrub_masks_a_luhn_valid_pan_anywhere_in_a_line() {
-        let line = b"card pan=4761739001010010 done";
-        assert_eq!(scrub(line), b"card pan=476173******0010 done".to_vec());
-    }
-
-    #[test]
-    fn scrub_leaves_other_numbers_alone() {
-        // 16 digits failing Luhn (a timestamp-like id) and short numbers stay.
-        let line = b"op 1234567890123456 at 2026";
-        assert_eq!(scrub(line), line.to_vec());
-    }
 
     #[test]
     fn scrubbed_subscriber_never_emits_a_clear_pan() {

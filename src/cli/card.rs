@@ -111,8 +111,7 @@ impl Record {
         };
         self.entry.outcome = outcome;
         // Errors never carry card data; the scrubber is the second line, as for logs.
-        self.entry.detail =
-            Some(String::from_utf8_lossy(&crate::logging::scrub(detail.as_bytes())).into_owned());
+        self.entry.detail = Some(station_emv::card_data::scrub_pans_text(&detail));
         let recorded = self.journal.record_engineering(&self.entry);
         match (result, recorded) {
             (Ok(done), Ok(())) => {

@@ -2,6 +2,10 @@
 //! comes and kept; the demo fails if any line holds a standalone run of 13 to 19
 //! digits that passes the Luhn check (what a PAN looks like; masked PANs, ids and
 //! timestamps do not).
+//!
+//! Deliberately its own small check, not the agent's scrubber
+//! (`station_emv::card_data::scrub_pans`): xtask has no dependencies, and an outside
+//! check that shares no code with what it checks cannot share its mistakes either.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};

@@ -159,6 +159,76 @@ pub fn luhn_check_digit(digits: &str) -> char {
     char::from(b'0' + ((10 - sum % 10) % 10) as u8)
 }
 
+/// Lengths of a PAN-shaped number the scrubber masks (as many digits as a [`Pan`] may have).
+pub const SCRUB_DIGITS: std::ops::RangeInclusive<usize> = 12..=19;
+
+/// The one PAN scrubber, for log lines, journal reasons and the audit export: every
+/// PAN-shaped number in `text` is masked as [`mask_digits`] masks it (so at least
+/// [`MASK_HIDDEN_MIN`] digits hidden). PAN-shaped: 12 to 19 digits that pass the Luhn
+/// check, anywhere (letters around it do not protect it), written in one run or in
+/// groups separated by one space or dash (`4761 7390 0101 0010`, `4761-7390-…`); the
+/// separators are kept. Any consecutive groups that together form a PAN are masked, so
+/// a number written just before a grouped PAN does not shield it. Other numbers (ids,
+/// times, counts, a digit run longer than 19) are left as they are.
+/// Only ASCII digits change, so valid UTF-8 stays valid UTF-8.
+pub fn scrub_pans(text: &[u8]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    let mut i = 0;
+    while i < text.len() {
+        if !text[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // One sequence of digit groups joined by single separators.
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        loop {
+            let start = i;
+            while i < text.len() && text[i].is_ascii_digit() {
+                i += 1;
+            }
+            groups.push(start..i);
+            let joined = i + 1 < text.len()
+                && matches!(text[i], b' ' | b'-')
+                && text[i + 1].is_ascii_digit();
+            if !joined {
+                break;
+            }
+            i += 1;
+        }
+        mask_groups(text, &groups, &mut out);
+    }
+    out
+}
+
+/// [`scrub_pans`] over text.
+pub fn scrub_pans_text(text: &str) -> String {
+    String::from_utf8(scrub_pans(text.as_bytes())).expect("only ASCII digits are replaced")
+}
+
+/// Masks every run of consecutive groups that forms a PAN; where such runs overlap, a
+/// digit any of them hides stays hidden.
+fn mask_groups(text: &[u8], groups: &[std::ops::Range<usize>], out: &mut [u8]) {
+    for a in 0..groups.len() {
+        let mut digits: Vec<u8> = Vec::new();
+        for b in a..groups.len() {
+            digits.extend_from_slice(&text[groups[b].clone()]);
+            if digits.len() > *SCRUB_DIGITS.end() {
+                break;
+            }
+            if !(SCRUB_DIGITS.contains(&digits.len()) && luhn_ok(&digits)) {
+                continue;
+            }
+            let masked = mask_digits(std::str::from_utf8(&digits).expect("ASCII digits"));
+            let positions = groups[a..=b].iter().flat_map(|g| g.clone());
+            for (pos, m) in positions.zip(masked.bytes()) {
+                if m == b'*' {
+                    out[pos] = b'*';
+                }
+            }
+        }
+    }
+}
+
 /// A card date `YYMM` (expiry or effective date), year taken as `20YY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct YearMonth {
@@ -230,6 +300,55 @@ impl YearMonth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scrub(s: &str) -> String {
+        scrub_pans_text(s)
+    }
+
+    #[test]
+    fn scrub_masks_a_luhn_valid_pan_anywhere_in_a_line() {
+        assert_eq!(
+            scrub("card pan=4761739001010010 done"),
+            "card pan=476173******0010 done"
+        );
+        assert_eq!(scrub("id4761739001010010x"), "id476173******0010x");
+    }
+
+    #[test]
+    fn scrub_masks_a_pan_written_in_groups_keeping_the_separators() {
+        assert_eq!(
+            scrub("PAN 4761 7390 0101 0010 jammed"),
+            "PAN 4761 73** **** 0010 jammed"
+        );
+        assert_eq!(scrub("4761-7390-0101-0010"), "4761-73**-****-0010");
+    }
+
+    #[test]
+    fn scrub_finds_a_grouped_pan_after_another_number() {
+        // "2 4761 7390 0101" is Luhn-valid too: what either mask hides stays hidden.
+        assert_eq!(
+            scrub("attempt 2 4761 7390 0101 0010"),
+            "attempt 2 47** **** **** 0010"
+        );
+    }
+
+    #[test]
+    fn scrub_hides_at_least_six_digits_of_a_short_pan() {
+        // 13 digits, Luhn-valid: 3 + 6 hidden + 4.
+        assert_eq!(scrub("pan 4222222222222 x"), "pan 422******2222 x");
+    }
+
+    #[test]
+    fn scrub_leaves_other_numbers_alone() {
+        for line in [
+            "op 1234567890123456 at 2026-12-01 10:30:00",
+            "12345678901234567890123 is too long for a PAN",
+            "3 cards, 2 spoiled",
+            "café 4761739001010011",
+        ] {
+            assert_eq!(scrub(line), line);
+        }
+    }
 
     #[test]
     fn mask_keeps_first_six_and_last_four() {
