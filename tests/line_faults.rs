@@ -118,6 +118,43 @@ async fn a_panic_mid_card_spoils_the_card_into_the_reject_box_and_marks_the_line
     agent.abort();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn under_the_staff_policy_a_card_lost_to_a_line_failure_waits_in_the_reject_box_for_staff() {
+    let (_dir, b) = branch("staff").await;
+    let mut devices = b.devices();
+    let inner = std::mem::replace(
+        &mut devices[0].printer,
+        Box::new(PanicsAtPrint(Box::new(NoPrinter))),
+    );
+    devices[0].printer = Box::new(PanicsAtPrint(inner));
+    let agent = Agent::start(&b.config, devices).await.unwrap();
+    let op = b.order(1).await.remove(0).1;
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+    agent.station.start(&op, "amartin").unwrap();
+    wait_states(
+        &agent,
+        std::slice::from_ref(&op),
+        &[JobState::Rejected, JobState::Spoiled],
+        Duration::from_secs(30),
+    )
+    .await;
+    let job = agent.station.journal.job(&op).unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Rejected,
+        "make again or give up, like any other spoil: {:?}",
+        job.reason
+    );
+    assert!(b.printer.finished()[0].rejected);
+    agent.abort();
+}
+
 /// Placeholder printer swapped out at once (never used).
 struct NoPrinter;
 

@@ -899,12 +899,22 @@ impl Station {
         tracing::warn!(operation_id = %op, reason = %reason, "card spoiled");
         // With staff at the counter a card in the reject box waits for them to make it
         // again or give up; nothing is reported upstream until they give up.
-        let to = match (to, self.policy) {
-            (JobState::Spoiled, StartPolicy::Staff) => JobState::Rejected,
-            (to, _) => to,
+        let to = match to {
+            JobState::Spoiled => self.in_reject_box(),
+            to => to,
         };
         self.transition(op, to, Some(&reason)).await?;
         Ok(())
+    }
+
+    /// Where a card that went to the reject box lands: with staff at the counter it
+    /// waits for them (make again or give up, nothing reported yet); otherwise it is
+    /// spoiled and reported.
+    fn in_reject_box(&self) -> JobState {
+        match self.policy {
+            StartPolicy::Staff => JobState::Rejected,
+            StartPolicy::Automatic => JobState::Spoiled,
+        }
     }
 
     /// Whether the empty feeder of this line has cards again (the printer says so).
@@ -922,7 +932,9 @@ impl Station {
 
     /// The line's producer is about to stop on `e` in the middle of card `op`: the card
     /// goes to the reject box if the printer still obeys, the line is marked down, and
-    /// the journal (if it still works) records where the card is.
+    /// the journal (if it still works) records where the card is — in the reject box
+    /// like any other spoil (for staff to make again or give up under the staff policy),
+    /// or stuck in the printer.
     async fn line_failed(&self, d: &mut Devices, op: &str, e: &PipelineError) {
         tracing::error!(line = %d.line, operation_id = %op, code = e.code(), error = %e, "production line stopped");
         self.lines.set_down(&d.line, format!("{}: {e}", e.code()));
@@ -943,7 +955,7 @@ impl Station {
         }
         let (to, reason) = match rejected {
             Ok(()) => (
-                JobState::Spoiled,
+                self.in_reject_box(),
                 format!("{}: {e}; the card was sent to the reject box", e.code()),
             ),
             Err(r) => (
