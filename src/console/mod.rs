@@ -441,20 +441,11 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
         Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
     };
     let attempts = c.station.counter.attempts;
-    let listed = c
-        .station
-        .journal_thread()
-        .call(|j| {
-            j.all_jobs(200)?
-                .into_iter()
-                .map(|job| Ok((j.chip_written(&job.operation_id)?, job)))
-                .collect::<Result<Vec<_>, crate::journal::JournalError>>()
-        })
-        .await;
+    let listed = c.station.journal_thread().call(|j| j.queue(200)).await;
     match listed {
         Ok(list) => Json(
             list.into_iter()
-                .map(|(chip_written, j)| JobView {
+                .map(|(j, chip_written)| JobView {
                     actions: actions(&j, member.role, attempts, chip_written),
                     hint: hint(j.state),
                     state_label: j.state.label(),

@@ -9,7 +9,10 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::state::JobState;
-use super::{now, parse_state, Journal, JournalError};
+use super::{
+    finish_job, job_from_row, now, parse_state, Job, Journal, JournalError, JOB_COLUMNS,
+    JOB_COLUMN_COUNT,
+};
 
 /// Lower bound that includes everything.
 pub const BEGINNING: &str = "";
@@ -91,20 +94,52 @@ impl Journal {
         let Some(job) = self.job(operation_id)? else {
             return Ok(false);
         };
-        if !matches!(
-            job.state,
-            JobState::Rejected | JobState::InDoubt | JobState::AwaitingRemoval
-        ) {
-            return Ok(false);
-        }
         let came_from = self
             .history(operation_id)?
             .into_iter()
             .rev()
             .find(|t| t.to == job.state.as_str())
-            .and_then(|t| t.from)
-            .and_then(|f| f.parse::<JobState>().ok());
-        Ok(came_from.is_some_and(JobState::chip_may_be_written))
+            .and_then(|t| t.from);
+        Ok(chip_written(job.state, came_from.as_deref()))
+    }
+
+    /// The newest `limit` jobs, newest first, each with [`Journal::chip_written`] — in
+    /// one query, for the console's queue (polled every few seconds).
+    pub fn queue(&self, limit: u32) -> Result<Vec<(Job, bool)>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS}, \
+                CASE WHEN state IN (?2, ?3, ?4) THEN \
+                  (SELECT t.from_state FROM transitions t \
+                   WHERE t.operation_id = jobs.operation_id AND t.to_state = jobs.state \
+                   ORDER BY t.id DESC LIMIT 1) END \
+             FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+        ))?;
+        // Only the few jobs waiting for a staff decision look up how they got there.
+        let waiting = WAITING_FOR_A_DECISION;
+        let rows = stmt
+            .query_map(
+                params![
+                    limit,
+                    waiting[0].as_str(),
+                    waiting[1].as_str(),
+                    waiting[2].as_str()
+                ],
+                |r| {
+                    Ok((
+                        job_from_row(r)?,
+                        r.get::<_, Option<String>>(JOB_COLUMN_COUNT)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(row, came_from)| {
+                let job = finish_job(row)?;
+                let written = chip_written(job.state, came_from.as_deref());
+                Ok((job, written))
+            })
+            .collect()
     }
 
     /// Records blanks loaded, durably; the load is never changed or removed afterwards.
@@ -219,6 +254,23 @@ impl Journal {
     }
 }
 
+/// States in which a card waits for staff to decide on it (make again / give up, confirm /
+/// spoil, card removed): a spoil there may need dual control.
+const WAITING_FOR_A_DECISION: [JobState; 3] = [
+    JobState::Rejected,
+    JobState::InDoubt,
+    JobState::AwaitingRemoval,
+];
+
+/// Whether a job in `state`, which it entered from `came_from` (a stored state code),
+/// may hold a written chip: rejected, in doubt or stuck once its chip was being written.
+fn chip_written(state: JobState, came_from: Option<&str>) -> bool {
+    WAITING_FOR_A_DECISION.contains(&state)
+        && came_from
+            .and_then(|f| f.parse::<JobState>().ok())
+            .is_some_and(JobState::chip_may_be_written)
+}
+
 /// Blanks loaded and cards moved per product in `[from, until)`, on any connection to
 /// the journal (the metrics scrape reads on its own).
 pub fn card_moves(
@@ -317,6 +369,36 @@ mod tests {
         assert_eq!(spoiled.state, JobState::Spoiled);
         let last = j.history("written").unwrap().pop().unwrap();
         assert_eq!(last.approver.as_deref(), Some("bsup"));
+    }
+
+    #[test]
+    fn the_queue_tells_in_one_read_which_cards_need_dual_control() {
+        let j = Journal::open_in_memory().unwrap();
+        for (op, last) in [
+            ("written", JobState::Personalizing),
+            ("blank", JobState::AtChipStation),
+        ] {
+            job(&j, op);
+            j.feed(op, "line-1", "amartin").unwrap();
+            j.transition(op, JobState::AtChipStation, None).unwrap();
+            if last == JobState::Personalizing {
+                j.transition(op, JobState::Personalizing, None).unwrap();
+            }
+            j.transition(op, JobState::Rejected, Some("jam")).unwrap();
+        }
+        job(&j, "waiting");
+        let queue = j.queue(10).unwrap();
+        let written: Vec<_> = queue
+            .iter()
+            .map(|(job, w)| (job.operation_id.as_str(), *w))
+            .collect();
+        assert_eq!(
+            written,
+            [("waiting", false), ("blank", false), ("written", true)]
+        );
+        for (job, w) in &queue {
+            assert_eq!(j.chip_written(&job.operation_id).unwrap(), *w);
+        }
     }
 
     #[test]

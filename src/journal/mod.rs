@@ -242,6 +242,8 @@ fn now() -> String {
 
 const JOB_COLUMNS: &str = "operation_id, issuer_id, card_id, perso_station, state, order_json, \
      reason, masked_pan, apdu_count, seconds, created_at, updated_at, line, product, holder, attempt";
+/// How many columns [`JOB_COLUMNS`] names (the index of a column selected after them).
+const JOB_COLUMN_COUNT: usize = 16;
 
 fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Job, String)> {
     let state: String = row.get(4)?;
