@@ -1,7 +1,9 @@
 //! The audit export: one JSON line per audited action — time, actor, approver,
 //! action, operation id, card id, masked PAN, line, outcome — read from the
-//! append-only journal (job moves and stock loads). No full PAN is ever written: the
-//! journal holds only masked PANs, and a reason is scrubbed of any long digit run.
+//! append-only journal: job moves, stock loads, engineering runs with production keys
+//! (`card perso`, `card issue`) and the steps of Pismo counter requests. No full PAN is ever written: the
+//! journal holds only masked PANs, and every free text (reason, batch, detail) goes
+//! through the one PAN scrubber ([`station_emv::card_data::scrub_pans`]).
 
 use serde::Serialize;
 
@@ -38,6 +40,32 @@ pub struct AuditLine {
     pub count: Option<u32>,
     /// Batch or lot, for a stock load.
     pub batch: Option<String>,
+    /// Keys used, for an engineering run (transport key set or card product).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<String>,
+    /// Reader used, for an engineering run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader: Option<String>,
+    /// Pismo counter request, for its steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// The action a Pismo request step stands for: the call it records (`repeated`: an
+/// outcome noted at the same step, e.g. Pismo unreachable, to be tried again).
+pub fn pismo_action(step: &str, repeated: bool) -> &'static str {
+    if repeated {
+        return "pismo_call_not_done";
+    }
+    match step {
+        "requested" => "pismo_request",
+        "created" => "pismo_create_card",
+        "queued" => "pismo_add_to_embossing",
+        "run_started" => "pismo_start_embossing",
+        "resending" => "pismo_resend",
+        "refused" => "pismo_refused",
+        _ => "pismo_step",
+    }
 }
 
 /// The action a job move stands for.
@@ -72,28 +100,9 @@ pub fn action(from: Option<JobState>, to: JobState) -> &'static str {
     }
 }
 
-/// Replaces any run of 7 or more digits (a possible PAN fragment) with `*`.
+/// The one PAN scrubber (as for logs).
 fn scrub(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 7 {
-            out.extend(std::iter::repeat('*').take(run.len()));
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
+    station_emv::card_data::scrub_pans_text(s)
 }
 
 fn from_row(r: AuditRow) -> AuditLine {
@@ -111,6 +120,9 @@ fn from_row(r: AuditRow) -> AuditLine {
         product: r.product,
         count: None,
         batch: None,
+        keys: None,
+        reader: None,
+        request_id: None,
     }
 }
 
@@ -139,10 +151,58 @@ pub fn lines(journal: &Journal, from: &str, until: &str) -> Result<Vec<AuditLine
                 product: Some(l.product),
                 count: Some(l.count),
                 batch: Some(scrub(&l.batch)),
+                keys: None,
+                reader: None,
+                request_id: None,
             }),
     );
-    // Stable: moves of the same instant keep their journal order.
-    all.sort_by(|a, b| a.time.cmp(&b.time));
+    all.extend(
+        journal
+            .engineering_between(from, until)?
+            .into_iter()
+            .map(|e| AuditLine {
+                time: e.at,
+                actor: e.actor,
+                approver: None,
+                action: e.command.as_str(),
+                operation_id: None,
+                card_id: e.card_id,
+                masked_pan: e.masked_pan.map(|m| scrub(&m)),
+                line: None,
+                outcome: e.outcome.as_str().to_string(),
+                reason: e.detail.map(|d| scrub(&d)),
+                product: None,
+                count: None,
+                batch: None,
+                keys: Some(e.keys),
+                reader: Some(e.reader),
+                request_id: None,
+            }),
+    );
+    let steps = journal.with_connection(|c| crate::pismo::store::audit_steps(c, from, until))?;
+    all.extend(steps.into_iter().map(|s| AuditLine {
+        action: pismo_action(&s.step, s.repeated),
+        time: s.at,
+        actor: s.actor,
+        approver: None,
+        operation_id: None,
+        card_id: s.card_id.map(|c| c.to_string()),
+        masked_pan: None,
+        line: None,
+        outcome: s.step,
+        reason: Some(scrub(&s.outcome)),
+        product: s.product,
+        count: None,
+        batch: None,
+        keys: None,
+        reader: None,
+        request_id: Some(s.request_id),
+    }));
+    // By instant, not by text (RFC 3339 fractions vary in length); stable: moves of the
+    // same instant keep their journal order.
+    all.sort_by_cached_key(|l| {
+        time::OffsetDateTime::parse(&l.time, &time::format_description::well_known::Rfc3339).ok()
+    });
     Ok(all)
 }
 
@@ -224,9 +284,93 @@ mod tests {
     fn a_digit_run_that_could_be_a_pan_never_leaves_in_a_reason() {
         assert_eq!(
             scrub("card 4761739001010010 jammed"),
-            "card **************** jammed"
+            "card 476173******0010 jammed"
+        );
+        assert_eq!(
+            scrub("card 4761 7390 0101 0010 jammed"),
+            "card 4761 73** **** 0010 jammed"
         );
         assert_eq!(scrub("PRN_CARD_JAM at 12:30"), "PRN_CARD_JAM at 12:30");
+    }
+
+    #[test]
+    fn an_engineering_run_with_production_keys_is_a_line_with_its_engineer() {
+        use crate::journal::engineering::{
+            EngineeringCommand, EngineeringEntry, EngineeringOutcome,
+        };
+        let j = Journal::open_in_memory().unwrap();
+        j.record_engineering(&EngineeringEntry {
+            at: String::new(),
+            actor: "fieldeng".into(),
+            command: EngineeringCommand::CardPerso,
+            card_id: Some("card-7".into()),
+            masked_pan: Some("476173******0010".into()),
+            reader: "vpcd".into(),
+            keys: "DEV-VISA".into(),
+            outcome: EngineeringOutcome::Failed,
+            detail: Some("card 4761 7390 0101 0010 muted".into()),
+        })
+        .unwrap();
+        let l = lines(&j, BEGINNING, END).unwrap();
+        assert_eq!(l.len(), 1);
+        let run = &l[0];
+        assert_eq!(
+            (run.action, run.actor.as_str(), run.outcome.as_str()),
+            ("card_perso", "fieldeng", "failed")
+        );
+        assert_eq!(run.card_id.as_deref(), Some("card-7"));
+        assert_eq!(run.masked_pan.as_deref(), Some("476173******0010"));
+        assert_eq!(run.keys.as_deref(), Some("DEV-VISA"));
+        assert_eq!(
+            run.reason.as_deref(),
+            Some("card 4761 73** **** 0010 muted")
+        );
+    }
+
+    #[tokio::test]
+    async fn every_step_of_a_pismo_request_is_a_line_with_its_actor() {
+        use crate::pismo::{CustomerId, PismoCardId, PrintedName, RequestId, RequestStep};
+        let j = std::sync::Arc::new(Journal::open_in_memory().unwrap());
+        let store =
+            crate::pismo::RequestStore::new(crate::journal::JournalThread::start(j.clone()));
+        let id = RequestId::new();
+        let name = PrintedName::parse("JANE DOE").unwrap();
+        store
+            .insert(&id, CustomerId(501), &name, Some("DEV-VISA"), "amartin")
+            .await
+            .unwrap();
+        let id = id.to_string();
+        let card = Some(PismoCardId(100001));
+        store
+            .advance(&id, RequestStep::Created, card, "card created", "agent")
+            .await
+            .unwrap();
+        store
+            .note(&id, "Pismo cannot be reached", "agent")
+            .await
+            .unwrap();
+        store
+            .advance(&id, RequestStep::Queued, None, "added", "agent")
+            .await
+            .unwrap();
+        store.begin_resend(&id, "bnoor").await.unwrap();
+        let l = lines(&j, BEGINNING, END).unwrap();
+        let seen: Vec<_> = l.iter().map(|l| (l.action, l.actor.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("pismo_request", "amartin"),
+                ("pismo_create_card", "agent"),
+                ("pismo_call_not_done", "agent"),
+                ("pismo_add_to_embossing", "agent"),
+                ("pismo_resend", "bnoor"),
+            ]
+        );
+        assert!(l
+            .iter()
+            .all(|l| l.request_id.as_deref() == Some(id.as_str())));
+        assert_eq!(l[4].card_id.as_deref(), Some("100001"));
+        assert_eq!(l[4].product.as_deref(), Some("DEV-VISA"));
     }
 
     #[test]

@@ -122,12 +122,29 @@ impl Journal {
 
     /// The latest engineering actions, newest first.
     pub fn engineering(&self, limit: u32) -> Result<Vec<EngineeringEntry>, JournalError> {
+        self.engineering_where("1 = 1 ORDER BY id DESC LIMIT ?1", params![limit])
+    }
+
+    /// Engineering actions in `[from, until)` (RFC 3339 bounds), oldest first.
+    pub fn engineering_between(
+        &self,
+        from: &str,
+        until: &str,
+    ) -> Result<Vec<EngineeringEntry>, JournalError> {
+        self.engineering_where("at >= ?1 AND at < ?2 ORDER BY id", params![from, until])
+    }
+
+    fn engineering_where(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<EngineeringEntry>, JournalError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare(&format!(
             "SELECT at, actor, command, card_id, masked_pan, reader, keys, outcome, detail \
-             FROM engineering ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit], |r| {
+             FROM engineering WHERE {filter}"
+        ))?;
+        let rows = stmt.query_map(args, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,

@@ -377,6 +377,21 @@ fn write(
     count_resend: bool,
 ) -> Result<CounterRequest, PismoError> {
     let tx = conn.transaction().map_err(jerr)?;
+    write_in(&tx, id, step, card, outcome, actor, count_resend)?;
+    tx.commit().map_err(jerr)?;
+    get(conn, id)?.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
+}
+
+/// The writes of one step (request row and audit row), in the caller's transaction.
+fn write_in(
+    tx: &Connection,
+    id: &str,
+    step: Option<RequestStep>,
+    card: Option<PismoCardId>,
+    outcome: &str,
+    actor: &str,
+    count_resend: bool,
+) -> Result<(), PismoError> {
     let at = now();
     let current: Option<String> = tx
         .query_row(
@@ -410,6 +425,89 @@ fn write(
         params![id, step_code, outcome, at, actor],
     )
     .map_err(jerr)?;
-    tx.commit().map_err(jerr)?;
-    get(conn, id)?.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
+    Ok(())
+}
+
+/// "Make again" journaled inside a transaction the caller owns (the station gives the
+/// spoiled order up in the same one): the request of `card` moves to `resending`, one
+/// more resend counted. Refused unless the request was sent for embossing.
+pub fn begin_resend_in(
+    tx: &Connection,
+    id: &str,
+    card: PismoCardId,
+    actor: &str,
+) -> Result<CounterRequest, PismoError> {
+    let r = get(tx, id)?.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))?;
+    if r.card_id != Some(card.0) {
+        return Err(PismoError::NotNow(format!(
+            "request {id} is for Pismo card {}, not card {}",
+            r.card_id
+                .map_or_else(|| "(none yet)".to_string(), |c| c.to_string()),
+            card.0
+        )));
+    }
+    if !matches!(r.step, RequestStep::Queued | RequestStep::RunStarted) {
+        return Err(PismoError::NotNow(format!(
+            "request {id} is '{}': only a card already sent for embossing can be made again",
+            r.step.label()
+        )));
+    }
+    write_in(
+        tx,
+        id,
+        Some(RequestStep::Resending),
+        None,
+        "make again asked",
+        actor,
+        true,
+    )?;
+    get(tx, id)?.ok_or_else(|| PismoError::UnknownRequest(id.to_string()))
+}
+
+/// One journaled step of a counter request, for the audit export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditStep {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who (a staff id, or `agent` for the calls the station makes).
+    pub actor: String,
+    /// The request.
+    pub request_id: String,
+    /// Step reached, as stored.
+    pub step: String,
+    /// Whether the request was already at this step (an outcome noted, no move).
+    pub repeated: bool,
+    /// Outcome in staff words.
+    pub outcome: String,
+    /// Pismo card id, once known.
+    pub card_id: Option<i64>,
+    /// Product chosen at the counter.
+    pub product: Option<String>,
+}
+
+/// Every step of every counter request in `[from, until)` (RFC 3339 bounds), oldest
+/// first, on the journal's connection.
+pub fn audit_steps(c: &Connection, from: &str, until: &str) -> rusqlite::Result<Vec<AuditStep>> {
+    let mut stmt = c.prepare(
+        "SELECT s.at, s.actor, s.request_id, s.step, s.outcome, s.card_id, r.product, \
+            (SELECT p.step FROM pismo_steps p WHERE p.request_id = s.request_id AND p.id < s.id \
+             ORDER BY p.id DESC LIMIT 1) \
+         FROM pismo_steps s JOIN pismo_requests r ON r.request_id = s.request_id \
+         WHERE s.at >= ?1 AND s.at < ?2 ORDER BY s.id",
+    )?;
+    let rows = stmt.query_map(params![from, until], |r| {
+        let step: String = r.get(3)?;
+        let before: Option<String> = r.get(7)?;
+        Ok(AuditStep {
+            at: r.get(0)?,
+            actor: r.get(1)?,
+            request_id: r.get(2)?,
+            repeated: before.as_deref() == Some(step.as_str()),
+            step,
+            outcome: r.get(4)?,
+            card_id: r.get(5)?,
+            product: r.get(6)?,
+        })
+    })?;
+    rows.collect()
 }
