@@ -24,6 +24,7 @@ async fn pismo_branch() -> (tempfile::TempDir, e2e::Branch) {
         pci_url: b.hub.base_url(),
         client_id: dev.client_id.clone(),
         client_secret_file: "keys/pismo.secret".into(),
+        issuer_id: "PISMO".into(),
         embossing_group: "BRANCH-EMB".into(),
         config_id: None,
         start_embossing: false,

@@ -52,6 +52,7 @@ fn client(base: &str, hub: &TestHub) -> PismoClient {
 
 fn settings(deadline: Duration) -> CounterSettings {
     CounterSettings {
+        issuer_id: "PISMO".into(),
         group: EmbossingGroup::parse(GROUP).unwrap(),
         config_id: Some(ConfigId::parse(CONFIG).unwrap()),
         start_embossing: true,

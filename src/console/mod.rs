@@ -476,9 +476,37 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     }
 }
 
+/// Why Make again through Pismo did not happen (nothing was given up or resent).
+#[derive(Debug, thiserror::Error)]
+enum PismoAgainError {
+    /// The station refused (not in the reject box, no attempt left, journal).
+    #[error(transparent)]
+    Station(#[from] crate::job::pipeline::ActionRefused),
+    /// The request could not be sent again.
+    #[error(transparent)]
+    Pismo(#[from] crate::pismo::PismoError),
+}
+
+impl From<crate::journal::JournalError> for PismoAgainError {
+    fn from(e: crate::journal::JournalError) -> Self {
+        PismoAgainError::Station(e.into())
+    }
+}
+
+fn unavailable(what: &str, code: &str, e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"code": code, "message": format!("{what} unavailable: {e}; nothing was changed, try again or call IT")})),
+    )
+        .into_response()
+}
+
 /// Make again for a card whose order came from a Pismo counter request: the order is
 /// given up (reported, so the hub takes a new one for the card) and the card is resent
-/// to Pismo for embossing. `None` when the card is not a Pismo request's.
+/// to Pismo for embossing, both in one journal write, so neither happens alone; the
+/// resend call itself is then driven (and retried) from the journaled step. `None` when
+/// the order is not a Pismo request's (another issuer, or no request for its card):
+/// the station's own Make again applies.
 async fn make_again_through_pismo(
     c: &Console,
     op: &str,
@@ -487,49 +515,87 @@ async fn make_again_through_pismo(
 ) -> Option<Response> {
     let desk = c.pismo.as_ref()?;
     let o = op.to_string();
-    let job = c
-        .station
-        .journal_thread()
-        .call(move |j| j.job(&o))
-        .await
-        .ok()??;
-    let card = job.card_id.parse::<i64>().ok()?;
-    let request = desk
-        .store()
-        .by_card(crate::pismo::model::PismoCardId(card))
-        .await
-        .ok()??;
-    let (s, o, b, ap) = (
+    let job = match c.station.journal_thread().call(move |j| j.job(&o)).await {
+        Ok(Some(job)) => job,
+        // The station's answer ("No such card") applies.
+        Ok(None) => return None,
+        Err(e) => return Some(unavailable("journal", e.code(), e)),
+    };
+    if job.issuer_id != desk.issuer_id() {
+        return None;
+    }
+    let Ok(card) = job.card_id.parse::<i64>().map(crate::pismo::PismoCardId) else {
+        return None;
+    };
+    let request = match desk.request_for_card(card).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => return Some(unavailable("Pismo requests", e.code(), e)),
+    };
+    if let Err(why) = request_made_this_order(c, &request, &job).await {
+        tracing::info!(staff = %by, operation_id = %op, request_id = %request.request_id, "console: make again through Pismo refused: {why}");
+        return Some(
+            (
+                StatusCode::CONFLICT,
+                Json(json!({"code": "PISMO_NOT_THIS_ORDER", "message": why})),
+            )
+                .into_response(),
+        );
+    }
+    let made = job
+        .attempt
+        .saturating_add(u32::try_from(request.resend_count).unwrap_or(u32::MAX));
+    let (s, o, b, ap, id) = (
         c.station.clone(),
         op.to_string(),
         by.to_string(),
         approver.map(str::to_string),
+        request.request_id.clone(),
     );
-    let given_up = match tokio::task::spawn_blocking(move || {
-        s.act_approved(&o, StaffAction::GiveUp, &b, ap.as_deref())
+    let done = tokio::task::spawn_blocking(move || {
+        s.attempt_left(made)?;
+        s.give_up_with(&o, &b, ap.as_deref(), |tx| {
+            crate::pismo::store::begin_resend_in(tx, &id, card, &b).map_err(PismoAgainError::from)
+        })
     })
-    .await
-    {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("the action did not complete: {e}")),
-    };
-    if let Err(e) = given_up {
-        return Some((StatusCode::CONFLICT, Json(json!({ "message": e }))).into_response());
-    }
-    let resent = desk.make_again(&request.request_id, by).await;
-    tracing::info!(staff = %by, operation_id = %op, request_id = %request.request_id, ok = resent.is_ok(), "console: make again through Pismo");
-    Some(match resent {
-        Ok(_) => {
+    .await;
+    tracing::info!(staff = %by, operation_id = %op, request_id = %request.request_id, ok = matches!(done, Ok(Ok(_))), "console: make again through Pismo");
+    Some(match done {
+        Ok(Ok(_)) => {
+            desk.changed.notify_waiters();
             desk.spawn_drive(&request.request_id);
             Json(json!({"message": "Sent again to Pismo for embossing: the card comes back as a new order."}))
                 .into_response()
         }
-        Err(e) => (
+        Ok(Err(PismoAgainError::Pismo(e))) => (
             StatusCode::CONFLICT,
-            Json(json!({"code": e.code(), "message": format!("The order was given up, but Pismo was not asked again: {e}. Use Make again on the Pismo request.")})),
+            Json(json!({"code": e.code(), "message": format!("Not sent again to Pismo, nothing given up: {e}")})),
+        )
+            .into_response(),
+        Ok(Err(PismoAgainError::Station(e))) => {
+            (StatusCode::CONFLICT, Json(json!({ "message": e.to_string() }))).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "message": format!("the action did not complete: {e}") })),
         )
             .into_response(),
     })
+}
+
+/// [`crate::pismo::order_of_request`] against the station's jobs.
+async fn request_made_this_order(
+    c: &Console,
+    request: &crate::pismo::CounterRequest,
+    job: &Job,
+) -> Result<(), String> {
+    let jobs = c
+        .station
+        .journal_thread()
+        .call(|j| j.all_jobs(500))
+        .await
+        .map_err(|e| format!("journal unavailable: {e}"))?;
+    crate::pismo::order_of_request(request, job, &jobs)
 }
 
 /// A second supervisor's id and PIN, sent with a spoil under dual control.

@@ -417,9 +417,7 @@ impl Station {
             }
             StaffAction::MakeAgain => {
                 let j = self.rejected(op)?;
-                if j.attempt >= self.counter.attempts {
-                    return Err(ActionRefused::NoAttemptLeft(j.attempt));
-                }
+                self.attempt_left(j.attempt)?;
                 crate::stock::check_can_start(
                     &self.journal,
                     &self.counter.stock,
@@ -439,20 +437,7 @@ impl Station {
                 Ok("Card is being made again.")
             }
             StaffAction::GiveUp => {
-                let j = self.rejected(op)?;
-                let reason = format!(
-                    "{} (given up after {} attempt(s))",
-                    j.reason.as_deref().unwrap_or("card spoiled"),
-                    j.attempt
-                );
-                let done = self.journal.transition_approved(
-                    op,
-                    JobState::Spoiled,
-                    Some(&reason),
-                    staff,
-                    approver,
-                )?;
-                self.emit(op, done.state, done.masked_pan, Some(reason));
+                self.give_up_with(op, staff, approver, |_| Ok::<_, ActionRefused>(()))?;
                 Ok("Given up: the order is reported as not produced.")
             }
             StaffAction::Resolve(resolution) => {
@@ -468,6 +453,47 @@ impl Station {
                 })
             }
         }
+    }
+
+    /// The counter's one attempt rule: after `made` attempts at a card, may another be
+    /// made? (Make again at this station, or a Pismo resend of the card.)
+    pub fn attempt_left(&self, made: u32) -> Result<(), ActionRefused> {
+        if made >= self.counter.attempts {
+            return Err(ActionRefused::NoAttemptLeft(made));
+        }
+        Ok(())
+    }
+
+    /// Gives up on a rejected card (reported as not produced), journaled under `staff`
+    /// and `approver`; `also` writes in the same journal transaction, so that what
+    /// replaces the card (a Pismo resend) is recorded with the give-up or not at all.
+    /// Blocking (journal write).
+    pub fn give_up_with<R, E>(
+        &self,
+        op: &str,
+        staff: &str,
+        approver: Option<&str>,
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<ActionRefused> + From<JournalError>,
+    {
+        let j = self.rejected(op)?;
+        let reason = format!(
+            "{} (given up after {} attempt(s))",
+            j.reason.as_deref().unwrap_or("card spoiled"),
+            j.attempt
+        );
+        let (done, r) = self.journal.transition_approved_with(
+            op,
+            JobState::Spoiled,
+            Some(&reason),
+            staff,
+            approver,
+            also,
+        )?;
+        self.emit(op, done.state, done.masked_pan, Some(reason));
+        Ok(r)
     }
 
     fn rejected(&self, op: &str) -> Result<Job, ActionRefused> {
@@ -965,8 +991,7 @@ impl Station {
         };
         // A panic message may quote anything, card data included: the reason goes to the
         // journal, the hub and the console only through the scrubber.
-        let reason =
-            String::from_utf8_lossy(&crate::logging::scrub(reason.as_bytes())).into_owned();
+        let reason = station_emv::card_data::scrub_pans_text(&reason);
         if let Err(je) = self.transition(op, to, Some(&reason)).await {
             tracing::error!(operation_id = %op, error = %je, "the stopped card could not be journaled");
         }

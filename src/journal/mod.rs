@@ -513,6 +513,37 @@ impl Journal {
         Ok(())
     }
 
+    /// Moves a job to `to` on behalf of `actor` (and `approver`), and `also` writes in
+    /// the same transaction: both are durable, or neither (an error from `also` rolls
+    /// the move back).
+    pub fn transition_approved_with<R, E: From<JournalError>>(
+        &self,
+        operation_id: &str,
+        to: JobState,
+        reason: Option<&str>,
+        actor: &str,
+        approver: Option<&str>,
+        also: impl FnOnce(&Transaction<'_>) -> Result<R, E>,
+    ) -> Result<(Job, R), E> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(JournalError::from)?;
+        self.write_moves(
+            &tx,
+            operation_id,
+            to,
+            reason,
+            Who { actor, approver },
+            Extra::Nothing,
+        )?;
+        let r = also(&tx)?;
+        tx.commit().map_err(JournalError::from)?;
+        drop(conn);
+        let job = self
+            .job(operation_id)?
+            .ok_or_else(|| JournalError::NotFound(operation_id.to_string()))?;
+        Ok((job, r))
+    }
+
     fn write_transition(
         &self,
         operation_id: &str,
@@ -523,6 +554,23 @@ impl Journal {
     ) -> Result<Job, JournalError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
+        self.write_moves(&tx, operation_id, to, reason, who, extra)?;
+        tx.commit()?;
+        drop(conn);
+        self.job(operation_id)?
+            .ok_or_else(|| JournalError::NotFound(operation_id.to_string()))
+    }
+
+    /// The writes of one move (state, audit row, extra, outbox event, purge), uncommitted.
+    fn write_moves(
+        &self,
+        tx: &Transaction<'_>,
+        operation_id: &str,
+        to: JobState,
+        reason: Option<&str>,
+        who: Who<'_>,
+        extra: Extra<'_>,
+    ) -> Result<(), JournalError> {
         let from: String = tx
             .query_row(
                 "SELECT state FROM jobs WHERE operation_id = ?1",
@@ -579,15 +627,12 @@ impl Journal {
             }
         }
         if let Some(status) = to.reported_status() {
-            push_event(&tx, operation_id, &status, reason, &at)?;
+            push_event(tx, operation_id, &status, reason, &at)?;
         }
         if !to.card_data_needed() && self.options.retention.is_zero() {
-            purge_one(&tx, operation_id)?;
+            purge_one(tx, operation_id)?;
         }
-        tx.commit()?;
-        drop(conn);
-        self.job(operation_id)?
-            .ok_or_else(|| JournalError::NotFound(operation_id.to_string()))
+        Ok(())
     }
 
     /// The job with this operationId.

@@ -433,3 +433,27 @@ fn staff_confirm_removal_only_of_a_card_awaiting_it() {
         (Some("awaiting_removal"), "staff-1")
     );
 }
+
+#[test]
+fn a_move_and_the_writes_that_go_with_it_are_durable_together_or_not_at_all() {
+    let j = Journal::open_in_memory().unwrap();
+    j.insert_order(&order("op1", "card-1")).unwrap();
+    walk(&j, "op1", &[Validated, Feeding]);
+    j.transition("op1", Rejected, Some("jam")).unwrap();
+    let events_before = j.pending_events(100).unwrap().len();
+
+    let refused: Result<(Job, ()), JournalError> =
+        j.transition_approved_with("op1", Spoiled, Some("given up"), "amartin", None, |tx| {
+            tx.execute("INSERT INTO stock_loads (at, product, count, batch, actor) VALUES ('t', 'P', 1, 'B', 'a')", [])?;
+            Err(JournalError::Refused("the write that goes with the move"))
+        });
+
+    assert!(refused.is_err());
+    assert_eq!(j.job("op1").unwrap().unwrap().state, Rejected);
+    assert_eq!(
+        j.pending_events(100).unwrap().len(),
+        events_before,
+        "nothing reported"
+    );
+    assert!(j.stock_loads("", "9999").unwrap().is_empty());
+}

@@ -19,6 +19,10 @@ pub struct PismoSection {
     pub client_id: String,
     /// File holding the OAuth client secret (one line; keep it 0600).
     pub client_secret_file: PathBuf,
+    /// Issuer id of the D1 orders the hub makes from this branch's Pismo embossing runs:
+    /// only such an order is made again by a resend to Pismo.
+    #[serde(default = "default_issuer_id")]
+    pub issuer_id: String,
     /// The branch's embossing group (`embossing_group` of create card).
     pub embossing_group: String,
     /// The group's embossing configuration id, needed to start runs.
@@ -37,6 +41,10 @@ pub struct PismoSection {
     /// overdue and staff are told so.
     #[serde(default = "default_run_deadline")]
     pub run_deadline_minutes: u64,
+}
+
+fn default_issuer_id() -> String {
+    "PISMO".into()
 }
 
 fn default_ingress_deadline() -> u64 {
@@ -59,6 +67,9 @@ impl PismoSection {
                     "{key}: '{url}' is not an http(s) URL"
                 )));
             }
+        }
+        if self.issuer_id.is_empty() {
+            return Err(PismoError::Config("pismo.issuer_id is empty".into()));
         }
         if self.client_id.is_empty() {
             return Err(PismoError::Config("pismo.client_id is empty".into()));

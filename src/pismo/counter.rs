@@ -34,6 +34,8 @@ use zeroize::Zeroizing;
 /// How the counter flow behaves (from `[pismo]`).
 #[derive(Debug, Clone)]
 pub struct CounterSettings {
+    /// Issuer id of the D1 orders made from Pismo embossing runs.
+    pub issuer_id: String,
     /// The branch's embossing group.
     pub group: EmbossingGroup,
     /// The group's configuration, to start runs.
@@ -92,6 +94,40 @@ pub fn may_make_again(request: &CounterRequest, latest_job: Option<&Job>) -> boo
             (Some(j), Some(r)) => j >= r,
             _ => false,
         }
+}
+
+/// Whether `request` is what brought `job` to the station, so that Make again on the
+/// job may resend the request's card: the job is for the request's card, arrived after
+/// the request was made, and is the newest order for that card among `jobs` (an older,
+/// superseded order is not resent). The words name what did not match.
+pub fn order_of_request(request: &CounterRequest, job: &Job, jobs: &[Job]) -> Result<(), String> {
+    let at = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    if request.card_id.map(|c| c.to_string()).as_deref() != Some(job.card_id.as_str()) {
+        return Err(format!(
+            "order {} is for card {}, Pismo request {} for card {}",
+            job.operation_id,
+            job.card_id,
+            request.request_id,
+            request
+                .card_id
+                .map_or_else(|| "(none yet)".to_string(), |c| c.to_string())
+        ));
+    }
+    if at(&job.created_at) < at(&request.created_at) {
+        return Err(format!(
+            "order {} arrived before Pismo request {} was made: it is not that request's card",
+            job.operation_id, request.request_id
+        ));
+    }
+    match latest_job(jobs, request.card_id) {
+        Some(latest) if latest.operation_id != job.operation_id => Err(format!(
+            "order {} is not the newest order for Pismo card {} (order {} is): make the newest one again",
+            job.operation_id, job.card_id, latest.operation_id
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the embossing run is overdue: the card has waited in the queue longer than
@@ -171,6 +207,7 @@ impl PismoDesk {
         ))?;
         let store = RequestStore::new(journal);
         let settings = CounterSettings {
+            issuer_id: section.issuer_id.clone(),
             group: EmbossingGroup::parse(&section.embossing_group)?,
             config_id: section
                 .config_id
@@ -189,6 +226,11 @@ impl PismoDesk {
     /// The request tables.
     pub fn store(&self) -> &RequestStore {
         &self.store
+    }
+
+    /// Issuer id of the D1 orders made from Pismo embossing runs.
+    pub fn issuer_id(&self) -> &str {
+        &self.settings.issuer_id
     }
 
     /// How long a queued card may wait for its run.
@@ -538,6 +580,43 @@ mod tests {
         let r = request(RequestStep::RunStarted, T0);
         assert!(!may_make_again(&r, Some(&job(JobState::Ejected, T1))));
         assert!(!may_make_again(&r, None));
+    }
+
+    #[test]
+    fn the_newest_order_for_the_requests_card_is_the_requests() {
+        let r = request(RequestStep::RunStarted, T0);
+        let j = job(JobState::Rejected, T1);
+        assert_eq!(order_of_request(&r, &j, std::slice::from_ref(&j)), Ok(()));
+    }
+
+    #[test]
+    fn an_order_older_than_the_request_is_not_the_requests() {
+        let r = request(RequestStep::RunStarted, T1);
+        let j = job(JobState::Rejected, T0);
+        let e = order_of_request(&r, &j, std::slice::from_ref(&j)).unwrap_err();
+        assert!(e.contains("arrived before Pismo request r was made"), "{e}");
+    }
+
+    #[test]
+    fn a_superseded_order_for_the_card_is_not_resent() {
+        let r = request(RequestStep::RunStarted, T0);
+        let old = job(JobState::Rejected, T1);
+        let mut newer = job(JobState::WaitingForStaff, "2026-11-30T10:10:00Z");
+        newer.operation_id = "op2".into();
+        let e = order_of_request(&r, &old, &[old.clone(), newer]).unwrap_err();
+        assert!(
+            e.contains("not the newest order for Pismo card 100001 (order op2 is)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_order_for_another_card_is_not_the_requests() {
+        let r = request(RequestStep::RunStarted, T0);
+        let mut j = job(JobState::Rejected, T1);
+        j.card_id = "100002".into();
+        let e = order_of_request(&r, &j, std::slice::from_ref(&j)).unwrap_err();
+        assert!(e.contains("is for card 100002"), "{e}");
     }
 
     #[test]

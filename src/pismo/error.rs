@@ -100,3 +100,9 @@ impl PismoError {
         )
     }
 }
+
+impl From<crate::journal::JournalError> for PismoError {
+    fn from(e: crate::journal::JournalError) -> Self {
+        PismoError::Journal(e.to_string())
+    }
+}

@@ -11,7 +11,8 @@ pub mod store;
 pub use client::{AddOutcome, CreateOutcome, PismoClient, PismoClientConfig};
 pub use config::PismoSection;
 pub use counter::{
-    latest_job, may_make_again, overdue_words, run_overdue, CounterSettings, PismoDesk,
+    latest_job, may_make_again, order_of_request, overdue_words, run_overdue, CounterSettings,
+    PismoDesk,
 };
 pub use error::PismoError;
 pub use model::{

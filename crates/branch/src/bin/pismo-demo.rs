@@ -188,6 +188,7 @@ async fn main() -> ExitCode {
         pci_url: hub.base_url(),
         client_id: dev.client_id.clone(),
         client_secret_file: secret,
+        issuer_id: station_agent::sandbox::pismo::PISMO_ISSUER_ID.into(),
         embossing_group: GROUP.into(),
         config_id: Some(CONFIG_ID.into()),
         start_embossing: true,
