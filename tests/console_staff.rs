@@ -337,3 +337,48 @@ async fn a_burst_of_wrong_pins_over_http_tests_at_most_five_then_the_id_is_locke
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "STAFF_LOCKED");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_sees_the_staff_accounts_without_their_pin_hashes_and_others_do_not() {
+    use station_agent::staff::{Role, StaffFile};
+    let (_dir, b) = branch("staff").await;
+    let path = b.config.resolve(b.config.console.staff.as_ref().unwrap());
+    let mut f = StaffFile::load(&path).unwrap();
+    f.set("itadmin", "IT Admin", "864213").unwrap();
+    assert!(f.set_role("itadmin", Role::Admin));
+    f.save(&path).unwrap();
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let http = console_http(&base);
+    let admin = e2e::sign_in_as(&http, &base, "itadmin", "864213").await;
+    let supervisor = sign_in(&http, &base).await;
+
+    let listed = http
+        .get(format!("{base}/api/staff"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let text = listed.text().await.unwrap();
+    assert!(!text.contains("argon2"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let ids: Vec<_> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["role"].as_str().unwrap()))
+        .collect();
+    assert!(ids.contains(&("itadmin", "admin")), "{ids:?}");
+    assert!(ids.contains(&(DEV_STAFF_ID, "supervisor")), "{ids:?}");
+    assert!(v["managedWith"].as_str().unwrap().contains("staff add"));
+
+    let refused = http
+        .get(format!("{base}/api/staff"))
+        .bearer_auth(&supervisor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    agent.abort();
+}

@@ -13,7 +13,7 @@ const say = text => { $("msg").textContent = text; };
 let me = null;
 // What each role may do, as the agent enforces it (this only hides what would be refused).
 const MAY = {
-  operator: ["reports"], supervisor: ["reports", "stock"], admin: [], auditor: ["reports", "audit"],
+  operator: ["reports"], supervisor: ["reports", "stock"], admin: ["staff"], auditor: ["reports", "audit"],
 };
 const may = what => !!me && (MAY[me.role] || []).includes(what);
 async function call(path, init = {}) {
@@ -34,6 +34,7 @@ function showDesk(member) {
   $("load").hidden = !may("stock");
   $("reports").hidden = !may("reports");
   $("get-audit").hidden = !may("audit");
+  $("staff-box").hidden = !may("staff");
   if (!$("report-day").value) $("report-day").value = new Date().toISOString().slice(0, 10);
 }
 $("signin").onsubmit = async ev => {
@@ -118,6 +119,18 @@ function todo(j) {
   if (j.hint) td.appendChild(el("div", {}, j.hint));
   return td;
 }
+async function refreshStaff() {
+  if (!may("staff")) return;
+  const r = await call("/api/staff");
+  if (!r.ok) return;
+  const s = await r.json();
+  $("staff-list").replaceChildren(...s.accounts.map(a => {
+    const tr = el("tr");
+    for (const v of [a.id, a.name, a.role]) tr.appendChild(el("td", {}, v));
+    return tr;
+  }));
+  $("staff-how").textContent = s.managedWith;
+}
 async function refreshCounter() {
   if (!may("reports")) return;
   const r = await call("/api/stock");
@@ -186,6 +199,7 @@ async function refresh() {
       return tr;
     }));
     await refreshCounter();
+    await refreshStaff();
   } catch (e) {
     document.getElementById("msg").textContent = "The station agent is not answering.";
   }

@@ -292,6 +292,7 @@ pub fn router_with_pismo(
         .route("/api/stock", get(counter::stock).post(counter::load_stock))
         .route("/api/reports/reconciliation", get(counter::reconciliation))
         .route("/api/audit", get(counter::audit))
+        .route("/api/staff", get(staff_list))
         .layer(axum::middleware::map_response(guard_headers))
         .layer(axum::middleware::from_fn_with_state(names, origin::check))
         .with_state(Console {
@@ -394,6 +395,38 @@ async fn sign_out(State(c): State<Console>, headers: HeaderMap) -> Response {
         desk.sign_out(token);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// How staff accounts are changed, for the admin's page: not from the console (see
+/// [`staff_list`]).
+const STAFF_MANAGED_WITH: &str = "Accounts are added, given a role or removed by IT on the workstation with \
+`station-agent staff add ID --name NAME --role ROLE` (the PIN is typed by the member), `staff remove ID` and \
+`staff list`; a change takes effect here within a second.";
+
+/// The staff accounts, for the admin role: read-only. Accounts are changed with the
+/// command line on the workstation, not here: a new PIN is then typed by its member
+/// and never crosses the network, and a console session (one admin alone) cannot make
+/// the second supervisor that dual control relies on.
+async fn staff_list(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let member = match who(&c, &headers) {
+        Ok(m) => m,
+        Err(e) => return refusal(StatusCode::UNAUTHORIZED, &e),
+    };
+    if let Err(e) = roles::check(member.role, Duty::ManageStaff, "see the staff accounts") {
+        return role_refusal(&e);
+    }
+    match c.access.as_ref() {
+        Access::Staff(desk) => Json(json!({
+            "accounts": desk.roster(),
+            "managedWith": STAFF_MANAGED_WITH,
+        }))
+        .into_response(),
+        Access::Anonymous => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "this console has no staff sign-in"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn status(State(c): State<Console>, headers: HeaderMap) -> Response {

@@ -213,6 +213,19 @@ impl StaffDesk {
         account.filter(|_| ok).cloned()
     }
 
+    /// Every account that may sign in (id, name, role; never the PIN hash), for the
+    /// admin's staff page.
+    pub fn roster(&self) -> Vec<StaffMember> {
+        self.accounts()
+            .into_iter()
+            .map(|a| StaffMember {
+                id: a.id,
+                name: a.name,
+                role: a.role,
+            })
+            .collect()
+    }
+
     /// The most PIN checks seen running at once (never above [`MAX_CONCURRENT_CHECKS`]).
     pub fn peak_concurrent_checks(&self) -> usize {
         self.lockout.peak_concurrent_checks()
