@@ -29,6 +29,11 @@ const CONFIG_ID: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
 /// A staff-policy branch whose hub runs the Pismo sandbox with this station's embossing
 /// group, and whose station has a `[pismo]` section allowed to start runs.
 async fn pismo_branch(attempts: u32) -> (tempfile::TempDir, Branch) {
+    pismo_branch_for(attempts, PISMO_ISSUER_ID).await
+}
+
+/// The same, the station taking `issuer` as the issuer of Pismo orders.
+async fn pismo_branch_for(attempts: u32, issuer: &str) -> (tempfile::TempDir, Branch) {
     let (dir, mut b) = branch("staff").await;
     let files = StateFiles::in_dir(&b.hub_state);
     let mut file: SandboxFile = files.load_config().unwrap();
@@ -60,7 +65,7 @@ async fn pismo_branch(attempts: u32) -> (tempfile::TempDir, Branch) {
         pci_url: b.hub.base_url(),
         client_id: dev.client_id.clone(),
         client_secret_file: "keys/pismo.secret".into(),
-        issuer_id: PISMO_ISSUER_ID.into(),
+        issuer_id: issuer.into(),
         embossing_group: GROUP.into(),
         config_id: Some(CONFIG_ID.into()),
         start_embossing: true,
@@ -290,6 +295,30 @@ async fn a_pismo_store_failure_is_an_error_not_the_stations_own_make_again() {
         state(&c, &op),
         JobState::Rejected,
         "not made again at this station"
+    );
+    c.agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_of_another_issuer_is_made_again_at_the_station_even_when_a_pismo_request_has_its_card_id(
+) {
+    // The station's Pismo issuer is another one than the hub's: the order, whose card id
+    // a counter request has, is not a Pismo order here.
+    let (_dir, b) = pismo_branch_for(3, "OTHER-ISSUER").await;
+    let (c, id, op) = rejected_pismo_card(&b).await;
+
+    let (s, v) = c
+        .post(&format!("/api/jobs/{op}/make-again"), &c.token, approval())
+        .await;
+
+    assert_eq!(s, 200, "{v}");
+    let job = c.agent.station.journal.job(&op).unwrap().unwrap();
+    assert_eq!(job.attempt, 2, "made again at the station: {:?}", job.state);
+    let r = c.agent.pismo.as_ref().unwrap().store().get(&id).await;
+    assert_eq!(
+        r.unwrap().unwrap().resend_count,
+        0,
+        "nothing resent to Pismo"
     );
     c.agent.abort();
 }
