@@ -322,3 +322,73 @@ async fn an_order_of_another_issuer_is_made_again_at_the_station_even_when_a_pis
     );
     c.agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pismo_card_resent_once_counts_that_attempt_in_the_queue_and_at_make_again() {
+    let (_dir, b) = pismo_branch(2).await;
+    let (c, id, first) = rejected_pismo_card(&b).await;
+    let (s, v) = c
+        .post(
+            &format!("/api/jobs/{first}/make-again"),
+            &c.token,
+            approval(),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let second = order_for_request(&c, &id, Some(&first)).await;
+    wait_states(
+        &c.agent,
+        std::slice::from_ref(&second),
+        &[JobState::WaitingForStaff],
+        Duration::from_secs(30),
+    )
+    .await;
+    b.printer.arm_fault(Step::Mag, Fault::MagWrite);
+    let (s, v) = c
+        .post(&format!("/api/jobs/{second}/start"), &c.token, json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    wait_states(
+        &c.agent,
+        std::slice::from_ref(&second),
+        &[JobState::Rejected],
+        Duration::from_secs(60),
+    )
+    .await;
+    b.printer.clear_fault();
+
+    let jobs: Vec<Value> = c
+        .http
+        .get(format!("{}/api/jobs", c.base))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let view = jobs.iter().find(|j| j["operationId"] == second).unwrap();
+    assert_eq!(
+        (view["attempt"].as_u64(), view["attempts"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let offered: Vec<_> = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["give-up"], "{view}");
+    let (s, v) = c
+        .post(
+            &format!("/api/jobs/{second}/make-again"),
+            &c.token,
+            approval(),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(state(&c, &second), JobState::Rejected);
+    let r = c.agent.pismo.as_ref().unwrap().store().get(&id).await;
+    assert_eq!(r.unwrap().unwrap().resend_count, 1);
+    c.agent.abort();
+}

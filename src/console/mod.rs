@@ -126,8 +126,9 @@ fn spoils_a_card(action: StaffAction) -> bool {
 }
 
 /// What `role` may do to `job` (`chip_written`: dual control applies to spoils).
-fn actions(job: &Job, role: Role, attempts: u32, chip_written: bool) -> Vec<Action> {
-    all_actions(job, attempts)
+/// `attempt_left`: the station's attempt rule allows another attempt at this card.
+fn actions(job: &Job, role: Role, attempt_left: bool, chip_written: bool) -> Vec<Action> {
+    all_actions(job, attempt_left)
         .into_iter()
         .filter(|a| {
             a.action
@@ -142,7 +143,7 @@ fn actions(job: &Job, role: Role, attempts: u32, chip_written: bool) -> Vec<Acti
         .collect()
 }
 
-fn all_actions(job: &Job, attempts: u32) -> Vec<Action> {
+fn all_actions(job: &Job, attempt_left: bool) -> Vec<Action> {
     let a = |action, label, style, confirm| Action {
         action,
         label,
@@ -153,7 +154,7 @@ fn all_actions(job: &Job, attempts: u32) -> Vec<Action> {
     match job.state {
         JobState::Rejected => {
             let mut v = Vec::new();
-            if job.attempt < attempts {
+            if attempt_left {
                 v.push(a(
                     "make-again",
                     "Make again",
@@ -475,11 +476,21 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     };
     let attempts = c.station.counter.attempts;
     let listed = c.station.journal_thread().call(|j| j.queue(200)).await;
+    let resends = pismo_resends(&c).await;
     match listed {
         Ok(list) => Json(
             list.into_iter()
-                .map(|(j, chip_written)| JobView {
-                    actions: actions(&j, member.role, attempts, chip_written),
+                .map(|(j, chip_written)| {
+                    let made = attempts_made(&c, &resends, &j);
+                    (j, chip_written, made)
+                })
+                .map(|(j, chip_written, made)| JobView {
+                    actions: actions(
+                        &j,
+                        member.role,
+                        c.station.attempt_left(made).is_ok(),
+                        chip_written,
+                    ),
                     hint: hint(j.state),
                     state_label: j.state.label(),
                     step: step(j.state),
@@ -489,7 +500,7 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
                     holder: j.holder,
                     product: j.product,
                     created_at: j.created_at,
-                    attempt: j.attempt,
+                    attempt: made,
                     attempts,
                     state: j.state,
                     reason: j.reason.as_deref().map(plain_reason),
@@ -507,6 +518,38 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Resends so far of the newest counter request of each Pismo card (one read per
+/// poll; empty without a Pismo desk or when the requests cannot be read — Make again
+/// itself checks again).
+async fn pismo_resends(c: &Console) -> std::collections::HashMap<i64, u32> {
+    let mut resends = std::collections::HashMap::new();
+    let Some(desk) = c.pismo.as_ref() else {
+        return resends;
+    };
+    // Newest first: the first request seen for a card is its newest.
+    for r in desk.store().recent(500).await.unwrap_or_default() {
+        if let Some(card) = r.card_id {
+            resends
+                .entry(card)
+                .or_insert(u32::try_from(r.resend_count).unwrap_or(u32::MAX));
+        }
+    }
+    resends
+}
+
+/// Attempts made at a job's card: its own, plus the resends of its Pismo request when it
+/// is a Pismo order (each resend made the card again as a new order).
+fn attempts_made(c: &Console, resends: &std::collections::HashMap<i64, u32>, job: &Job) -> u32 {
+    let resent = c
+        .pismo
+        .as_ref()
+        .filter(|d| job.issuer_id == d.issuer_id())
+        .and_then(|_| job.card_id.parse::<i64>().ok())
+        .and_then(|card| resends.get(&card).copied())
+        .unwrap_or(0);
+    job.attempt.saturating_add(resent)
 }
 
 /// Why Make again through Pismo did not happen (nothing was given up or resent).
@@ -578,6 +621,7 @@ async fn make_again_through_pismo(
     let made = job
         .attempt
         .saturating_add(u32::try_from(request.resend_count).unwrap_or(u32::MAX));
+    // (The queue counts the same way: `attempts_made`.)
     let (s, o, b, ap, id) = (
         c.station.clone(),
         op.to_string(),
