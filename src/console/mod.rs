@@ -480,11 +480,8 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
     match listed {
         Ok(list) => Json(
             list.into_iter()
-                .map(|(j, chip_written)| {
-                    let made = attempts_made(&c, &resends, &j);
-                    (j, chip_written, made)
-                })
-                .map(|(j, chip_written, made)| JobView {
+                .map(|(j, chip_written)| (attempts_made(&c, &resends, &j), j, chip_written))
+                .map(|(made, j, chip_written)| JobView {
                     actions: actions(
                         &j,
                         member.role,
@@ -523,7 +520,7 @@ async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
 /// Resends so far of the newest counter request of each Pismo card (one read per
 /// poll; empty without a Pismo desk or when the requests cannot be read — Make again
 /// itself checks again).
-async fn pismo_resends(c: &Console) -> std::collections::HashMap<i64, u32> {
+async fn pismo_resends(c: &Console) -> std::collections::HashMap<i64, i64> {
     let mut resends = std::collections::HashMap::new();
     let Some(desk) = c.pismo.as_ref() else {
         return resends;
@@ -531,9 +528,7 @@ async fn pismo_resends(c: &Console) -> std::collections::HashMap<i64, u32> {
     // Newest first: the first request seen for a card is its newest.
     for r in desk.store().recent(500).await.unwrap_or_default() {
         if let Some(card) = r.card_id {
-            resends
-                .entry(card)
-                .or_insert(u32::try_from(r.resend_count).unwrap_or(u32::MAX));
+            resends.entry(card).or_insert(r.resend_count);
         }
     }
     resends
@@ -541,7 +536,7 @@ async fn pismo_resends(c: &Console) -> std::collections::HashMap<i64, u32> {
 
 /// Attempts made at a job's card: its own, plus the resends of its Pismo request when it
 /// is a Pismo order (each resend made the card again as a new order).
-fn attempts_made(c: &Console, resends: &std::collections::HashMap<i64, u32>, job: &Job) -> u32 {
+fn attempts_made(c: &Console, resends: &std::collections::HashMap<i64, i64>, job: &Job) -> u32 {
     let resent = c
         .pismo
         .as_ref()
@@ -549,7 +544,12 @@ fn attempts_made(c: &Console, resends: &std::collections::HashMap<i64, u32>, job
         .and_then(|_| job.card_id.parse::<i64>().ok())
         .and_then(|card| resends.get(&card).copied())
         .unwrap_or(0);
-    job.attempt.saturating_add(resent)
+    with_resends(job.attempt, resent)
+}
+
+/// A job's own attempts plus its Pismo request's resends.
+fn with_resends(attempt: u32, resends: i64) -> u32 {
+    attempt.saturating_add(u32::try_from(resends.max(0)).unwrap_or(u32::MAX))
 }
 
 /// Why Make again through Pismo did not happen (nothing was given up or resent).
@@ -608,7 +608,11 @@ async fn make_again_through_pismo(
         Ok(None) => return None,
         Err(e) => return Some(unavailable("Pismo requests", e.code(), e)),
     };
-    if let Err(why) = request_made_this_order(c, &request, &job).await {
+    let jobs = match c.station.journal_thread().call(|j| j.all_jobs(500)).await {
+        Ok(jobs) => jobs,
+        Err(e) => return Some(unavailable("journal", e.code(), e)),
+    };
+    if let Err(why) = crate::pismo::order_of_request(&request, &job, &jobs) {
         tracing::info!(staff = %by, operation_id = %op, request_id = %request.request_id, "console: make again through Pismo refused: {why}");
         return Some(
             (
@@ -618,10 +622,7 @@ async fn make_again_through_pismo(
                 .into_response(),
         );
     }
-    let made = job
-        .attempt
-        .saturating_add(u32::try_from(request.resend_count).unwrap_or(u32::MAX));
-    // (The queue counts the same way: `attempts_made`.)
+    let made = with_resends(job.attempt, request.resend_count);
     let (s, o, b, ap, id) = (
         c.station.clone(),
         op.to_string(),
@@ -658,21 +659,6 @@ async fn make_again_through_pismo(
         )
             .into_response(),
     })
-}
-
-/// [`crate::pismo::order_of_request`] against the station's jobs.
-async fn request_made_this_order(
-    c: &Console,
-    request: &crate::pismo::CounterRequest,
-    job: &Job,
-) -> Result<(), String> {
-    let jobs = c
-        .station
-        .journal_thread()
-        .call(|j| j.all_jobs(500))
-        .await
-        .map_err(|e| format!("journal unavailable: {e}"))?;
-    crate::pismo::order_of_request(request, job, &jobs)
 }
 
 /// A second supervisor's id and PIN, sent with a spoil under dual control.
