@@ -353,7 +353,10 @@ mod tests {
             .advance(&id, RequestStep::Queued, None, "added", "agent")
             .await
             .unwrap();
-        store.begin_resend(&id, "bnoor").await.unwrap();
+        store
+            .begin_resend(&id, PismoCardId(100001), "bnoor")
+            .await
+            .unwrap();
         let l = lines(&j, BEGINNING, END).unwrap();
         let seen: Vec<_> = l.iter().map(|l| (l.action, l.actor.as_str())).collect();
         assert_eq!(

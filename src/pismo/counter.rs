@@ -444,13 +444,13 @@ impl PismoDesk {
     /// The caller checks with [`may_make_again`] that the station's card failed.
     pub async fn make_again(&self, id: &str, by: &str) -> Result<CounterRequest, PismoError> {
         let r = self.load(id).await?;
-        if !matches!(r.step, RequestStep::Queued | RequestStep::RunStarted) || r.card_id.is_none() {
+        let Some(card) = r.card_id.map(PismoCardId) else {
             return Err(PismoError::NotNow(format!(
                 "request {id} is '{}': only a card already sent for embossing can be made again",
                 r.step.label()
             )));
-        }
-        let r = self.store.begin_resend(id, by).await?;
+        };
+        let r = self.store.begin_resend(id, card, by).await?;
         self.changed.notify_waiters();
         Ok(r)
     }

@@ -223,16 +223,21 @@ impl RequestStore {
         self.write(id, None, None, outcome, actor, false).await
     }
 
-    /// Staff asked to make the card again: step `resending`, one more resend counted.
-    pub async fn begin_resend(&self, id: &str, actor: &str) -> Result<CounterRequest, PismoError> {
-        self.write(
-            id,
-            Some(RequestStep::Resending),
-            None,
-            "make again asked",
-            actor,
-            true,
-        )
+    /// Staff asked to make the card again: step `resending`, one more resend counted
+    /// ([`begin_resend_in`] in a transaction of its own).
+    pub async fn begin_resend(
+        &self,
+        id: &str,
+        card: PismoCardId,
+        actor: &str,
+    ) -> Result<CounterRequest, PismoError> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.on_journal(move |c| {
+            let tx = c.transaction().map_err(jerr)?;
+            let r = begin_resend_in(&tx, &id, card, &actor)?;
+            tx.commit().map_err(jerr)?;
+            Ok(r)
+        })
         .await
     }
 
