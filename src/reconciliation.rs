@@ -138,7 +138,8 @@ fn spoiled_card(r: &AuditRow, later: &[AuditRow]) -> SpoiledCard {
         operation_id: r.operation_id.clone(),
         card_id: r.card_id.clone(),
         masked_pan: r.masked_pan.clone().unwrap_or_default(),
-        reason: r.reason.clone().unwrap_or_default(),
+        // The report leaves the station: the reason goes through the one PAN scrubber.
+        reason: station_emv::card_data::scrub_pans_text(r.reason.as_deref().unwrap_or_default()),
         moved_by: mover.map(|m| m.actor.clone()).unwrap_or_default(),
         approved_by: mover.and_then(|m| m.approver.clone()).unwrap_or_default(),
     }
@@ -247,6 +248,23 @@ mod tests {
             ("amartin", "bnoor")
         );
         assert!(s.reason.contains("Magnetic stripe"));
+    }
+
+    #[test]
+    fn a_pan_in_a_spoiled_cards_reason_is_masked_in_the_report() {
+        let j = Journal::open_in_memory().unwrap();
+        fed(&j, "op1");
+        j.transition(
+            "op1",
+            JobState::Spoiled,
+            Some("driver said: card 4761 7390 0101 0010 jammed"),
+        )
+        .unwrap();
+        let r = reconcile(&j, today()).unwrap();
+        assert_eq!(
+            r.spoiled[0].reason,
+            "driver said: card 4761 73** **** 0010 jammed"
+        );
     }
 
     #[test]
