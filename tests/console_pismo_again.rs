@@ -29,12 +29,16 @@ const CONFIG_ID: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
 /// A staff-policy branch whose hub runs the Pismo sandbox with this station's embossing
 /// group, and whose station has a `[pismo]` section allowed to start runs.
 async fn pismo_branch(attempts: u32) -> (tempfile::TempDir, Branch) {
-    pismo_branch_for(attempts, PISMO_ISSUER_ID).await
+    pismo_branch_for("staff", attempts, PISMO_ISSUER_ID).await
 }
 
-/// The same, the station taking `issuer` as the issuer of Pismo orders.
-async fn pismo_branch_for(attempts: u32, issuer: &str) -> (tempfile::TempDir, Branch) {
-    let (dir, mut b) = branch("staff").await;
+/// The same with start `policy`, the station taking `issuer` as the issuer of Pismo orders.
+async fn pismo_branch_for(
+    policy: &str,
+    attempts: u32,
+    issuer: &str,
+) -> (tempfile::TempDir, Branch) {
+    let (dir, mut b) = branch(policy).await;
     let files = StateFiles::in_dir(&b.hub_state);
     let mut file: SandboxFile = files.load_config().unwrap();
     file.pismo = Some(PismoSandboxFile {
@@ -304,7 +308,7 @@ async fn an_order_of_another_issuer_is_made_again_at_the_station_even_when_a_pis
 ) {
     // The station's Pismo issuer is another one than the hub's: the order, whose card id
     // a counter request has, is not a Pismo order here.
-    let (_dir, b) = pismo_branch_for(3, "OTHER-ISSUER").await;
+    let (_dir, b) = pismo_branch_for("staff", 3, "OTHER-ISSUER").await;
     let (c, id, op) = rejected_pismo_card(&b).await;
 
     let (s, v) = c
@@ -390,5 +394,57 @@ async fn a_pismo_card_resent_once_counts_that_attempt_in_the_queue_and_at_make_a
     assert_eq!(state(&c, &second), JobState::Rejected);
     let r = c.agent.pismo.as_ref().unwrap().store().get(&id).await;
     assert_eq!(r.unwrap().unwrap().resend_count, 1);
+    c.agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn make_again_from_the_pismo_queue_keeps_to_the_attempt_limit_too() {
+    // Automatic start: a spoiled card is reported at once and offered again in the
+    // Pismo queue.
+    let (_dir, b) = pismo_branch_for("automatic", 1, PISMO_ISSUER_ID).await;
+    b.printer.arm_fault(Step::Mag, Fault::MagWrite);
+    let agent = b.agent().await;
+    let base = format!("http://{}", agent.console_addr);
+    let http = console_http(&base);
+    let token = sign_in_as(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
+    let c = Counter {
+        agent,
+        base,
+        http,
+        token,
+    };
+    let (s, v) = c
+        .post(
+            "/api/pismo/requests",
+            &c.token,
+            json!({"customerId": "502", "printedName": "JOHN DOE"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["request"]["requestId"].as_str().unwrap().to_string();
+    let op = order_for_request(&c, &id, None).await;
+    wait_states(
+        &c.agent,
+        std::slice::from_ref(&op),
+        &[JobState::Spoiled],
+        Duration::from_secs(60),
+    )
+    .await;
+
+    let (s, v) = c
+        .post(
+            &format!("/api/pismo/requests/{id}/again"),
+            &c.token,
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (409, Some("COUNTER_NO_ATTEMPT_LEFT")),
+        "{v}"
+    );
+    let r = c.agent.pismo.as_ref().unwrap().store().get(&id).await;
+    assert_eq!(r.unwrap().unwrap().resend_count, 0);
     c.agent.abort();
 }

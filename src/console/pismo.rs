@@ -225,10 +225,14 @@ async fn act(
         Err(r) => return *r,
     };
     let r = match action.parse::<CounterAction>() {
-        Ok(CounterAction::MakeAgain) => d
-            .make_again_spoiled(c.station.journal_thread(), &id, &member.id)
-            .await
-            .map(|_| "Sent again to Pismo for embossing"),
+        Ok(CounterAction::MakeAgain) => {
+            if let Err(r) = attempt_left(&c, &d, &id).await {
+                return r;
+            }
+            d.make_again_spoiled(c.station.journal_thread(), &id, &member.id)
+                .await
+                .map(|_| "Sent again to Pismo for embossing")
+        }
         Ok(CounterAction::Retry) => {
             d.spawn_drive(&id);
             Ok("Trying again")
@@ -240,6 +244,27 @@ async fn act(
         Ok(m) => Json(json!({"message": m})).into_response(),
         Err(e) => pismo_refusal(&e),
     }
+}
+
+/// The station's attempt rule for a request's card: the attempts of its newest order
+/// plus the resends so far (as for Make again on the order itself).
+async fn attempt_left(c: &Console, d: &PismoDesk, id: &str) -> Result<(), Response> {
+    let request = match d.store().get(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(pismo_refusal(&PismoError::UnknownRequest(id.to_string()))),
+        Err(e) => return Err(pismo_refusal(&e)),
+    };
+    let jobs = jobs_of(c).await;
+    let attempt = latest_job(&jobs, request.card_id).map_or(1, |j| j.attempt);
+    c.station
+        .attempt_left(super::with_resends(attempt, request.resend_count))
+        .map_err(|e| {
+            (
+                StatusCode::CONFLICT,
+                Json(json!({"code": "COUNTER_NO_ATTEMPT_LEFT", "message": e.to_string()})),
+            )
+                .into_response()
+        })
 }
 
 /// What staff may do to a counter request from the console.
