@@ -741,6 +741,7 @@ impl StationConfig {
                     token: p.token.trim().to_string(),
                     pin,
                     sessions: self.devices.line.len().max(1),
+                    development: self.keys.development,
                 }))
             }
             (None, None) => unreachable!("checked above"),

@@ -69,6 +69,7 @@ pub fn dev_hsm() -> Dev {
             token: token.token,
             pin: station_emv::keys::PinSource::File(token.pin_file),
             sessions: 2,
+            development: true,
         })
         .unwrap();
         (dir, Arc::new(ks) as Arc<dyn KeyStore>)

@@ -87,6 +87,7 @@ async fn main() {
         token: token.token,
         pin: PinSource::File(token.pin_file),
         sessions: 1,
+        development: true,
     })
     .expect("PKCS#11 store");
     let t = software.transport_keys("DEV-VISA").expect("transport keys");

@@ -29,6 +29,31 @@ pub struct Dgi {
     pub data: Vec<u8>,
     /// Protection in transit.
     pub encryption: DgiEncryption,
+    /// ICC master keys kept in an HSM: `data` is empty and the HSM writes the
+    /// encrypted content when the secure channel is open.
+    pub sealed: Option<SealedIccKeys>,
+}
+
+/// What an HSM needs to derive one card's ICC master keys again (EMV Option A): the
+/// issuer master keys' index and the derivation input Y ‖ (Y ⊕ FF…) from PAN and PSN.
+/// The keys themselves never exist outside the HSM. Zeroized; `Debug` redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedIccKeys {
+    /// `derivationKeyIndex` of the IMKs (AC, SMI, SMC).
+    pub imk_index: u8,
+    /// Y ‖ (Y ⊕ FF…), Y the rightmost 16 digits of PAN ‖ PSN in BCD.
+    pub derivation_data: zeroize::Zeroizing<[u8; 16]>,
+}
+
+impl SealedIccKeys {
+    /// MK-AC ‖ MK-SMI ‖ MK-SMC: three double-length keys.
+    pub const LEN: usize = 48;
+}
+
+impl std::fmt::Debug for SealedIccKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedIccKeys(imk {:02X}, redacted)", self.imk_index)
+    }
 }
 
 impl Drop for Dgi {
@@ -86,7 +111,31 @@ impl Dgi {
             id,
             data: data.into(),
             encryption,
+            sealed: None,
         }
+    }
+
+    /// A DGI of ICC master keys that stay in an HSM until it encrypts them for the card.
+    pub fn sealed(id: u16, keys: SealedIccKeys, encryption: DgiEncryption) -> Self {
+        Dgi {
+            id,
+            data: Vec::new(),
+            encryption,
+            sealed: Some(keys),
+        }
+    }
+
+    /// Length of the clear data (for sealed keys, the keys' length).
+    pub fn len(&self) -> usize {
+        match self.sealed {
+            Some(_) => SealedIccKeys::LEN,
+            None => self.data.len(),
+        }
+    }
+
+    /// Whether the DGI has no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Header (DGI ‖ length) for `data_len` bytes of data as sent.

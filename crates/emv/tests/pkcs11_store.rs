@@ -7,16 +7,30 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use station_emv::card_data::{Pan, YearMonth};
-use station_emv::crypto::tdes_cbc_encrypt;
+use station_emv::crypto::{aes_cbc_encrypt, pad80, tdes_cbc_encrypt, tdes_ecb_encrypt};
 use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::data::derive::MasterKeyDerivation;
 use station_emv::data::derive::{parse_date, Psn, ServiceCode};
 use station_emv::data::profile::CryptogramVersion;
+use station_emv::dgi::SealedIccKeys;
 use station_emv::gp::diversify::{derive, Diversification, KeyRole};
-use station_emv::gp::scp::{scp02_derivation_data, KeySource, Protocol, SCP02_CONSTANTS};
-use station_emv::keys::{
-    write_dev_keystore, write_dev_token, KeyIndex, KeyStore, PinSource, Pkcs11Config,
-    Pkcs11KeyStore, SoftwareKeyStore, SOFTHSM2_MODULE,
+use station_emv::gp::scp::{
+    scp02_derivation_data, KeySource, Protocol, SensitiveData, SCP02_CONSTANTS,
 };
+use station_emv::keys::{
+    write_dev_keystore, write_dev_token, IccKeyMaterial, KeyIndex, KeyStore, PinSource,
+    Pkcs11Config, Pkcs11KeyStore, SoftwareKeyStore, SOFTHSM2_MODULE,
+};
+use zeroize::Zeroizing;
+
+/// Runs an HSM future to its end on a runtime of this thread.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
 
 fn vectors() -> serde_json::Value {
     let text = std::fs::read_to_string(concat!(
@@ -38,6 +52,14 @@ fn h(v: &serde_json::Value, k: &str) -> Vec<u8> {
 struct Stores {
     hsm: Pkcs11KeyStore,
     software: SoftwareKeyStore,
+    config: Pkcs11Config,
+}
+
+impl Stores {
+    /// How the shared store reached its token.
+    fn hsm_token(&self) -> Pkcs11Config {
+        self.config.clone()
+    }
 }
 
 /// One token per test process: SoftHSM2 reads its configuration once per process.
@@ -51,15 +73,20 @@ fn stores() -> &'static Stores {
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         let token =
             write_dev_token(dir.path(), Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
-        let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
+        let config = Pkcs11Config {
             module: SOFTHSM2_MODULE.into(),
             token: token.token.clone(),
             pin: PinSource::File(token.pin_file.clone()),
             sessions: 2,
-        })
-        .unwrap();
+            development: true,
+        };
+        let hsm = Pkcs11KeyStore::open(&config).unwrap();
         let software = SoftwareKeyStore::load(&write_dev_keystore(dir.path()).unwrap()).unwrap();
-        Stores { hsm, software }
+        Stores {
+            hsm,
+            software,
+            config,
+        }
     })
 }
 
@@ -157,7 +184,7 @@ fn scp02_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
     let KeySource::Hsm(hsm) = t.key_source() else {
         panic!("the PKCS#11 store hands out an HSM key source");
     };
-    let got = hsm.session_keys(t.protocol, &kdd, &seq, &[]).unwrap();
+    let got = block_on(hsm.session_keys(t.protocol, &kdd, &seq, &[])).unwrap();
     let kmc = h(v, "kmc");
     let roles = [KeyRole::Enc, KeyRole::Mac, KeyRole::Dek];
     let want: Vec<Vec<u8>> = roles
@@ -168,10 +195,17 @@ fn scp02_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
             tdes_cbc_encrypt(&card, &[0; 8], &scp02_derivation_data(c, &seq)).unwrap()
         })
         .collect();
-    assert_eq!(
-        [&*got.enc, &*got.mac, &*got.dek],
-        [&want[0], &want[1], &want[2]]
-    );
+    assert_eq!([&*got.enc, &*got.mac], [&want[0], &want[1]]);
+    // The S-DEK stays inside: what it encrypts there equals the software S-DEK's result.
+    let block = vec![0x5Au8; 8];
+    let sent = block_on(hsm.encrypt_sensitive(
+        t.protocol,
+        &kdd,
+        &seq,
+        vec![SensitiveData::Clear(Zeroizing::new(block.clone()))],
+    ))
+    .unwrap();
+    assert_eq!(sent, vec![tdes_ecb_encrypt(&want[2], &block).unwrap()]);
 }
 
 #[test]
@@ -219,41 +253,8 @@ fn a_missing_key_is_named_by_kind_and_index() {
 fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
     use station_emv::crypto::aes_cmac;
     use station_emv::gp::scp::scp03_kdf_input;
-    use station_emv::keys::write_softhsm2_token;
-    // SoftHSM2 already runs in this process with the shared token's folder: the new
-    // token lands there too, its PIN file in the folder given here.
-    let _ = stores();
-    let kmc = "404142434445464748494A4B4C4D4E4F";
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scp03.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[transport.SCP03-CARD]\nkmc = \"{kmc}\"\ndiversification = \"emv-cpg202\"\n\
-             scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n"
-        ),
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let software = SoftwareKeyStore::load(&file).unwrap();
-    let token = write_softhsm2_token(
-        &dir.path().join("hsm"),
-        Path::new(SOFTHSM2_MODULE),
-        "station-scp03",
-        &software,
-    )
-    .unwrap();
-    let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
-        module: SOFTHSM2_MODULE.into(),
-        token: token.token,
-        pin: PinSource::File(token.pin_file),
-        sessions: 1,
-    })
-    .unwrap();
+    let kmc = SCP03_KMC;
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
     let t = hsm.transport_keys("SCP03-CARD").unwrap();
     let KeySource::Hsm(keys) = t.key_source() else {
         panic!("an HSM key source");
@@ -263,7 +264,7 @@ fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
         .try_into()
         .unwrap();
     let context = [0x11u8; 16];
-    let got = keys.session_keys(t.protocol, &kdd, &[], &context).unwrap();
+    let got = block_on(keys.session_keys(t.protocol, &kdd, &[], &context)).unwrap();
     let card = |r| {
         derive(
             &hex::decode(kmc).unwrap(),
@@ -285,5 +286,323 @@ fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
     .unwrap();
     assert_eq!(*got.enc, enc.to_vec());
     assert_eq!(*got.mac, mac.to_vec());
-    assert_eq!(*got.dek, card(KeyRole::Dek));
+}
+
+/// The Option A vector's card: its PAN and PSN.
+fn option_a_card() -> (Pan, Psn) {
+    let v = &vectors()["option_a"];
+    (
+        Pan::new(s(v, "pan")).unwrap(),
+        Psn::new(s(v, "psn")).unwrap(),
+    )
+}
+
+/// The sealed ICC keys and their check values, as the HSM gives them to preparation.
+fn sealed(hsm: &Pkcs11KeyStore) -> (SealedIccKeys, Vec<u8>) {
+    let (pan, psn) = option_a_card();
+    match hsm
+        .icc_key_material(MasterKeyDerivation::OptionA, KeyIndex(1), &pan, psn)
+        .unwrap()
+    {
+        IccKeyMaterial::Sealed { keys, check_values } => (keys, check_values),
+        IccKeyMaterial::Clear(_) => panic!("the HSM store hands ICC keys out in clear"),
+    }
+}
+
+#[test]
+fn scp02_dgi_8000_bytes_from_the_hsm_equal_the_software_stores() {
+    let st = stores();
+    let (pan, psn) = option_a_card();
+    let (keys, kcvs) = sealed(&st.hsm);
+    let clear = st
+        .software
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap();
+    assert_eq!(kcvs, clear.check_values().unwrap());
+
+    let kdd: [u8; 10] = h(&vectors()["key_diversification"], "kdd")
+        .try_into()
+        .unwrap();
+    let seq = [0x00, 0x07];
+    let card_dek = st
+        .software
+        .transport_keys("DEV-VISA")
+        .unwrap()
+        .key_source()
+        .card_keys(&kdd)
+        .unwrap()
+        .dek;
+    let s_dek = tdes_cbc_encrypt(
+        &card_dek,
+        &[0; 8],
+        &scp02_derivation_data(SCP02_CONSTANTS[2], &seq),
+    )
+    .unwrap();
+    let t = st.hsm.transport_keys("DEV-VISA").unwrap();
+    let KeySource::Hsm(hsm) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let got = block_on(hsm.encrypt_sensitive(
+        t.protocol,
+        &kdd,
+        &seq,
+        vec![
+            SensitiveData::IccKeys {
+                keys: keys.clone(),
+                pad: true,
+            },
+            SensitiveData::IccKeys { keys, pad: false },
+        ],
+    ))
+    .unwrap();
+    let concatenated = clear.concatenated();
+    assert_eq!(
+        got[0],
+        tdes_ecb_encrypt(&s_dek, &pad80(&concatenated, 8)).unwrap()
+    );
+    assert_eq!(got[1], tdes_ecb_encrypt(&s_dek, &concatenated).unwrap());
+}
+
+#[test]
+fn a_production_store_refuses_a_token_that_cannot_wrap_scp02_icc_keys() {
+    // SoftHSM2 2.6 wraps no key under a DES key: its SCP02 products' ICC keys could reach
+    // the card only through the host, so a production store does not open on it.
+    let token = stores().hsm_token();
+    let production = Pkcs11KeyStore::open(&Pkcs11Config {
+        development: false,
+        ..token
+    })
+    .unwrap();
+    let (keys, _) = sealed(&production);
+    let t = production.transport_keys("DEV-VISA").unwrap();
+    let KeySource::Hsm(hsm) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    match production.check_icc_key_wrapping() {
+        Err(e) => {
+            assert!(
+                e.to_string()
+                    .contains("cannot wrap keys under a DES key (C_WrapKey takes neither"),
+                "{e}"
+            );
+            // Were it started anyway, its SCP02 cards would be refused, not made on the host.
+            let e = block_on(hsm.encrypt_sensitive(
+                t.protocol,
+                &[0x11; 10],
+                &[0, 1],
+                vec![SensitiveData::IccKeys { keys, pad: true }],
+            ))
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("wrapping ICC keys under a DES key in token 'station-test'"),
+                "{e}"
+            );
+        }
+        Ok(()) => {
+            // A token with DES key wrapping: DGI 8000 is wrapped inside.
+            let c = block_on(hsm.encrypt_sensitive(
+                t.protocol,
+                &[0x11; 10],
+                &[0, 1],
+                vec![SensitiveData::IccKeys { keys, pad: true }],
+            ))
+            .unwrap();
+            assert_eq!(c[0].len(), 56);
+        }
+    }
+}
+
+#[test]
+fn a_production_store_never_reads_icc_keys_out() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let (pan, psn) = option_a_card();
+    let e = hsm
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap_err();
+    assert!(e.to_string().contains("reading ICC master keys out"), "{e}");
+}
+
+/// A SoftHSM2 token with an SCP03 card product and IMKs, and the same keys in a
+/// software store. SoftHSM2 already runs in this process with the shared token's
+/// folder: this token lands there too, its PIN file in its own folder.
+struct Scp03 {
+    software: SoftwareKeyStore,
+    config: Pkcs11Config,
+}
+
+const SCP03_KMC: &str = "404142434445464748494A4B4C4D4E4F";
+
+fn scp03() -> &'static Scp03 {
+    use station_emv::keys::write_softhsm2_token;
+    static SCP03: OnceLock<Scp03> = OnceLock::new();
+    SCP03.get_or_init(|| {
+        let _ = stores();
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let file = dir.path().join("scp03.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[transport.SCP03-CARD]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"emv-cpg202\"\n\
+                 scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n[imk.01]\n\
+                 ac = \"0123456789ABCDEFFEDCBA9876543210\"\n\
+                 smi = \"1032547698BADCFEEFCDAB8967452301\"\n\
+                 smc = \"F0E1D2C3B4A5968778695A4B3C2D1E0F\"\n"
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let software = SoftwareKeyStore::load(&file).unwrap();
+        let token = write_softhsm2_token(
+            &dir.path().join("hsm"),
+            Path::new(SOFTHSM2_MODULE),
+            "station-scp03",
+            &software,
+        )
+        .unwrap();
+        Scp03 {
+            software,
+            config: Pkcs11Config {
+                module: SOFTHSM2_MODULE.into(),
+                token: token.token,
+                pin: PinSource::File(token.pin_file),
+                sessions: 2,
+                development: false,
+            },
+        }
+    })
+}
+
+#[test]
+fn scp03_dgi_8000_is_wrapped_inside_the_hsm_equal_to_the_software_bytes() {
+    // A production store: the keys leave the token only wrapped (CKM_AES_CBC).
+    let sc = scp03();
+    let hsm = Pkcs11KeyStore::open(&sc.config).unwrap();
+    hsm.check_icc_key_wrapping().unwrap();
+    let (pan, psn) = option_a_card();
+    let (keys, kcvs) = sealed(&hsm);
+    let clear = sc
+        .software
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap();
+    assert_eq!(kcvs, clear.check_values().unwrap());
+    let kdd: [u8; 10] = hex::decode("00010203040506070809")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let card_dek = derive(
+        &hex::decode(SCP03_KMC).unwrap(),
+        &kdd,
+        Diversification::EmvCpg202,
+        KeyRole::Dek,
+    )
+    .unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys_in_hsm) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let pin_block = vec![0x24u8; 16];
+    let got = block_on(keys_in_hsm.encrypt_sensitive(
+        t.protocol,
+        &kdd,
+        &[],
+        vec![
+            SensitiveData::IccKeys {
+                keys: keys.clone(),
+                pad: true,
+            },
+            SensitiveData::IccKeys { keys, pad: false },
+            SensitiveData::Clear(Zeroizing::new(pin_block.clone())),
+        ],
+    ))
+    .unwrap();
+    let concatenated = clear.concatenated();
+    assert_eq!(
+        got[0],
+        aes_cbc_encrypt(&card_dek, &[0; 16], &pad80(&concatenated, 16)).unwrap()
+    );
+    assert_eq!(
+        got[1],
+        aes_cbc_encrypt(&card_dek, &[0; 16], &concatenated).unwrap()
+    );
+    assert_eq!(
+        got[2],
+        aes_cbc_encrypt(&card_dek, &[0; 16], &pin_block).unwrap()
+    );
+}
+
+#[test]
+fn each_personalization_is_pinned_to_its_own_session_and_never_waits_behind_another() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let line_a = hsm.transport_keys("SCP03-CARD").unwrap();
+    let line_b = hsm.transport_keys("SCP03-CARD").unwrap();
+    let (KeySource::Hsm(a), KeySource::Hsm(b)) = (line_a.key_source(), line_b.key_source()) else {
+        panic!("HSM key sources");
+    };
+    assert_eq!((a.session(), b.session()), (Some(0), Some(1)));
+    // Line A's session is busy with a long operation; line B's card goes on.
+    let release = hsm.hold_session_for_test(0).unwrap();
+    block_on(b.session_keys(line_b.protocol, &[7; 10], &[], &[1; 16])).unwrap();
+    release
+        .send(())
+        .expect("line A's operation was still running when line B's finished");
+    block_on(a.session_keys(line_a.protocol, &[7; 10], &[], &[1; 16])).unwrap();
+}
+
+#[test]
+fn a_session_given_back_is_pinned_again_first() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let first = hsm.transport_keys("SCP03-CARD").unwrap();
+    let second = hsm.transport_keys("SCP03-CARD").unwrap();
+    let session = |t: &station_emv::keys::TransportKeySet| match t.key_source() {
+        KeySource::Hsm(k) => k.session(),
+        _ => None,
+    };
+    assert_eq!(session(&second), Some(1));
+    drop(first);
+    let third = hsm.transport_keys("SCP03-CARD").unwrap();
+    assert_eq!(session(&third), Some(0));
+}
+
+#[test]
+fn a_lost_login_is_recovered_on_the_pinned_session() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    hsm.drop_sessions_for_test().unwrap();
+    block_on(keys.session_keys(t.protocol, &[3; 10], &[], &[2; 16])).unwrap();
+}
+
+#[test]
+fn an_hsm_call_in_flight_leaves_the_async_runtime_free() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let session = keys.session().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // The HSM session is busy: the call below waits in its queue.
+        let release = hsm.hold_session_for_test(session).unwrap();
+        let call = tokio::spawn(keys.session_keys(t.protocol, &[9; 10], &[], &[4; 16]));
+        tokio::task::yield_now().await;
+        // One thread only: this timer fires, and this task runs, because the HSM call
+        // does not block the thread while it waits.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        release
+            .send(())
+            .expect("the runtime ran this task while the HSM call was in flight");
+        call.await.unwrap().unwrap();
+    });
 }

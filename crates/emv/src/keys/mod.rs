@@ -120,9 +120,9 @@ impl std::fmt::Debug for SecretBytes {
 /// The three ICC master keys derived for one card, on their way into DGI 8000.
 ///
 /// The software store returns them in clear inside zeroizing containers because CPS
-/// encrypts DGI 8000 with the session DEK it computes itself. An HSM store would
-/// instead return them already encrypted under the DEK handle of the open secure
-/// channel (derive-and-wrap inside the HSM), with the same KCVs.
+/// encrypts DGI 8000 with the session DEK it computes itself. The PKCS#11 store keeps
+/// them inside ([`IccKeyMaterial::Sealed`]) and wraps them under the DEK when the
+/// secure channel is open.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IccKeys {
     /// ICC master key for application cryptograms.
@@ -159,6 +159,22 @@ impl std::fmt::Debug for IccKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IccKeys(redacted)")
     }
+}
+
+/// One card's ICC master keys as preparation receives them: in clear (software store),
+/// or sealed in the HSM with only their check values outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IccKeyMaterial {
+    /// The keys themselves, zeroizing; CPS encrypts them under the session DEK.
+    Clear(IccKeys),
+    /// Keys the HSM derives again and wraps under the session DEK when the secure
+    /// channel is open; they never exist on the host.
+    Sealed {
+        /// What the HSM derives them from.
+        keys: crate::dgi::SealedIccKeys,
+        /// KCV(MK-AC) ‖ KCV(MK-SMI) ‖ KCV(MK-SMC), computed inside the HSM (DGI 9000).
+        check_values: Vec<u8>,
+    },
 }
 
 /// Reads a diversification method as the key file spells it.
@@ -370,6 +386,20 @@ pub trait KeyStore: Send + Sync {
             )));
         }
         self.derive_icc_master_keys(index, pan, psn)
+    }
+
+    /// The ICC master keys for DGI 8000 and their check values for DGI 9000. The default
+    /// hands them out in clear ([`KeyStore::derive_icc_master_keys_by`]); an HSM store
+    /// overrides it to keep them inside ([`IccKeyMaterial::Sealed`]).
+    fn icc_key_material(
+        &self,
+        method: MasterKeyDerivation,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeyMaterial, KeyStoreError> {
+        self.derive_icc_master_keys_by(method, index, pan, psn)
+            .map(IccKeyMaterial::Clear)
     }
 
     /// Visa CVV for the stripe (or iCVV with service code 999) with the CVKs at `index`.

@@ -11,22 +11,43 @@
 //! | `transport.DEV-VISA.kmc`       | DES2 (AES for SCP03 static), `CKA_DERIVE` | card keys per KDD, then session keys |
 //! | `transport.DEV-VISA` (`CKO_DATA`) | TOML: diversification, scp, i, kvn, isd | secure channel parameters (public) |
 //!
-//! One worker thread per session (one session per production line) takes jobs from a
-//! channel: PKCS#11 calls block. A job that finds the token gone (session closed,
-//! device removed, not logged in) reconnects — finds the token by label again, logs in
-//! with the PIN — and runs once more.
+//! Sessions: one logged-in session per production line, each on its own thread with its
+//! own job queue (PKCS#11 calls block). Each card's personalization is pinned to one
+//! session for as long as its [`TransportKeySet`] lives (the session with the fewest
+//! pinned cards), so one line's HSM traffic never queues behind another line's; other
+//! operations go to the least busy session. Async code awaits the answer through a
+//! future the session thread completes, so no executor thread blocks on the HSM. A job
+//! that finds the token gone (session closed, device removed, not logged in) reconnects
+//! on its own session — finds the token by label again, logs in with the PIN — and runs
+//! once more.
 //!
-//! What stays on the host, and why: PKCS#11 has no EMV retail-MAC or SCP02 C-MAC
-//! mechanism, so the secure channel's *session* keys (S-ENC, S-MAC, S-DEK; for SCP03
-//! the card's static DEK) are handed out for secure messaging, while the KMC and the
-//! card's static keys stay inside. SoftHSM2 2.6 cannot wrap a DES key under a DES key
-//! (`C_WrapKey` with `CKM_DES3_ECB` is missing), so the ICC master keys are derived
-//! inside the token into extractable *session* objects, read once into zeroizing
-//! memory for DGI 8000 and destroyed. A production HSM with `CKM_DES3_ECB` wrapping
-//! would wrap them under the S-DEK instead; this store does not do that yet.
+//! ICC master keys never reach the host in clear. Preparation gets their check values
+//! (computed inside) and a [`SealedIccKeys`] recipe; when the secure channel is open the
+//! session thread derives the card's DEK from the KMC (SCP02: then the S-DEK with
+//! `CKM_DES3_CBC_ENCRYPT_DATA`, zero ICV), derives the ICC keys again as sensitive,
+//! wrappable session objects and `C_WrapKey`s them under the DEK:
+//!
+//! - SCP02 (DES DEK): `CKM_DES3_ECB` first (what production HSMs offer); else each key
+//!   half derived as a `CKK_DES` object and wrapped with `CKM_DES3_CBC`, zero ICV (one
+//!   block under CBC is ECB); else — SoftHSM2 2.6, which wraps no key under a DES key —
+//!   on development stations only, the key is read once into zeroizing memory and
+//!   encrypted as data under the S-DEK inside. A production station tries the DES
+//!   ways with throw-away keys at start ([`Pkcs11KeyStore::check_icc_key_wrapping`])
+//!   and does not start when its SCP02 products need one the token lacks.
+//! - SCP03 (AES DEK): `CKM_AES_CBC`, each 16-byte key one block, the ICV the previous
+//!   block's ciphertext: one CBC pass over the DGI. SoftHSM2 does this.
+//!
+//! Derived DES keys have odd parity in SoftHSM2 as in the software store, so the card
+//! receives the same bytes through both stores.
+//!
+//! What still leaves the token, and why: S-ENC and S-MAC (PKCS#11 has no SCP02 C-MAC
+//! chaining or retail-MAC mechanism, and SoftHSM2 no SP 800-108 KDF output as a key), so
+//! secure messaging runs on the host with these per-card, per-session keys. The KMC, the
+//! card's static keys, the DEKs and the ICC master keys do not.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, Pkcs11};
@@ -41,20 +62,21 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::card_data::{Pan, YearMonth};
-use crate::crypto::{pad80, pad_zero, with_odd_parity, CryptoError, DES_BLOCK};
+use crate::crypto::{pad80, pad_zero, with_odd_parity, CryptoError, AES_BLOCK, DES_BLOCK};
 use crate::data::cryptogram::{cryptogram_data, CardCryptogram, Padding, SessionKey};
 use crate::data::cvv::decimalize;
 use crate::data::derive::{bcd, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
+use crate::dgi::SealedIccKeys;
 use crate::gp::diversify::{derivation_data, Diversification, KeyRole};
 use crate::gp::scp::{
-    scp02_derivation_data, scp03_kdf_input, HsmCardKeys, Protocol, SessionKeyValues,
-    SCP02_CONSTANTS,
+    scp02_derivation_data, scp03_kdf_input, HsmCardKeys, HsmFuture, Protocol, SensitiveData,
+    SessionKeyValues, SCP02_CONSTANTS,
 };
 
 use super::{
-    parse_diversification, IccKeys, KeyIndex, KeyStore, KeyStoreError, OdaIssuerKey, SecretBytes,
-    TransportKey, TransportKeySet,
+    parse_diversification, IccKeyMaterial, IccKeys, KeyIndex, KeyStore, KeyStoreError,
+    OdaIssuerKey, SecretBytes, TransportKey, TransportKeySet,
 };
 
 /// Where SoftHSM2's PKCS#11 module is on Debian and Ubuntu.
@@ -104,6 +126,9 @@ pub struct Pkcs11Config {
     pub pin: PinSource,
     /// Sessions (worker threads) to open: one per production line.
     pub sessions: usize,
+    /// A development station: a token without DES key wrapping (SoftHSM2) may hand the
+    /// ICC master keys out once to be encrypted under the DEK; production refuses.
+    pub development: bool,
 }
 
 /// A key's label and its check value, as `keys list` shows them.
@@ -149,17 +174,58 @@ fn classify(token: &str, e: P11Error) -> KeyStoreError {
     }
 }
 
-/// `CKM_DES3_ECB_ENCRYPT_DATA` (PKCS#11 2.40 §2.10.10), which `cryptoki` does not name.
+/// A mechanism `cryptoki` does not name (`CKM_DES3_ECB_ENCRYPT_DATA`,
+/// `CKM_DES3_CBC_ENCRYPT_DATA`, PKCS#11 2.40 §2.10.10), by its FFI constant.
 // The one unsafe block of this crate: an FFI constant `cryptoki` has no safe constructor for.
 #[allow(unsafe_code)]
-fn des3_ecb_encrypt_data() -> MechanismType {
+fn mechanism(value: cryptoki_sys::CK_MECHANISM_TYPE) -> MechanismType {
     // SAFETY: `MechanismType` is `#[repr(transparent)]` over `CK_MECHANISM_TYPE` and
-    // holds no invariant beyond the value; this is the FFI constant for the mechanism.
-    unsafe {
-        std::mem::transmute::<cryptoki_sys::CK_MECHANISM_TYPE, MechanismType>(
-            cryptoki_sys::CKM_DES3_ECB_ENCRYPT_DATA,
-        )
-    }
+    // holds no invariant beyond the value; callers pass the FFI constant of a mechanism.
+    unsafe { std::mem::transmute::<cryptoki_sys::CK_MECHANISM_TYPE, MechanismType>(value) }
+}
+
+/// What a derived session object may do. Every one is destroyed after the operation.
+#[derive(Debug, Clone, Copy)]
+struct Purpose {
+    /// Its value can be read (`CKA_SENSITIVE` false): the development fallback only.
+    readable: bool,
+    /// It can be wrapped (`CKA_EXTRACTABLE`); its value still cannot be read.
+    extractable: bool,
+    /// It derives further keys.
+    derive: bool,
+    /// It wraps other keys (a DEK).
+    wrap: bool,
+}
+
+impl Purpose {
+    /// Used inside only: encrypts and derives, never leaves.
+    const INSIDE: Purpose = Purpose {
+        readable: false,
+        extractable: false,
+        derive: true,
+        wrap: false,
+    };
+    /// An ICC master key on its way to the card: leaves only wrapped.
+    const WRAPPABLE: Purpose = Purpose {
+        readable: false,
+        extractable: true,
+        derive: false,
+        wrap: false,
+    };
+    /// A DEK: encrypts and wraps, never leaves.
+    const DEK: Purpose = Purpose {
+        readable: false,
+        extractable: false,
+        derive: true,
+        wrap: true,
+    };
+    /// Read out once (tokens without DES key wrapping, development stations only).
+    const READABLE: Purpose = Purpose {
+        readable: true,
+        extractable: true,
+        derive: false,
+        wrap: false,
+    };
 }
 
 /// Modules are initialized once per process and shared by every store using them.
@@ -328,39 +394,117 @@ impl<'a> Ops<'a> {
     }
 
     /// Derives a session key: `base` encrypts `data` (3DES ECB) into a new DES2 (or
-    /// AES) object. `readable` objects can be read once (SoftHSM2's stand-in for
-    /// wrapping); the others never leave the token.
+    /// AES) object for `purpose`.
     fn derive(
         &self,
         base: ObjectHandle,
         data: &[u8; 16],
         key_type: KeyType,
-        readable: bool,
+        purpose: Purpose,
     ) -> Result<Temp<'a>, KeyStoreError> {
+        self.derive_by(base, data, key_type, purpose)
+            .map_err(|e| self.err(e))
+    }
+
+    /// `CKM_DES3_ECB_ENCRYPT_DATA` over 8 or 16 bytes, the raw PKCS#11 error kept for
+    /// the caller to tell an unsupported mechanism from a failure.
+    fn derive_by(
+        &self,
+        base: ObjectHandle,
+        data: &[u8],
+        key_type: KeyType,
+        purpose: Purpose,
+    ) -> Result<Temp<'a>, P11Error> {
         let params = KeyDerivationStringData::new(data);
         let mech = Mechanism::VendorDefined(VendorDefinedMechanism::new(
-            des3_ecb_encrypt_data(),
+            mechanism(cryptoki_sys::CKM_DES3_ECB_ENCRYPT_DATA),
             Some(&params),
         ));
+        self.derive_with(&mech, base, key_type, purpose)
+    }
+
+    fn derive_with(
+        &self,
+        mech: &Mechanism,
+        base: ObjectHandle,
+        key_type: KeyType,
+        purpose: Purpose,
+    ) -> Result<Temp<'a>, P11Error> {
         let mut template = vec![
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(key_type),
             Attribute::Token(false),
-            Attribute::Sensitive(!readable),
-            Attribute::Extractable(readable),
+            Attribute::Sensitive(!purpose.readable),
+            Attribute::Extractable(purpose.extractable),
             Attribute::Encrypt(true),
-            // An ICC master key derives its session keys inside too.
-            Attribute::Derive(!readable),
+            Attribute::Derive(purpose.derive),
         ];
+        if purpose.wrap {
+            template.push(Attribute::Wrap(true));
+        }
         if key_type == KeyType::AES {
             template.push(Attribute::ValueLen(16.into()));
             template.push(Attribute::Sign(true));
         }
-        let h = self
-            .s
-            .derive_key(&mech, base, &template)
-            .map_err(|e| self.err(e))?;
+        let h = self.s.derive_key(mech, base, &template)?;
         Ok(Temp { s: self.s, h })
+    }
+
+    /// SCP02 S-DEK from the card's DEK: `CKM_DES3_CBC_ENCRYPT_DATA` with a zero ICV over
+    /// `01 81 ‖ sequence ‖ 00…`, exactly the spec's 3DES CBC; kept inside as a wrapping key.
+    fn scp02_session_dek(
+        &self,
+        card_dek: ObjectHandle,
+        sequence: &[u8],
+    ) -> Result<Temp<'a>, KeyStoreError> {
+        let data = scp02_derivation_data(SCP02_CONSTANTS[2], sequence);
+        let params = cryptoki_sys::CK_DES_CBC_ENCRYPT_DATA_PARAMS {
+            iv: [0; 8],
+            pData: data.as_ptr() as *mut u8,
+            length: data.len() as _,
+        };
+        let mech = Mechanism::VendorDefined(VendorDefinedMechanism::new(
+            mechanism(cryptoki_sys::CKM_DES3_CBC_ENCRYPT_DATA),
+            Some(&params),
+        ));
+        self.derive_with(&mech, card_dek, KeyType::DES2, Purpose::DEK)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Which [`DesWrap`] way this token takes, tried with throw-away session keys;
+    /// `None` when it wraps no key under a DES key.
+    fn des_wrap_way(&self) -> Result<Option<DesWrap>, KeyStoreError> {
+        let gen = |mech: &Mechanism, wrap: bool| -> Result<Temp<'a>, KeyStoreError> {
+            let h = self
+                .s
+                .generate_key(
+                    mech,
+                    &[
+                        Attribute::Token(false),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(!wrap),
+                        Attribute::Wrap(wrap),
+                        Attribute::Encrypt(true),
+                    ],
+                )
+                .map_err(|e| self.err(e))?;
+            Ok(Temp { s: self.s, h })
+        };
+        let kek = gen(&Mechanism::Des2KeyGen, true)?;
+        let key = gen(&Mechanism::Des2KeyGen, false)?;
+        match self.s.wrap_key(&Mechanism::Des3Ecb, kek.h, key.h) {
+            Ok(c) if c.len() == 16 => return Ok(Some(DesWrap::Ecb)),
+            Ok(_) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(self.err(e)),
+        }
+        let half = gen(&Mechanism::DesKeyGen, false)?;
+        match self.s.wrap_key(&Mechanism::Des3Cbc([0; 8]), kek.h, half.h) {
+            Ok(c) if c.len() == 8 => Ok(Some(DesWrap::CbcHalves)),
+            Ok(_) => Ok(None),
+            Err(e) if unsupported(&e) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     fn value(&self, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
@@ -423,11 +567,201 @@ struct TransportParams {
     isd: Option<String>,
 }
 
-/// The per-card key source of one card product, answered by the store's workers.
+/// The per-card key source of one card product, answered by the store's workers on
+/// the session it is pinned to for the whole personalization.
 struct HsmTransport {
-    store: Arc<Workers>,
+    lease: Lease,
     product: String,
     method: Diversification,
+}
+
+/// The card's static key for `role`: derived inside from the KMC and the KDD (or the
+/// KMC itself when the product does not diversify).
+fn card_key<'a>(
+    o: &Ops<'a>,
+    kmc: ObjectHandle,
+    kdd: &[u8; 10],
+    method: Diversification,
+    role: KeyRole,
+    key_type: KeyType,
+    purpose: Purpose,
+) -> Result<Option<Temp<'a>>, KeyStoreError> {
+    match derivation_data(kdd, method, role) {
+        None => Ok(None),
+        Some(d) => o.derive(kmc, &d, key_type, purpose).map(Some),
+    }
+}
+
+/// How this token wraps a DES key under a DES key, most standard first; learnt once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+enum DesWrap {
+    /// `C_WrapKey` with `CKM_DES3_ECB`: the 16-byte key ECB-encrypted, as CPS wants.
+    Ecb = 1,
+    /// Each half derived as its own `CKK_DES` key and wrapped with `CKM_DES3_CBC` and a
+    /// zero ICV: one block under CBC is ECB, so the two halves give the same bytes.
+    CbcHalves = 2,
+    /// No DES key wrapping (SoftHSM2 2.6): the key is read out once into zeroizing
+    /// memory and encrypted as data under the DEK inside. Development stations only.
+    ReadOut = 3,
+}
+
+impl DesWrap {
+    fn from_u8(v: u8) -> DesWrap {
+        match v {
+            2 => DesWrap::CbcHalves,
+            3 => DesWrap::ReadOut,
+            _ => DesWrap::Ecb,
+        }
+    }
+}
+
+/// Whether the token lacks a mechanism (try the next way) rather than failing.
+fn unsupported(e: &P11Error) -> bool {
+    matches!(
+        e,
+        P11Error::Pkcs11(
+            RvError::MechanismInvalid
+                | RvError::MechanismParamInvalid
+                | RvError::FunctionNotSupported
+                | RvError::KeyTypeInconsistent
+                | RvError::WrappingKeyTypeInconsistent
+                | RvError::WrappingKeySizeRange
+                | RvError::KeyNotWrappable
+                | RvError::KeyUnextractable
+                | RvError::KeyFunctionNotPermitted
+                | RvError::TemplateInconsistent
+                | RvError::AttributeValueInvalid,
+            _
+        )
+    )
+}
+
+/// The three IMKs of `keys`, in DGI 8000 order (AC, SMI, SMC).
+fn imks(o: &Ops, keys: &SealedIccKeys) -> Result<[ObjectHandle; 3], KeyStoreError> {
+    let index = KeyIndex(keys.imk_index);
+    let k = |part| o.key("imk", index.to_string(), &imk_label(index, part));
+    Ok([k("ac")?, k("smi")?, k("smc")?])
+}
+
+/// DGI 8000 under an SCP02 S-DEK: each ICC master key derived inside and wrapped,
+/// by the first way the token has (see [`DesWrap`]), then the padding block.
+fn scp02_icc_keys(
+    o: &Ops,
+    workers: &Workers,
+    dek: ObjectHandle,
+    keys: &SealedIccKeys,
+    pad: bool,
+) -> Result<Vec<u8>, KeyStoreError> {
+    let imks = imks(o, keys)?;
+    let data = &*keys.derivation_data;
+    let mut way = DesWrap::from_u8(workers.des_wrap.load(Ordering::Relaxed));
+    let mut out = Vec::with_capacity(56);
+    for imk in imks {
+        loop {
+            let attempt: Result<Vec<u8>, P11Error> = match way {
+                DesWrap::Ecb => o
+                    .derive_by(imk, data, KeyType::DES2, Purpose::WRAPPABLE)
+                    .and_then(|mk| o.s.wrap_key(&Mechanism::Des3Ecb, dek, mk.h)),
+                DesWrap::CbcHalves => {
+                    let half = |d: &[u8]| {
+                        o.derive_by(imk, d, KeyType::DES, Purpose::WRAPPABLE)
+                            .and_then(|k| o.s.wrap_key(&Mechanism::Des3Cbc([0; 8]), dek, k.h))
+                    };
+                    half(&data[..8]).and_then(|l| Ok([l, half(&data[8..])?].concat()))
+                }
+                DesWrap::ReadOut => {
+                    let mk = o.derive(imk, data, KeyType::DES2, Purpose::READABLE)?;
+                    let clear = Zeroizing::new(with_odd_parity(&o.value(mk.h)?));
+                    o.s.encrypt(&Mechanism::Des3Ecb, dek, &clear)
+                }
+            };
+            match attempt {
+                Ok(c) if c.len() == 16 => {
+                    out.extend_from_slice(&c);
+                    break;
+                }
+                Ok(c) => {
+                    return Err(KeyStoreError::Hsm(format!(
+                        "the token wrapped a double-length key into {} bytes, not 16",
+                        c.len()
+                    )))
+                }
+                Err(e) if unsupported(&e) && way != DesWrap::ReadOut => {
+                    way = if way == DesWrap::Ecb {
+                        DesWrap::CbcHalves
+                    } else {
+                        DesWrap::ReadOut
+                    };
+                    if way == DesWrap::ReadOut && !workers.development {
+                        return Err(KeyStoreError::NotSupported(format!(
+                            "wrapping ICC keys under a DES key in token '{}' (C_WrapKey has \
+                             neither CKM_DES3_ECB nor CKM_DES3_CBC; reading the keys out is \
+                             allowed on development stations only)",
+                            workers.token
+                        )));
+                    }
+                    tracing::info!(token = %workers.token, way = ?way, "ICC keys: the token lacks a DES key wrapping mechanism; trying the next way");
+                    workers.des_wrap.store(way as u8, Ordering::Relaxed);
+                }
+                Err(e) => return Err(o.err(e)),
+            }
+        }
+    }
+    if pad {
+        out.extend(o.encrypt(&Mechanism::Des3Ecb, dek, &pad80(&[], DES_BLOCK))?);
+    }
+    Ok(out)
+}
+
+/// DGI 8000 under an SCP03 DEK (AES CBC, zero ICV over the DGI): each double-length
+/// ICC master key is one AES block, wrapped with `CKM_AES_CBC` whose ICV is the previous
+/// block's ciphertext — the chaining of one CBC pass over the whole DGI.
+fn scp03_icc_keys(
+    o: &Ops,
+    workers: &Workers,
+    dek: ObjectHandle,
+    keys: &SealedIccKeys,
+    pad: bool,
+) -> Result<Vec<u8>, KeyStoreError> {
+    let imks = imks(o, keys)?;
+    let data = &*keys.derivation_data;
+    let mut iv = [0u8; 16];
+    let mut out = Vec::with_capacity(64);
+    for imk in imks {
+        let mk = o.derive(imk, data, KeyType::DES2, Purpose::WRAPPABLE)?;
+        let c = match o.s.wrap_key(&Mechanism::AesCbc(iv), dek, mk.h) {
+            Ok(c) => c,
+            Err(e) if unsupported(&e) && workers.development => {
+                let mk = o.derive(imk, data, KeyType::DES2, Purpose::READABLE)?;
+                let clear = Zeroizing::new(with_odd_parity(&o.value(mk.h)?));
+                o.encrypt(&Mechanism::AesCbc(iv), dek, &clear)?
+            }
+            Err(e) => return Err(o.err(e)),
+        };
+        if c.len() != 16 {
+            return Err(KeyStoreError::Hsm(format!(
+                "the token wrapped a double-length key into {} bytes, not 16",
+                c.len()
+            )));
+        }
+        iv.copy_from_slice(&c);
+        out.extend_from_slice(&c);
+    }
+    if pad {
+        out.extend(o.encrypt(&Mechanism::AesCbc(iv), dek, &pad80(&[], AES_BLOCK))?);
+    }
+    Ok(out)
+}
+
+impl HsmTransport {
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl Fn(&Ops) -> Result<T, KeyStoreError> + Send + 'static,
+    ) -> HsmFuture<T> {
+        let fut = self.lease.workers.call_async(Some(self.lease.n), op);
+        Box::pin(async move { fut.await.map_err(|e| CryptoError::Hsm(e.to_string())) })
+    }
 }
 
 impl HsmCardKeys for HsmTransport {
@@ -437,116 +771,263 @@ impl HsmCardKeys for HsmTransport {
         kdd: &[u8; 10],
         sequence: &[u8],
         context: &[u8],
-    ) -> Result<SessionKeyValues, CryptoError> {
+    ) -> HsmFuture<SessionKeyValues> {
         let label = format!("transport.{}.kmc", self.product);
         let product = self.product.clone();
         let method = self.method;
         let kdd = *kdd;
         let sequence = sequence.to_vec();
         let context = context.to_vec();
-        self.store
-            .call(move |o: &Ops| {
-                let kmc = o.key("transport", product.clone(), &label)?;
-                let aes = matches!(protocol, Protocol::Scp03 { .. });
-                let key_type = if aes { KeyType::AES } else { KeyType::DES2 };
-                // The card's static keys: derived inside, never readable — except the
-                // SCP03 DEK, which is the session DEK there.
-                let card = |role: KeyRole| -> Result<Option<Temp>, KeyStoreError> {
-                    match derivation_data(&kdd, method, role) {
-                        None => Ok(None),
-                        Some(d) => {
-                            let readable = aes && role == KeyRole::Dek;
-                            o.derive(kmc, &d, key_type, readable).map(Some)
-                        }
+        self.run(move |o: &Ops| {
+            let kmc = o.key("transport", product.clone(), &label)?;
+            let key_type = match protocol {
+                Protocol::Scp02 { .. } => KeyType::DES2,
+                Protocol::Scp03 { .. } => KeyType::AES,
+            };
+            // The card's static keys: derived inside, never readable.
+            let card = |role| card_key(o, kmc, &kdd, method, role, key_type, Purpose::INSIDE);
+            let (enc, mac) = (card(KeyRole::Enc)?, card(KeyRole::Mac)?);
+            let handle = |k: &Option<Temp>| k.as_ref().map(|t| t.h).unwrap_or(kmc);
+            match protocol {
+                Protocol::Scp02 { .. } => {
+                    if sequence.len() != 2 {
+                        return Err(KeyStoreError::Crypto(
+                            "SCP02 sequence counter must be 2 bytes".into(),
+                        ));
                     }
-                };
-                let keys = [
-                    card(KeyRole::Enc)?,
-                    card(KeyRole::Mac)?,
-                    card(KeyRole::Dek)?,
-                ];
-                let handle = |i: usize| keys[i].as_ref().map(|t| t.h).unwrap_or(kmc);
-                match protocol {
-                    Protocol::Scp02 { .. } => {
-                        if sequence.len() != 2 {
-                            return Err(KeyStoreError::Crypto(
-                                "SCP02 sequence counter must be 2 bytes".into(),
-                            ));
-                        }
-                        let mut out = Vec::new();
-                        for (i, c) in SCP02_CONSTANTS.iter().enumerate() {
-                            let d = scp02_derivation_data(*c, &sequence);
-                            out.push(Zeroizing::new(o.encrypt(
-                                &Mechanism::Des3Cbc([0; 8]),
-                                handle(i),
-                                &d,
-                            )?));
-                        }
-                        let dek = out.pop().expect("3");
-                        let mac = out.pop().expect("3");
-                        let enc = out.pop().expect("3");
-                        Ok(SessionKeyValues { enc, mac, dek })
-                    }
-                    Protocol::Scp03 { .. } => {
-                        let kdf = |h: ObjectHandle, constant: u8| {
-                            o.cmac(h, &scp03_kdf_input(constant, 128, 1, &context))
-                                .map(Zeroizing::new)
-                        };
-                        let dek =
-                            match &keys[2] {
-                                Some(t) => o.value(t.h)?,
-                                None => return Err(KeyStoreError::NotSupported(
-                                    "SCP03 with an undiversified KMC in the HSM (the static DEK \
-                                     would have to leave it)"
-                                        .into(),
-                                )),
-                            };
-                        Ok(SessionKeyValues {
-                            enc: kdf(handle(0), 0x04)?,
-                            mac: kdf(handle(1), 0x06)?,
-                            dek,
-                        })
-                    }
+                    let session = |k: &Option<Temp>, c| {
+                        o.encrypt(
+                            &Mechanism::Des3Cbc([0; 8]),
+                            handle(k),
+                            &scp02_derivation_data(c, &sequence),
+                        )
+                        .map(Zeroizing::new)
+                    };
+                    Ok(SessionKeyValues {
+                        enc: session(&enc, SCP02_CONSTANTS[0])?,
+                        mac: session(&mac, SCP02_CONSTANTS[1])?,
+                    })
                 }
-            })
-            .map_err(|e| CryptoError::Hsm(e.to_string()))
+                Protocol::Scp03 { .. } => {
+                    let kdf = |k: &Option<Temp>, constant: u8| {
+                        o.cmac(handle(k), &scp03_kdf_input(constant, 128, 1, &context))
+                            .map(Zeroizing::new)
+                    };
+                    Ok(SessionKeyValues {
+                        enc: kdf(&enc, 0x04)?,
+                        mac: kdf(&mac, 0x06)?,
+                    })
+                }
+            }
+        })
+    }
+
+    fn encrypt_sensitive(
+        &self,
+        protocol: Protocol,
+        kdd: &[u8; 10],
+        sequence: &[u8],
+        items: Vec<SensitiveData>,
+    ) -> HsmFuture<Vec<Vec<u8>>> {
+        let label = format!("transport.{}.kmc", self.product);
+        let product = self.product.clone();
+        let method = self.method;
+        let kdd = *kdd;
+        let sequence = sequence.to_vec();
+        let workers = self.lease.workers.clone();
+        let items = Arc::new(items);
+        self.run(move |o: &Ops| {
+            let kmc = o.key("transport", product.clone(), &label)?;
+            let scp02 = matches!(protocol, Protocol::Scp02 { .. });
+            let key_type = if scp02 { KeyType::DES2 } else { KeyType::AES };
+            let card_dek = card_key(o, kmc, &kdd, method, KeyRole::Dek, key_type, Purpose::DEK)?;
+            let card_dek_h = card_dek.as_ref().map(|t| t.h).unwrap_or(kmc);
+            // SCP03 has no session DEK: the card's static DEK encrypts.
+            let session_dek = if scp02 {
+                if sequence.len() != 2 {
+                    return Err(KeyStoreError::Crypto(
+                        "SCP02 sequence counter must be 2 bytes".into(),
+                    ));
+                }
+                Some(o.scp02_session_dek(card_dek_h, &sequence)?)
+            } else {
+                None
+            };
+            let dek = session_dek.as_ref().map(|t| t.h).unwrap_or(card_dek_h);
+            items
+                .iter()
+                .map(|item| match (item, scp02) {
+                    (SensitiveData::Clear(d), true) => o.encrypt(&Mechanism::Des3Ecb, dek, d),
+                    (SensitiveData::Clear(d), false) => {
+                        o.encrypt(&Mechanism::AesCbc([0; 16]), dek, d)
+                    }
+                    (SensitiveData::IccKeys { keys, pad }, true) => {
+                        scp02_icc_keys(o, &workers, dek, keys, *pad)
+                    }
+                    (SensitiveData::IccKeys { keys, pad }, false) => {
+                        scp03_icc_keys(o, &workers, dek, keys, *pad)
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn session(&self) -> Option<usize> {
+        Some(self.lease.n)
     }
 }
 
-/// The worker threads and the channel they take jobs from.
+/// A pending answer from a worker thread, awaited without blocking the executor.
+struct Reply<T> {
+    value: Option<T>,
+    closed: bool,
+    waker: Option<std::task::Waker>,
+}
+
+/// The worker's end: sends once; dropped unsent (the store shut down), it wakes the
+/// waiting task with nothing.
+struct ReplyTx<T>(Arc<Mutex<Reply<T>>>);
+
+impl<T> ReplyTx<T> {
+    fn send(self, v: T) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).value = Some(v);
+    }
+}
+
+impl<T> Drop for ReplyTx<T> {
+    fn drop(&mut self) {
+        let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        r.closed = true;
+        if let Some(w) = r.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The caller's end: a future of the worker's answer (`None` when it never came).
+struct ReplyRx<T>(Arc<Mutex<Reply<T>>>);
+
+impl<T> std::future::Future for ReplyRx<T> {
+    type Output = Option<T>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = r.value.take() {
+            std::task::Poll::Ready(Some(v))
+        } else if r.closed {
+            std::task::Poll::Ready(None)
+        } else {
+            r.waker = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        }
+    }
+}
+
+fn reply<T>() -> (ReplyTx<T>, ReplyRx<T>) {
+    let r = Arc::new(Mutex::new(Reply {
+        value: None,
+        closed: false,
+        waker: None,
+    }));
+    (ReplyTx(r.clone()), ReplyRx(r))
+}
+
+/// One session's thread: its own queue, so a line pinned to it never waits behind
+/// another line's HSM traffic.
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    /// Jobs queued or running.
+    busy: Arc<AtomicUsize>,
+}
+
+/// The session threads.
 struct Workers {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    workers: Mutex<Option<Vec<Worker>>>,
+    /// Personalizations pinned to each session.
+    leases: Mutex<Vec<usize>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     token: String,
+    /// Whether ICC keys may be read out of a token that cannot wrap them.
+    development: bool,
+    /// The [`DesWrap`] way this token takes, learnt at the first card.
+    des_wrap: AtomicU8,
 }
 
 impl Workers {
+    fn gone(&self) -> KeyStoreError {
+        KeyStoreError::Token {
+            token: self.token.clone(),
+            reason: "the key store is shut down".into(),
+        }
+    }
+
+    /// Queues `op` on session `pin`, or on the least busy session (fewest jobs, then
+    /// fewest personalizations pinned to it); `done` receives the result there.
+    fn submit<T: Send + 'static>(
+        &self,
+        pin: Option<usize>,
+        op: impl Fn(&Ops) -> Result<T, KeyStoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, KeyStoreError>) + Send + 'static,
+    ) -> Result<(), KeyStoreError> {
+        let guard = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let workers = guard.as_ref().ok_or_else(|| self.gone())?;
+        let n = match pin {
+            Some(n) => n.min(workers.len() - 1),
+            None => {
+                let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+                (0..workers.len())
+                    .min_by_key(|&i| (workers[i].busy.load(Ordering::Relaxed), leases[i], i))
+                    .unwrap_or(0)
+            }
+        };
+        let w = &workers[n];
+        let busy = w.busy.clone();
+        busy.fetch_add(1, Ordering::Relaxed);
+        let job: Job = Box::new(move |c: &mut Connection| {
+            done(c.run(&op));
+            busy.fetch_sub(1, Ordering::Relaxed);
+        });
+        w.jobs.send(job).map_err(|_| self.gone())
+    }
+
+    /// Runs `op` on any session and waits for it (callers on blocking threads).
     fn call<T: Send + 'static>(
         &self,
         op: impl Fn(&Ops) -> Result<T, KeyStoreError> + Send + 'static,
     ) -> Result<T, KeyStoreError> {
         let (tx, rx) = mpsc::channel();
-        let job: Job = Box::new(move |c: &mut Connection| {
-            let _ = tx.send(c.run(&op));
-        });
-        let gone = || KeyStoreError::Token {
-            token: self.token.clone(),
-            reason: "the key store is shut down".into(),
-        };
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(job)
-            .map_err(|_| gone())?;
-        rx.recv().map_err(|_| gone())?
+        self.submit(None, op, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| self.gone())?
+    }
+
+    /// Runs `op` on session `pin` (or any) and answers through a future: async code
+    /// awaits the HSM instead of blocking its executor thread.
+    fn call_async<T: Send + 'static>(
+        &self,
+        pin: Option<usize>,
+        op: impl Fn(&Ops) -> Result<T, KeyStoreError> + Send + 'static,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, KeyStoreError>> + Send>> {
+        let (tx, rx) = reply();
+        let gone = self.gone();
+        let submitted = self.submit(pin, op, move |r| tx.send(r));
+        Box::pin(async move {
+            submitted?;
+            rx.await.unwrap_or(Err(gone))
+        })
     }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         for t in self
             .threads
             .lock()
@@ -558,10 +1039,50 @@ impl Drop for Workers {
     }
 }
 
+/// One card's personalization pinned to one session: the one with the fewest pins.
+struct Lease {
+    workers: Arc<Workers>,
+    n: usize,
+}
+
+impl Lease {
+    fn take(workers: &Arc<Workers>) -> Lease {
+        let mut leases = workers.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let n = (0..leases.len())
+            .min_by_key(|&i| (leases[i], i))
+            .unwrap_or(0);
+        leases[n] += 1;
+        Lease {
+            workers: workers.clone(),
+            n,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut leases = self
+            .workers
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        leases[self.n] = leases[self.n].saturating_sub(1);
+    }
+}
+
 /// Issuer keys in a PKCS#11 token (labels in the module documentation).
 pub struct Pkcs11KeyStore {
     workers: Arc<Workers>,
-    transport: BTreeMap<String, TransportKeySet>,
+    transport: BTreeMap<String, ProductChannel>,
+}
+
+/// A card product's secure channel parameters, as its `CKO_DATA` object gives them.
+#[derive(Debug, Clone)]
+struct ProductChannel {
+    diversification: Diversification,
+    protocol: Protocol,
+    kvn: u8,
+    isd: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Pkcs11KeyStore {
@@ -579,9 +1100,8 @@ impl Pkcs11KeyStore {
     pub fn open(cfg: &Pkcs11Config) -> Result<Self, KeyStoreError> {
         let module = module(&cfg.module)?;
         let pin = Arc::new(cfg.pin.read(&cfg.token)?);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
+        let mut workers = Vec::new();
         for n in 0..cfg.sessions.max(1) {
             let mut conn = Connection {
                 module: module.clone(),
@@ -591,23 +1111,28 @@ impl Pkcs11KeyStore {
             };
             // Log in now so a wrong PIN or a missing token shows at start, not at the first card.
             conn.session()?;
-            let rx = rx.clone();
+            let (tx, rx) = mpsc::channel::<Job>();
             let t = std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
-                .spawn(move || loop {
-                    let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                        Ok(j) => j,
-                        Err(_) => break,
-                    };
-                    job(&mut conn);
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job(&mut conn);
+                    }
                 })
                 .map_err(|e| KeyStoreError::Hsm(format!("cannot start an HSM thread: {e}")))?;
             threads.push(t);
+            workers.push(Worker {
+                jobs: tx,
+                busy: Arc::new(AtomicUsize::new(0)),
+            });
         }
         let workers = Arc::new(Workers {
-            jobs: Mutex::new(Some(tx)),
+            leases: Mutex::new(vec![0; workers.len()]),
+            workers: Mutex::new(Some(workers)),
             threads: Mutex::new(threads),
             token: cfg.token.clone(),
+            development: cfg.development,
+            des_wrap: AtomicU8::new(DesWrap::Ecb as u8),
         });
         let params = workers.call(|o: &Ops| {
             let handles =
@@ -654,12 +1179,7 @@ impl Pkcs11KeyStore {
                 None => None,
                 Some(s) => Some(hex::decode(s).map_err(|_| bad("isd: hex".into()))?),
             };
-            let set = TransportKeySet {
-                kmc: TransportKey::Hsm(Arc::new(HsmTransport {
-                    store: workers.clone(),
-                    product: product.clone(),
-                    method: diversification,
-                })),
+            let set = ProductChannel {
                 diversification,
                 protocol,
                 kvn: byte("kvn", &p.kvn)?,
@@ -706,20 +1226,20 @@ impl Pkcs11KeyStore {
             };
             let (aa, ab, _mk) = match r {
                 None => (
-                    o.derive(imk, &halves(&y), KeyType::DES2, false)?,
-                    o.derive(imk, &y, KeyType::DES2, false)?,
+                    o.derive(imk, &halves(&y), KeyType::DES2, Purpose::INSIDE)?,
+                    o.derive(imk, &y, KeyType::DES2, Purpose::INSIDE)?,
                     None,
                 ),
                 Some(r) => {
-                    let mk = o.derive(imk, &y, KeyType::DES2, false)?;
+                    let mk = o.derive(imk, &y, KeyType::DES2, Purpose::INSIDE)?;
                     let mut d = [0u8; 16];
                     d[..8].copy_from_slice(&r);
                     d[2] = 0xF0;
                     d[8..].copy_from_slice(&r);
                     d[10] = 0x0F;
                     (
-                        o.derive(mk.h, &halves(&d), KeyType::DES2, false)?,
-                        o.derive(mk.h, &d, KeyType::DES2, false)?,
+                        o.derive(mk.h, &halves(&d), KeyType::DES2, Purpose::INSIDE)?,
+                        o.derive(mk.h, &d, KeyType::DES2, Purpose::INSIDE)?,
                         Some(mk),
                     )
                 }
@@ -736,6 +1256,35 @@ impl Pkcs11KeyStore {
             let mac = o.encrypt(&Mechanism::Des3Ecb, ab.h, &x)?;
             Ok(mac.iter().zip(&ac).fold(0u8, |a, (p, q)| a | (p ^ q)) == 0)
         })
+    }
+
+    /// Whether the ICC master keys of every card product can reach the card without
+    /// leaving the token: for SCP02 products the token must wrap keys under a DES key,
+    /// tried with throw-away session keys (SoftHSM2 lists `CKF_WRAP` for DES mechanisms
+    /// it refuses). A development store may read them out instead and always passes.
+    /// The station checks this at start, so it is said before the first card.
+    pub fn check_icc_key_wrapping(&self) -> Result<(), KeyStoreError> {
+        let scp02 = self
+            .transport
+            .values()
+            .any(|p| matches!(p.protocol, Protocol::Scp02 { .. }));
+        if self.workers.development || !scp02 {
+            return Ok(());
+        }
+        match self.workers.call(|o: &Ops| o.des_wrap_way())? {
+            Some(way) => {
+                self.workers.des_wrap.store(way as u8, Ordering::Relaxed);
+                Ok(())
+            }
+            None => Err(KeyStoreError::Token {
+                token: self.workers.token.clone(),
+                reason: "cannot wrap keys under a DES key (C_WrapKey takes neither \
+                         CKM_DES3_ECB nor CKM_DES3_CBC), so the ICC master keys of SCP02 card \
+                         products cannot reach the card without leaving the HSM; use an HSM \
+                         that can, or SCP03 card products"
+                    .into(),
+            }),
+        }
     }
 
     /// Every secret key on the token: label, type and check value — never a value.
@@ -794,6 +1343,26 @@ impl Pkcs11KeyStore {
             .any(|k| !k.kcv.is_empty() && dev.contains(&k.kcv)))
     }
 
+    /// Keeps session `n` busy until the returned sender sends or is dropped (30 s at
+    /// most), as a long HSM operation of one line would. For the pinning tests.
+    #[doc(hidden)]
+    pub fn hold_session_for_test(&self, n: usize) -> Result<mpsc::Sender<()>, KeyStoreError> {
+        let (release, held) = mpsc::channel::<()>();
+        let held = Mutex::new(held);
+        self.workers.submit(
+            Some(n),
+            move |_: &Ops| {
+                let _ = held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .recv_timeout(std::time::Duration::from_secs(30));
+                Ok(())
+            },
+            |_| {},
+        )?;
+        Ok(release)
+    }
+
     /// Logs the token out as if it had been pulled and put back; the next operation
     /// must log in again. For the reconnection test.
     #[doc(hidden)]
@@ -811,18 +1380,27 @@ fn imk_label(index: KeyIndex, part: &str) -> String {
 }
 
 impl KeyStore for Pkcs11KeyStore {
+    /// Reads the keys out of the token: development stations only (a token without DES
+    /// key wrapping, comparisons with the software store); production uses
+    /// [`KeyStore::icc_key_material`], which keeps them inside.
     fn derive_icc_master_keys(
         &self,
         index: KeyIndex,
         pan: &Pan,
         psn: Psn,
     ) -> Result<IccKeys, KeyStoreError> {
+        if !self.workers.development {
+            return Err(KeyStoreError::NotSupported(format!(
+                "reading ICC master keys out of the HSM (issuer key {index}): they leave it \
+                 only wrapped under the card's DEK"
+            )));
+        }
         let data = option_a_data(pan, psn);
         self.workers.call(move |o: &Ops| {
             let mut keys = Vec::new();
             for part in ["ac", "smi", "smc"] {
                 let imk = o.key("imk", index.to_string(), &imk_label(index, part))?;
-                let mk = o.derive(imk, &data, KeyType::DES2, true)?;
+                let mk = o.derive(imk, &data, KeyType::DES2, Purpose::READABLE)?;
                 let v = o.value(mk.h)?;
                 keys.push(SecretBytes::new(Zeroizing::new(with_odd_parity(&v))));
             }
@@ -834,6 +1412,41 @@ impl KeyStore for Pkcs11KeyStore {
                 mk_smi,
                 mk_smc,
             })
+        })
+    }
+
+    /// Checks the IMKs and computes the ICC keys' check values inside (3DES of a zero
+    /// block under each derived key); the keys themselves are derived again and wrapped
+    /// under the card's DEK when the secure channel is open.
+    fn icc_key_material(
+        &self,
+        method: MasterKeyDerivation,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeyMaterial, KeyStoreError> {
+        if method == MasterKeyDerivation::OptionB && pan.digits().len() > 16 {
+            return Err(KeyStoreError::NotSupported(format!(
+                "EMV Option B ICC master key derivation for a PAN of {} digits (issuer key {index})",
+                pan.digits().len()
+            )));
+        }
+        let sealed = SealedIccKeys {
+            imk_index: index.0,
+            derivation_data: option_a_data(pan, psn),
+        };
+        let keys = sealed.clone();
+        let check_values = self.workers.call(move |o: &Ops| {
+            let mut kcvs = Vec::with_capacity(9);
+            for imk in imks(o, &keys)? {
+                let mk = o.derive(imk, &keys.derivation_data, KeyType::DES2, Purpose::INSIDE)?;
+                kcvs.extend_from_slice(&o.encrypt(&Mechanism::Des3Ecb, mk.h, &[0; 8])?[..3]);
+            }
+            Ok(kcvs)
+        })?;
+        Ok(IccKeyMaterial::Sealed {
+            keys: sealed,
+            check_values,
         })
     }
 
@@ -911,14 +1524,27 @@ impl KeyStore for Pkcs11KeyStore {
         self.mac_check(index, pan, psn, c.version, r, padded, c.ac)
     }
 
+    /// Each call pins the card's personalization to one session (the one with the
+    /// fewest pinned), held as long as the returned keys are.
     fn transport_keys(&self, card_product_id: &str) -> Result<TransportKeySet, KeyStoreError> {
-        self.transport
+        let p = self
+            .transport
             .get(card_product_id)
-            .cloned()
             .ok_or_else(|| KeyStoreError::Missing {
                 kind: "transport",
                 index: card_product_id.to_string(),
-            })
+            })?;
+        Ok(TransportKeySet {
+            kmc: TransportKey::Hsm(Arc::new(HsmTransport {
+                lease: Lease::take(&self.workers),
+                product: card_product_id.to_string(),
+                method: p.diversification,
+            })),
+            diversification: p.diversification,
+            protocol: p.protocol,
+            kvn: p.kvn,
+            isd: p.isd.clone(),
+        })
     }
 
     fn oda_issuer_key(&self, index: KeyIndex) -> Result<OdaIssuerKey, KeyStoreError> {
