@@ -54,12 +54,12 @@ pub fn dev_with(dir: tempfile::TempDir, keystore: Arc<dyn KeyStore>, profiles: P
 /// The development station with its issuer keys in a SoftHSM2 token (one per test
 /// process: SoftHSM2 reads its configuration once).
 pub fn dev_hsm() -> Dev {
-    static TOKEN: std::sync::OnceLock<(tempfile::TempDir, Arc<dyn KeyStore>)> =
-        std::sync::OnceLock::new();
-    let (_, hsm) = TOKEN.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+    static TOKEN: std::sync::OnceLock<Arc<dyn KeyStore>> = std::sync::OnceLock::new();
+    let hsm = TOKEN.get_or_init(|| {
+        // Cargo sets SOFTHSM2_CONF for tests (.cargo/config.toml): the token goes there.
+        let dir = station_emv::keys::fresh_softhsm2_dir_for_test().unwrap();
         let token = station_emv::keys::write_dev_token(
-            dir.path(),
+            &dir,
             std::path::Path::new(station_emv::keys::SOFTHSM2_MODULE),
             "station-test",
         )
@@ -72,7 +72,7 @@ pub fn dev_hsm() -> Dev {
             development: true,
         })
         .unwrap();
-        (dir, Arc::new(ks) as Arc<dyn KeyStore>)
+        Arc::new(ks) as Arc<dyn KeyStore>
     });
     let dir = tempfile::tempdir().unwrap();
     let path = write_dev_keystore(dir.path()).unwrap();

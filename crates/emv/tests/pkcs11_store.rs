@@ -18,8 +18,9 @@ use station_emv::gp::scp::{
     scp02_derivation_data, KeySource, Protocol, SensitiveData, SCP02_CONSTANTS,
 };
 use station_emv::keys::{
-    write_dev_keystore, write_dev_token, IccKeyMaterial, KeyIndex, KeyStore, PinSource,
-    Pkcs11Config, Pkcs11KeyStore, SoftwareKeyStore, SOFTHSM2_MODULE,
+    fresh_softhsm2_dir_for_test, softhsm2_dir_from_env, write_dev_keystore, write_dev_token,
+    IccKeyMaterial, KeyIndex, KeyStore, PinSource, Pkcs11Config, Pkcs11KeyStore, SoftwareKeyStore,
+    SOFTHSM2_MODULE,
 };
 use zeroize::Zeroizing;
 
@@ -62,7 +63,7 @@ impl Stores {
     }
 }
 
-/// One token per test process: SoftHSM2 reads its configuration once per process.
+/// One token per test process, in the SoftHSM2 folder Cargo names in SOFTHSM2_CONF.
 fn stores() -> &'static Stores {
     static STORES: OnceLock<Stores> = OnceLock::new();
     STORES.get_or_init(|| {
@@ -70,9 +71,10 @@ fn stores() -> &'static Stores {
             Path::new(SOFTHSM2_MODULE).is_file(),
             "SoftHSM2 is not installed ({SOFTHSM2_MODULE}): run cargo xtask setup"
         );
+        // Cargo sets SOFTHSM2_CONF for tests (.cargo/config.toml): tokens go there.
+        let hsm_dir = fresh_softhsm2_dir_for_test().unwrap();
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        let token =
-            write_dev_token(dir.path(), Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
+        let token = write_dev_token(&hsm_dir, Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
         let config = Pkcs11Config {
             module: SOFTHSM2_MODULE.into(),
             token: token.token.clone(),
@@ -424,8 +426,7 @@ fn a_production_store_never_reads_icc_keys_out() {
 }
 
 /// A SoftHSM2 token with an SCP03 card product and IMKs, and the same keys in a
-/// software store. SoftHSM2 already runs in this process with the shared token's
-/// folder: this token lands there too, its PIN file in its own folder.
+/// software store, in the folder of the shared token.
 struct Scp03 {
     software: SoftwareKeyStore,
     config: Pkcs11Config,
@@ -458,7 +459,7 @@ fn scp03() -> &'static Scp03 {
         }
         let software = SoftwareKeyStore::load(&file).unwrap();
         let token = write_softhsm2_token(
-            &dir.path().join("hsm"),
+            &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
             Path::new(SOFTHSM2_MODULE),
             "station-scp03",
             &software,

@@ -229,8 +229,9 @@ impl Purpose {
 }
 
 /// Modules are initialized once per process and shared by every store using them.
+static MODULES: OnceLock<Mutex<BTreeMap<PathBuf, Pkcs11>>> = OnceLock::new();
+
 fn module(path: &Path) -> Result<Pkcs11, KeyStoreError> {
-    static MODULES: OnceLock<Mutex<BTreeMap<PathBuf, Pkcs11>>> = OnceLock::new();
     let mut map = MODULES
         .get_or_init(|| Mutex::new(BTreeMap::new()))
         .lock()
@@ -1597,8 +1598,63 @@ fn write_secret(path: &Path, text: &str) -> Result<(), KeyStoreError> {
     f.write_all(text.as_bytes()).map_err(err)
 }
 
+/// Where [`write_softhsm2_token`] writes SoftHSM2's configuration for a token under `dir`.
+pub fn softhsm2_conf_in(dir: &Path) -> PathBuf {
+    dir.join("softhsm2.conf")
+}
+
+/// The folder of the file `SOFTHSM2_CONF` names: where a process started with it writes
+/// its tokens ([`write_softhsm2_token`]). Cargo sets it for this workspace's tests.
+pub fn softhsm2_dir_from_env() -> Option<PathBuf> {
+    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF")?);
+    conf.parent().map(Path::to_path_buf)
+}
+
+/// For tests: the folder `SOFTHSM2_CONF` names, emptied of earlier runs' tokens (their
+/// SO PINs are gone, so they cannot be initialized again) unless SoftHSM2 is already
+/// loaded in this process. Call once per process, before any token is written.
+#[doc(hidden)]
+pub fn fresh_softhsm2_dir_for_test() -> Result<PathBuf, KeyStoreError> {
+    let dir = softhsm2_dir_from_env().ok_or_else(|| KeyStoreError::Token {
+        token: String::new(),
+        reason: "SOFTHSM2_CONF is not set (Cargo sets it from .cargo/config.toml)".into(),
+    })?;
+    let loaded = MODULES
+        .get()
+        .map(|m| !m.lock().unwrap_or_else(|p| p.into_inner()).is_empty())
+        .unwrap_or(false);
+    let tokens = dir.join("tokens");
+    if !loaded && tokens.exists() {
+        std::fs::remove_dir_all(&tokens).map_err(|e| KeyStoreError::File {
+            path: tokens.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(dir)
+}
+
+/// SoftHSM2 reads `SOFTHSM2_CONF` when it loads; changing the environment of a process
+/// that runs threads is unsound, so the process sets it before it starts any (the
+/// station in `main`; tests through Cargo's `[env]`), and this only checks it.
+fn check_softhsm2_conf(conf: &Path) -> Result<(), KeyStoreError> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match std::env::var_os("SOFTHSM2_CONF") {
+        Some(set) if canonical(Path::new(&set)) == canonical(conf) => Ok(()),
+        set => Err(KeyStoreError::Token {
+            token: String::new(),
+            reason: format!(
+                "SOFTHSM2_CONF is {}, not {}: set it before the process starts (station-agent \
+                 does at start)",
+                set.map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "not set".into()),
+                conf.display()
+            ),
+        }),
+    }
+}
+
 /// Writes a SoftHSM2 token under `dir` (configuration `dir/softhsm2.conf`, tokens in
-/// `dir/tokens`, user PIN in `dir/hsm.pin`) and imports the development keys as
+/// `dir/tokens`, user PIN in `dir/TOKEN.pin`) and imports the development keys as
 /// non-extractable objects.
 pub fn write_dev_token(
     dir: &Path,
@@ -1615,8 +1671,8 @@ pub fn write_dev_token(
 
 /// Writes a SoftHSM2 token under `dir` as [`write_dev_token`] does, importing the keys
 /// of a software key store (labels in the module documentation): how a development or
-/// test bench moves a key file into a token. Sets `SOFTHSM2_CONF` to `dir/softhsm2.conf`, which SoftHSM2
-/// reads when it is first loaded: call this before anything else loads it in the process.
+/// test bench moves a key file into a token. `SOFTHSM2_CONF` must already name
+/// `dir/softhsm2.conf` ([`softhsm2_conf_in`]), set before the process started threads.
 pub fn write_softhsm2_token(
     dir: &Path,
     module_path: &Path,
@@ -1638,8 +1694,19 @@ pub fn write_softhsm2_token(
         ),
     )
     .map_err(|e| io(&conf, e))?;
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let pin_file = dir.join("hsm.pin");
+    check_softhsm2_conf(&conf)?;
+    // One PIN file per token: tokens of one SoftHSM2 folder share `dir`.
+    let pin_file = dir.join(format!(
+        "{}.pin",
+        token
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            })
+            .collect::<String>()
+    ));
     let user_pin = Zeroizing::new(format!("{:08}", rand::random::<u32>() % 100_000_000));
     let so_pin = Zeroizing::new(format!("{:08}", rand::random::<u32>() % 100_000_000));
     write_secret(&pin_file, &format!("{}\n", user_pin.as_str()))?;
