@@ -607,3 +607,146 @@ fn an_hsm_call_in_flight_leaves_the_async_runtime_free() {
         call.await.unwrap().unwrap();
     });
 }
+
+/// A lab issuer ODA key (1152 bits, certified by a 1408-bit lab CA so the certificate
+/// needs a remainder) in a token and in a software store.
+struct Oda {
+    software: SoftwareKeyStore,
+    hsm: Pkcs11KeyStore,
+    issuer: station_emv::oda::RsaPublicKey,
+}
+
+fn oda() -> &'static Oda {
+    use station_emv::keys::write_softhsm2_token;
+    use station_emv::oda::{issuer_certificate, issuer_identifier, RsaPublicKey};
+    static ODA: OnceLock<Oda> = OnceLock::new();
+    ODA.get_or_init(|| {
+        let _ = stores();
+        let ca = openssl::rsa::Rsa::generate(1408).unwrap();
+        let issuer = openssl::rsa::Rsa::generate(1152).unwrap();
+        let issuer_pub = RsaPublicKey {
+            modulus: issuer.n().to_vec(),
+            exponent: issuer.e().to_vec(),
+        };
+        let (pan, _) = option_a_card();
+        let (cert, rem) = issuer_certificate(
+            &ca.n().to_vec(),
+            &ca.d().to_vec_padded(ca.n().num_bytes()).unwrap(),
+            &issuer_pub,
+            issuer_identifier(&pan, 6),
+            [0x12, 0x30],
+            [0, 0, 1],
+        )
+        .unwrap();
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let file = dir.path().join("oda.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"{}\"\n\
+                 issuer_pk_exponent = \"{}\"\nissuer_pk_remainder = \"{}\"\n\
+                 issuer_modulus = \"{}\"\nissuer_private_exponent = \"{}\"\n\n\
+                 [ca.A000000004.92]\nmodulus = \"{}\"\nexponent = \"{}\"\n",
+                hex::encode_upper(cert),
+                hex::encode_upper(&issuer_pub.exponent),
+                hex::encode_upper(rem),
+                hex::encode_upper(&issuer_pub.modulus),
+                hex::encode_upper(issuer.d().to_vec_padded(issuer.n().num_bytes()).unwrap()),
+                hex::encode_upper(ca.n().to_vec()),
+                hex::encode_upper(ca.e().to_vec()),
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let software = SoftwareKeyStore::load(&file).unwrap();
+        let token = write_softhsm2_token(
+            &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+            Path::new(SOFTHSM2_MODULE),
+            "station-oda",
+            &software,
+        )
+        .unwrap();
+        let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
+            module: SOFTHSM2_MODULE.into(),
+            token: token.token,
+            pin: PinSource::File(token.pin_file),
+            sessions: 1,
+            development: false,
+        })
+        .unwrap();
+        Oda {
+            software,
+            hsm,
+            issuer: issuer_pub,
+        }
+    })
+}
+
+#[test]
+fn the_issuer_oda_key_data_comes_from_the_token_as_from_the_software_store() {
+    let o = oda();
+    assert_eq!(
+        o.hsm.oda_issuer_key(KeyIndex(1)).unwrap(),
+        o.software.oda_issuer_key(KeyIndex(1)).unwrap()
+    );
+    let e = o.hsm.oda_issuer_key(KeyIndex(2)).unwrap_err();
+    assert_eq!(e.to_string(), "no oda key with index 02 in the key store");
+    // The CA keys the read-back checks ODA cards with are public data beside it.
+    let ca = o.hsm.ca_public_keys();
+    assert_eq!(ca, o.software.ca_public_keys());
+    assert_eq!((ca.len(), ca[0].index), (1, 0x92));
+    // keys list shows the issuer private key by label, never its value.
+    let listed = o.hsm.list().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.label == "oda.01.issuer" && k.kind == "RSA"),
+        "{listed:?}"
+    );
+}
+
+#[test]
+fn sda_signed_static_data_from_the_token_equals_the_software_stores() {
+    // Raw RSA with the same key over the same recovery block: the same bytes.
+    let o = oda();
+    let static_data = b"\x5A\x08\x47\x61\x73\x90\x01\x01\x00\x10\x5F\x24\x03\x28\x11\x30";
+    let hsm = o
+        .hsm
+        .sign_static_data(KeyIndex(1), [0xDA, 0xC1], static_data)
+        .unwrap();
+    assert_eq!(
+        hsm,
+        o.software
+            .sign_static_data(KeyIndex(1), [0xDA, 0xC1], static_data)
+            .unwrap()
+    );
+    assert_eq!(hsm.len(), o.issuer.modulus.len());
+}
+
+#[test]
+fn an_icc_key_certified_inside_the_token_recovers_under_the_issuer_public_key() {
+    use station_emv::oda::recover_icc_key;
+    let o = oda();
+    let (pan, _) = option_a_card();
+    let exp = parse_date("2811", "exp").unwrap();
+    let static_data = b"\x82\x02\x39\x00";
+    let icc = o
+        .hsm
+        .generate_icc_key(KeyIndex(1), 1024, &pan, exp, static_data)
+        .unwrap();
+    let recovered = recover_icc_key(
+        &o.issuer,
+        &icc.certificate,
+        &icc.remainder,
+        &icc.exponent,
+        &pan,
+        static_data,
+    )
+    .unwrap();
+    assert_eq!(recovered.modulus.len(), 128);
+    assert_eq!(icc.crt.p.len(), 64);
+}

@@ -178,6 +178,61 @@ pub enum IccKeyMaterial {
     },
 }
 
+/// Raw RSA with the issuer private key over a recovery block.
+pub(crate) type RawSign<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, KeyStoreError> + 'a;
+
+/// Generates an ICC RSA key pair of `bits` on the host (OpenSSL) and certifies it for
+/// DDA/CDA: `sign` applies the issuer private key of `n_i` bytes raw to the certificate
+/// block (in software, or inside an HSM). The private CRT parts come back zeroizing,
+/// each half the modulus long, as cards expect fixed-size fields.
+pub(crate) fn certified_icc_key(
+    n_i: usize,
+    bits: u16,
+    pan: &Pan,
+    exp: YearMonth,
+    static_data: &[u8],
+    sign: &RawSign<'_>,
+) -> Result<IccRsaKey, KeyStoreError> {
+    let crypto = |e: &dyn std::fmt::Display| KeyStoreError::Crypto(e.to_string());
+    let pair = openssl::rsa::Rsa::generate(bits as u32).map_err(|e| crypto(&e))?;
+    let public = crate::oda::RsaPublicKey {
+        modulus: pair.n().to_vec(),
+        exponent: pair.e().to_vec(),
+    };
+    let mmyy = crate::data::derive::bcd(&format!("{:02}{:02}", exp.month, exp.year % 100));
+    let serial: [u8; 3] = rand::random();
+    let (block, remainder) = crate::oda::icc_certificate_block(
+        n_i,
+        &public,
+        pan,
+        [mmyy[0], mmyy[1]],
+        serial,
+        static_data,
+    )
+    .map_err(|e| crypto(&e))?;
+    let certificate = sign(&block)?;
+    let half = public.modulus.len().div_ceil(2) as i32;
+    let part = |b: Option<&openssl::bn::BigNumRef>| -> Result<SecretBytes, KeyStoreError> {
+        let b = b.ok_or_else(|| KeyStoreError::Crypto("RSA key without CRT parts".into()))?;
+        Ok(SecretBytes(Zeroizing::new(
+            b.to_vec_padded(half).map_err(|e| crypto(&e))?,
+        )))
+    };
+    Ok(IccRsaKey {
+        certificate,
+        exponent: public.exponent.clone(),
+        remainder,
+        modulus_len: public.modulus.len(),
+        crt: IccRsaCrt {
+            p: part(pair.p())?,
+            q: part(pair.q())?,
+            dp: part(pair.dmp1())?,
+            dq: part(pair.dmq1())?,
+            qinv: part(pair.iqmp())?,
+        },
+    })
+}
+
 /// Reads a diversification method as the key file spells it.
 fn parse_diversification(s: &str) -> Option<Diversification> {
     Some(match s {

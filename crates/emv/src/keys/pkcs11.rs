@@ -10,6 +10,9 @@
 //! | `cvk.01.a`                     | DES2 A‖A, `CKA_ENCRYPT`     | CVV / iCVV, first (single-DES) step |
 //! | `transport.DEV-VISA.kmc`       | DES2 (AES for SCP03 static), `CKA_DERIVE` | card keys per KDD, then session keys |
 //! | `transport.DEV-VISA` (`CKO_DATA`) | TOML: diversification, scp, i, kvn, isd | secure channel parameters (public) |
+//! | `oda.01.issuer`                | RSA private key, `CKA_SIGN` | SDA signatures, ICC key certificates (`CKM_RSA_X_509`) |
+//! | `oda.01` (`CKO_DATA`)          | TOML: CA index, issuer certificate, exponent, remainder, modulus | ODA public data |
+//! | `ca.A000000004.92` (`CKO_DATA`) | TOML: modulus, exponent     | CA public keys for the read-back |
 //!
 //! Sessions: one logged-in session per production line, each on its own thread with its
 //! own job queue (PKCS#11 calls block). Each card's personalization is pinned to one
@@ -39,6 +42,10 @@
 //!
 //! Derived DES keys have odd parity in SoftHSM2 as in the software store, so the card
 //! receives the same bytes through both stores.
+//!
+//! A DDA/CDA card's own RSA key pair is generated on the host and only its certificate
+//! is signed inside: PKCS#11 wraps an RSA private key as a PKCS#8 blob, not as the CRT
+//! parts CPS puts in DGIs 8201-8205 (which are then encrypted under the DEK inside).
 //!
 //! What still leaves the token, and why: S-ENC and S-MAC (PKCS#11 has no SCP02 C-MAC
 //! chaining or retail-MAC mechanism, and SoftHSM2 no SP 800-108 KDF output as a key), so
@@ -73,9 +80,10 @@ use crate::gp::scp::{
     scp02_derivation_data, scp03_kdf_input, HsmCardKeys, HsmFuture, Protocol, SensitiveData,
     SessionKeyValues, SCP02_CONSTANTS,
 };
+use crate::oda::CaPublicKey;
 
 use super::{
-    parse_diversification, IccKeyMaterial, IccKeys, KeyIndex, KeyStore, KeyStoreError,
+    parse_diversification, IccKeyMaterial, IccKeys, IccRsaKey, KeyIndex, KeyStore, KeyStoreError,
     OdaIssuerKey, SecretBytes, TransportKey, TransportKeySet,
 };
 
@@ -1075,6 +1083,30 @@ impl Drop for Lease {
 pub struct Pkcs11KeyStore {
     workers: Arc<Workers>,
     transport: BTreeMap<String, ProductChannel>,
+    /// Issuer ODA keys: public data and modulus length; the private key is `oda.NN.issuer`.
+    oda: BTreeMap<KeyIndex, (OdaIssuerKey, usize)>,
+    /// The payment systems' CA public keys (public data, `CKO_DATA` `ca.RID.IDX`).
+    ca: Vec<CaPublicKey>,
+}
+
+/// A CA public key as its `CKO_DATA` object holds it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaParams {
+    modulus: String,
+    exponent: String,
+}
+
+/// An issuer ODA key's public data, stored beside its private key as a `CKO_DATA` object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OdaParams {
+    ca_index: String,
+    issuer_pk_certificate: String,
+    issuer_pk_exponent: String,
+    #[serde(default)]
+    issuer_pk_remainder: String,
+    issuer_modulus: String,
 }
 
 /// A card product's secure channel parameters, as its `CKO_DATA` object gives them.
@@ -1152,17 +1184,57 @@ impl Pkcs11KeyStore {
                         _ => {}
                     }
                 }
-                if let Some(product) = label.strip_prefix("transport.") {
-                    out.push((
-                        product.to_string(),
-                        String::from_utf8_lossy(&value).into_owned(),
-                    ));
+                if ["transport.", "oda.", "ca."]
+                    .iter()
+                    .any(|p| label.starts_with(p))
+                {
+                    out.push((label, String::from_utf8_lossy(&value).into_owned()));
                 }
             }
             Ok(out)
         })?;
         let mut transport = BTreeMap::new();
-        for (product, text) in params {
+        let mut oda = BTreeMap::new();
+        let mut ca = Vec::new();
+        for (label, text) in params {
+            if let Some(id) = label.strip_prefix("ca.") {
+                let bad = |what: &str| KeyStoreError::Hsm(format!("{label}: {what}"));
+                let (rid, index) = id.split_once('.').ok_or_else(|| bad("ca.RID.INDEX"))?;
+                let p: CaParams = toml::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+                ca.push(CaPublicKey {
+                    rid: hex::decode(rid)
+                        .ok()
+                        .and_then(|r| r.try_into().ok())
+                        .ok_or_else(|| bad("the RID must be 5 bytes in hex"))?,
+                    index: u8::from_str_radix(index, 16)
+                        .map_err(|_| bad("the index must be two hex digits"))?,
+                    key: crate::oda::RsaPublicKey {
+                        modulus: hex::decode(&p.modulus).map_err(|_| bad("modulus: hex"))?,
+                        exponent: hex::decode(&p.exponent).map_err(|_| bad("exponent: hex"))?,
+                    },
+                });
+                continue;
+            }
+            if let Some(index) = label.strip_prefix("oda.") {
+                let bad = |what: String| KeyStoreError::Hsm(format!("{label}: {what}"));
+                let index = KeyIndex::parse(index).ok_or_else(|| bad("two hex digits".into()))?;
+                let p: OdaParams = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                let hex =
+                    |field: &str, v: &str| hex::decode(v).map_err(|_| bad(format!("{field}: hex")));
+                let key = OdaIssuerKey {
+                    ca_index: u8::from_str_radix(&p.ca_index, 16)
+                        .map_err(|_| bad("ca_index: two hex digits".into()))?,
+                    issuer_pk_certificate: hex("issuer_pk_certificate", &p.issuer_pk_certificate)?,
+                    issuer_pk_exponent: hex("issuer_pk_exponent", &p.issuer_pk_exponent)?,
+                    issuer_pk_remainder: hex("issuer_pk_remainder", &p.issuer_pk_remainder)?,
+                };
+                let n_i = hex("issuer_modulus", &p.issuer_modulus)?.len();
+                oda.insert(index, (key, n_i));
+                continue;
+            }
+            let Some(product) = label.strip_prefix("transport.").map(str::to_string) else {
+                continue;
+            };
             let bad = |what: String| KeyStoreError::Hsm(format!("transport.{product}: {what}"));
             let p: TransportParams = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
             let byte = |field: &str, v: &str| {
@@ -1188,7 +1260,12 @@ impl Pkcs11KeyStore {
             };
             transport.insert(product, set);
         }
-        Ok(Pkcs11KeyStore { workers, transport })
+        Ok(Pkcs11KeyStore {
+            workers,
+            transport,
+            oda,
+            ca,
+        })
     }
 
     /// Checks an application cryptogram inside the token: the ICC MK-AC is derived from
@@ -1288,15 +1365,41 @@ impl Pkcs11KeyStore {
         }
     }
 
+    fn issuer_modulus_len(&self, index: KeyIndex) -> Result<usize, KeyStoreError> {
+        self.oda
+            .get(&index)
+            .map(|(_, n)| *n)
+            .ok_or(KeyStoreError::Missing {
+                kind: "oda",
+                index: index.to_string(),
+            })
+    }
+
+    /// Raw RSA (`CKM_RSA_X_509`) of a recovery block under the issuer private key.
+    fn rsa_sign(&self, index: KeyIndex, block: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        let block = block.to_vec();
+        self.workers.call(move |o: &Ops| {
+            let key = o
+                .find(ObjectClass::PRIVATE_KEY, &format!("oda.{index}.issuer"))?
+                .ok_or(KeyStoreError::Missing {
+                    kind: "oda issuer private",
+                    index: index.to_string(),
+                })?;
+            o.s.sign(&Mechanism::RsaX509, key, &block)
+                .map_err(|e| o.err(e))
+        })
+    }
+
     /// Every secret key on the token: label, type and check value — never a value.
     pub fn list(&self) -> Result<Vec<KeyLabel>, KeyStoreError> {
         self.workers.call(|o: &Ops| {
-            let handles =
-                o.s.find_objects(&[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::Token(true),
-                ])
-                .map_err(|e| o.err(e))?;
+            let mut handles = Vec::new();
+            for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+                handles.extend(
+                    o.s.find_objects(&[Attribute::Class(class), Attribute::Token(true)])
+                        .map_err(|e| o.err(e))?,
+                );
+            }
             let mut out = Vec::new();
             for h in handles {
                 let attrs =
@@ -1320,6 +1423,7 @@ impl Pkcs11KeyStore {
                         Attribute::KeyType(t) if t == KeyType::DES2 => k.kind = "DES2".into(),
                         Attribute::KeyType(t) if t == KeyType::DES3 => k.kind = "DES3".into(),
                         Attribute::KeyType(t) if t == KeyType::AES => k.kind = "AES".into(),
+                        Attribute::KeyType(t) if t == KeyType::RSA => k.kind = "RSA".into(),
                         Attribute::KeyType(t) => k.kind = t.to_string(),
                         Attribute::CheckValue(v) => k.kcv = hex::encode_upper(&v[..v.len().min(3)]),
                         _ => {}
@@ -1548,10 +1652,46 @@ impl KeyStore for Pkcs11KeyStore {
         })
     }
 
+    fn ca_public_keys(&self) -> Vec<CaPublicKey> {
+        self.ca.clone()
+    }
+
     fn oda_issuer_key(&self, index: KeyIndex) -> Result<OdaIssuerKey, KeyStoreError> {
-        Err(KeyStoreError::NotSupported(format!(
-            "offline data authentication keys in the PKCS#11 store (odaKeyIndex {index})"
-        )))
+        self.oda
+            .get(&index)
+            .map(|(k, _)| k.clone())
+            .ok_or(KeyStoreError::Missing {
+                kind: "oda",
+                index: index.to_string(),
+            })
+    }
+
+    /// The ICC key pair is made on the host (see the module documentation); its
+    /// certificate is signed inside with `CKM_RSA_X_509` under `oda.NN.issuer`.
+    fn generate_icc_key(
+        &self,
+        index: KeyIndex,
+        bits: u16,
+        pan: &Pan,
+        exp: YearMonth,
+        static_data: &[u8],
+    ) -> Result<IccRsaKey, KeyStoreError> {
+        let n_i = self.issuer_modulus_len(index)?;
+        super::certified_icc_key(n_i, bits, pan, exp, static_data, &|block| {
+            self.rsa_sign(index, block)
+        })
+    }
+
+    fn sign_static_data(
+        &self,
+        index: KeyIndex,
+        dac: [u8; 2],
+        static_data: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        let n_i = self.issuer_modulus_len(index)?;
+        let block = crate::oda::ssad_block(n_i, dac, static_data)
+            .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
+        self.rsa_sign(index, &block)
     }
 }
 
@@ -1573,6 +1713,16 @@ pub(crate) struct ImportKey {
     pub value: SecretBytes,
     pub derive: bool,
     pub encrypt: bool,
+}
+
+/// An issuer RSA key for ODA to import: the private key, and its public data.
+pub(crate) struct ImportRsa {
+    pub index: KeyIndex,
+    pub modulus: Vec<u8>,
+    pub public_exponent: Vec<u8>,
+    pub private_exponent: SecretBytes,
+    /// The `CKO_DATA` text: CA index, issuer certificate, exponent, remainder, modulus.
+    pub params: String,
 }
 
 fn write_secret(path: &Path, text: &str) -> Result<(), KeyStoreError> {
@@ -1772,6 +1922,47 @@ pub fn write_softhsm2_token(
             }
         }
         created.map_err(|e| KeyStoreError::Hsm(format!("importing {}: {e}", k.label)))?;
+    }
+    for k in keys.oda_imports() {
+        let label = format!("oda.{}.issuer", k.index);
+        let mut template = vec![
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Modulus(k.modulus.clone()),
+            Attribute::PublicExponent(k.public_exponent.clone()),
+            Attribute::PrivateExponent(k.private_exponent.expose().to_vec()),
+        ];
+        let created = s.create_object(&template);
+        for a in template.iter_mut() {
+            if let Attribute::PrivateExponent(v) = a {
+                zeroize::Zeroize::zeroize(v);
+            }
+        }
+        created.map_err(|e| KeyStoreError::Hsm(format!("importing {label}: {e}")))?;
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(format!("oda.{}", k.index).into_bytes()),
+            Attribute::Value(k.params.into_bytes()),
+        ])
+        .map_err(|e| KeyStoreError::Hsm(format!("importing oda.{}: {e}", k.index)))?;
+    }
+    for (label, params) in keys.ca_imports() {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.clone().into_bytes()),
+            Attribute::Value(params.into_bytes()),
+        ])
+        .map_err(|e| KeyStoreError::Hsm(format!("importing {label}: {e}")))?;
     }
     for (product, params) in keys.transport_params() {
         s.create_object(&[
