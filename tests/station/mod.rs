@@ -85,6 +85,17 @@ pub fn dev_hsm() -> Dev {
     )
 }
 
+/// A development station whose issuer keys are in `keystore` and whose blank card
+/// stock's keys are in `card_stock_keys` (a software store: the simulated card).
+pub fn dev_with_stock(
+    dir: tempfile::TempDir,
+    keystore: Arc<dyn KeyStore>,
+    card_stock_keys: Arc<dyn KeyStore>,
+    profiles: ProfileSet,
+) -> Dev {
+    dev_on(dir, keystore, card_stock_keys, profiles)
+}
+
 fn dev_on(
     dir: tempfile::TempDir,
     keystore: Arc<dyn KeyStore>,
