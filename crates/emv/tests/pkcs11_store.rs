@@ -445,6 +445,8 @@ fn scp03() -> &'static Scp03 {
             &file,
             format!(
                 "[transport.SCP03-CARD]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"emv-cpg202\"\n\
+                 scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n\
+                 [transport.SCP03-STATIC]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"none\"\n\
                  scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n[imk.01]\n\
                  ac = \"0123456789ABCDEFFEDCBA9876543210\"\n\
                  smi = \"1032547698BADCFEEFCDAB8967452301\"\n\
@@ -533,6 +535,38 @@ fn scp03_dgi_8000_is_wrapped_inside_the_hsm_equal_to_the_software_bytes() {
     assert_eq!(
         got[2],
         aes_cbc_encrypt(&card_dek, &[0; 16], &pin_block).unwrap()
+    );
+}
+
+#[test]
+fn an_undiversified_scp03_kmc_is_the_cards_dek_and_wraps_the_icc_keys_inside() {
+    let sc = scp03();
+    let hsm = Pkcs11KeyStore::open(&sc.config).unwrap();
+    let (pan, psn) = option_a_card();
+    let (keys, _) = sealed(&hsm);
+    let t = hsm.transport_keys("SCP03-STATIC").unwrap();
+    let KeySource::Hsm(card) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let got = block_on(card.encrypt_sensitive(
+        t.protocol,
+        &[5; 10],
+        &[],
+        vec![SensitiveData::IccKeys { keys, pad: false }],
+    ))
+    .unwrap();
+    let clear = sc
+        .software
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap();
+    assert_eq!(
+        got[0],
+        aes_cbc_encrypt(
+            &hex::decode(SCP03_KMC).unwrap(),
+            &[0; 16],
+            &clear.concatenated()
+        )
+        .unwrap()
     );
 }
 

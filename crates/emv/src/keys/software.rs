@@ -578,6 +578,7 @@ impl SoftwareKeyStore {
                     value: k.clone(),
                     derive: true,
                     encrypt: false,
+                    wrap: false,
                 });
             }
         }
@@ -594,6 +595,7 @@ impl SoftwareKeyStore {
                 value: pair(&cvk.a, &cvk.b),
                 derive: false,
                 encrypt: true,
+                wrap: false,
             });
             // Single DES under A, as 3DES with A‖A: PKCS#11 has no Visa CVV mechanism.
             out.push(ImportKey {
@@ -602,6 +604,7 @@ impl SoftwareKeyStore {
                 value: pair(&cvk.a, &cvk.a),
                 derive: false,
                 encrypt: true,
+                wrap: false,
             });
         }
         for (product, t) in &self.transport {
@@ -615,6 +618,7 @@ impl SoftwareKeyStore {
                     derive: true,
                     // Undiversified, the KMC is the card key and encrypts (or MACs) itself.
                     encrypt: t.diversification == Diversification::None,
+                    wrap: t.diversification == Diversification::None,
                 });
             }
         }

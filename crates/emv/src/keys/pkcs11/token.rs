@@ -20,6 +20,8 @@ pub(crate) struct ImportKey {
     pub value: SecretBytes,
     pub derive: bool,
     pub encrypt: bool,
+    /// It is a card's DEK itself (an undiversified KMC): it wraps the ICC keys.
+    pub wrap: bool,
 }
 
 /// An issuer RSA key for ODA to import: the private key, and its public data.
@@ -200,8 +202,11 @@ pub fn write_softhsm2_token(
     )
     .map_err(hsm)?;
     for k in keys.import_keys() {
+        // PKCS#11's check value (the token verifies it): for AES the ECB of a zero
+        // block, not GlobalPlatform's 01-block KCV.
         let kcv = match k.key_type {
-            t if t == KeyType::AES => crate::crypto::aes_kcv(k.value.expose()),
+            t if t == KeyType::AES => crate::crypto::aes_ecb_encrypt(k.value.expose(), &[0; 16])
+                .map(|e| [e[0], e[1], e[2]]),
             _ => crate::crypto::tdes_kcv(k.value.expose()),
         }
         .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
@@ -217,6 +222,7 @@ pub fn write_softhsm2_token(
             Attribute::CheckValue(kcv.to_vec()),
             Attribute::Derive(k.derive),
             Attribute::Encrypt(k.encrypt),
+            Attribute::Wrap(k.wrap),
         ];
         if k.key_type == KeyType::AES {
             template.push(Attribute::Sign(k.encrypt));
