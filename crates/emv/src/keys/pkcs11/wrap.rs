@@ -163,3 +163,39 @@ pub(super) fn scp03_icc_keys(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::crypto::{aes_cbc_encrypt, tdes_cbc_encrypt, tdes_ecb_encrypt};
+
+    const KEK: [u8; 16] = *b"\x40\x41\x42\x43\x44\x45\x46\x47\x48\x49\x4A\x4B\x4C\x4D\x4E\x4F";
+    const MK: [u8; 16] = *b"\x3E\xB3\xB6\x25\x76\xBA\xBF\x83\x1A\x4C\x67\x2C\xCB\x6D\xB3\x34";
+
+    #[test]
+    fn two_halves_each_wrapped_with_cbc_and_a_zero_icv_are_the_ecb_of_the_key() {
+        // The second way of wrapping an ICC key under a DES DEK gives CPS's bytes.
+        let halves = [
+            tdes_cbc_encrypt(&KEK, &[0; 8], &MK[..8]).unwrap(),
+            tdes_cbc_encrypt(&KEK, &[0; 8], &MK[8..]).unwrap(),
+        ]
+        .concat();
+        assert_eq!(halves, tdes_ecb_encrypt(&KEK, &MK).unwrap());
+    }
+
+    #[test]
+    fn keys_wrapped_with_the_previous_ciphertext_as_icv_are_one_cbc_pass_over_the_dgi() {
+        // SCP03: three 16-byte keys, each wrapped with CKM_AES_CBC, chain as the DGI does.
+        let keys = [MK, KEK, [0x5A; 16]];
+        let mut iv = [0u8; 16];
+        let mut chained = Vec::new();
+        for k in keys {
+            let c = aes_cbc_encrypt(&KEK, &iv, &k).unwrap();
+            iv.copy_from_slice(&c);
+            chained.extend(c);
+        }
+        assert_eq!(
+            chained,
+            aes_cbc_encrypt(&KEK, &[0; 16], &keys.concat()).unwrap()
+        );
+    }
+}
