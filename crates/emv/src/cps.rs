@@ -76,7 +76,7 @@ impl From<DgiError> for CpsError {
     fn from(e: DgiError) -> Self {
         let dgi = match &e {
             DgiError::TruncatedData { dgi, .. } => *dgi,
-            DgiError::TooLong(d) => *d,
+            DgiError::TooLong(d) | DgiError::Sealed(d) => *d,
             DgiError::TruncatedHeader(_) => 0,
         };
         CpsError::BadDgi {

@@ -66,10 +66,15 @@ impl std::fmt::Debug for Dgi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Dgi({:04X}, {} bytes, {:?})",
+            "Dgi({:04X}, {} bytes, {:?}{})",
             self.id,
-            self.data.len(),
-            self.encryption
+            self.len(),
+            self.encryption,
+            if self.sealed.is_some() {
+                ", sealed in the HSM"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -93,6 +98,9 @@ pub enum DgiError {
     /// More than 65535 bytes cannot be encoded.
     #[error("DGI {0:04X} data longer than 65535 bytes")]
     TooLong(u16),
+    /// The DGI holds ICC keys sealed in an HSM: only the HSM can encode it.
+    #[error("DGI {0:04X} holds ICC keys sealed in the HSM: only a secure channel can encode it")]
+    Sealed(u16),
 }
 
 /// Length field for DGI data of `len` bytes.
@@ -148,8 +156,11 @@ impl Dgi {
         Ok(out)
     }
 
-    /// Encodes DGI ‖ length ‖ data with the clear data.
+    /// Encodes DGI ‖ length ‖ data with the clear data (not for sealed ICC keys).
     pub fn to_bytes(&self) -> Result<Vec<u8>, DgiError> {
+        if self.sealed.is_some() {
+            return Err(DgiError::Sealed(self.id));
+        }
         let mut out = Self::header(self.id, self.data.len())?;
         out.extend_from_slice(&self.data);
         Ok(out)
@@ -264,5 +275,20 @@ mod tests {
     fn debug_hides_the_data() {
         let d = Dgi::new(0x8000, vec![0x11; 48], DgiEncryption::Pad);
         assert_eq!(format!("{d:?}"), "Dgi(8000, 48 bytes, Pad)");
+    }
+
+    #[test]
+    fn sealed_icc_keys_are_never_encoded_as_clear_data() {
+        let keys = SealedIccKeys {
+            imk_index: 1,
+            derivation_data: zeroize::Zeroizing::new([0x12; 16]),
+        };
+        let d = Dgi::sealed(0x8000, keys, DgiEncryption::Pad);
+        assert_eq!(d.len(), 48);
+        assert_eq!(d.to_bytes(), Err(DgiError::Sealed(0x8000)));
+        assert_eq!(
+            format!("{d:?}"),
+            "Dgi(8000, 48 bytes, Pad, sealed in the HSM)"
+        );
     }
 }
