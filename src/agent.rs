@@ -90,6 +90,8 @@ pub fn open_key_store(cfg: &StationConfig) -> Result<Arc<dyn KeyStore>, AgentErr
             {
                 return Err(refuse("keys.pkcs11"));
             }
+            ks.check_icc_key_wrapping()
+                .map_err(|e| setup("keys.pkcs11", e))?;
             Ok(Arc::new(ks))
         }
     }

@@ -721,16 +721,22 @@ impl StationConfig {
         }
     }
 
+    /// SoftHSM2's configuration file, resolved, when `[keys.pkcs11]` names one: the
+    /// station puts it in `SOFTHSM2_CONF` at start, before any thread exists.
+    pub fn softhsm2_conf(&self) -> Option<PathBuf> {
+        self.keys
+            .pkcs11
+            .as_ref()
+            .and_then(|p| p.softhsm2_conf.as_ref())
+            .map(|c| self.resolve(c))
+    }
+
     /// The key store to open, with paths resolved.
     pub fn key_store(&self) -> Result<KeyStoreChoice, ConfigError> {
         self.check_key_store()?;
         match (&self.keys.keystore, &self.keys.pkcs11) {
             (Some(k), _) => Ok(KeyStoreChoice::Software(self.resolve(k))),
             (None, Some(p)) => {
-                if let Some(conf) = &p.softhsm2_conf {
-                    // Read by the module when it loads, before any session exists.
-                    std::env::set_var("SOFTHSM2_CONF", self.resolve(conf));
-                }
                 let pin = match (&p.pin_file, &p.pin_env) {
                     (Some(f), _) => station_emv::keys::PinSource::File(self.resolve(f)),
                     (None, Some(v)) => station_emv::keys::PinSource::Env(v.clone()),
@@ -741,6 +747,7 @@ impl StationConfig {
                     token: p.token.trim().to_string(),
                     pin,
                     sessions: self.devices.line.len().max(1),
+                    development: self.keys.development,
                 }))
             }
             (None, None) => unreachable!("checked above"),

@@ -61,6 +61,11 @@ fn io(path: &Path, e: std::io::Error) -> String {
     format!("{}: {e}", path.display())
 }
 
+/// SoftHSM2's configuration of the development token under `dir` (`--hsm`).
+pub fn softhsm2_conf(dir: &Path) -> PathBuf {
+    station_emv::keys::softhsm2_conf_in(&dir.join("hsm"))
+}
+
 /// Writes the development key set and configuration into `dir`.
 pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
     let keys = dir.join("keys");
@@ -77,9 +82,14 @@ pub fn init_dev(dir: &Path, o: &DevOptions) -> Result<DevFiles, String> {
         // No issuer key value is written outside the token.
         let token = write_dev_token(&dir.join("hsm"), Path::new(SOFTHSM2_MODULE), DEV_TOKEN)
             .map_err(|e| e.to_string())?;
+        let pin_name = token
+            .pin_file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         format!(
             "\n[keys.pkcs11]\nmodule = \"{SOFTHSM2_MODULE}\"\ntoken = \"{}\"\n\
-             pin_file = \"hsm/hsm.pin\"\nsofthsm2_conf = \"hsm/softhsm2.conf\"\n",
+             pin_file = \"hsm/{pin_name}\"\nsofthsm2_conf = \"hsm/softhsm2.conf\"\n",
             token.token
         )
     } else {

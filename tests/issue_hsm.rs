@@ -48,8 +48,8 @@ async fn a_mastercard_cvn17_card_issued_through_the_hsm_passes_the_read_back_arq
     issue_through_the_hsm("mc_mchip_cvn17").await;
 }
 
-#[test]
-fn both_stores_prepare_the_same_dgis_for_the_same_card() {
+#[tokio::test]
+async fn both_stores_write_the_same_dgis_into_the_same_card() {
     let soft = dev();
     let hsm = dev_hsm();
     for profile in [
@@ -58,6 +58,11 @@ fn both_stores_prepare_the_same_dgis_for_the_same_card() {
         "mc_mchip_cvn16",
         "mc_mchip_cvn17",
     ] {
+        let product = if profile.starts_with("mc") {
+            "DEV-MC"
+        } else {
+            "DEV-VISA"
+        };
         let a = soft
             .production
             .prepare(
@@ -74,12 +79,46 @@ fn both_stores_prepare_the_same_dgis_for_the_same_card() {
             .unwrap();
         assert_eq!(a.card.dgis.len(), b.card.dgis.len(), "{profile}");
         for (x, y) in a.card.dgis.iter().zip(&b.card.dgis) {
-            assert!(
-                x == y,
-                "{profile}: DGI {:04X} differs between the stores",
-                x.id
-            );
+            if y.sealed.is_some() {
+                // The ICC master keys stay in the token until the secure channel is open.
+                assert!(y.data.is_empty(), "{profile}: DGI {:04X} in clear", y.id);
+                assert_eq!((x.id, x.len(), x.encryption), (y.id, y.len(), y.encryption));
+            } else {
+                assert!(
+                    x == y,
+                    "{profile}: DGI {:04X} differs between the stores",
+                    x.id
+                );
+            }
         }
+        assert!(
+            b.card.dgis.iter().any(|d| d.sealed.is_some()),
+            "{profile}: the HSM store handed the ICC keys out"
+        );
+        let mut written = Vec::new();
+        for (d, job) in [(&soft, &a), (&hsm, &b)] {
+            let card = Arc::new(Mutex::new(SimCard::new(card_stock(d, product))));
+            d.production
+                .personalize(&mut InProcessTransport::new(card.clone()), job)
+                .await
+                .unwrap();
+            let c = card.lock().unwrap();
+            let dgis: Vec<_> = job
+                .card
+                .dgis
+                .iter()
+                .map(|g| (g.id, c.dgi(g.id).map(<[u8]>::to_vec)))
+                .collect();
+            written.push(dgis);
+        }
+        let sealed_id = b.card.dgis.iter().find(|d| d.sealed.is_some()).unwrap().id;
+        assert!(
+            written[1]
+                .iter()
+                .any(|(id, v)| *id == sealed_id && v.as_ref().is_some_and(|v| !v.is_empty())),
+            "{profile}: the card holds no ICC keys"
+        );
+        assert_eq!(written[0], written[1], "{profile}: the cards differ");
     }
 }
 

@@ -247,8 +247,8 @@ pub(super) async fn card(explicit: Option<&Path>, action: CardAction) -> Outcome
             let masked_pan = &mut record.entry.masked_pan;
             let result = async {
                 let today = time::OffsetDateTime::now_utc().date();
-                let job = production
-                    .prepare(&json, today)
+                // Preparation may wait on the HSM: this worker steps aside meanwhile.
+                let job = tokio::task::block_in_place(|| production.prepare(&json, today))
                     .map_err(|r| runtime(format!("order refused: {r}")))?;
                 *masked_pan = Some(job.masked_pan.clone());
                 println!("order accepted for {}", job.masked_pan);

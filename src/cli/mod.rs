@@ -156,6 +156,10 @@ type Outcome = Result<(), Failure>;
 /// Parses the arguments and runs the command; the exit code tells scripts how it went.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(conf) = softhsm2_conf(&cli) {
+        // SoftHSM2 reads it when it loads; set here, while this is the only thread.
+        std::env::set_var("SOFTHSM2_CONF", conf);
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -173,6 +177,21 @@ pub fn run() -> ExitCode {
         Err(Failure::Runtime(m)) => {
             eprintln!("failed: {m}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The SoftHSM2 configuration this command needs, if any: the development token
+/// `keys init --hsm` writes, or the one the station configuration names. A
+/// configuration that does not load is left for the command itself to report.
+fn softhsm2_conf(cli: &Cli) -> Option<PathBuf> {
+    match &cli.command {
+        Command::Keys {
+            action: KeysAction::Init { dev, hsm: true, .. },
+        } => Some(crate::devkit::softhsm2_conf(dev)),
+        _ => {
+            let path = config::locate(cli.config.as_deref()).ok()?;
+            StationConfig::load(&path).ok()?.softhsm2_conf()
         }
     }
 }

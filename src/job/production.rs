@@ -290,12 +290,17 @@ impl Production {
         let read = read_card(enc, &job.card.aid, &TerminalParams::default())
             .await
             .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, format!("read-back: {e}")))?;
-        verify_card(
-            &read,
-            &job.expectations,
-            self.keystore.as_ref(),
+        // The ARQC check may call the HSM, which blocks: off the async workers.
+        let (keystore, expectations, index) = (
+            self.keystore.clone(),
+            job.expectations.clone(),
             job.derivation_index,
-        )
+        );
+        tokio::task::spawn_blocking(move || {
+            verify_card(&read, &expectations, keystore.as_ref(), index)
+        })
+        .await
+        .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, format!("read-back: {e}")))?
         .map_err(|e| Refusal::new(D1ErrorCode::CardProdException, e.to_string()))
     }
 }

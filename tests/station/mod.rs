@@ -54,12 +54,12 @@ pub fn dev_with(dir: tempfile::TempDir, keystore: Arc<dyn KeyStore>, profiles: P
 /// The development station with its issuer keys in a SoftHSM2 token (one per test
 /// process: SoftHSM2 reads its configuration once).
 pub fn dev_hsm() -> Dev {
-    static TOKEN: std::sync::OnceLock<(tempfile::TempDir, Arc<dyn KeyStore>)> =
-        std::sync::OnceLock::new();
-    let (_, hsm) = TOKEN.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+    static TOKEN: std::sync::OnceLock<Arc<dyn KeyStore>> = std::sync::OnceLock::new();
+    let hsm = TOKEN.get_or_init(|| {
+        // Cargo sets SOFTHSM2_CONF for tests (.cargo/config.toml): the token goes there.
+        let dir = station_emv::keys::fresh_softhsm2_dir_for_test().unwrap();
         let token = station_emv::keys::write_dev_token(
-            dir.path(),
+            &dir,
             std::path::Path::new(station_emv::keys::SOFTHSM2_MODULE),
             "station-test",
         )
@@ -69,9 +69,10 @@ pub fn dev_hsm() -> Dev {
             token: token.token,
             pin: station_emv::keys::PinSource::File(token.pin_file),
             sessions: 2,
+            development: true,
         })
         .unwrap();
-        (dir, Arc::new(ks) as Arc<dyn KeyStore>)
+        Arc::new(ks) as Arc<dyn KeyStore>
     });
     let dir = tempfile::tempdir().unwrap();
     let path = write_dev_keystore(dir.path()).unwrap();
@@ -82,6 +83,17 @@ pub fn dev_hsm() -> Dev {
         card_stock_keys,
         ProfileSet::builtin().unwrap(),
     )
+}
+
+/// A development station whose issuer keys are in `keystore` and whose blank card
+/// stock's keys are in `card_stock_keys` (a software store: the simulated card).
+pub fn dev_with_stock(
+    dir: tempfile::TempDir,
+    keystore: Arc<dyn KeyStore>,
+    card_stock_keys: Arc<dyn KeyStore>,
+    profiles: ProfileSet,
+) -> Dev {
+    dev_on(dir, keystore, card_stock_keys, profiles)
 }
 
 fn dev_on(

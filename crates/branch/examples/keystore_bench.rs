@@ -12,8 +12,8 @@ use station_emv::data::prep::{prepare, KeyIndexes, PrepInput};
 use station_emv::data::profile::ProfileSet;
 use station_emv::gp::scp::{ScpParams, SecurityLevel};
 use station_emv::keys::{
-    write_dev_keystore, write_dev_token, KeyIndex, KeyStore, PinSource, Pkcs11Config,
-    Pkcs11KeyStore, SoftwareKeyStore, SOFTHSM2_MODULE,
+    softhsm2_conf_in, write_dev_keystore, write_dev_token, KeyIndex, KeyStore, PinSource,
+    Pkcs11Config, Pkcs11KeyStore, SoftwareKeyStore, SOFTHSM2_MODULE,
 };
 use station_sim::card::{default_instances, InProcessTransport, SimCard, SimCardConfig};
 use zeroize::Zeroizing;
@@ -74,9 +74,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let dir = std::env::temp_dir().join(format!("station-keystore-bench-{}", std::process::id()));
+    // SoftHSM2 reads it when it loads: set while this is the only thread.
+    std::env::set_var("SOFTHSM2_CONF", softhsm2_conf_in(&dir.join("hsm")));
+    tokio::runtime::Runtime::new()
+        .expect("async runtime")
+        .block_on(bench(dir));
+}
+
+async fn bench(dir: std::path::PathBuf) {
     std::fs::create_dir_all(&dir).expect("bench folder");
     let software =
         SoftwareKeyStore::load(&write_dev_keystore(&dir).expect("dev keys")).expect("key store");
@@ -87,6 +94,7 @@ async fn main() {
         token: token.token,
         pin: PinSource::File(token.pin_file),
         sessions: 1,
+        development: true,
     })
     .expect("PKCS#11 store");
     let t = software.transport_keys("DEV-VISA").expect("transport keys");

@@ -14,8 +14,9 @@ use thiserror::Error;
 
 use crate::dgi::{Dgi, DgiEncryption, DgiError};
 use crate::gp::host::HostChannel;
-use crate::gp::scp::{KeySource, ScError, ScpParams};
+use crate::gp::scp::{KeySource, ScError, ScpParams, SensitiveData};
 use crate::gp::{self, Command};
+use zeroize::Zeroizing;
 
 /// Why personalization stopped, naming the command that failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -75,7 +76,7 @@ impl From<DgiError> for CpsError {
     fn from(e: DgiError) -> Self {
         let dgi = match &e {
             DgiError::TruncatedData { dgi, .. } => *dgi,
-            DgiError::TooLong(d) => *d,
+            DgiError::TooLong(d) | DgiError::Sealed(d) => *d,
             DgiError::TruncatedHeader(_) => 0,
         };
         CpsError::BadDgi {
@@ -226,34 +227,63 @@ async fn send(
     Ok(r)
 }
 
-/// Encodes the DGIs for the wire, encrypting the sensitive ones for this session.
-pub fn encode_dgis(ch: &HostChannel, dgis: &[Dgi]) -> Result<Vec<WireDgi>, CpsError> {
+/// Encodes the DGIs for the wire, encrypting the sensitive ones for this session (in
+/// one request to the HSM when the DEK is there).
+pub async fn encode_dgis(ch: &HostChannel, dgis: &[Dgi]) -> Result<Vec<WireDgi>, CpsError> {
+    let mut sensitive = Vec::new();
+    for d in dgis {
+        let pad = match d.encryption {
+            DgiEncryption::None => {
+                if d.sealed.is_some() {
+                    return Err(CpsError::BadDgi {
+                        dgi: d.id,
+                        reason:
+                            "ICC keys must be encrypted (the profile says encryption = \"none\")"
+                                .into(),
+                    });
+                }
+                continue;
+            }
+            DgiEncryption::Pad => true,
+            DgiEncryption::Nopad => {
+                if d.len() % ch.dgi_block() != 0 {
+                    return Err(CpsError::BadDgi {
+                        dgi: d.id,
+                        reason: format!(
+                            "{} bytes is not a multiple of the {}-byte cipher block and the profile says no padding",
+                            d.len(),
+                            ch.dgi_block()
+                        ),
+                    });
+                }
+                false
+            }
+        };
+        let item = match &d.sealed {
+            Some(keys) => SensitiveData::IccKeys {
+                keys: keys.clone(),
+                pad,
+            },
+            None => SensitiveData::Clear(Zeroizing::new(d.data.clone())),
+        };
+        sensitive.push((item, pad));
+    }
+    let mut encrypted = ch
+        .encrypt_dgis(sensitive)
+        .await
+        .map_err(CpsError::SecureChannel)?
+        .into_iter();
     dgis.iter()
         .map(|d| {
             let (data, encrypted) = match d.encryption {
                 DgiEncryption::None => (d.data.clone(), false),
-                DgiEncryption::Pad => (
-                    ch.encrypt_dgi(&d.data, true)
-                        .map_err(CpsError::SecureChannel)?,
+                DgiEncryption::Pad | DgiEncryption::Nopad => (
+                    encrypted.next().ok_or_else(|| CpsError::BadDgi {
+                        dgi: d.id,
+                        reason: "the DEK returned fewer results than DGIs".into(),
+                    })?,
                     true,
                 ),
-                DgiEncryption::Nopad => {
-                    if d.data.len() % ch.dgi_block() != 0 {
-                        return Err(CpsError::BadDgi {
-                            dgi: d.id,
-                            reason: format!(
-                                "{} bytes is not a multiple of the {}-byte cipher block and the profile says no padding",
-                                d.data.len(),
-                                ch.dgi_block()
-                            ),
-                        });
-                    }
-                    (
-                        ch.encrypt_dgi(&d.data, false)
-                            .map_err(CpsError::SecureChannel)?,
-                        true,
-                    )
-                }
             };
             let mut bytes = Dgi::header(d.id, data.len())?;
             bytes.extend_from_slice(&data);
@@ -300,7 +330,7 @@ pub async fn personalize(
         let wrapped = ch.wrap(&install).map_err(CpsError::SecureChannel)?;
         send(t, "INSTALL [for personalization]", &wrapped, &mut count).await?;
     }
-    let wire = encode_dgis(&ch, dgis)?;
+    let wire = encode_dgis(&ch, dgis).await?;
     let plan = plan_store_data(&wire, ch.max_plain_data());
     for cmd in &plan {
         let apdu = ch

@@ -29,6 +29,31 @@ pub struct Dgi {
     pub data: Vec<u8>,
     /// Protection in transit.
     pub encryption: DgiEncryption,
+    /// ICC master keys kept in an HSM: `data` is empty and the HSM writes the
+    /// encrypted content when the secure channel is open.
+    pub sealed: Option<SealedIccKeys>,
+}
+
+/// What an HSM needs to derive one card's ICC master keys again (EMV Option A): the
+/// issuer master keys' index and the derivation input Y ‖ (Y ⊕ FF…) from PAN and PSN.
+/// The keys themselves never exist outside the HSM. Zeroized; `Debug` redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedIccKeys {
+    /// `derivationKeyIndex` of the IMKs (AC, SMI, SMC).
+    pub imk_index: u8,
+    /// Y ‖ (Y ⊕ FF…), Y the rightmost 16 digits of PAN ‖ PSN in BCD.
+    pub derivation_data: zeroize::Zeroizing<[u8; 16]>,
+}
+
+impl SealedIccKeys {
+    /// MK-AC ‖ MK-SMI ‖ MK-SMC: three double-length keys.
+    pub const LEN: usize = 48;
+}
+
+impl std::fmt::Debug for SealedIccKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedIccKeys(imk {:02X}, redacted)", self.imk_index)
+    }
 }
 
 impl Drop for Dgi {
@@ -41,10 +66,15 @@ impl std::fmt::Debug for Dgi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Dgi({:04X}, {} bytes, {:?})",
+            "Dgi({:04X}, {} bytes, {:?}{})",
             self.id,
-            self.data.len(),
-            self.encryption
+            self.len(),
+            self.encryption,
+            if self.sealed.is_some() {
+                ", sealed in the HSM"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -68,6 +98,9 @@ pub enum DgiError {
     /// More than 65535 bytes cannot be encoded.
     #[error("DGI {0:04X} data longer than 65535 bytes")]
     TooLong(u16),
+    /// The DGI holds ICC keys sealed in an HSM: only the HSM can encode it.
+    #[error("DGI {0:04X} holds ICC keys sealed in the HSM: only a secure channel can encode it")]
+    Sealed(u16),
 }
 
 /// Length field for DGI data of `len` bytes.
@@ -86,7 +119,31 @@ impl Dgi {
             id,
             data: data.into(),
             encryption,
+            sealed: None,
         }
+    }
+
+    /// A DGI of ICC master keys that stay in an HSM until it encrypts them for the card.
+    pub fn sealed(id: u16, keys: SealedIccKeys, encryption: DgiEncryption) -> Self {
+        Dgi {
+            id,
+            data: Vec::new(),
+            encryption,
+            sealed: Some(keys),
+        }
+    }
+
+    /// Length of the clear data (for sealed keys, the keys' length).
+    pub fn len(&self) -> usize {
+        match self.sealed {
+            Some(_) => SealedIccKeys::LEN,
+            None => self.data.len(),
+        }
+    }
+
+    /// Whether the DGI has no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Header (DGI ‖ length) for `data_len` bytes of data as sent.
@@ -99,8 +156,11 @@ impl Dgi {
         Ok(out)
     }
 
-    /// Encodes DGI ‖ length ‖ data with the clear data.
+    /// Encodes DGI ‖ length ‖ data with the clear data (not for sealed ICC keys).
     pub fn to_bytes(&self) -> Result<Vec<u8>, DgiError> {
+        if self.sealed.is_some() {
+            return Err(DgiError::Sealed(self.id));
+        }
         let mut out = Self::header(self.id, self.data.len())?;
         out.extend_from_slice(&self.data);
         Ok(out)
@@ -215,5 +275,20 @@ mod tests {
     fn debug_hides_the_data() {
         let d = Dgi::new(0x8000, vec![0x11; 48], DgiEncryption::Pad);
         assert_eq!(format!("{d:?}"), "Dgi(8000, 48 bytes, Pad)");
+    }
+
+    #[test]
+    fn sealed_icc_keys_are_never_encoded_as_clear_data() {
+        let keys = SealedIccKeys {
+            imk_index: 1,
+            derivation_data: zeroize::Zeroizing::new([0x12; 16]),
+        };
+        let d = Dgi::sealed(0x8000, keys, DgiEncryption::Pad);
+        assert_eq!(d.len(), 48);
+        assert_eq!(d.to_bytes(), Err(DgiError::Sealed(0x8000)));
+        assert_eq!(
+            format!("{d:?}"),
+            "Dgi(8000, 48 bytes, Pad, sealed in the HSM)"
+        );
     }
 }

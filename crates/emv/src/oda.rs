@@ -311,7 +311,31 @@ pub fn icc_certificate(
     serial: [u8; 3],
     static_data: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>), OdaError> {
-    let n_i = issuer_modulus.len();
+    let (block, remainder) = icc_certificate_block(
+        issuer_modulus.len(),
+        icc,
+        pan,
+        expiry_mmyy,
+        serial,
+        static_data,
+    )?;
+    Ok((
+        rsa_raw(issuer_modulus, issuer_private_exponent, &block)?,
+        remainder,
+    ))
+}
+
+/// The ICC public key certificate's recovered form (`6A 04 … hash BC`, as long as the
+/// issuer modulus of `n_i` bytes) and the ICC key remainder: what the issuer private
+/// key signs raw (an HSM with `CKM_RSA_X_509`).
+pub fn icc_certificate_block(
+    n_i: usize,
+    icc: &RsaPublicKey,
+    pan: &Pan,
+    expiry_mmyy: [u8; 2],
+    serial: [u8; 3],
+    static_data: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), OdaError> {
     let room = n_i
         .checked_sub(42)
         .ok_or_else(|| invalid("issuer key too short to certify an ICC key"))?;
@@ -342,10 +366,7 @@ pub fn icc_certificate(
     block.extend_from_slice(&fields);
     block.extend_from_slice(&openssl::sha::sha1(&hashed));
     block.push(0xBC);
-    Ok((
-        rsa_raw(issuer_modulus, issuer_private_exponent, &block)?,
-        remainder,
-    ))
+    Ok((block, remainder))
 }
 
 /// Recovers and checks the ICC public key from 9F46 (format 04, hash over the static

@@ -7,16 +7,31 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use station_emv::card_data::{Pan, YearMonth};
-use station_emv::crypto::tdes_cbc_encrypt;
+use station_emv::crypto::{aes_cbc_encrypt, pad80, tdes_cbc_encrypt, tdes_ecb_encrypt};
 use station_emv::data::cryptogram::{visa_cvn10, Cvn10Input};
+use station_emv::data::derive::MasterKeyDerivation;
 use station_emv::data::derive::{parse_date, Psn, ServiceCode};
 use station_emv::data::profile::CryptogramVersion;
+use station_emv::dgi::SealedIccKeys;
 use station_emv::gp::diversify::{derive, Diversification, KeyRole};
-use station_emv::gp::scp::{scp02_derivation_data, KeySource, Protocol, SCP02_CONSTANTS};
-use station_emv::keys::{
-    write_dev_keystore, write_dev_token, KeyIndex, KeyStore, PinSource, Pkcs11Config,
-    Pkcs11KeyStore, SoftwareKeyStore, SOFTHSM2_MODULE,
+use station_emv::gp::scp::{
+    scp02_derivation_data, KeySource, Protocol, SensitiveData, SCP02_CONSTANTS,
 };
+use station_emv::keys::{
+    fresh_softhsm2_dir_for_test, softhsm2_dir_from_env, write_dev_keystore, write_dev_token,
+    IccKeyMaterial, KeyIndex, KeyStore, PinSource, Pkcs11Config, Pkcs11KeyStore, SoftwareKeyStore,
+    SOFTHSM2_MODULE,
+};
+use zeroize::Zeroizing;
+
+/// Runs an HSM future to its end on a runtime of this thread.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
 
 fn vectors() -> serde_json::Value {
     let text = std::fs::read_to_string(concat!(
@@ -38,9 +53,17 @@ fn h(v: &serde_json::Value, k: &str) -> Vec<u8> {
 struct Stores {
     hsm: Pkcs11KeyStore,
     software: SoftwareKeyStore,
+    config: Pkcs11Config,
 }
 
-/// One token per test process: SoftHSM2 reads its configuration once per process.
+impl Stores {
+    /// How the shared store reached its token.
+    fn hsm_token(&self) -> Pkcs11Config {
+        self.config.clone()
+    }
+}
+
+/// One token per test process, in the SoftHSM2 folder Cargo names in SOFTHSM2_CONF.
 fn stores() -> &'static Stores {
     static STORES: OnceLock<Stores> = OnceLock::new();
     STORES.get_or_init(|| {
@@ -48,18 +71,24 @@ fn stores() -> &'static Stores {
             Path::new(SOFTHSM2_MODULE).is_file(),
             "SoftHSM2 is not installed ({SOFTHSM2_MODULE}): run cargo xtask setup"
         );
+        // Cargo sets SOFTHSM2_CONF for tests (.cargo/config.toml): tokens go there.
+        let hsm_dir = fresh_softhsm2_dir_for_test().unwrap();
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        let token =
-            write_dev_token(dir.path(), Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
-        let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
+        let token = write_dev_token(&hsm_dir, Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
+        let config = Pkcs11Config {
             module: SOFTHSM2_MODULE.into(),
             token: token.token.clone(),
             pin: PinSource::File(token.pin_file.clone()),
             sessions: 2,
-        })
-        .unwrap();
+            development: true,
+        };
+        let hsm = Pkcs11KeyStore::open(&config).unwrap();
         let software = SoftwareKeyStore::load(&write_dev_keystore(dir.path()).unwrap()).unwrap();
-        Stores { hsm, software }
+        Stores {
+            hsm,
+            software,
+            config,
+        }
     })
 }
 
@@ -157,7 +186,7 @@ fn scp02_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
     let KeySource::Hsm(hsm) = t.key_source() else {
         panic!("the PKCS#11 store hands out an HSM key source");
     };
-    let got = hsm.session_keys(t.protocol, &kdd, &seq, &[]).unwrap();
+    let got = block_on(hsm.session_keys(t.protocol, &kdd, &seq, &[])).unwrap();
     let kmc = h(v, "kmc");
     let roles = [KeyRole::Enc, KeyRole::Mac, KeyRole::Dek];
     let want: Vec<Vec<u8>> = roles
@@ -168,10 +197,17 @@ fn scp02_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
             tdes_cbc_encrypt(&card, &[0; 8], &scp02_derivation_data(c, &seq)).unwrap()
         })
         .collect();
-    assert_eq!(
-        [&*got.enc, &*got.mac, &*got.dek],
-        [&want[0], &want[1], &want[2]]
-    );
+    assert_eq!([&*got.enc, &*got.mac], [&want[0], &want[1]]);
+    // The S-DEK stays inside: what it encrypts there equals the software S-DEK's result.
+    let block = vec![0x5Au8; 8];
+    let sent = block_on(hsm.encrypt_sensitive(
+        t.protocol,
+        &kdd,
+        &seq,
+        vec![SensitiveData::Clear(Zeroizing::new(block.clone()))],
+    ))
+    .unwrap();
+    assert_eq!(sent, vec![tdes_ecb_encrypt(&want[2], &block).unwrap()]);
 }
 
 #[test]
@@ -219,41 +255,8 @@ fn a_missing_key_is_named_by_kind_and_index() {
 fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
     use station_emv::crypto::aes_cmac;
     use station_emv::gp::scp::scp03_kdf_input;
-    use station_emv::keys::write_softhsm2_token;
-    // SoftHSM2 already runs in this process with the shared token's folder: the new
-    // token lands there too, its PIN file in the folder given here.
-    let _ = stores();
-    let kmc = "404142434445464748494A4B4C4D4E4F";
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scp03.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[transport.SCP03-CARD]\nkmc = \"{kmc}\"\ndiversification = \"emv-cpg202\"\n\
-             scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n"
-        ),
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let software = SoftwareKeyStore::load(&file).unwrap();
-    let token = write_softhsm2_token(
-        &dir.path().join("hsm"),
-        Path::new(SOFTHSM2_MODULE),
-        "station-scp03",
-        &software,
-    )
-    .unwrap();
-    let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
-        module: SOFTHSM2_MODULE.into(),
-        token: token.token,
-        pin: PinSource::File(token.pin_file),
-        sessions: 1,
-    })
-    .unwrap();
+    let kmc = SCP03_KMC;
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
     let t = hsm.transport_keys("SCP03-CARD").unwrap();
     let KeySource::Hsm(keys) = t.key_source() else {
         panic!("an HSM key source");
@@ -263,7 +266,7 @@ fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
         .try_into()
         .unwrap();
     let context = [0x11u8; 16];
-    let got = keys.session_keys(t.protocol, &kdd, &[], &context).unwrap();
+    let got = block_on(keys.session_keys(t.protocol, &kdd, &[], &context)).unwrap();
     let card = |r| {
         derive(
             &hex::decode(kmc).unwrap(),
@@ -285,5 +288,499 @@ fn scp03_session_keys_come_from_the_hsm_equal_to_the_software_derivation() {
     .unwrap();
     assert_eq!(*got.enc, enc.to_vec());
     assert_eq!(*got.mac, mac.to_vec());
-    assert_eq!(*got.dek, card(KeyRole::Dek));
+}
+
+/// The Option A vector's card: its PAN and PSN.
+fn option_a_card() -> (Pan, Psn) {
+    let v = &vectors()["option_a"];
+    (
+        Pan::new(s(v, "pan")).unwrap(),
+        Psn::new(s(v, "psn")).unwrap(),
+    )
+}
+
+/// The sealed ICC keys and their check values, as the HSM gives them to preparation.
+fn sealed(hsm: &Pkcs11KeyStore) -> (SealedIccKeys, Vec<u8>) {
+    let (pan, psn) = option_a_card();
+    match hsm
+        .icc_key_material(MasterKeyDerivation::OptionA, KeyIndex(1), &pan, psn)
+        .unwrap()
+    {
+        IccKeyMaterial::Sealed { keys, check_values } => (keys, check_values),
+        IccKeyMaterial::Clear(_) => panic!("the HSM store hands ICC keys out in clear"),
+    }
+}
+
+#[test]
+fn scp02_dgi_8000_bytes_from_the_hsm_equal_the_software_stores() {
+    let st = stores();
+    let (pan, psn) = option_a_card();
+    let (keys, kcvs) = sealed(&st.hsm);
+    let clear = st
+        .software
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap();
+    assert_eq!(kcvs, clear.check_values().unwrap());
+
+    let kdd: [u8; 10] = h(&vectors()["key_diversification"], "kdd")
+        .try_into()
+        .unwrap();
+    let seq = [0x00, 0x07];
+    let card_dek = st
+        .software
+        .transport_keys("DEV-VISA")
+        .unwrap()
+        .key_source()
+        .card_keys(&kdd)
+        .unwrap()
+        .dek;
+    let s_dek = tdes_cbc_encrypt(
+        &card_dek,
+        &[0; 8],
+        &scp02_derivation_data(SCP02_CONSTANTS[2], &seq),
+    )
+    .unwrap();
+    let t = st.hsm.transport_keys("DEV-VISA").unwrap();
+    let KeySource::Hsm(hsm) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let got = block_on(hsm.encrypt_sensitive(
+        t.protocol,
+        &kdd,
+        &seq,
+        vec![
+            SensitiveData::IccKeys {
+                keys: keys.clone(),
+                pad: true,
+            },
+            SensitiveData::IccKeys { keys, pad: false },
+        ],
+    ))
+    .unwrap();
+    let concatenated = clear.concatenated();
+    assert_eq!(
+        got[0],
+        tdes_ecb_encrypt(&s_dek, &pad80(&concatenated, 8)).unwrap()
+    );
+    assert_eq!(got[1], tdes_ecb_encrypt(&s_dek, &concatenated).unwrap());
+}
+
+#[test]
+fn a_production_store_refuses_a_token_that_cannot_wrap_scp02_icc_keys() {
+    // SoftHSM2 2.6 wraps no key under a DES key: its SCP02 products' ICC keys could reach
+    // the card only through the host, so a production store does not open on it.
+    let token = stores().hsm_token();
+    let production = Pkcs11KeyStore::open(&Pkcs11Config {
+        development: false,
+        ..token
+    })
+    .unwrap();
+    let (keys, _) = sealed(&production);
+    let t = production.transport_keys("DEV-VISA").unwrap();
+    let KeySource::Hsm(hsm) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    match production.check_icc_key_wrapping() {
+        Err(e) => {
+            assert!(
+                e.to_string()
+                    .contains("cannot wrap keys under a DES key (C_WrapKey takes neither"),
+                "{e}"
+            );
+            // Were it started anyway, its SCP02 cards would be refused, not made on the host.
+            let e = block_on(hsm.encrypt_sensitive(
+                t.protocol,
+                &[0x11; 10],
+                &[0, 1],
+                vec![SensitiveData::IccKeys { keys, pad: true }],
+            ))
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("wrapping ICC keys under a DES key in token 'station-test'"),
+                "{e}"
+            );
+        }
+        Ok(()) => {
+            // A token with DES key wrapping: DGI 8000 is wrapped inside.
+            let c = block_on(hsm.encrypt_sensitive(
+                t.protocol,
+                &[0x11; 10],
+                &[0, 1],
+                vec![SensitiveData::IccKeys { keys, pad: true }],
+            ))
+            .unwrap();
+            assert_eq!(c[0].len(), 56);
+        }
+    }
+}
+
+#[test]
+fn a_production_store_never_reads_icc_keys_out() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let (pan, psn) = option_a_card();
+    let e = hsm
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap_err();
+    assert!(e.to_string().contains("reading ICC master keys out"), "{e}");
+}
+
+/// A SoftHSM2 token with an SCP03 card product and IMKs, and the same keys in a
+/// software store, in the folder of the shared token.
+struct Scp03 {
+    software: SoftwareKeyStore,
+    config: Pkcs11Config,
+}
+
+const SCP03_KMC: &str = "404142434445464748494A4B4C4D4E4F";
+
+fn scp03() -> &'static Scp03 {
+    use station_emv::keys::write_softhsm2_token;
+    static SCP03: OnceLock<Scp03> = OnceLock::new();
+    SCP03.get_or_init(|| {
+        let _ = stores();
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let file = dir.path().join("scp03.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[transport.SCP03-CARD]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"emv-cpg202\"\n\
+                 scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n\
+                 [transport.SCP03-STATIC]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"none\"\n\
+                 scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n[imk.01]\n\
+                 ac = \"0123456789ABCDEFFEDCBA9876543210\"\n\
+                 smi = \"1032547698BADCFEEFCDAB8967452301\"\n\
+                 smc = \"F0E1D2C3B4A5968778695A4B3C2D1E0F\"\n"
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let software = SoftwareKeyStore::load(&file).unwrap();
+        let token = write_softhsm2_token(
+            &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+            Path::new(SOFTHSM2_MODULE),
+            "station-scp03",
+            &software,
+        )
+        .unwrap();
+        Scp03 {
+            software,
+            config: Pkcs11Config {
+                module: SOFTHSM2_MODULE.into(),
+                token: token.token,
+                pin: PinSource::File(token.pin_file),
+                sessions: 2,
+                development: false,
+            },
+        }
+    })
+}
+
+#[test]
+fn scp03_dgi_8000_is_wrapped_inside_the_hsm_equal_to_the_software_bytes() {
+    // A production store: the keys leave the token only wrapped (CKM_AES_CBC).
+    let sc = scp03();
+    let hsm = Pkcs11KeyStore::open(&sc.config).unwrap();
+    hsm.check_icc_key_wrapping().unwrap();
+    let (pan, psn) = option_a_card();
+    let (keys, kcvs) = sealed(&hsm);
+    let clear = sc
+        .software
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap();
+    assert_eq!(kcvs, clear.check_values().unwrap());
+    let kdd: [u8; 10] = hex::decode("00010203040506070809")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let card_dek = derive(
+        &hex::decode(SCP03_KMC).unwrap(),
+        &kdd,
+        Diversification::EmvCpg202,
+        KeyRole::Dek,
+    )
+    .unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys_in_hsm) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let pin_block = vec![0x24u8; 16];
+    let got = block_on(keys_in_hsm.encrypt_sensitive(
+        t.protocol,
+        &kdd,
+        &[],
+        vec![
+            SensitiveData::IccKeys {
+                keys: keys.clone(),
+                pad: true,
+            },
+            SensitiveData::IccKeys { keys, pad: false },
+            SensitiveData::Clear(Zeroizing::new(pin_block.clone())),
+        ],
+    ))
+    .unwrap();
+    let concatenated = clear.concatenated();
+    assert_eq!(
+        got[0],
+        aes_cbc_encrypt(&card_dek, &[0; 16], &pad80(&concatenated, 16)).unwrap()
+    );
+    assert_eq!(
+        got[1],
+        aes_cbc_encrypt(&card_dek, &[0; 16], &concatenated).unwrap()
+    );
+    assert_eq!(
+        got[2],
+        aes_cbc_encrypt(&card_dek, &[0; 16], &pin_block).unwrap()
+    );
+}
+
+#[test]
+fn an_undiversified_scp03_kmc_is_the_cards_dek_and_wraps_the_icc_keys_inside() {
+    let sc = scp03();
+    let hsm = Pkcs11KeyStore::open(&sc.config).unwrap();
+    let (pan, psn) = option_a_card();
+    let (keys, _) = sealed(&hsm);
+    let t = hsm.transport_keys("SCP03-STATIC").unwrap();
+    let KeySource::Hsm(card) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let got = block_on(card.encrypt_sensitive(
+        t.protocol,
+        &[5; 10],
+        &[],
+        vec![SensitiveData::IccKeys { keys, pad: false }],
+    ))
+    .unwrap();
+    let clear = sc
+        .software
+        .derive_icc_master_keys(KeyIndex(1), &pan, psn)
+        .unwrap();
+    assert_eq!(
+        got[0],
+        aes_cbc_encrypt(
+            &hex::decode(SCP03_KMC).unwrap(),
+            &[0; 16],
+            &clear.concatenated()
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn each_personalization_is_pinned_to_its_own_session_and_never_waits_behind_another() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let line_a = hsm.transport_keys("SCP03-CARD").unwrap();
+    let line_b = hsm.transport_keys("SCP03-CARD").unwrap();
+    let (KeySource::Hsm(a), KeySource::Hsm(b)) = (line_a.key_source(), line_b.key_source()) else {
+        panic!("HSM key sources");
+    };
+    assert_eq!((a.session(), b.session()), (Some(0), Some(1)));
+    // Line A's session is busy with a long operation; line B's card goes on.
+    let release = hsm.hold_session_for_test(0).unwrap();
+    block_on(b.session_keys(line_b.protocol, &[7; 10], &[], &[1; 16])).unwrap();
+    release
+        .send(())
+        .expect("line A's operation was still running when line B's finished");
+    block_on(a.session_keys(line_a.protocol, &[7; 10], &[], &[1; 16])).unwrap();
+}
+
+#[test]
+fn a_session_given_back_is_pinned_again_first() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let first = hsm.transport_keys("SCP03-CARD").unwrap();
+    let second = hsm.transport_keys("SCP03-CARD").unwrap();
+    let session = |t: &station_emv::keys::TransportKeySet| match t.key_source() {
+        KeySource::Hsm(k) => k.session(),
+        _ => None,
+    };
+    assert_eq!(session(&second), Some(1));
+    drop(first);
+    let third = hsm.transport_keys("SCP03-CARD").unwrap();
+    assert_eq!(session(&third), Some(0));
+}
+
+#[test]
+fn a_lost_login_is_recovered_on_the_pinned_session() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    hsm.drop_sessions_for_test().unwrap();
+    block_on(keys.session_keys(t.protocol, &[3; 10], &[], &[2; 16])).unwrap();
+}
+
+#[test]
+fn an_hsm_call_in_flight_leaves_the_async_runtime_free() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let t = hsm.transport_keys("SCP03-CARD").unwrap();
+    let KeySource::Hsm(keys) = t.key_source() else {
+        panic!("an HSM key source");
+    };
+    let session = keys.session().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // The HSM session is busy: the call below waits in its queue.
+        let release = hsm.hold_session_for_test(session).unwrap();
+        let call = tokio::spawn(keys.session_keys(t.protocol, &[9; 10], &[], &[4; 16]));
+        tokio::task::yield_now().await;
+        // One thread only: this timer fires, and this task runs, because the HSM call
+        // does not block the thread while it waits.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        release
+            .send(())
+            .expect("the runtime ran this task while the HSM call was in flight");
+        call.await.unwrap().unwrap();
+    });
+}
+
+/// A lab issuer ODA key (1152 bits, certified by a 1408-bit lab CA so the certificate
+/// needs a remainder) in a token and in a software store.
+struct Oda {
+    software: SoftwareKeyStore,
+    hsm: Pkcs11KeyStore,
+    issuer: station_emv::oda::RsaPublicKey,
+}
+
+fn oda() -> &'static Oda {
+    use station_emv::keys::write_softhsm2_token;
+    use station_emv::oda::{issuer_certificate, issuer_identifier, RsaPublicKey};
+    static ODA: OnceLock<Oda> = OnceLock::new();
+    ODA.get_or_init(|| {
+        let _ = stores();
+        let ca = openssl::rsa::Rsa::generate(1408).unwrap();
+        let issuer = openssl::rsa::Rsa::generate(1152).unwrap();
+        let issuer_pub = RsaPublicKey {
+            modulus: issuer.n().to_vec(),
+            exponent: issuer.e().to_vec(),
+        };
+        let (pan, _) = option_a_card();
+        let (cert, rem) = issuer_certificate(
+            &ca.n().to_vec(),
+            &ca.d().to_vec_padded(ca.n().num_bytes()).unwrap(),
+            &issuer_pub,
+            issuer_identifier(&pan, 6),
+            [0x12, 0x30],
+            [0, 0, 1],
+        )
+        .unwrap();
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let file = dir.path().join("oda.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"{}\"\n\
+                 issuer_pk_exponent = \"{}\"\nissuer_pk_remainder = \"{}\"\n\
+                 issuer_modulus = \"{}\"\nissuer_private_exponent = \"{}\"\n\n\
+                 [ca.A000000004.92]\nmodulus = \"{}\"\nexponent = \"{}\"\n",
+                hex::encode_upper(cert),
+                hex::encode_upper(&issuer_pub.exponent),
+                hex::encode_upper(rem),
+                hex::encode_upper(&issuer_pub.modulus),
+                hex::encode_upper(issuer.d().to_vec_padded(issuer.n().num_bytes()).unwrap()),
+                hex::encode_upper(ca.n().to_vec()),
+                hex::encode_upper(ca.e().to_vec()),
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let software = SoftwareKeyStore::load(&file).unwrap();
+        let token = write_softhsm2_token(
+            &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+            Path::new(SOFTHSM2_MODULE),
+            "station-oda",
+            &software,
+        )
+        .unwrap();
+        let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
+            module: SOFTHSM2_MODULE.into(),
+            token: token.token,
+            pin: PinSource::File(token.pin_file),
+            sessions: 1,
+            development: false,
+        })
+        .unwrap();
+        Oda {
+            software,
+            hsm,
+            issuer: issuer_pub,
+        }
+    })
+}
+
+#[test]
+fn the_issuer_oda_key_data_comes_from_the_token_as_from_the_software_store() {
+    let o = oda();
+    assert_eq!(
+        o.hsm.oda_issuer_key(KeyIndex(1)).unwrap(),
+        o.software.oda_issuer_key(KeyIndex(1)).unwrap()
+    );
+    let e = o.hsm.oda_issuer_key(KeyIndex(2)).unwrap_err();
+    assert_eq!(e.to_string(), "no oda key with index 02 in the key store");
+    // The CA keys the read-back checks ODA cards with are public data beside it.
+    let ca = o.hsm.ca_public_keys();
+    assert_eq!(ca, o.software.ca_public_keys());
+    assert_eq!((ca.len(), ca[0].index), (1, 0x92));
+    // keys list shows the issuer private key by label, never its value.
+    let listed = o.hsm.list().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.label == "oda.01.issuer" && k.kind == "RSA"),
+        "{listed:?}"
+    );
+}
+
+#[test]
+fn sda_signed_static_data_from_the_token_equals_the_software_stores() {
+    // Raw RSA with the same key over the same recovery block: the same bytes.
+    let o = oda();
+    let static_data = b"\x5A\x08\x47\x61\x73\x90\x01\x01\x00\x10\x5F\x24\x03\x28\x11\x30";
+    let hsm = o
+        .hsm
+        .sign_static_data(KeyIndex(1), [0xDA, 0xC1], static_data)
+        .unwrap();
+    assert_eq!(
+        hsm,
+        o.software
+            .sign_static_data(KeyIndex(1), [0xDA, 0xC1], static_data)
+            .unwrap()
+    );
+    assert_eq!(hsm.len(), o.issuer.modulus.len());
+}
+
+#[test]
+fn an_icc_key_certified_inside_the_token_recovers_under_the_issuer_public_key() {
+    use station_emv::oda::recover_icc_key;
+    let o = oda();
+    let (pan, _) = option_a_card();
+    let exp = parse_date("2811", "exp").unwrap();
+    let static_data = b"\x82\x02\x39\x00";
+    let icc = o
+        .hsm
+        .generate_icc_key(KeyIndex(1), 1024, &pan, exp, static_data)
+        .unwrap();
+    let recovered = recover_icc_key(
+        &o.issuer,
+        &icc.certificate,
+        &icc.remainder,
+        &icc.exponent,
+        &pan,
+        static_data,
+    )
+    .unwrap();
+    assert_eq!(recovered.modulus.len(), 128);
+    assert_eq!(icc.crt.p.len(), 64);
 }

@@ -80,9 +80,22 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    if args.hsm {
+        // SoftHSM2 reads it when it loads: set while this is the only thread.
+        std::env::set_var(
+            "SOFTHSM2_CONF",
+            station_agent::devkit::softhsm2_conf(&args.out.join("station")),
+        );
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(demo(args)),
+        Err(e) => fail(format!("cannot start the async runtime: {e}")),
+    }
+}
+
+async fn demo(args: Args) -> ExitCode {
     station_agent::logging::init("warn", station_agent::config::LogFormat::Text);
     let _ = std::fs::remove_dir_all(&args.out);
     let faces = args.out.join("faces");

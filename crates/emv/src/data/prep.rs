@@ -26,7 +26,7 @@ use crate::data::derive::{
 };
 use crate::data::profile::{DgiContent, OdaMode, Profile};
 use crate::dgi::{Dgi, DgiEncryption};
-use crate::keys::{IccRsaCrt, KeyIndex, KeyStore, KeyStoreError};
+use crate::keys::{IccKeyMaterial, IccRsaCrt, KeyIndex, KeyStore, KeyStoreError};
 use crate::oda::static_data_to_authenticate;
 use crate::tlv::{self, encode};
 
@@ -296,10 +296,7 @@ pub fn prepare(
         profile: profile.name.clone(),
         model,
         masked_pan: facts.pan.masked(),
-        dgis: dgis
-            .iter()
-            .map(|d| (d.id, d.data.len(), d.encryption))
-            .collect(),
+        dgis: dgis.iter().map(|d| (d.id, d.len(), d.encryption)).collect(),
     };
     Ok(PreparedCard {
         aid,
@@ -465,19 +462,28 @@ fn model1(
         }
         dgis.push(Dgi::new(r.dgi_id(), rec.to_vec(), r.encryption));
     }
-    let icc = keystore.derive_icc_master_keys_by(
+    let icc = keystore.icc_key_material(
         profile.cryptogram.algorithm().master_key,
         keys.derivation,
         &facts.pan,
         facts.psn,
     )?;
     for d in &profile.dgis {
-        let content: Zeroizing<Vec<u8>> = match &d.content {
-            DgiContent::Tlv(tags) => tlvs(tags)?,
-            DgiContent::IccKeys => icc.concatenated(),
-            DgiContent::KeyCheckValues => Zeroizing::new(icc.check_values()?),
+        let content: Zeroizing<Vec<u8>> = match (&d.content, &icc) {
+            (DgiContent::Tlv(tags), _) => tlvs(tags)?,
+            (DgiContent::IccKeys, IccKeyMaterial::Clear(k)) => k.concatenated(),
+            (DgiContent::IccKeys, IccKeyMaterial::Sealed { keys, .. }) => {
+                dgis.push(Dgi::sealed(d.id, keys.clone(), d.encryption));
+                continue;
+            }
+            (DgiContent::KeyCheckValues, IccKeyMaterial::Clear(k)) => {
+                Zeroizing::new(k.check_values()?)
+            }
+            (DgiContent::KeyCheckValues, IccKeyMaterial::Sealed { check_values, .. }) => {
+                Zeroizing::new(check_values.clone())
+            }
             // The counter starts at the limit.
-            DgiContent::PinTry => {
+            (DgiContent::PinTry, _) => {
                 Zeroizing::new(vec![profile.pin_try_limit, profile.pin_try_limit])
             }
         };
@@ -669,11 +675,10 @@ pub fn validate_dgis(dgis: &[Dgi], block: usize) -> Result<(), PrepError> {
                 "chip data: DGI {id:04X} holds keys and must be encrypted"
             )));
         }
-        if d.encryption == DgiEncryption::Nopad && (d.data.is_empty() || d.data.len() % block != 0)
-        {
+        if d.encryption == DgiEncryption::Nopad && (d.is_empty() || d.len() % block != 0) {
             return Err(data(format!(
                 "chip data: DGI {id:04X} is {} bytes, not a multiple of {block} as unpadded encryption needs",
-                d.data.len()
+                d.len()
             )));
         }
     }

@@ -3,9 +3,13 @@
 
 use station_hal::ApduTransport;
 
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
 use super::scp::{
-    host_session, max_plain_data, InitUpdateResponse, KeySource, ScError, ScpParams, SecurityLevel,
-    Wrapper,
+    host_session, max_plain_data, HsmCardKeys, InitUpdateResponse, KeySource, ScError, ScpParams,
+    SecurityLevel, SensitiveData, Wrapper,
 };
 use crate::crypto::pad80;
 use crate::gp::{self, Command};
@@ -13,6 +17,15 @@ use crate::gp::{self, Command};
 /// An open secure channel, host side.
 pub struct HostChannel {
     wrapper: Wrapper,
+    /// When the card keys are in an HSM, the DEK is too: what it needs to find it.
+    hsm_dek: Option<HsmDek>,
+}
+
+/// The session DEK inside an HSM: the card it belongs to and the session's counter.
+struct HsmDek {
+    keys: Arc<dyn HsmCardKeys>,
+    kdd: [u8; 10],
+    sequence: Vec<u8>,
 }
 
 impl std::fmt::Debug for HostChannel {
@@ -58,7 +71,7 @@ impl HostChannel {
                 configured: params.protocol.id(),
             });
         }
-        let (session, cg) = host_session(params.protocol, keys, &host_challenge, &iu)?;
+        let (session, cg) = host_session(params.protocol, keys, &host_challenge, &iu).await?;
         if cg.card != iu.card_cryptogram {
             return Err(ScError::CardCryptogram);
         }
@@ -70,7 +83,15 @@ impl HostChannel {
         wrapper.level = params.level;
         // The SCP03 encryption counter starts at 1 with the first command after EA.
         wrapper.counter = 0;
-        Ok((HostChannel { wrapper }, 2))
+        let hsm_dek = match keys {
+            KeySource::Hsm(k) => Some(HsmDek {
+                keys: k.clone(),
+                kdd: iu.kdd,
+                sequence: iu.sequence.clone(),
+            }),
+            _ => None,
+        };
+        Ok((HostChannel { wrapper, hsm_dek }, 2))
     }
 
     /// Wraps one command for this session.
@@ -78,8 +99,51 @@ impl HostChannel {
         Ok(self.wrapper.wrap(cmd)?.to_bytes())
     }
 
-    /// Encrypts the data of a sensitive DGI under the DEK, padding first when asked.
+    /// Encrypts the data of sensitive DGIs under the session DEK, one result per item:
+    /// on the host with a DEK from static keys or a KMC, inside the HSM (off this
+    /// thread) when the card keys are there. Clear items are padded as asked first.
+    pub async fn encrypt_dgis(
+        &self,
+        items: Vec<(SensitiveData, bool)>,
+    ) -> Result<Vec<Vec<u8>>, ScError> {
+        let block = self.wrapper.dgi_block();
+        let items: Vec<SensitiveData> = items
+            .into_iter()
+            .map(|(item, pad)| match item {
+                SensitiveData::Clear(d) if pad => {
+                    SensitiveData::Clear(Zeroizing::new(pad80(&d, block)))
+                }
+                other => other,
+            })
+            .collect();
+        match &self.hsm_dek {
+            Some(h) => Ok(h
+                .keys
+                .encrypt_sensitive(self.wrapper.protocol, &h.kdd, &h.sequence, items)
+                .await?),
+            None => items
+                .iter()
+                .map(|item| match item {
+                    SensitiveData::Clear(d) => Ok(self.wrapper.encrypt_dgi(d)?),
+                    SensitiveData::IccKeys { .. } => Err(ScError::Crypto(
+                        crate::crypto::CryptoError::Hsm(
+                            "ICC keys held in an HSM need a secure channel opened with that HSM's transport keys"
+                                .into(),
+                        ),
+                    )),
+                })
+                .collect(),
+        }
+    }
+
+    /// Encrypts the data of a sensitive DGI under a DEK held on the host, padding first
+    /// when asked; a channel whose DEK is in an HSM uses [`HostChannel::encrypt_dgis`].
     pub fn encrypt_dgi(&self, data: &[u8], pad: bool) -> Result<Vec<u8>, ScError> {
+        if self.hsm_dek.is_some() {
+            return Err(ScError::Crypto(crate::crypto::CryptoError::Hsm(
+                "the session DEK is in the HSM: encrypt through it".into(),
+            )));
+        }
         let block = self.wrapper.dgi_block();
         let d = if pad {
             pad80(data, block)

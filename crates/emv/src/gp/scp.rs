@@ -14,6 +14,7 @@ use crate::crypto::{
     retail_mac, tdes_cbc_decrypt, tdes_cbc_encrypt, tdes_cbc_mac, tdes_ecb_decrypt,
     tdes_ecb_encrypt, CryptoError, AES_BLOCK, DES_BLOCK,
 };
+use crate::dgi::SealedIccKeys;
 use crate::gp::diversify::{self, Diversification, KeyRole};
 use crate::gp::Command;
 
@@ -141,29 +142,71 @@ impl StaticKeys {
     }
 }
 
-/// Session keys of one secure channel as an HSM hands them out: the card's static keys
-/// and the KMC they come from stay inside it. Zeroized on drop.
+/// Session keys of one secure channel as an HSM hands them out: the card's static keys,
+/// the KMC they come from and the DEK stay inside it. Zeroized on drop.
 pub struct SessionKeyValues {
     /// S-ENC.
     pub enc: Zeroizing<Vec<u8>>,
     /// S-MAC.
     pub mac: Zeroizing<Vec<u8>>,
-    /// SCP02: the session DEK; SCP03: the card's static DEK (SCP03 has no session DEK).
-    pub dek: Zeroizing<Vec<u8>>,
+}
+
+/// What an HSM answers with, later: its calls run on its own threads, so the async
+/// personalization awaits them instead of blocking an executor thread.
+pub type HsmFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, CryptoError>> + Send>>;
+
+/// The data of one sensitive DGI, to be encrypted under the session's DEK inside the HSM.
+pub enum SensitiveData {
+    /// Clear data, already padded to the cipher block when the profile asks for it.
+    Clear(Zeroizing<Vec<u8>>),
+    /// ICC master keys that exist only inside the HSM: it derives them again and wraps
+    /// them under the DEK; `pad` appends the `80 00…` block, encrypted there too.
+    IccKeys {
+        /// How the HSM derives them.
+        keys: SealedIccKeys,
+        /// Whether the profile pads the DGI.
+        pad: bool,
+    },
+}
+
+impl std::fmt::Debug for SensitiveData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SensitiveData::Clear(d) => write!(f, "SensitiveData::Clear({} bytes)", d.len()),
+            SensitiveData::IccKeys { pad, .. } => write!(f, "SensitiveData::IccKeys(pad {pad})"),
+        }
+    }
 }
 
 /// Card keys held in an HSM: it diversifies them from the KMC for the card's KDD and
 /// derives the session keys there.
 pub trait HsmCardKeys: Send + Sync {
-    /// Session keys for the card with `kdd`: SCP02 uses `sequence` (the card's sequence
-    /// counter), SCP03 `context` (host challenge ‖ card challenge).
+    /// S-ENC and S-MAC for the card with `kdd`: SCP02 uses `sequence` (the card's
+    /// sequence counter), SCP03 `context` (host challenge ‖ card challenge).
     fn session_keys(
         &self,
         protocol: Protocol,
         kdd: &[u8; 10],
         sequence: &[u8],
         context: &[u8],
-    ) -> Result<SessionKeyValues, CryptoError>;
+    ) -> HsmFuture<SessionKeyValues>;
+
+    /// Encrypts sensitive DGI data under the session DEK (SCP02: S-DEK from the card's
+    /// DEK and `sequence`, 3DES ECB; SCP03: the card's static DEK, AES CBC with a zero
+    /// ICV per DGI) without the DEK leaving the HSM; one result per item, in order.
+    fn encrypt_sensitive(
+        &self,
+        protocol: Protocol,
+        kdd: &[u8; 10],
+        sequence: &[u8],
+        items: Vec<SensitiveData>,
+    ) -> HsmFuture<Vec<Vec<u8>>>;
+
+    /// The HSM session this card's personalization is pinned to, when the HSM has several.
+    fn session(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Where the card's static keys come from. `Debug` names the kind only, never a key.
@@ -350,8 +393,9 @@ pub(super) fn derive_session(
     Ok((s, c))
 }
 
-/// The host's end of the session: from static keys, or from an HSM that keeps them.
-pub(super) fn host_session(
+/// The host's end of the session: from static keys, or from an HSM that keeps them
+/// (then the session's DEK stays in the HSM and the returned keys hold none).
+pub(super) async fn host_session(
     protocol: Protocol,
     keys: &KeySource,
     host_challenge: &[u8; 8],
@@ -360,11 +404,13 @@ pub(super) fn host_session(
     match keys {
         KeySource::Hsm(hsm) => {
             let ctx = [&host_challenge[..], &iu.card_challenge[..]].concat();
-            let v = hsm.session_keys(protocol, &iu.kdd, &iu.sequence, &ctx)?;
+            let v = hsm
+                .session_keys(protocol, &iu.kdd, &iu.sequence, &ctx)
+                .await?;
             let s = SessionKeys {
                 enc: v.enc,
                 mac: v.mac,
-                dek: v.dek,
+                dek: Zeroizing::new(Vec::new()),
             };
             let c = cryptograms(protocol, &s, host_challenge, iu)?;
             Ok((s, c))

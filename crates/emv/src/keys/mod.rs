@@ -43,8 +43,9 @@ mod pkcs11;
 mod software;
 
 pub use pkcs11::{
-    write_dev_token, write_softhsm2_token, DevToken, KeyLabel, PinSource, Pkcs11Config,
-    Pkcs11KeyStore, SOFTHSM2_MODULE,
+    fresh_softhsm2_dir_for_test, softhsm2_conf_in, softhsm2_dir_from_env, write_dev_token,
+    write_softhsm2_token, DevToken, KeyLabel, PinSource, Pkcs11Config, Pkcs11KeyStore,
+    SOFTHSM2_MODULE,
 };
 pub use software::{write_dev_keystore, SoftwareKeyStore, DEV_KEY_FILE};
 
@@ -120,9 +121,9 @@ impl std::fmt::Debug for SecretBytes {
 /// The three ICC master keys derived for one card, on their way into DGI 8000.
 ///
 /// The software store returns them in clear inside zeroizing containers because CPS
-/// encrypts DGI 8000 with the session DEK it computes itself. An HSM store would
-/// instead return them already encrypted under the DEK handle of the open secure
-/// channel (derive-and-wrap inside the HSM), with the same KCVs.
+/// encrypts DGI 8000 with the session DEK it computes itself. The PKCS#11 store keeps
+/// them inside ([`IccKeyMaterial::Sealed`]) and wraps them under the DEK when the
+/// secure channel is open.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IccKeys {
     /// ICC master key for application cryptograms.
@@ -159,6 +160,77 @@ impl std::fmt::Debug for IccKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IccKeys(redacted)")
     }
+}
+
+/// One card's ICC master keys as preparation receives them: in clear (software store),
+/// or sealed in the HSM with only their check values outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IccKeyMaterial {
+    /// The keys themselves, zeroizing; CPS encrypts them under the session DEK.
+    Clear(IccKeys),
+    /// Keys the HSM derives again and wraps under the session DEK when the secure
+    /// channel is open; they never exist on the host.
+    Sealed {
+        /// What the HSM derives them from.
+        keys: crate::dgi::SealedIccKeys,
+        /// KCV(MK-AC) ‖ KCV(MK-SMI) ‖ KCV(MK-SMC), computed inside the HSM (DGI 9000).
+        check_values: Vec<u8>,
+    },
+}
+
+/// Raw RSA with the issuer private key over a recovery block.
+pub(crate) type RawSign<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, KeyStoreError> + 'a;
+
+/// Generates an ICC RSA key pair of `bits` on the host (OpenSSL) and certifies it for
+/// DDA/CDA: `sign` applies the issuer private key of `n_i` bytes raw to the certificate
+/// block (in software, or inside an HSM). The private CRT parts come back zeroizing,
+/// each half the modulus long, as cards expect fixed-size fields.
+pub(crate) fn certified_icc_key(
+    n_i: usize,
+    bits: u16,
+    pan: &Pan,
+    exp: YearMonth,
+    static_data: &[u8],
+    sign: &RawSign<'_>,
+) -> Result<IccRsaKey, KeyStoreError> {
+    let crypto = |e: &dyn std::fmt::Display| KeyStoreError::Crypto(e.to_string());
+    let pair = openssl::rsa::Rsa::generate(bits as u32).map_err(|e| crypto(&e))?;
+    let public = crate::oda::RsaPublicKey {
+        modulus: pair.n().to_vec(),
+        exponent: pair.e().to_vec(),
+    };
+    let mmyy = crate::data::derive::bcd(&format!("{:02}{:02}", exp.month, exp.year % 100));
+    let serial: [u8; 3] = rand::random();
+    let (block, remainder) = crate::oda::icc_certificate_block(
+        n_i,
+        &public,
+        pan,
+        [mmyy[0], mmyy[1]],
+        serial,
+        static_data,
+    )
+    .map_err(|e| crypto(&e))?;
+    let certificate = sign(&block)?;
+    let half = public.modulus.len().div_ceil(2) as i32;
+    let part = |b: Option<&openssl::bn::BigNumRef>| -> Result<SecretBytes, KeyStoreError> {
+        let b = b.ok_or_else(|| KeyStoreError::Crypto("RSA key without CRT parts".into()))?;
+        Ok(SecretBytes(Zeroizing::new(
+            b.to_vec_padded(half).map_err(|e| crypto(&e))?,
+        )))
+    };
+    Ok(IccRsaKey {
+        certificate,
+        exponent: public.exponent.clone(),
+        remainder,
+        modulus_len: public.modulus.len(),
+        crt: IccRsaCrt {
+            p: part(pair.p())?,
+            q: part(pair.q())?,
+            dp: part(pair.dmp1())?,
+            dq: part(pair.dmq1())?,
+            qinv: part(pair.iqmp())?,
+        },
+    })
 }
 
 /// Reads a diversification method as the key file spells it.
@@ -370,6 +442,20 @@ pub trait KeyStore: Send + Sync {
             )));
         }
         self.derive_icc_master_keys(index, pan, psn)
+    }
+
+    /// The ICC master keys for DGI 8000 and their check values for DGI 9000. The default
+    /// hands them out in clear ([`KeyStore::derive_icc_master_keys_by`]); an HSM store
+    /// overrides it to keep them inside ([`IccKeyMaterial::Sealed`]).
+    fn icc_key_material(
+        &self,
+        method: MasterKeyDerivation,
+        index: KeyIndex,
+        pan: &Pan,
+        psn: Psn,
+    ) -> Result<IccKeyMaterial, KeyStoreError> {
+        self.derive_icc_master_keys_by(method, index, pan, psn)
+            .map(IccKeyMaterial::Clear)
     }
 
     /// Visa CVV for the stripe (or iCVV with service code 999) with the CVKs at `index`.

@@ -16,11 +16,11 @@ use crate::data::derive::{
 use crate::data::profile::CryptogramVersion;
 use crate::gp::diversify::Diversification;
 use crate::gp::scp::Protocol;
-use crate::oda::{icc_certificate, rsa_raw, ssad_block, CaPublicKey, RsaPublicKey};
+use crate::oda::{rsa_raw, ssad_block, CaPublicKey, RsaPublicKey};
 
 use super::{
-    parse_diversification, IccKeys, IccRsaCrt, IccRsaKey, KeyIndex, KeyStore, KeyStoreError,
-    OdaIssuerKey, SecretBytes, TransportKey, TransportKeySet,
+    parse_diversification, IccKeys, IccRsaKey, KeyIndex, KeyStore, KeyStoreError, OdaIssuerKey,
+    SecretBytes, TransportKey, TransportKeySet,
 };
 
 /// Hex in the key file, decoded straight into a zeroizing buffer.
@@ -517,43 +517,8 @@ impl KeyStore for SoftwareKeyStore {
         static_data: &[u8],
     ) -> Result<IccRsaKey, KeyStoreError> {
         let key = self.issuer_private(index)?;
-        let pair = openssl::rsa::Rsa::generate(bits as u32).map_err(crypto)?;
-        let public = RsaPublicKey {
-            modulus: pair.n().to_vec(),
-            exponent: pair.e().to_vec(),
-        };
-        let mmyy = crate::data::derive::bcd(&format!("{:02}{:02}", exp.month, exp.year % 100));
-        let serial: [u8; 3] = rand::random();
-        let (certificate, remainder) = icc_certificate(
-            &key.modulus,
-            key.exponent.expose(),
-            &public,
-            pan,
-            [mmyy[0], mmyy[1]],
-            serial,
-            static_data,
-        )
-        .map_err(crypto)?;
-        // Every CRT part at half the modulus length: cards expect fixed-size fields.
-        let half = public.modulus.len().div_ceil(2) as i32;
-        let part = |b: Option<&openssl::bn::BigNumRef>| -> Result<SecretBytes, KeyStoreError> {
-            let b = b.ok_or_else(|| KeyStoreError::Crypto("RSA key without CRT parts".into()))?;
-            Ok(SecretBytes(Zeroizing::new(
-                b.to_vec_padded(half).map_err(crypto)?,
-            )))
-        };
-        Ok(IccRsaKey {
-            certificate,
-            exponent: public.exponent.clone(),
-            remainder,
-            modulus_len: public.modulus.len(),
-            crt: IccRsaCrt {
-                p: part(pair.p())?,
-                q: part(pair.q())?,
-                dp: part(pair.dmp1())?,
-                dq: part(pair.dmq1())?,
-                qinv: part(pair.iqmp())?,
-            },
+        super::certified_icc_key(key.modulus.len(), bits, pan, exp, static_data, &|block| {
+            rsa_raw(&key.modulus, key.exponent.expose(), block).map_err(crypto)
         })
     }
 
@@ -613,6 +578,7 @@ impl SoftwareKeyStore {
                     value: k.clone(),
                     derive: true,
                     encrypt: false,
+                    wrap: false,
                 });
             }
         }
@@ -629,6 +595,7 @@ impl SoftwareKeyStore {
                 value: pair(&cvk.a, &cvk.b),
                 derive: false,
                 encrypt: true,
+                wrap: false,
             });
             // Single DES under A, as 3DES with A‖A: PKCS#11 has no Visa CVV mechanism.
             out.push(ImportKey {
@@ -637,6 +604,7 @@ impl SoftwareKeyStore {
                 value: pair(&cvk.a, &cvk.a),
                 derive: false,
                 encrypt: true,
+                wrap: false,
             });
         }
         for (product, t) in &self.transport {
@@ -650,10 +618,55 @@ impl SoftwareKeyStore {
                     derive: true,
                     // Undiversified, the KMC is the card key and encrypts (or MACs) itself.
                     encrypt: t.diversification == Diversification::None,
+                    wrap: t.diversification == Diversification::None,
                 });
             }
         }
         out
+    }
+
+    /// Each issuer ODA key with its private part, for an import: the private key as an
+    /// RSA object `oda.NN.issuer`, the public data as `CKO_DATA` `oda.NN` (TOML).
+    pub(crate) fn oda_imports(&self) -> Vec<super::pkcs11::ImportRsa> {
+        self.oda_private
+            .iter()
+            .filter_map(|(idx, private)| {
+                let public = self.oda.get(idx)?;
+                Some(super::pkcs11::ImportRsa {
+                    index: *idx,
+                    modulus: private.modulus.clone(),
+                    public_exponent: public.issuer_pk_exponent.clone(),
+                    private_exponent: private.exponent.clone(),
+                    params: format!(
+                        "ca_index = \"{:02X}\"\nissuer_pk_certificate = \"{}\"\n\
+                         issuer_pk_exponent = \"{}\"\nissuer_pk_remainder = \"{}\"\n\
+                         issuer_modulus = \"{}\"\n",
+                        public.ca_index,
+                        hex::encode_upper(&public.issuer_pk_certificate),
+                        hex::encode_upper(&public.issuer_pk_exponent),
+                        hex::encode_upper(&public.issuer_pk_remainder),
+                        hex::encode_upper(&private.modulus),
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// The CA public keys as `CKO_DATA` objects: label `ca.RID.IDX`, TOML text.
+    pub(crate) fn ca_imports(&self) -> Vec<(String, String)> {
+        self.ca
+            .iter()
+            .map(|c| {
+                (
+                    format!("ca.{}.{:02X}", hex::encode_upper(c.rid), c.index),
+                    format!(
+                        "modulus = \"{}\"\nexponent = \"{}\"\n",
+                        hex::encode_upper(&c.key.modulus),
+                        hex::encode_upper(&c.key.exponent)
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// Each card product's secure channel parameters in the token's `CKO_DATA` format.

@@ -1,0 +1,295 @@
+//! Writing a SoftHSM2 token from a key file, and SoftHSM2's configuration.
+
+use super::*;
+
+/// What [`write_dev_token`] wrote.
+#[derive(Debug, Clone)]
+pub struct DevToken {
+    /// SoftHSM2 configuration (its token directory beside it); point `SOFTHSM2_CONF` here.
+    pub softhsm2_conf: PathBuf,
+    /// User PIN file (mode 0600).
+    pub pin_file: PathBuf,
+    /// Token label.
+    pub token: String,
+}
+
+/// One key to import: label, type, value and what it may do.
+pub(crate) struct ImportKey {
+    pub label: String,
+    pub key_type: KeyType,
+    pub value: SecretBytes,
+    pub derive: bool,
+    pub encrypt: bool,
+    /// It is a card's DEK itself (an undiversified KMC): it wraps the ICC keys.
+    pub wrap: bool,
+}
+
+/// An issuer RSA key for ODA to import: the private key, and its public data.
+pub(crate) struct ImportRsa {
+    pub index: KeyIndex,
+    pub modulus: Vec<u8>,
+    pub public_exponent: Vec<u8>,
+    pub private_exponent: SecretBytes,
+    /// The `CKO_DATA` text: CA index, issuer certificate, exponent, remainder, modulus.
+    pub params: String,
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<(), KeyStoreError> {
+    use std::io::Write;
+    let err = |e: std::io::Error| KeyStoreError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    f.write_all(text.as_bytes()).map_err(err)
+}
+
+/// Where [`write_softhsm2_token`] writes SoftHSM2's configuration for a token under `dir`.
+pub fn softhsm2_conf_in(dir: &Path) -> PathBuf {
+    dir.join("softhsm2.conf")
+}
+
+/// The folder of the file `SOFTHSM2_CONF` names: where a process started with it writes
+/// its tokens ([`write_softhsm2_token`]). Cargo sets it for this workspace's tests.
+pub fn softhsm2_dir_from_env() -> Option<PathBuf> {
+    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF")?);
+    conf.parent().map(Path::to_path_buf)
+}
+
+/// For tests: the folder `SOFTHSM2_CONF` names, emptied of earlier runs' tokens (their
+/// SO PINs are gone, so they cannot be initialized again) unless SoftHSM2 is already
+/// loaded in this process. Call once per process, before any token is written.
+#[doc(hidden)]
+pub fn fresh_softhsm2_dir_for_test() -> Result<PathBuf, KeyStoreError> {
+    let dir = softhsm2_dir_from_env().ok_or_else(|| KeyStoreError::Token {
+        token: String::new(),
+        reason: "SOFTHSM2_CONF is not set (Cargo sets it from .cargo/config.toml)".into(),
+    })?;
+    let loaded = MODULES
+        .get()
+        .map(|m| !m.lock().unwrap_or_else(|p| p.into_inner()).is_empty())
+        .unwrap_or(false);
+    let tokens = dir.join("tokens");
+    if !loaded && tokens.exists() {
+        std::fs::remove_dir_all(&tokens).map_err(|e| KeyStoreError::File {
+            path: tokens.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(dir)
+}
+
+/// SoftHSM2 reads `SOFTHSM2_CONF` when it loads; changing the environment of a process
+/// that runs threads is unsound, so the process sets it before it starts any (the
+/// station in `main`; tests through Cargo's `[env]`), and this only checks it.
+fn check_softhsm2_conf(conf: &Path) -> Result<(), KeyStoreError> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match std::env::var_os("SOFTHSM2_CONF") {
+        Some(set) if canonical(Path::new(&set)) == canonical(conf) => Ok(()),
+        set => Err(KeyStoreError::Token {
+            token: String::new(),
+            reason: format!(
+                "SOFTHSM2_CONF is {}, not {}: set it before the process starts (station-agent \
+                 does at start)",
+                set.map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "not set".into()),
+                conf.display()
+            ),
+        }),
+    }
+}
+
+/// Writes a SoftHSM2 token under `dir` (configuration `dir/softhsm2.conf`, tokens in
+/// `dir/tokens`, user PIN in `dir/TOKEN.pin`) and imports the development keys as
+/// non-extractable objects.
+pub fn write_dev_token(
+    dir: &Path,
+    module_path: &Path,
+    token: &str,
+) -> Result<DevToken, KeyStoreError> {
+    write_softhsm2_token(
+        dir,
+        module_path,
+        token,
+        &crate::keys::software::development_store()?,
+    )
+}
+
+/// Writes a SoftHSM2 token under `dir` as [`write_dev_token`] does, importing the keys
+/// of a software key store (labels in the module documentation): how a development or
+/// test bench moves a key file into a token. `SOFTHSM2_CONF` must already name
+/// `dir/softhsm2.conf` ([`softhsm2_conf_in`]), set before the process started threads.
+pub fn write_softhsm2_token(
+    dir: &Path,
+    module_path: &Path,
+    token: &str,
+    keys: &crate::keys::SoftwareKeyStore,
+) -> Result<DevToken, KeyStoreError> {
+    let io = |p: &Path, e: std::io::Error| KeyStoreError::File {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).map_err(|e| io(&tokens, e))?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        ),
+    )
+    .map_err(|e| io(&conf, e))?;
+    check_softhsm2_conf(&conf)?;
+    // One PIN file per token: tokens of one SoftHSM2 folder share `dir`.
+    let pin_file = dir.join(format!(
+        "{}.pin",
+        token
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            })
+            .collect::<String>()
+    ));
+    let user_pin = Zeroizing::new(format!("{:08}", rand::random::<u32>() % 100_000_000));
+    let so_pin = Zeroizing::new(format!("{:08}", rand::random::<u32>() % 100_000_000));
+    write_secret(&pin_file, &format!("{}\n", user_pin.as_str()))?;
+
+    let m = module(module_path)?;
+    let slot = match find_slot(&m, token) {
+        Ok(s) => s,
+        Err(_) => m
+            .get_slots_with_token()
+            .map_err(hsm)?
+            .into_iter()
+            .find(|s| {
+                m.get_token_info(*s)
+                    .map(|i| !i.token_initialized())
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| KeyStoreError::Token {
+                token: token.to_string(),
+                reason: "no free slot to initialize a token in".into(),
+            })?,
+    };
+    let so = AuthPin::from(so_pin.as_str().to_string());
+    m.init_token(slot, &so, token).map_err(hsm)?;
+    // The token is re-initialized: find its (possibly new) slot again.
+    let slot = find_slot(&m, token)?;
+    let s = m.open_rw_session(slot).map_err(hsm)?;
+    s.login(UserType::So, Some(&so)).map_err(hsm)?;
+    s.init_pin(&AuthPin::from(user_pin.as_str().to_string()))
+        .map_err(hsm)?;
+    s.logout().map_err(hsm)?;
+    s.login(
+        UserType::User,
+        Some(&AuthPin::from(user_pin.as_str().to_string())),
+    )
+    .map_err(hsm)?;
+    for k in keys.import_keys() {
+        // PKCS#11's check value (the token verifies it): for AES the ECB of a zero
+        // block, not GlobalPlatform's 01-block KCV.
+        let kcv = match k.key_type {
+            t if t == KeyType::AES => crate::crypto::aes_ecb_encrypt(k.value.expose(), &[0; 16])
+                .map(|e| [e[0], e[1], e[2]]),
+            _ => crate::crypto::tdes_kcv(k.value.expose()),
+        }
+        .map_err(|e| KeyStoreError::Crypto(e.to_string()))?;
+        let mut template = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(k.key_type),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Label(k.label.as_bytes().to_vec()),
+            Attribute::Value(k.value.expose().to_vec()),
+            Attribute::CheckValue(kcv.to_vec()),
+            Attribute::Derive(k.derive),
+            Attribute::Encrypt(k.encrypt),
+            Attribute::Wrap(k.wrap),
+        ];
+        if k.key_type == KeyType::AES {
+            template.push(Attribute::Sign(k.encrypt));
+        }
+        let created = s.create_object(&template);
+        // The template's copy of the value is wiped whatever happened.
+        for a in template.iter_mut() {
+            if let Attribute::Value(v) = a {
+                zeroize::Zeroize::zeroize(v);
+            }
+        }
+        created.map_err(|e| KeyStoreError::Hsm(format!("importing {}: {e}", k.label)))?;
+    }
+    for k in keys.oda_imports() {
+        let label = format!("oda.{}.issuer", k.index);
+        let mut template = vec![
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Modulus(k.modulus.clone()),
+            Attribute::PublicExponent(k.public_exponent.clone()),
+            Attribute::PrivateExponent(k.private_exponent.expose().to_vec()),
+        ];
+        let created = s.create_object(&template);
+        for a in template.iter_mut() {
+            if let Attribute::PrivateExponent(v) = a {
+                zeroize::Zeroize::zeroize(v);
+            }
+        }
+        created.map_err(|e| KeyStoreError::Hsm(format!("importing {label}: {e}")))?;
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(format!("oda.{}", k.index).into_bytes()),
+            Attribute::Value(k.params.into_bytes()),
+        ])
+        .map_err(|e| KeyStoreError::Hsm(format!("importing oda.{}: {e}", k.index)))?;
+    }
+    for (label, params) in keys.ca_imports() {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.clone().into_bytes()),
+            Attribute::Value(params.into_bytes()),
+        ])
+        .map_err(|e| KeyStoreError::Hsm(format!("importing {label}: {e}")))?;
+    }
+    for (product, params) in keys.transport_params() {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(format!("transport.{product}").into_bytes()),
+            Attribute::Value(params.into_bytes()),
+        ])
+        .map_err(|e| KeyStoreError::Hsm(format!("importing transport.{product}: {e}")))?;
+    }
+    Ok(DevToken {
+        softhsm2_conf: conf,
+        pin_file,
+        token: token.to_string(),
+    })
+}
