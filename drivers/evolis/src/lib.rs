@@ -9,18 +9,27 @@
 //! on a dedicated thread; async callers send it one command at a time and wait with a
 //! tokio timeout chosen by the command's class. Only reads are retried. Card data
 //! (track contents) and bitmaps never appear in errors or logs.
+//!
+//! A panel download into the printer's memory (staging, see [`CardPrinter::stage_panels`])
+//! is the one command not awaited when sent: its reply is collected before the next
+//! command goes out, so commands still reach the printer whole and in order. The driver
+//! remembers what the printer holds only as a keyed digest of the panels (never the
+//! bitmap, which shows the PAN), and forgets it on any error, eject, reject or reset.
 
 pub mod device;
 pub mod model;
 pub mod protocol;
 
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use station_hal::{CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, PrinterStatus};
+use station_hal::{
+    CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, PrinterStatus, StagedCard,
+};
 use tokio::sync::oneshot;
 
 pub use device::{open_device, DeviceSpec};
@@ -42,8 +51,22 @@ pub struct EvolisPrinter {
     model: ModelProfile,
     /// Ribbon type sent with `Pr` before printing.
     pub ribbon: String,
-    /// Panels in the printer's memory, downloaded ahead for the card in the printer.
-    downloaded: Option<Vec<PanelImage>>,
+    /// What the printer's bitmap memory holds, as far as this driver knows.
+    staged: Option<Staged>,
+    /// The printer answered a download as an unknown command: no staging from now on.
+    memory_unsupported: bool,
+    /// Key of the panel digests (per driver, random): a digest of a face showing a PAN
+    /// is worth nothing outside this process.
+    digest_key: std::collections::hash_map::RandomState,
+}
+
+/// Panels downloaded (or being downloaded) into the printer's memory.
+struct Staged {
+    card: StagedCard,
+    digest: u64,
+    /// Replies still to collect for the download's commands, oldest first, with how
+    /// each command is shown in errors.
+    pending: std::collections::VecDeque<(String, oneshot::Receiver<std::io::Result<String>>)>,
 }
 
 fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
@@ -98,7 +121,9 @@ impl EvolisPrinter {
             requests: tx,
             model,
             ribbon,
-            downloaded: None,
+            staged: None,
+            memory_unsupported: false,
+            digest_key: Default::default(),
         }
     }
 
@@ -135,8 +160,23 @@ impl EvolisPrinter {
     }
 
     /// Sends one command and returns the printer's reply line; `ERR` replies become
-    /// typed errors. `shown` is how the command appears in errors (no card data).
+    /// typed errors. `shown` is how the command appears in errors (no card data). Any
+    /// error makes the driver forget what the printer's memory holds.
     async fn exchange(
+        &mut self,
+        cmd: &str,
+        shown: &str,
+        class: CommandClass,
+    ) -> Result<String, PrinterError> {
+        self.settle_staging().await;
+        let r = self.exchange_now(cmd, shown, class).await;
+        if r.is_err() {
+            self.staged = None;
+        }
+        r
+    }
+
+    async fn exchange_now(
         &mut self,
         cmd: &str,
         shown: &str,
@@ -145,13 +185,7 @@ impl EvolisPrinter {
         let attempts = if class == CommandClass::Status { 2 } else { 1 };
         let mut last = PrinterError::Offline("no answer".into());
         for _ in 0..attempts {
-            let (tx, rx) = oneshot::channel();
-            self.requests
-                .send(Request {
-                    frame: frame(cmd),
-                    reply: tx,
-                })
-                .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
+            let rx = self.send(cmd)?;
             let timeout = self.model.timeouts_ms.for_class(class);
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(Ok(reply))) => {
@@ -173,6 +207,92 @@ impl EvolisPrinter {
             }
         }
         Err(last)
+    }
+
+    /// Queues one command on the link; the receiver gets its reply line.
+    fn send(&self, cmd: &str) -> Result<oneshot::Receiver<std::io::Result<String>>, PrinterError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request {
+                frame: frame(cmd),
+                reply: tx,
+            })
+            .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Collects the replies of a staging download still on the link. A refused or
+    /// unanswered download is forgotten (the panels then go with the print); one the
+    /// printer does not know turns staging off for this printer.
+    async fn settle_staging(&mut self) {
+        let timeout = self.model.timeouts_ms.for_class(CommandClass::Print);
+        loop {
+            let Some(staged) = self.staged.as_mut() else {
+                return;
+            };
+            let Some((shown, rx)) = staged.pending.front_mut() else {
+                return;
+            };
+            let outcome = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(reply))) => match error_for_reply(shown, &reply) {
+                    None => Ok(()),
+                    Some(e) => Err(e),
+                },
+                Ok(Ok(Err(io))) => Err(PrinterError::Offline(format!("{shown}: {io}"))),
+                Ok(Err(_)) => Err(PrinterError::Offline("printer thread stopped".into())),
+                Err(_) => Err(PrinterError::Offline(format!(
+                    "{shown}: no answer within {} s",
+                    timeout.as_secs()
+                ))),
+            };
+            match outcome {
+                Ok(()) => {
+                    staged.pending.pop_front();
+                }
+                Err(e) => {
+                    if let PrinterError::Protocol { reply, .. } = &e {
+                        if reply == "command not understood" {
+                            self.memory_unsupported = true;
+                        }
+                    }
+                    tracing::warn!(
+                        operation_id = %staged.card.operation_id,
+                        error = %e,
+                        "panels not staged in the printer; they go with the print"
+                    );
+                    self.staged = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A digest of panels, keyed per driver (see `digest_key`).
+    fn digest(&self, panels: &[PanelImage]) -> u64 {
+        let mut h = self.digest_key.build_hasher();
+        for p in panels {
+            (p.side as u8, &p.panel, p.width, p.height, p.bits_per_dot).hash(&mut h);
+            p.data.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Sends panels with the print: ribbon, then one `Db` per panel.
+    async fn download_and_print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
+        let pr = format!("Pr;{}", self.ribbon);
+        self.command(&pr, CommandClass::Status).await?;
+        for p in panels {
+            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
+            let cmd = format!("Db;{};{};{}", p.panel, p.bits_per_dot, data);
+            let shown = format!(
+                "Db;{};{};<bitmap {} bytes>",
+                p.panel,
+                p.bits_per_dot,
+                p.data.len()
+            );
+            self.exchange(&cmd, &shown, CommandClass::Print).await?;
+        }
+        Ok(())
     }
 
     /// Sends a command that carries no card data.
@@ -240,13 +360,26 @@ impl CardPrinter for EvolisPrinter {
         self.command("Sis", CommandClass::Move).await.map(|_| ())
     }
 
-    async fn download_panels(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
-        if !self.model.download_ahead {
+    async fn stage_panels(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
+        if !self.model.download_ahead || self.memory_unsupported {
             return Ok(());
         }
-        self.downloaded = None;
+        let digest = self.digest(panels);
+        if let Some(s) = self.staged.as_mut().filter(|s| s.digest == digest) {
+            // The printer holds (or is receiving) exactly these panels already.
+            s.card = card.clone();
+            return Ok(());
+        }
+        // A download of other panels still on the link finishes first (nothing can be
+        // taken back from a serial line); its reply no longer matters.
+        self.staged = None;
+        let mut pending = std::collections::VecDeque::new();
         let pr = format!("Pr;{}", self.ribbon);
-        self.command(&pr, CommandClass::Status).await?;
+        pending.push_back((pr.clone(), self.send(&pr)?));
         for p in panels {
             let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
             let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
@@ -256,34 +389,61 @@ impl CardPrinter for EvolisPrinter {
                 p.bits_per_dot,
                 p.data.len()
             );
-            self.exchange(&cmd, &shown, CommandClass::Print).await?;
+            pending.push_back((shown, self.send(&cmd)?));
         }
-        self.downloaded = Some(panels.to_vec());
+        self.staged = Some(Staged {
+            card: card.clone(),
+            digest,
+            pending,
+        });
+        Ok(())
+    }
+
+    fn staged(&self) -> Option<&StagedCard> {
+        self.staged.as_ref().map(|s| &s.card)
+    }
+
+    async fn discard_staged(&mut self) -> Result<(), PrinterError> {
+        if self.staged.is_none() {
+            return Ok(());
+        }
+        self.settle_staging().await;
+        if self.staged.take().is_some() {
+            // A reset empties the bitmap memory; only ever sent with no card inside.
+            self.command("Srs", CommandClass::Move).await?;
+        }
         Ok(())
     }
 
     async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
-        if self.downloaded.take().as_deref() == Some(panels) {
-            for p in panels {
-                self.command(&format!("Spp;{}", p.panel), CommandClass::Print)
-                    .await?;
+        self.settle_staging().await;
+        let digest = self.digest(panels);
+        let from_memory = self
+            .staged
+            .take()
+            .is_some_and(|s| s.digest == digest && s.pending.is_empty());
+        if from_memory {
+            for (i, p) in panels.iter().enumerate() {
+                match self
+                    .command(&format!("Spp;{}", p.panel), CommandClass::Print)
+                    .await
+                {
+                    Ok(_) => {}
+                    // The memory was lost since the download (the printer was switched off
+                    // and on): nothing was printed by this command, so the rest is sent.
+                    Err(PrinterError::Protocol { .. }) => {
+                        tracing::warn!(
+                            panel = %p.panel,
+                            "staged panel no longer in the printer's memory; sending it with the print"
+                        );
+                        return self.download_and_print(&panels[i..]).await;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             return Ok(());
         }
-        let pr = format!("Pr;{}", self.ribbon);
-        self.command(&pr, CommandClass::Status).await?;
-        for p in panels {
-            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
-            let cmd = format!("Db;{};{};{}", p.panel, p.bits_per_dot, data);
-            let shown = format!(
-                "Db;{};{};<bitmap {} bytes>",
-                p.panel,
-                p.bits_per_dot,
-                p.data.len()
-            );
-            self.exchange(&cmd, &shown, CommandClass::Print).await?;
-        }
-        Ok(())
+        self.download_and_print(panels).await
     }
 
     async fn write_magstripe(&mut self, tracks: &MagTracks) -> Result<(), PrinterError> {
@@ -324,16 +484,22 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn eject(&mut self) -> Result<(), PrinterError> {
-        self.command("Se", CommandClass::Print).await.map(|_| ())
+        let r = self.command("Se", CommandClass::Print).await.map(|_| ());
+        // The printer's memory belongs to the card that left.
+        self.staged = None;
+        r
     }
 
     async fn reject(&mut self) -> Result<(), PrinterError> {
-        self.downloaded = None;
-        self.command("Ser", CommandClass::Move).await.map(|_| ())
+        let r = self.command("Ser", CommandClass::Move).await.map(|_| ());
+        self.staged = None;
+        r
     }
 
     async fn clear_fault(&mut self) -> Result<(), PrinterError> {
-        self.command("Scs", CommandClass::Status).await.map(|_| ())
+        let r = self.command("Scs", CommandClass::Status).await.map(|_| ());
+        self.staged = None;
+        r
     }
 }
 

@@ -30,6 +30,10 @@ pub enum Step {
     Feed,
     /// `Sis`: moving to the chip station.
     Park,
+    /// `Dbm`: a panel downloaded into the bitmap memory (an armed fault answers that
+    /// download only, as a transfer the printer refused would: nothing is stored and no
+    /// standing fault is raised).
+    Download,
     /// `Db`: printing panels.
     Print,
     /// `Smw`: writing the magstripe.
@@ -151,8 +155,13 @@ impl Default for SimPrinterConfig {
 pub struct CardRecord {
     /// Printed panel files (PNG).
     pub panels: Vec<PathBuf>,
-    /// Panels printed (name, width × height dark-dot count).
+    /// Panels printed (ribbon panel names).
     pub panel_names: Vec<String>,
+    /// A digest of each printed panel's bitmap, to tell which card's face was printed.
+    pub panel_digests: Vec<u64>,
+    /// Whether each panel was printed from the bitmap memory (`Spp`) rather than sent
+    /// with the print (`Db`).
+    pub from_memory: Vec<bool>,
     /// Tracks as encoded (test assertions only; never logged).
     pub tracks: BTreeMap<u8, String>,
     /// Whether it went to the reject box.
@@ -174,6 +183,16 @@ struct State {
     cards_started: u32,
     /// Panels downloaded ahead, by ribbon panel name.
     memory: BTreeMap<String, Vec<u8>>,
+    /// Digests of every bitmap downloaded into the memory, in order.
+    downloads: Vec<u64>,
+}
+
+/// The digest the simulator records for a bitmap (not keyed: test data only).
+pub fn bitmap_digest(bits: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bits.hash(&mut h);
+    h.finish()
 }
 
 /// A simulated printer; cheap to clone (shared state).
@@ -201,6 +220,7 @@ impl SimPrinter {
                 finished: Vec::new(),
                 cards_started: 0,
                 memory: BTreeMap::new(),
+                downloads: Vec::new(),
             })),
             position: Arc::new(tx),
         }
@@ -213,6 +233,16 @@ impl SimPrinter {
     /// Raises `fault` the next time the printer reaches `step`.
     pub fn arm_fault(&self, step: Step, fault: Fault) {
         self.lock().armed.insert(step, fault);
+    }
+
+    /// Whether a fault armed at `step` is still waiting to fire.
+    pub fn is_armed(&self, step: Step) -> bool {
+        self.lock().armed.contains_key(&step)
+    }
+
+    /// Ribbon panel names whose bitmaps the printer's memory holds now.
+    pub fn memory(&self) -> Vec<String> {
+        self.lock().memory.keys().cloned().collect()
     }
 
     /// Clears a raised fault, as staff fixing the printer would.
@@ -238,6 +268,20 @@ impl SimPrinter {
     /// Cards that left the printer, in order.
     pub fn finished(&self) -> Vec<CardRecord> {
         self.lock().finished.clone()
+    }
+
+    /// Digests of the bitmaps downloaded into the printer's memory (`Dbm`), in order.
+    pub fn downloads(&self) -> Vec<u64> {
+        self.lock().downloads.clone()
+    }
+
+    /// Switches the printer off and on: its bitmap memory and any raised fault are
+    /// gone (a card inside stays where it is).
+    pub fn power_cycle(&self) {
+        let mut st = self.lock();
+        st.memory.clear();
+        st.mag_buffer.clear();
+        st.fault = None;
     }
 
     /// Blank cards left.
@@ -321,8 +365,10 @@ impl SimPrinter {
                 "OK".into()
             }
             "Srs" => {
+                // A reset: faults cleared, bitmap memory emptied, a card inside rejected.
                 let mut st = self.lock();
                 st.fault = None;
+                st.memory.clear();
                 if st.position != Position::Empty {
                     self.end_card(&mut st, true);
                 }
@@ -370,7 +416,13 @@ impl SimPrinter {
                 let Ok(bits) = base64::engine::general_purpose::STANDARD.decode(args[2]) else {
                     return "ERR 2".into();
                 };
-                self.lock().memory.insert(args[0].to_string(), bits);
+                let mut st = self.lock();
+                if let Some(f) = st.armed.remove(&Step::Download) {
+                    st.memory.remove(args[0]);
+                    return format!("ERR {}", f.code());
+                }
+                st.downloads.push(bitmap_digest(&bits));
+                st.memory.insert(args[0].to_string(), bits);
                 "OK".into()
             }
             "Db" | "Spp" => {
@@ -409,6 +461,8 @@ impl SimPrinter {
                     }
                 }
                 st.current.panel_names.push(panel);
+                st.current.panel_digests.push(bitmap_digest(&bits));
+                st.current.from_memory.push(name == "Spp");
                 self.set_position(&mut st, Position::InPrinter);
                 drop(st);
                 self.wait(received, timing.print_panel);
