@@ -6,7 +6,9 @@ use station_evolis::{EvolisPrinter, ModelProfile};
 use station_hal::{
     CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError, StagedCard,
 };
-use station_sim::printer::{bitmap_digest, Fault, Position, SimPrinter, SimPrinterConfig, Step};
+use station_sim::printer::{
+    bitmap_digest, Fault, Position, SimPrinter, SimPrinterConfig, Step, Timing,
+};
 
 async fn over_pty(sim: &SimPrinter) -> (EvolisPrinter, station_sim::printer::PtyLink) {
     let link = sim.spawn_pty().unwrap();
@@ -168,7 +170,8 @@ fn card(op: &str) -> StagedCard {
 fn staging_printer(sim: &SimPrinter) -> EvolisPrinter {
     let mut model = ModelProfile::find("Primacy 2").unwrap();
     model.download_ahead = true;
-    EvolisPrinter::new(Box::new(sim.spawn_in_memory().unwrap()), model)
+    let link = sim.spawn_in_memory().unwrap();
+    EvolisPrinter::new_split(Box::new(link.try_clone().unwrap()), Box::new(link), model)
 }
 
 async fn finish(p: &mut EvolisPrinter, face: PanelImage) {
@@ -299,6 +302,49 @@ async fn a_model_without_download_ahead_stages_nothing() {
     finish(&mut p, panel()).await;
     assert!(sim.downloads().is_empty());
     assert_eq!(sim.finished()[0].from_memory, [false]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_download_follows_the_park_on_the_link_and_arrives_while_the_card_moves() {
+    // A link that takes no time and a park of a tenth of a second: a download sent only
+    // after the park answered would arrive after it.
+    let sim = SimPrinter::new(SimPrinterConfig {
+        timing: Timing {
+            scale: 0.1,
+            ..Timing::default()
+        },
+        ..SimPrinterConfig::default()
+    });
+    let mut p = staging_printer(&sim);
+    p.feed().await.unwrap();
+    p.park_and_stage(&card("A"), &[panel()]).await.unwrap();
+    p.print(&[panel()]).await.unwrap();
+    let log = sim.exchanges();
+    let at = |name: &str| log.iter().find(|e| e.command == name).unwrap().clone();
+    assert!(
+        at("Dbm").arrived < at("Sis").answered,
+        "the panel was in the printer before the park ended"
+    );
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+    assert_eq!(sim.finished()[0].from_memory, [true]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_park_fails_the_card_and_the_download_behind_it_is_never_used() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.feed().await.unwrap();
+    sim.arm_fault(Step::Park, Fault::Jam);
+    let e = p.park_and_stage(&card("A"), &[panel()]).await.unwrap_err();
+    assert_eq!(e, PrinterError::CardJam);
+    assert_eq!(p.staged(), None);
+    p.reject().await.unwrap();
+    p.clear_fault().await.unwrap();
+    finish(&mut p, panel()).await;
+    let next = sim.finished().last().unwrap().clone();
+    assert!(!next.rejected);
+    assert_eq!(next.from_memory, [false], "sent again with the print");
 }
 
 #[test]

@@ -862,7 +862,18 @@ impl Station {
         }
         self.lines.set_problem(&d.line, None);
         self.transition(op, JobState::AtChipStation, None).await?;
-        if let Err(e) = d.printer.park_at_chip_station().await {
+        // Panels not staged before Start follow the park on the printer link at once and
+        // cross while the card moves and the chip is written (the print collects them).
+        let me = StagedCard {
+            operation_id: op.to_string(),
+            attempt: fed.attempt,
+        };
+        let parked = if d.printer.staged() == Some(&me) {
+            d.printer.park_at_chip_station().await
+        } else {
+            d.printer.park_and_stage(&me, &job.panels).await
+        };
+        if let Err(e) = parked {
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
@@ -873,18 +884,6 @@ impl Station {
                 .await;
         }
         self.transition(op, JobState::Personalizing, None).await?;
-        // Panels not staged before Start cross the printer link while the chip is written
-        // and read back (the download is queued, not awaited: the print collects it).
-        let me = StagedCard {
-            operation_id: op.to_string(),
-            attempt: fed.attempt,
-        };
-        if d.printer.staged() != Some(&me) {
-            if let Err(e) = d.printer.stage_panels(&me, &job.panels).await {
-                // Not a card problem yet: the panels go with the print command instead.
-                tracing::warn!(operation_id = %op, error = %e, "panel download ahead failed");
-            }
-        }
         let chip = async {
             let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
                 Ok(n) => n,

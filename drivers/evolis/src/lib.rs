@@ -32,7 +32,7 @@ use station_hal::{
 };
 use tokio::sync::oneshot;
 
-pub use device::{open_device, DeviceSpec};
+pub use device::{open_device, open_halves, DeviceSpec, Halves};
 pub use model::{ModelProfile, Timeouts};
 pub use protocol::{error_for_reply, frame, CommandClass};
 
@@ -80,8 +80,38 @@ fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
     }
 }
 
+type ReplyTo = oneshot::Sender<std::io::Result<String>>;
+
+/// Writes commands in order as they come; hands each reply slot to the reader once its
+/// command is on the link, so a command may follow another before that one is answered.
+fn writer_worker(
+    mut w: Box<dyn Write + Send>,
+    rx: mpsc::Receiver<Request>,
+    to_reader: mpsc::Sender<ReplyTo>,
+) {
+    for req in rx {
+        match w.write_all(&req.frame).and_then(|_| w.flush()) {
+            Ok(()) => {
+                if to_reader.send(req.reply).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = req.reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Reads the printer's replies, one line per command, in the order the commands went out.
+fn reader_worker(mut r: Box<dyn Read + Send>, slots: mpsc::Receiver<ReplyTo>) {
+    for slot in slots {
+        let _ = slot.send(read_line(&mut r));
+    }
+}
+
 /// Reads one reply line (up to CR), skipping a leading LF left from a CR LF ending.
-fn read_line(stream: &mut Box<dyn Stream>) -> std::io::Result<String> {
+fn read_line<R: Read + ?Sized>(stream: &mut R) -> std::io::Result<String> {
     let mut out = Vec::new();
     let mut b = [0u8; 1];
     loop {
@@ -109,13 +139,38 @@ fn read_line(stream: &mut Box<dyn Stream>) -> std::io::Result<String> {
 }
 
 impl EvolisPrinter {
-    /// Drives a printer of the given model over `stream` (its own thread).
+    /// Drives a printer of the given model over `stream` (its own thread), strictly one
+    /// command at a time: each command goes out once the one before it is answered.
     pub fn new(stream: Box<dyn Stream>, model: ModelProfile) -> Self {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("evolis".into())
             .spawn(move || io_worker(stream, rx))
             .expect("spawn printer thread");
+        Self::with_requests(tx, model)
+    }
+
+    /// Drives a printer over the two ends of its link (a writer and a reader thread), so
+    /// a panel download can follow a card move on the link before the move is answered.
+    pub fn new_split(
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        model: ModelProfile,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let (slots_tx, slots_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("evolis-write".into())
+            .spawn(move || writer_worker(writer, rx, slots_tx))
+            .expect("spawn printer thread");
+        std::thread::Builder::new()
+            .name("evolis-read".into())
+            .spawn(move || reader_worker(reader, slots_rx))
+            .expect("spawn printer thread");
+        Self::with_requests(tx, model)
+    }
+
+    fn with_requests(tx: mpsc::Sender<Request>, model: ModelProfile) -> Self {
         let ribbon = model.ribbons.first().cloned().unwrap_or_else(|| "k".into());
         EvolisPrinter {
             requests: tx,
@@ -130,12 +185,12 @@ impl EvolisPrinter {
     /// Opens a device (`/dev/ttyUSB0`, `/dev/usb/lp0`, `tcp://host:port`) and picks the
     /// model profile by name, or by asking the printer (`Rtp`) when none is given.
     pub async fn open(device: &str, model: Option<&str>) -> Result<Self, PrinterError> {
-        let stream = open_device(&DeviceSpec::parse(device))?;
+        let (reader, writer) = open_halves(&DeviceSpec::parse(device))?;
         let provisional = ModelProfile::builtin()
             .into_iter()
             .next()
             .expect("at least one built-in model");
-        let mut p = EvolisPrinter::new(stream, provisional);
+        let mut p = EvolisPrinter::new_split(reader, writer, provisional);
         let profile = match model {
             Some(name) => {
                 ModelProfile::find(name).ok_or_else(|| PrinterError::UnknownModel(name.into()))?
@@ -277,6 +332,36 @@ impl EvolisPrinter {
         h.finish()
     }
 
+    /// Queues the ribbon and one `Dbm` per panel on the link without awaiting them, and
+    /// records them as staged for `card`.
+    fn queue_download(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+        digest: u64,
+    ) -> Result<(), PrinterError> {
+        let mut pending = std::collections::VecDeque::new();
+        let pr = format!("Pr;{}", self.ribbon);
+        pending.push_back((pr.clone(), self.send(&pr)?));
+        for p in panels {
+            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
+            let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
+            let shown = format!(
+                "Dbm;{};{};<bitmap {} bytes>",
+                p.panel,
+                p.bits_per_dot,
+                p.data.len()
+            );
+            pending.push_back((shown, self.send(&cmd)?));
+        }
+        self.staged = Some(Staged {
+            card: card.clone(),
+            digest,
+            pending,
+        });
+        Ok(())
+    }
+
     /// Sends panels with the print: ribbon, then one `Db` per panel.
     async fn download_and_print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
         let pr = format!("Pr;{}", self.ribbon);
@@ -377,26 +462,48 @@ impl CardPrinter for EvolisPrinter {
         // A download of other panels still on the link finishes first (nothing can be
         // taken back from a serial line); its reply no longer matters.
         self.staged = None;
-        let mut pending = std::collections::VecDeque::new();
-        let pr = format!("Pr;{}", self.ribbon);
-        pending.push_back((pr.clone(), self.send(&pr)?));
-        for p in panels {
-            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
-            let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
-            let shown = format!(
-                "Dbm;{};{};<bitmap {} bytes>",
-                p.panel,
-                p.bits_per_dot,
-                p.data.len()
-            );
-            pending.push_back((shown, self.send(&cmd)?));
+        self.queue_download(card, panels, digest)
+    }
+
+    async fn park_and_stage(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
+        let digest = self.digest(panels);
+        let already = self.staged.as_ref().is_some_and(|s| s.digest == digest);
+        if !self.model.chip_station
+            || !self.model.download_ahead
+            || self.memory_unsupported
+            || already
+        {
+            self.park_at_chip_station().await?;
+            return self.stage_panels(card, panels).await;
         }
-        self.staged = Some(Staged {
-            card: card.clone(),
-            digest,
-            pending,
-        });
-        Ok(())
+        self.settle_staging().await;
+        self.staged = None;
+        // The park goes first; the download follows it on the link at once and crosses
+        // while the card moves. Only the park's reply is awaited here.
+        let park = self.send("Sis")?;
+        self.queue_download(card, panels, digest)?;
+        let timeout = self.model.timeouts_ms.for_class(CommandClass::Move);
+        let parked = match tokio::time::timeout(timeout, park).await {
+            Ok(Ok(Ok(reply))) => match error_for_reply("Sis", &reply) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            },
+            Ok(Ok(Err(io))) => Err(PrinterError::Offline(format!("Sis: {io}"))),
+            Ok(Err(_)) => Err(PrinterError::Offline("printer thread stopped".into())),
+            Err(_) => Err(PrinterError::Offline(format!(
+                "Sis: no answer within {} s",
+                timeout.as_secs()
+            ))),
+        };
+        if parked.is_err() {
+            // The card fails; whatever the download did is never used.
+            self.staged = None;
+        }
+        parked
     }
 
     fn staged(&self) -> Option<&StagedCard> {

@@ -233,6 +233,18 @@ pub trait CardPrinter: Send {
     ) -> Result<(), PrinterError> {
         Ok(())
     }
+    /// Parks the card at the chip station and, when the panels are not staged yet, sends
+    /// their download right behind the park on the link without waiting for the park to
+    /// answer, so the bytes cross while the card moves. A failed park fails the card and
+    /// the download is never used. By default: the park, then [`CardPrinter::stage_panels`].
+    async fn park_and_stage(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
+        self.park_at_chip_station().await?;
+        self.stage_panels(card, panels).await
+    }
     /// The card whose panels the printer holds (or is receiving), as far as the driver
     /// knows; `None` after any printer error, a reset, an eject or a reject.
     fn staged(&self) -> Option<&StagedCard> {
