@@ -3,8 +3,12 @@
 //! and the next card after the fault is cleared.
 
 use station_evolis::{EvolisPrinter, ModelProfile};
-use station_hal::{CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError};
-use station_sim::printer::{Fault, Position, SimPrinter, SimPrinterConfig, Step};
+use station_hal::{
+    CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError, StagedCard,
+};
+use station_sim::printer::{
+    bitmap_digest, Fault, Position, SimPrinter, SimPrinterConfig, Step, Timing,
+};
 
 async fn over_pty(sim: &SimPrinter) -> (EvolisPrinter, station_sim::printer::PtyLink) {
     let link = sim.spawn_pty().unwrap();
@@ -150,22 +154,44 @@ async fn errors_never_carry_track_data() {
     assert!(!format!("{e} {e:?}").contains("4761739001010010"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_panel_downloaded_while_the_card_is_at_the_chip_station_is_printed_on_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimPrinter::new(SimPrinterConfig {
-        out_dir: Some(dir.path().to_path_buf()),
-        ..SimPrinterConfig::default()
-    });
+fn other_panel() -> PanelImage {
+    let mut p = panel();
+    p.data[5000..5100].fill(0xFF);
+    p
+}
+
+fn card(op: &str) -> StagedCard {
+    StagedCard {
+        operation_id: op.into(),
+        attempt: 1,
+    }
+}
+
+fn staging_printer(sim: &SimPrinter) -> EvolisPrinter {
     let mut model = ModelProfile::find("Primacy 2").unwrap();
     model.download_ahead = true;
-    let mut p = EvolisPrinter::new(Box::new(sim.spawn_in_memory().unwrap()), model);
+    let link = sim.spawn_in_memory().unwrap();
+    EvolisPrinter::new_split(Box::new(link.try_clone().unwrap()), Box::new(link), model)
+}
+
+async fn finish(p: &mut EvolisPrinter, face: PanelImage) {
     p.feed().await.unwrap();
     p.park_at_chip_station().await.unwrap();
-    p.download_panels(&[panel()]).await.unwrap();
+    p.print(&[face]).await.unwrap();
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panel_downloaded_while_the_card_is_at_the_chip_station_is_printed_on_it() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.feed().await.unwrap();
+    p.park_at_chip_station().await.unwrap();
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
     assert_eq!(
-        sim.position(),
-        Position::AtChipStation,
+        p.status().await.unwrap().position,
+        CardPosition::AtChipStation,
         "a download moves no card"
     );
     p.print(&[panel()]).await.unwrap();
@@ -178,6 +204,147 @@ async fn a_panel_downloaded_while_the_card_is_at_the_chip_station_is_printed_on_
         ["k"],
         "the downloaded panel was printed, once"
     );
+    assert_eq!(card.from_memory, [true]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn panels_staged_before_the_feed_are_printed_from_the_printers_memory() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    assert_eq!(p.staged(), Some(&card("A")));
+    finish(&mut p, panel()).await;
+    let done = &sim.finished()[0];
+    assert_eq!(done.from_memory, [true]);
+    assert_eq!(
+        done.panel_digests,
+        sim.downloads(),
+        "the staged bitmap, once"
+    );
+    assert_eq!(
+        p.staged(),
+        None,
+        "the memory belonged to the card that left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_panel_is_never_printed_on_another_card() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    // Staff start card B instead: B's panel goes with the print.
+    finish(&mut p, other_panel()).await;
+    let done = &sim.finished()[0];
+    assert_eq!(done.from_memory, [false]);
+    assert_eq!(done.panel_digests, [bitmap_digest(&other_panel().data)]);
+    assert_ne!(done.panel_digests, sim.downloads());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_the_printer_refuses_is_forgotten_and_the_panel_goes_with_the_print() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    sim.arm_fault(Step::Download, Fault::Jam);
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    p.feed().await.unwrap();
+    assert_eq!(
+        p.staged(),
+        None,
+        "the refusal was collected before the feed"
+    );
+    p.park_at_chip_station().await.unwrap();
+    p.print(&[panel()]).await.unwrap();
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+    let done = &sim.finished()[0];
+    assert!(!done.rejected);
+    assert_eq!(done.from_memory, [false]);
+    assert_eq!(done.panel_digests, [bitmap_digest(&panel().data)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_printer_switched_off_and_on_after_staging_gets_the_panel_with_the_print() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    p.feed().await.unwrap();
+    sim.power_cycle();
+    p.park_at_chip_station().await.unwrap();
+    p.print(&[panel()]).await.unwrap();
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+    let done = &sim.finished()[0];
+    assert!(!done.rejected);
+    assert_eq!(done.panel_digests, [bitmap_digest(&panel().data)]);
+    assert_eq!(done.from_memory, [false]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discarding_staged_panels_empties_the_printers_memory() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    p.discard_staged().await.unwrap();
+    assert_eq!(p.staged(), None);
+    assert!(sim.memory().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_without_download_ahead_stages_nothing() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = EvolisPrinter::new(
+        Box::new(sim.spawn_in_memory().unwrap()),
+        ModelProfile::find("zenius").unwrap(),
+    );
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    assert_eq!(p.staged(), None);
+    finish(&mut p, panel()).await;
+    assert!(sim.downloads().is_empty());
+    assert_eq!(sim.finished()[0].from_memory, [false]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_download_follows_the_park_on_the_link_and_arrives_while_the_card_moves() {
+    // A link that takes no time and a park of a tenth of a second: a download sent only
+    // after the park answered would arrive after it.
+    let sim = SimPrinter::new(SimPrinterConfig {
+        timing: Timing {
+            scale: 0.1,
+            ..Timing::default()
+        },
+        ..SimPrinterConfig::default()
+    });
+    let mut p = staging_printer(&sim);
+    p.feed().await.unwrap();
+    p.park_and_stage(&card("A"), &[panel()]).await.unwrap();
+    p.print(&[panel()]).await.unwrap();
+    let log = sim.exchanges();
+    let at = |name: &str| log.iter().find(|e| e.command == name).unwrap().clone();
+    assert!(
+        at("Dbm").arrived < at("Sis").answered,
+        "the panel was in the printer before the park ended"
+    );
+    p.write_magstripe(&tracks()).await.unwrap();
+    p.eject().await.unwrap();
+    assert_eq!(sim.finished()[0].from_memory, [true]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_park_fails_the_card_and_the_download_behind_it_is_never_used() {
+    let sim = SimPrinter::new(SimPrinterConfig::default());
+    let mut p = staging_printer(&sim);
+    p.feed().await.unwrap();
+    sim.arm_fault(Step::Park, Fault::Jam);
+    let e = p.park_and_stage(&card("A"), &[panel()]).await.unwrap_err();
+    assert_eq!(e, PrinterError::CardJam);
+    assert_eq!(p.staged(), None);
+    p.reject().await.unwrap();
+    p.clear_fault().await.unwrap();
+    finish(&mut p, panel()).await;
+    let next = sim.finished().last().unwrap().clone();
+    assert!(!next.rejected);
+    assert_eq!(next.from_memory, [false], "sent again with the print");
 }
 
 #[test]

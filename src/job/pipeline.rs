@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use station_hal::{CardPrinter, ChipEncoder, PrinterError, StaffFacing};
+use station_hal::{CardPrinter, ChipEncoder, PrinterError, StaffFacing, StagedCard};
 use time::{Date, OffsetDateTime};
 use tokio::sync::{broadcast, watch, Notify};
 
@@ -788,6 +788,9 @@ impl Station {
                     }
                 }
                 None => {
+                    if blocked.is_none() && self.policy == StartPolicy::Staff {
+                        self.stage_next(&mut devices).await?;
+                    }
                     tokio::select! {
                         _ = wake => {},
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {},
@@ -799,6 +802,49 @@ impl Station {
                 return Ok(());
             }
         }
+    }
+
+    /// While the line is idle and staff are with the customer, puts the panels of the
+    /// card the line will make next (the oldest prepared card waiting for staff) into
+    /// the printer's memory, so Start goes straight to the feed; clears them when that
+    /// card is no longer waiting (cancelled, given up, taken by another line). Queues
+    /// the download and returns: the line still answers Start at once (the feed follows
+    /// the download on the link, never inside it).
+    async fn stage_next(&self, d: &mut Devices) -> Result<(), JournalError> {
+        let waiting = self
+            .desk
+            .call(|j| j.jobs(&[JobState::WaitingForStaff]))
+            .await?;
+        let claimed = self.claims.lock().await.clone();
+        let next = waiting.into_iter().find_map(|j| {
+            if claimed.contains(&j.operation_id) {
+                return None;
+            }
+            let prepared = self.prepared.get(&j.operation_id)?;
+            Some((
+                StagedCard {
+                    operation_id: j.operation_id,
+                    attempt: j.attempt,
+                },
+                prepared,
+            ))
+        });
+        match next {
+            Some((card, _)) if d.printer.staged() == Some(&card) => {}
+            Some((card, prepared)) => {
+                tracing::debug!(line = %d.line, operation_id = %card.operation_id, "staging the next card's panels in the printer");
+                if let Err(e) = d.printer.stage_panels(&card, &prepared.panels).await {
+                    tracing::warn!(line = %d.line, operation_id = %card.operation_id, error = %e, "panels not staged; they go with the print");
+                }
+            }
+            None if d.printer.staged().is_some() => {
+                if let Err(e) = d.printer.discard_staged().await {
+                    tracing::warn!(line = %d.line, error = %e, "staged panels not cleared from the printer");
+                }
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// Produces one card. Card problems end the job (spoiled, reported); only a
@@ -825,7 +871,7 @@ impl Station {
             }
             Err(e) => return Err(e.into()),
         };
-        self.emit(op, JobState::Feeding, fed.masked_pan, None);
+        self.emit(op, JobState::Feeding, fed.masked_pan.clone(), None);
         if let Err(e) = d.printer.feed().await {
             if e == PrinterError::FeederEmpty {
                 // No card left the feeder: the order goes back to waiting (for staff, or
@@ -842,7 +888,18 @@ impl Station {
         }
         self.lines.set_problem(&d.line, None);
         self.transition(op, JobState::AtChipStation, None).await?;
-        if let Err(e) = d.printer.park_at_chip_station().await {
+        // Panels not staged before Start follow the park on the printer link at once and
+        // cross while the card moves and the chip is written (the print collects them).
+        let me = StagedCard {
+            operation_id: op.to_string(),
+            attempt: fed.attempt,
+        };
+        let parked = if d.printer.staged() == Some(&me) {
+            d.printer.park_at_chip_station().await
+        } else {
+            d.printer.park_and_stage(&me, &job.panels).await
+        };
+        if let Err(e) = parked {
             return self
                 .spoil(d, op, &format!("{}: {}", e.code(), e.staff_message()))
                 .await;
@@ -853,9 +910,7 @@ impl Station {
                 .await;
         }
         self.transition(op, JobState::Personalizing, None).await?;
-        // The face crosses the printer link while the chip is written and read back: on
-        // a serial printer the download takes seconds the customer would otherwise wait.
-        let (downloaded, chip) = tokio::join!(d.printer.download_panels(&job.panels), async {
+        let chip = async {
             let apdus = match self.production.personalize(d.encoder.as_mut(), job).await {
                 Ok(n) => n,
                 Err(e) => return Err(ChipOutcome::Spoil(format!("{}: {e}", e.code()))),
@@ -868,11 +923,8 @@ impl Station {
                 .await
                 .map_err(|r| ChipOutcome::Spoil(r.to_string()))?;
             Ok(apdus)
-        });
-        if let Err(e) = downloaded {
-            // Not a card problem yet: the panels go with the print command instead.
-            tracing::warn!(operation_id = %op, error = %e, "panel download ahead failed");
         }
+        .await;
         let apdus = match chip {
             Ok(n) => n,
             Err(ChipOutcome::Spoil(reason)) => return self.spoil(d, op, &reason).await,

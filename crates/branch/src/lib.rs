@@ -82,9 +82,14 @@ pub fn sim_devices_with(
     model: &ModelProfile,
 ) -> Devices {
     let link = printer.spawn_in_memory().unwrap();
+    let reader = link.try_clone().unwrap();
     Devices {
         line: line.to_string(),
-        printer: Box::new(EvolisPrinter::new(Box::new(link), model.clone())),
+        printer: Box::new(EvolisPrinter::new_split(
+            Box::new(reader),
+            Box::new(link),
+            model.clone(),
+        )),
         encoder: Box::new(SimEncoder::new(chips.clone())),
         chip_wait: Duration::from_secs(5),
     }

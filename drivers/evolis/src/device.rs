@@ -59,6 +59,46 @@ pub fn open_device(spec: &DeviceSpec) -> Result<Box<dyn Stream>, PrinterError> {
     }
 }
 
+/// The two ends of a printer link: replies are read from the first, commands written to
+/// the second.
+pub type Halves = (
+    Box<dyn std::io::Read + Send>,
+    Box<dyn std::io::Write + Send>,
+);
+
+/// Opens the stream as its two ends (one reader, one writer), so commands can be
+/// written while an earlier command's reply is awaited.
+pub fn open_halves(spec: &DeviceSpec) -> Result<Halves, PrinterError> {
+    let offline = |what: &str, e: &dyn std::fmt::Display| {
+        PrinterError::Offline(format!("cannot open {what}: {e}"))
+    };
+    match spec {
+        DeviceSpec::Serial(path) => {
+            let port = serialport::new(path, 115_200)
+                .timeout(Duration::from_millis(200))
+                .open()
+                .map_err(|e| offline(path, &e))?;
+            let reader = port.try_clone().map_err(|e| offline(path, &e))?;
+            Ok((Box::new(reader), Box::new(port)))
+        }
+        DeviceSpec::UsbNode(path) => {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| offline(path, &e))?;
+            let reader = f.try_clone().map_err(|e| offline(path, &e))?;
+            Ok((Box::new(reader), Box::new(f)))
+        }
+        DeviceSpec::Tcp(addr) => {
+            let s = std::net::TcpStream::connect(addr).map_err(|e| offline(addr, &e))?;
+            s.set_nodelay(true).map_err(|e| offline(addr, &e))?;
+            let reader = s.try_clone().map_err(|e| offline(addr, &e))?;
+            Ok((Box::new(reader), Box::new(s)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

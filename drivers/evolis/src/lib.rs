@@ -9,21 +9,30 @@
 //! on a dedicated thread; async callers send it one command at a time and wait with a
 //! tokio timeout chosen by the command's class. Only reads are retried. Card data
 //! (track contents) and bitmaps never appear in errors or logs.
+//!
+//! A panel download into the printer's memory (staging, see [`CardPrinter::stage_panels`])
+//! is the one command not awaited when sent: its reply is collected before the next
+//! command goes out, so commands still reach the printer whole and in order. The driver
+//! remembers what the printer holds only as a keyed digest of the panels (never the
+//! bitmap, which shows the PAN), and forgets it on any error, eject, reject or reset.
 
 pub mod device;
 pub mod model;
 pub mod protocol;
 
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use station_hal::{CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, PrinterStatus};
+use station_hal::{
+    CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, PrinterStatus, StagedCard,
+};
 use tokio::sync::oneshot;
 
-pub use device::{open_device, DeviceSpec};
+pub use device::{open_device, open_halves, DeviceSpec, Halves};
 pub use model::{ModelProfile, Timeouts};
 pub use protocol::{error_for_reply, frame, CommandClass};
 
@@ -42,8 +51,22 @@ pub struct EvolisPrinter {
     model: ModelProfile,
     /// Ribbon type sent with `Pr` before printing.
     pub ribbon: String,
-    /// Panels in the printer's memory, downloaded ahead for the card in the printer.
-    downloaded: Option<Vec<PanelImage>>,
+    /// What the printer's bitmap memory holds, as far as this driver knows.
+    staged: Option<Staged>,
+    /// The printer answered a download as an unknown command: no staging from now on.
+    memory_unsupported: bool,
+    /// Key of the panel digests (per driver, random): a digest of a face showing a PAN
+    /// is worth nothing outside this process.
+    digest_key: std::collections::hash_map::RandomState,
+}
+
+/// Panels downloaded (or being downloaded) into the printer's memory.
+struct Staged {
+    card: StagedCard,
+    digest: u64,
+    /// Replies still to collect for the download's commands, oldest first, with how
+    /// each command is shown in errors.
+    pending: std::collections::VecDeque<(String, oneshot::Receiver<std::io::Result<String>>)>,
 }
 
 fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
@@ -57,8 +80,38 @@ fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
     }
 }
 
+type ReplyTo = oneshot::Sender<std::io::Result<String>>;
+
+/// Writes commands in order as they come; hands each reply slot to the reader once its
+/// command is on the link, so a command may follow another before that one is answered.
+fn writer_worker(
+    mut w: Box<dyn Write + Send>,
+    rx: mpsc::Receiver<Request>,
+    to_reader: mpsc::Sender<ReplyTo>,
+) {
+    for req in rx {
+        match w.write_all(&req.frame).and_then(|_| w.flush()) {
+            Ok(()) => {
+                if to_reader.send(req.reply).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = req.reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Reads the printer's replies, one line per command, in the order the commands went out.
+fn reader_worker(mut r: Box<dyn Read + Send>, slots: mpsc::Receiver<ReplyTo>) {
+    for slot in slots {
+        let _ = slot.send(read_line(&mut r));
+    }
+}
+
 /// Reads one reply line (up to CR), skipping a leading LF left from a CR LF ending.
-fn read_line(stream: &mut Box<dyn Stream>) -> std::io::Result<String> {
+fn read_line<R: Read + ?Sized>(stream: &mut R) -> std::io::Result<String> {
     let mut out = Vec::new();
     let mut b = [0u8; 1];
     loop {
@@ -86,31 +139,58 @@ fn read_line(stream: &mut Box<dyn Stream>) -> std::io::Result<String> {
 }
 
 impl EvolisPrinter {
-    /// Drives a printer of the given model over `stream` (its own thread).
+    /// Drives a printer of the given model over `stream` (its own thread), strictly one
+    /// command at a time: each command goes out once the one before it is answered.
     pub fn new(stream: Box<dyn Stream>, model: ModelProfile) -> Self {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("evolis".into())
             .spawn(move || io_worker(stream, rx))
             .expect("spawn printer thread");
+        Self::with_requests(tx, model)
+    }
+
+    /// Drives a printer over the two ends of its link (a writer and a reader thread), so
+    /// a panel download can follow a card move on the link before the move is answered.
+    pub fn new_split(
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        model: ModelProfile,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let (slots_tx, slots_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("evolis-write".into())
+            .spawn(move || writer_worker(writer, rx, slots_tx))
+            .expect("spawn printer thread");
+        std::thread::Builder::new()
+            .name("evolis-read".into())
+            .spawn(move || reader_worker(reader, slots_rx))
+            .expect("spawn printer thread");
+        Self::with_requests(tx, model)
+    }
+
+    fn with_requests(tx: mpsc::Sender<Request>, model: ModelProfile) -> Self {
         let ribbon = model.ribbons.first().cloned().unwrap_or_else(|| "k".into());
         EvolisPrinter {
             requests: tx,
             model,
             ribbon,
-            downloaded: None,
+            staged: None,
+            memory_unsupported: false,
+            digest_key: Default::default(),
         }
     }
 
     /// Opens a device (`/dev/ttyUSB0`, `/dev/usb/lp0`, `tcp://host:port`) and picks the
     /// model profile by name, or by asking the printer (`Rtp`) when none is given.
     pub async fn open(device: &str, model: Option<&str>) -> Result<Self, PrinterError> {
-        let stream = open_device(&DeviceSpec::parse(device))?;
+        let (reader, writer) = open_halves(&DeviceSpec::parse(device))?;
         let provisional = ModelProfile::builtin()
             .into_iter()
             .next()
             .expect("at least one built-in model");
-        let mut p = EvolisPrinter::new(stream, provisional);
+        let mut p = EvolisPrinter::new_split(reader, writer, provisional);
         let profile = match model {
             Some(name) => {
                 ModelProfile::find(name).ok_or_else(|| PrinterError::UnknownModel(name.into()))?
@@ -135,8 +215,23 @@ impl EvolisPrinter {
     }
 
     /// Sends one command and returns the printer's reply line; `ERR` replies become
-    /// typed errors. `shown` is how the command appears in errors (no card data).
+    /// typed errors. `shown` is how the command appears in errors (no card data). Any
+    /// error makes the driver forget what the printer's memory holds.
     async fn exchange(
+        &mut self,
+        cmd: &str,
+        shown: &str,
+        class: CommandClass,
+    ) -> Result<String, PrinterError> {
+        self.settle_staging().await;
+        let r = self.exchange_now(cmd, shown, class).await;
+        if r.is_err() {
+            self.staged = None;
+        }
+        r
+    }
+
+    async fn exchange_now(
         &mut self,
         cmd: &str,
         shown: &str,
@@ -145,13 +240,7 @@ impl EvolisPrinter {
         let attempts = if class == CommandClass::Status { 2 } else { 1 };
         let mut last = PrinterError::Offline("no answer".into());
         for _ in 0..attempts {
-            let (tx, rx) = oneshot::channel();
-            self.requests
-                .send(Request {
-                    frame: frame(cmd),
-                    reply: tx,
-                })
-                .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
+            let rx = self.send(cmd)?;
             let timeout = self.model.timeouts_ms.for_class(class);
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(Ok(reply))) => {
@@ -173,6 +262,122 @@ impl EvolisPrinter {
             }
         }
         Err(last)
+    }
+
+    /// Queues one command on the link; the receiver gets its reply line.
+    fn send(&self, cmd: &str) -> Result<oneshot::Receiver<std::io::Result<String>>, PrinterError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request {
+                frame: frame(cmd),
+                reply: tx,
+            })
+            .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Collects the replies of a staging download still on the link. A refused or
+    /// unanswered download is forgotten (the panels then go with the print); one the
+    /// printer does not know turns staging off for this printer.
+    async fn settle_staging(&mut self) {
+        let timeout = self.model.timeouts_ms.for_class(CommandClass::Print);
+        loop {
+            let Some(staged) = self.staged.as_mut() else {
+                return;
+            };
+            let Some((shown, rx)) = staged.pending.front_mut() else {
+                return;
+            };
+            let outcome = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(reply))) => match error_for_reply(shown, &reply) {
+                    None => Ok(()),
+                    Some(e) => Err(e),
+                },
+                Ok(Ok(Err(io))) => Err(PrinterError::Offline(format!("{shown}: {io}"))),
+                Ok(Err(_)) => Err(PrinterError::Offline("printer thread stopped".into())),
+                Err(_) => Err(PrinterError::Offline(format!(
+                    "{shown}: no answer within {} s",
+                    timeout.as_secs()
+                ))),
+            };
+            match outcome {
+                Ok(()) => {
+                    staged.pending.pop_front();
+                }
+                Err(e) => {
+                    if let PrinterError::Protocol { reply, .. } = &e {
+                        if reply == "command not understood" {
+                            self.memory_unsupported = true;
+                        }
+                    }
+                    tracing::warn!(
+                        operation_id = %staged.card.operation_id,
+                        error = %e,
+                        "panels not staged in the printer; they go with the print"
+                    );
+                    self.staged = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A digest of panels, keyed per driver (see `digest_key`).
+    fn digest(&self, panels: &[PanelImage]) -> u64 {
+        let mut h = self.digest_key.build_hasher();
+        for p in panels {
+            (p.side as u8, &p.panel, p.width, p.height, p.bits_per_dot).hash(&mut h);
+            p.data.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Queues the ribbon and one `Dbm` per panel on the link without awaiting them, and
+    /// records them as staged for `card`.
+    fn queue_download(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+        digest: u64,
+    ) -> Result<(), PrinterError> {
+        let mut pending = std::collections::VecDeque::new();
+        let pr = format!("Pr;{}", self.ribbon);
+        pending.push_back((pr.clone(), self.send(&pr)?));
+        for p in panels {
+            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
+            let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
+            let shown = format!(
+                "Dbm;{};{};<bitmap {} bytes>",
+                p.panel,
+                p.bits_per_dot,
+                p.data.len()
+            );
+            pending.push_back((shown, self.send(&cmd)?));
+        }
+        self.staged = Some(Staged {
+            card: card.clone(),
+            digest,
+            pending,
+        });
+        Ok(())
+    }
+
+    /// Sends panels with the print: ribbon, then one `Db` per panel.
+    async fn download_and_print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
+        let pr = format!("Pr;{}", self.ribbon);
+        self.command(&pr, CommandClass::Status).await?;
+        for p in panels {
+            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
+            let cmd = format!("Db;{};{};{}", p.panel, p.bits_per_dot, data);
+            let shown = format!(
+                "Db;{};{};<bitmap {} bytes>",
+                p.panel,
+                p.bits_per_dot,
+                p.data.len()
+            );
+            self.exchange(&cmd, &shown, CommandClass::Print).await?;
+        }
+        Ok(())
     }
 
     /// Sends a command that carries no card data.
@@ -240,50 +445,112 @@ impl CardPrinter for EvolisPrinter {
         self.command("Sis", CommandClass::Move).await.map(|_| ())
     }
 
-    async fn download_panels(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
-        if !self.model.download_ahead {
+    async fn stage_panels(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
+        if !self.model.download_ahead || self.memory_unsupported {
             return Ok(());
         }
-        self.downloaded = None;
-        let pr = format!("Pr;{}", self.ribbon);
-        self.command(&pr, CommandClass::Status).await?;
-        for p in panels {
-            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
-            let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
-            let shown = format!(
-                "Dbm;{};{};<bitmap {} bytes>",
-                p.panel,
-                p.bits_per_dot,
-                p.data.len()
-            );
-            self.exchange(&cmd, &shown, CommandClass::Print).await?;
+        let digest = self.digest(panels);
+        if let Some(s) = self.staged.as_mut().filter(|s| s.digest == digest) {
+            // The printer holds (or is receiving) exactly these panels already.
+            s.card = card.clone();
+            return Ok(());
         }
-        self.downloaded = Some(panels.to_vec());
+        // A download of other panels still on the link finishes first (nothing can be
+        // taken back from a serial line); its reply no longer matters.
+        self.staged = None;
+        self.queue_download(card, panels, digest)
+    }
+
+    async fn park_and_stage(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
+        let digest = self.digest(panels);
+        let already = self.staged.as_ref().is_some_and(|s| s.digest == digest);
+        if !self.model.chip_station
+            || !self.model.download_ahead
+            || self.memory_unsupported
+            || already
+        {
+            self.park_at_chip_station().await?;
+            return self.stage_panels(card, panels).await;
+        }
+        self.settle_staging().await;
+        self.staged = None;
+        // The park goes first; the download follows it on the link at once and crosses
+        // while the card moves. Only the park's reply is awaited here.
+        let park = self.send("Sis")?;
+        self.queue_download(card, panels, digest)?;
+        let timeout = self.model.timeouts_ms.for_class(CommandClass::Move);
+        let parked = match tokio::time::timeout(timeout, park).await {
+            Ok(Ok(Ok(reply))) => match error_for_reply("Sis", &reply) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            },
+            Ok(Ok(Err(io))) => Err(PrinterError::Offline(format!("Sis: {io}"))),
+            Ok(Err(_)) => Err(PrinterError::Offline("printer thread stopped".into())),
+            Err(_) => Err(PrinterError::Offline(format!(
+                "Sis: no answer within {} s",
+                timeout.as_secs()
+            ))),
+        };
+        if parked.is_err() {
+            // The card fails; whatever the download did is never used.
+            self.staged = None;
+        }
+        parked
+    }
+
+    fn staged(&self) -> Option<&StagedCard> {
+        self.staged.as_ref().map(|s| &s.card)
+    }
+
+    async fn discard_staged(&mut self) -> Result<(), PrinterError> {
+        if self.staged.is_none() {
+            return Ok(());
+        }
+        self.settle_staging().await;
+        if self.staged.take().is_some() {
+            // A reset empties the bitmap memory; only ever sent with no card inside.
+            self.command("Srs", CommandClass::Move).await?;
+        }
         Ok(())
     }
 
     async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
-        if self.downloaded.take().as_deref() == Some(panels) {
-            for p in panels {
-                self.command(&format!("Spp;{}", p.panel), CommandClass::Print)
-                    .await?;
+        self.settle_staging().await;
+        let digest = self.digest(panels);
+        let from_memory = self
+            .staged
+            .take()
+            .is_some_and(|s| s.digest == digest && s.pending.is_empty());
+        if from_memory {
+            for (i, p) in panels.iter().enumerate() {
+                match self
+                    .command(&format!("Spp;{}", p.panel), CommandClass::Print)
+                    .await
+                {
+                    Ok(_) => {}
+                    // The memory was lost since the download (the printer was switched off
+                    // and on): nothing was printed by this command, so the rest is sent.
+                    Err(PrinterError::Protocol { .. }) => {
+                        tracing::warn!(
+                            panel = %p.panel,
+                            "staged panel no longer in the printer's memory; sending it with the print"
+                        );
+                        return self.download_and_print(&panels[i..]).await;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             return Ok(());
         }
-        let pr = format!("Pr;{}", self.ribbon);
-        self.command(&pr, CommandClass::Status).await?;
-        for p in panels {
-            let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
-            let cmd = format!("Db;{};{};{}", p.panel, p.bits_per_dot, data);
-            let shown = format!(
-                "Db;{};{};<bitmap {} bytes>",
-                p.panel,
-                p.bits_per_dot,
-                p.data.len()
-            );
-            self.exchange(&cmd, &shown, CommandClass::Print).await?;
-        }
-        Ok(())
+        self.download_and_print(panels).await
     }
 
     async fn write_magstripe(&mut self, tracks: &MagTracks) -> Result<(), PrinterError> {
@@ -324,16 +591,22 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn eject(&mut self) -> Result<(), PrinterError> {
-        self.command("Se", CommandClass::Print).await.map(|_| ())
+        let r = self.command("Se", CommandClass::Print).await.map(|_| ());
+        // The printer's memory belongs to the card that left.
+        self.staged = None;
+        r
     }
 
     async fn reject(&mut self) -> Result<(), PrinterError> {
-        self.downloaded = None;
-        self.command("Ser", CommandClass::Move).await.map(|_| ())
+        let r = self.command("Ser", CommandClass::Move).await.map(|_| ());
+        self.staged = None;
+        r
     }
 
     async fn clear_fault(&mut self) -> Result<(), PrinterError> {
-        self.command("Scs", CommandClass::Status).await.map(|_| ())
+        let r = self.command("Scs", CommandClass::Status).await.map(|_| ());
+        self.staged = None;
+        r
     }
 }
 

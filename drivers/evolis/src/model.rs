@@ -56,10 +56,12 @@ pub struct ModelProfile {
     /// Command timeouts in milliseconds.
     pub timeouts_ms: Timeouts,
     /// Panels may be downloaded into the printer's bitmap memory ahead of printing
-    /// (`Dbm;<panel>;<bits>;<bitmap>` while the card is at the chip station, then
-    /// `Spp;<panel>` prints it), so a slow serial link carries the panel while the chip
-    /// is written. Off unless the model's profile says so: both commands are the
-    /// simulator's model and must be mapped to the model's programming guide first.
+    /// (`Dbm;<panel>;<bits>;<bitmap>`, then `Spp;<panel>` prints it): the station stages
+    /// the next card's panels while staff are still with the customer, so a slow serial
+    /// link carries them before Start. Off unless the model's profile says so. Both
+    /// commands are the simulator's model of the feature and must be checked against the
+    /// model's programming guide; a printer that answers the download as an unknown
+    /// command turns staging off for itself and gets its panels with the print.
     #[serde(default)]
     pub download_ahead: bool,
 }

@@ -11,6 +11,7 @@ pub mod printer;
 pub use apdu::{ApduTransport, ChipEncoder, TransportError};
 pub use printer::{
     CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError, PrinterStatus,
+    StagedCard,
 };
 
 /// A stable machine code plus a plain-words message staff can act on.

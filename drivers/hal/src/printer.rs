@@ -82,6 +82,17 @@ impl std::fmt::Debug for PanelImage {
     }
 }
 
+/// The card a set of staged panels was rendered for: its order and attempt. A label for
+/// logs and for the line's bookkeeping; the driver decides what to print by the panels'
+/// content, never by this label alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedCard {
+    /// The order's operation id.
+    pub operation_id: String,
+    /// The journal's attempt at that card (a card made again is a new attempt).
+    pub attempt: u32,
+}
+
 /// ISO 7811 track contents. Holds card data: zeroized on drop, never printed by `Debug`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct MagTracks {
@@ -208,14 +219,44 @@ pub trait CardPrinter: Send {
     async fn feed(&mut self) -> Result<(), PrinterError>;
     /// Moves the card to the contact chip station and holds it there for the encoder.
     async fn park_at_chip_station(&mut self) -> Result<(), PrinterError>;
-    /// Downloads the panels into the printer's memory ahead of [`CardPrinter::print`],
-    /// while the card is elsewhere (at the chip station), so the link's transfer time
-    /// overlaps the chip's. Printers that cannot keep a downloaded panel do nothing here
-    /// and receive the panels with `print`.
-    async fn download_panels(&mut self, _panels: &[PanelImage]) -> Result<(), PrinterError> {
+    /// Downloads the panels of `card` into the printer's bitmap memory, so [`CardPrinter::print`]
+    /// only has to say "print what you hold". Returns once the download is queued on the
+    /// link, not when it has crossed: later commands follow it on the link in order, and a
+    /// download that fails is forgotten (the panels then go with `print`). Called while
+    /// staff are still at the counter with the customer (the card not started) or while
+    /// the card is at the chip station. Printers that cannot keep a downloaded panel do
+    /// nothing here and receive the panels with `print`.
+    async fn stage_panels(
+        &mut self,
+        _card: &StagedCard,
+        _panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
         Ok(())
     }
-    /// Prints the given panels on the card (those already downloaded are not sent again).
+    /// Parks the card at the chip station and, when the panels are not staged yet, sends
+    /// their download right behind the park on the link without waiting for the park to
+    /// answer, so the bytes cross while the card moves. A failed park fails the card and
+    /// the download is never used. By default: the park, then [`CardPrinter::stage_panels`].
+    async fn park_and_stage(
+        &mut self,
+        card: &StagedCard,
+        panels: &[PanelImage],
+    ) -> Result<(), PrinterError> {
+        self.park_at_chip_station().await?;
+        self.stage_panels(card, panels).await
+    }
+    /// The card whose panels the printer holds (or is receiving), as far as the driver
+    /// knows; `None` after any printer error, a reset, an eject or a reject.
+    fn staged(&self) -> Option<&StagedCard> {
+        None
+    }
+    /// Clears the staged panels from the printer's memory (the card was cancelled or
+    /// given up), when the printer can; otherwise only forgets them.
+    async fn discard_staged(&mut self) -> Result<(), PrinterError> {
+        Ok(())
+    }
+    /// Prints the given panels on the card. Staged panels are printed from the printer's
+    /// memory only when they are exactly these panels; anything else is sent again.
     async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError>;
     /// Writes the magstripe, reads it back and compares; `MagVerify` on a mismatch.
     async fn write_magstripe(&mut self, tracks: &MagTracks) -> Result<(), PrinterError>;

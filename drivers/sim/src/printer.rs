@@ -1,6 +1,7 @@
 //! A simulated Evolis printer speaking the escape-command protocol over a pty pair
 //! or an in-memory stream: feeder, card position, ribbon, cover and jams, a
-//! mechanical timing model, fault injection at a chosen step, and records of every
+//! mechanical timing model with a serial link that receives while the mechanics move,
+//! fault injection at a chosen step, and records of every
 //! printed panel (PNG) and written track for assertions.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,10 @@ pub enum Step {
     Feed,
     /// `Sis`: moving to the chip station.
     Park,
+    /// `Dbm`: a panel downloaded into the bitmap memory (an armed fault answers that
+    /// download only, as a transfer the printer refused would: nothing is stored and no
+    /// standing fault is raised).
+    Download,
     /// `Db`: printing panels.
     Print,
     /// `Smw`: writing the magstripe.
@@ -151,8 +156,13 @@ impl Default for SimPrinterConfig {
 pub struct CardRecord {
     /// Printed panel files (PNG).
     pub panels: Vec<PathBuf>,
-    /// Panels printed (name, width × height dark-dot count).
+    /// Panels printed (ribbon panel names).
     pub panel_names: Vec<String>,
+    /// A digest of each printed panel's bitmap, to tell which card's face was printed.
+    pub panel_digests: Vec<u64>,
+    /// Whether each panel was printed from the bitmap memory (`Spp`) rather than sent
+    /// with the print (`Db`).
+    pub from_memory: Vec<bool>,
     /// Tracks as encoded (test assertions only; never logged).
     pub tracks: BTreeMap<u8, String>,
     /// Whether it went to the reject box.
@@ -174,6 +184,30 @@ struct State {
     cards_started: u32,
     /// Panels downloaded ahead, by ribbon panel name.
     memory: BTreeMap<String, Vec<u8>>,
+    /// Digests of every bitmap downloaded into the memory, in order.
+    downloads: Vec<u64>,
+    /// When each command arrived and was answered (split link only), in order.
+    exchanges: Vec<Exchange>,
+}
+
+/// One command as the printer saw it on a split link: when its last byte arrived and
+/// when it answered. Only the command's name is kept (no card data).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Command name (`Sis`, `Dbm`, ...).
+    pub command: String,
+    /// Its last byte arrived in the receive buffer.
+    pub arrived: Instant,
+    /// The printer answered it.
+    pub answered: Instant,
+}
+
+/// The digest the simulator records for a bitmap (not keyed: test data only).
+pub fn bitmap_digest(bits: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bits.hash(&mut h);
+    h.finish()
 }
 
 /// A simulated printer; cheap to clone (shared state).
@@ -201,6 +235,8 @@ impl SimPrinter {
                 finished: Vec::new(),
                 cards_started: 0,
                 memory: BTreeMap::new(),
+                downloads: Vec::new(),
+                exchanges: Vec::new(),
             })),
             position: Arc::new(tx),
         }
@@ -213,6 +249,16 @@ impl SimPrinter {
     /// Raises `fault` the next time the printer reaches `step`.
     pub fn arm_fault(&self, step: Step, fault: Fault) {
         self.lock().armed.insert(step, fault);
+    }
+
+    /// Whether a fault armed at `step` is still waiting to fire.
+    pub fn is_armed(&self, step: Step) -> bool {
+        self.lock().armed.contains_key(&step)
+    }
+
+    /// Ribbon panel names whose bitmaps the printer's memory holds now.
+    pub fn memory(&self) -> Vec<String> {
+        self.lock().memory.keys().cloned().collect()
     }
 
     /// Clears a raised fault, as staff fixing the printer would.
@@ -238,6 +284,25 @@ impl SimPrinter {
     /// Cards that left the printer, in order.
     pub fn finished(&self) -> Vec<CardRecord> {
         self.lock().finished.clone()
+    }
+
+    /// Digests of the bitmaps downloaded into the printer's memory (`Dbm`), in order.
+    pub fn downloads(&self) -> Vec<u64> {
+        self.lock().downloads.clone()
+    }
+
+    /// Commands served on a split link with when they arrived and were answered.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.lock().exchanges.clone()
+    }
+
+    /// Switches the printer off and on: its bitmap memory and any raised fault are
+    /// gone (a card inside stays where it is).
+    pub fn power_cycle(&self) {
+        let mut st = self.lock();
+        st.memory.clear();
+        st.mag_buffer.clear();
+        st.fault = None;
     }
 
     /// Blank cards left.
@@ -291,6 +356,12 @@ impl SimPrinter {
         if link > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(link));
         }
+        self.execute(cmd)
+    }
+
+    /// Acts on one command whose bytes have all arrived; returns the reply line.
+    fn execute(&self, cmd: &str) -> String {
+        let timing = self.lock().config.timing.clone();
         let received = Instant::now();
         let mut parts = cmd.splitn(4, ';');
         let name = parts.next().unwrap_or_default();
@@ -321,8 +392,10 @@ impl SimPrinter {
                 "OK".into()
             }
             "Srs" => {
+                // A reset: faults cleared, bitmap memory emptied, a card inside rejected.
                 let mut st = self.lock();
                 st.fault = None;
+                st.memory.clear();
                 if st.position != Position::Empty {
                     self.end_card(&mut st, true);
                 }
@@ -370,7 +443,13 @@ impl SimPrinter {
                 let Ok(bits) = base64::engine::general_purpose::STANDARD.decode(args[2]) else {
                     return "ERR 2".into();
                 };
-                self.lock().memory.insert(args[0].to_string(), bits);
+                let mut st = self.lock();
+                if let Some(f) = st.armed.remove(&Step::Download) {
+                    st.memory.remove(args[0]);
+                    return format!("ERR {}", f.code());
+                }
+                st.downloads.push(bitmap_digest(&bits));
+                st.memory.insert(args[0].to_string(), bits);
                 "OK".into()
             }
             "Db" | "Spp" => {
@@ -409,6 +488,8 @@ impl SimPrinter {
                     }
                 }
                 st.current.panel_names.push(panel);
+                st.current.panel_digests.push(bitmap_digest(&bits));
+                st.current.from_memory.push(name == "Spp");
                 self.set_position(&mut st, Position::InPrinter);
                 drop(st);
                 self.wait(received, timing.print_panel);
@@ -478,9 +559,10 @@ impl SimPrinter {
         }
     }
 
-    /// Serves the protocol on a stream until it closes.
+    /// Serves the protocol on a stream until it closes, one command at a time: the next
+    /// command's bytes cross the link only once the previous one is answered.
     pub fn serve<S: Read + Write>(&self, mut stream: S) {
-        let mut buf = Vec::new();
+        let mut lines = Lines::default();
         let mut b = [0u8; 4096];
         loop {
             let n = match stream.read(&mut b) {
@@ -490,24 +572,61 @@ impl SimPrinter {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            buf.extend_from_slice(&b[..n]);
-            while let Some(end) = buf.iter().position(|&c| c == b'\r') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                let start = line
-                    .iter()
-                    .position(|&c| c == 0x1B)
-                    .map(|p| p + 1)
-                    .unwrap_or(0);
-                let cmd = String::from_utf8_lossy(&line[start..line.len() - 1]).into_owned();
-                let mut reply = self.handle(&cmd).into_bytes();
-                reply.push(b'\r');
-                if stream
-                    .write_all(&reply)
-                    .and_then(|_| stream.flush())
-                    .is_err()
-                {
+            for cmd in lines.push(&b[..n]) {
+                if !reply(&mut stream, &self.handle(&cmd)) {
                     return;
                 }
+            }
+        }
+    }
+
+    /// Serves the protocol with the link modelled as a UART: bytes arrive at the baud
+    /// rate into the printer's receive buffer whether or not the mechanics are busy, so
+    /// a command sent behind another (a download behind a park) crosses the link while
+    /// the first one moves the card. Commands are acted on in order, each once all its
+    /// bytes have arrived and the one before it is done.
+    pub fn serve_split<R: Read + Send + 'static, W: Write>(&self, mut reader: R, mut writer: W) {
+        let timing = self.lock().config.timing.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<(String, Instant)>();
+        let receiver = std::thread::Builder::new()
+            .name("sim-printer-uart".into())
+            .spawn(move || {
+                let mut lines = Lines::default();
+                // When the link has finished carrying the bytes received so far.
+                let mut link_free = Instant::now();
+                let mut b = [0u8; 4096];
+                loop {
+                    let n = match reader.read(&mut b) {
+                        Ok(0) => return,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => return,
+                    };
+                    let now = Instant::now();
+                    for cmd in lines.push(&b[..n]) {
+                        let link = timing.link_seconds(cmd.len()) * timing.scale;
+                        link_free = link_free.max(now) + Duration::from_secs_f64(link);
+                        if tx.send((cmd, link_free)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        if receiver.is_err() {
+            return;
+        }
+        for (cmd, arrived) in rx {
+            std::thread::sleep(arrived.saturating_duration_since(Instant::now()));
+            let answer = self.execute(&cmd);
+            let command = cmd.split(';').next().unwrap_or_default().to_string();
+            self.lock().exchanges.push(Exchange {
+                command,
+                arrived,
+                answered: Instant::now(),
+            });
+            if !reply(&mut writer, &answer) {
+                return;
             }
         }
     }
@@ -522,9 +641,12 @@ impl SimPrinter {
         let me = self.clone();
         let mut master = master;
         let _ = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(200));
+        let reader = master
+            .try_clone_native()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         std::thread::Builder::new()
             .name("sim-printer".into())
-            .spawn(move || me.serve(master))?;
+            .spawn(move || me.serve_split(reader, master))?;
         Ok(PtyLink {
             path: PathBuf::from(path),
             _device_end: slave,
@@ -536,9 +658,10 @@ impl SimPrinter {
     pub fn spawn_in_memory(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
         let (host, printer) = std::os::unix::net::UnixStream::pair()?;
         let me = self.clone();
+        let reader = printer.try_clone()?;
         std::thread::Builder::new()
             .name("sim-printer".into())
-            .spawn(move || me.serve(printer))?;
+            .spawn(move || me.serve_split(reader, printer))?;
         Ok(host)
     }
 
@@ -552,11 +675,46 @@ impl SimPrinter {
         host.set_nodelay(true)?;
         printer.set_nodelay(true)?;
         let me = self.clone();
+        let reader = printer.try_clone()?;
         std::thread::Builder::new()
             .name("sim-printer".into())
-            .spawn(move || me.serve(printer))?;
+            .spawn(move || me.serve_split(reader, printer))?;
         Ok(host)
     }
+}
+
+/// Splits the bytes from the host into command lines (ESC … CR), without the framing.
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        if !bytes.contains(&b'\r') {
+            // Only a new CR can end a line: a long download is not rescanned per chunk.
+            return out;
+        }
+        while let Some(end) = self.buf.iter().position(|&c| c == b'\r') {
+            let line: Vec<u8> = self.buf.drain(..=end).collect();
+            let start = line
+                .iter()
+                .position(|&c| c == 0x1B)
+                .map(|p| p + 1)
+                .unwrap_or(0);
+            out.push(String::from_utf8_lossy(&line[start..line.len() - 1]).into_owned());
+        }
+        out
+    }
+}
+
+/// Writes one reply line; false when the host has gone.
+fn reply<W: Write>(w: &mut W, line: &str) -> bool {
+    let mut bytes = line.as_bytes().to_vec();
+    bytes.push(b'\r');
+    w.write_all(&bytes).and_then(|_| w.flush()).is_ok()
 }
 
 /// The pty the simulated printer serves on; keep it alive while the driver uses it.
