@@ -40,7 +40,11 @@ fn station_config(dir: &std::path::Path, hub: Option<&TestHub>) -> String {
     let cfg = dev.join("station.toml");
     if let Some(hub) = hub {
         let client = dev_client(&hub.files).unwrap();
-        std::fs::write(dev.join("pismo.secret"), &client.client_secret).unwrap();
+        station_agent::sandbox::keys::write_private(
+            &dev.join("pismo.secret"),
+            &client.client_secret,
+        )
+        .unwrap();
         let mut text = std::fs::read_to_string(&cfg).unwrap();
         text.push_str(&format!(
             "\n[pismo]\napi_url = \"{url}\"\npci_url = \"{url}\"\nclient_id = \"{id}\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"{GROUP}\"\nconfig_id = \"{CONFIG}\"\nstart_embossing = true\ningress_deadline_seconds = 20\n",
@@ -86,7 +90,10 @@ async fn pismo_request_creates_the_card_and_starts_its_embossing_run() {
     .unwrap();
     assert_eq!(out.0, 0, "{}{}", out.1, out.2);
     assert!(out.1.contains("embossing run started"), "{}", out.1);
-    assert_eq!(hub.handle.pismo().store.cards().unwrap().len(), 1);
+    assert_eq!(
+        hub.handle.pismo().store.blocking().cards().unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -107,14 +114,63 @@ fn pismo_request_without_a_pismo_section_is_a_usage_error() {
     assert!(err.contains("[pismo]"), "{err}");
 }
 
+/// A configuration with a `[pismo]` section whose Pismo is unreachable, its client secret
+/// file `dev/pismo.secret` written owner-only.
+fn hubless_pismo_config(dir: &std::path::Path) -> String {
+    let hubless = station_config(dir, None);
+    let mut text = std::fs::read_to_string(&hubless).unwrap();
+    station_agent::sandbox::keys::write_private(&dir.join("dev/pismo.secret"), "s").unwrap();
+    text.push_str("\n[pismo]\napi_url = \"http://127.0.0.1:9\"\npci_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"BRANCH-001-EMB\"\n");
+    std::fs::write(&hubless, text).unwrap();
+    hubless
+}
+
+/// Lets group and others read the client secret file of [`hubless_pismo_config`].
+#[cfg(unix)]
+fn secret_readable_by_others(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("dev/pismo.secret");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path.display().to_string()
+}
+
+#[cfg(unix)]
+#[test]
+fn pismo_request_refuses_a_client_secret_file_others_can_read_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hubless_pismo_config(dir.path());
+    let secret = secret_readable_by_others(dir.path());
+    let (code, _, err) = agent(&[
+        "--config",
+        &config,
+        "pismo",
+        "request",
+        "--customer",
+        "42",
+        "--name",
+        "JANE DOE",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&secret), "{err}");
+    assert!(err.contains("group or others"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn check_config_refuses_a_client_secret_file_others_can_read_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hubless_pismo_config(dir.path());
+    let secret = secret_readable_by_others(dir.path());
+    let (code, _, err) = agent(&["check-config", "--config", &config]);
+    assert_ne!(code, 0);
+    assert!(err.contains("pismo.client_secret_file"), "{err}");
+    assert!(err.contains(&secret), "{err}");
+}
+
 #[test]
 fn pismo_request_refuses_a_printed_name_with_accents_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let hubless = station_config(dir.path(), None);
-    let mut text = std::fs::read_to_string(&hubless).unwrap();
-    std::fs::write(dir.path().join("dev/pismo.secret"), "s").unwrap();
-    text.push_str("\n[pismo]\napi_url = \"http://127.0.0.1:9\"\npci_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"BRANCH-001-EMB\"\n");
-    std::fs::write(&hubless, text).unwrap();
+    let hubless = hubless_pismo_config(dir.path());
     let (code, _, err) = agent(&[
         "--config",
         &hubless,

@@ -353,7 +353,12 @@ async fn main() -> ExitCode {
             r.step.as_str()
         );
     }
-    let pismo_cards = hub.pismo().store.cards().map(|c| c.len()).unwrap_or(0);
+    let pismo_cards = hub
+        .pismo()
+        .store
+        .call(|s| s.cards().map(|c| c.len()))
+        .await
+        .unwrap_or(0);
     ok &= pismo_cards == requests.len();
     println!(
         "\n{} requests, {pismo_cards} cards at Pismo, {made_again} made again, in {:.1} s; journal {}; hub state {}",
