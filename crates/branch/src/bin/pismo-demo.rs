@@ -21,9 +21,8 @@ use station_agent::job::state::JobState;
 use station_agent::pismo::{latest_job, may_make_again, PismoDesk, PismoSection, RequestStep};
 use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
 use station_agent::sandbox::{self, SandboxConfig, SandboxFile, StateFiles};
-use station_sim::card::KeyFile;
+use station_branch::demo::{settled_hub_status, vpcd_port, Align, Table, VpcdChips};
 use station_sim::printer::{Fault, SimPrinter, SimPrinterConfig, Step, Timing};
-use station_sim::station::serve_chips_on_vpcd;
 
 const STATION: &str = "BR-DEMO-01";
 const GROUP: &str = "BR-DEMO-01-EMB";
@@ -55,6 +54,18 @@ struct Args {
     #[arg(long)]
     vpcd_port: Option<u16>,
 }
+
+/// The closing table: one row per counter request.
+const RESULTS: Table = Table(&[
+    ("#", 3, Align::Left),
+    ("Pismo id", 8, Align::Left),
+    ("printed name", 14, Align::Left),
+    ("masked PAN", 19, Align::Left),
+    ("station status", 16, Align::Left),
+    ("hub status", 11, Align::Left),
+    ("resends", 7, Align::Right),
+    ("request", 12, Align::Left),
+]);
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("pismo demo: {msg}");
@@ -145,25 +156,10 @@ async fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("pty: {e}")),
     };
-    let stock = match std::fs::read_to_string(&files.card_stock)
-        .map_err(|e| e.to_string())
-        .and_then(|t| KeyFile::parse(&t).map_err(|e| e.to_string()))
-        .and_then(|k| k.to_config().map_err(|e| e.to_string()))
-    {
+    let chips = match VpcdChips::serve(&printer, &files.card_stock, vpcd_port(args.vpcd_port)) {
         Ok(c) => c,
-        Err(e) => return fail(format!("card stock keys: {e}")),
+        Err(e) => return fail(e),
     };
-    let port = args
-        .vpcd_port
-        .or_else(|| std::env::var("STATION_HIL_VPCD_PORT").ok()?.parse().ok())
-        .unwrap_or(35963);
-    let (stop_chips, chips_rx) = tokio::sync::watch::channel(false);
-    let chips = tokio::spawn(serve_chips_on_vpcd(
-        printer.clone(),
-        stock,
-        format!("127.0.0.1:{port}"),
-        chips_rx,
-    ));
 
     println!("3. station agent with a [pismo] section (start embossing allowed: sandbox)");
     let mut cfg = match StationConfig::load(&files.config) {
@@ -291,17 +287,7 @@ async fn main() -> ExitCode {
     let elapsed = started.elapsed();
 
     println!();
-    println!(
-        "{:<3} {:<8} {:<14} {:<19} {:<16} {:<11} {:>7} {:<12}",
-        "#",
-        "Pismo id",
-        "printed name",
-        "masked PAN",
-        "station status",
-        "hub status",
-        "resends",
-        "request"
-    );
+    println!("{}", RESULTS.heading());
     let jobs = agent
         .station
         .journal_thread()
@@ -321,36 +307,36 @@ async fn main() -> ExitCode {
             .and_then(|j| j.state.reported_status())
             .map(|s| s.as_str().to_string())
             .unwrap_or_else(|| "NOT FINISHED".into());
-        let mut hub_status = String::new();
-        if let Some(card) = r.card_id {
-            for _ in 0..50 {
-                hub_status = hub
-                    .hub()
-                    .store
-                    .operations_for_card(
-                        station_agent::sandbox::pismo::PISMO_ISSUER_ID,
-                        &card.to_string(),
-                    )
-                    .ok()
-                    .and_then(|ops| ops.last().map(|o| o.status.clone()))
-                    .unwrap_or_default();
-                if hub_status != "PENDING" {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let hub_status = match r.card_id {
+            Some(card) => {
+                settled_hub_status(|| async {
+                    hub.hub()
+                        .store
+                        .operations_for_card(
+                            station_agent::sandbox::pismo::PISMO_ISSUER_ID,
+                            &card.to_string(),
+                        )
+                        .ok()
+                        .and_then(|ops| ops.last().map(|o| o.status.clone()))
+                        .unwrap_or_default()
+                })
+                .await
             }
-        }
+            None => String::new(),
+        };
         ok &= d1 == "CARD_PROD_DONE" && hub_status == "SUCCESSFUL";
         println!(
-            "{:<3} {:<8} {:<14} {:<19} {:<16} {:<11} {:>7} {:<12}",
-            i + 1,
-            r.card_id.map(|c| c.to_string()).unwrap_or_default(),
-            r.printed_name,
-            job.and_then(|j| j.masked_pan.clone()).unwrap_or_default(),
-            d1,
-            hub_status,
-            r.resend_count,
-            r.step.as_str()
+            "{}",
+            RESULTS.row(&[
+                &(i + 1),
+                &r.card_id.map(|c| c.to_string()).unwrap_or_default(),
+                &r.printed_name,
+                &job.and_then(|j| j.masked_pan.clone()).unwrap_or_default(),
+                &d1,
+                &hub_status,
+                &r.resend_count,
+                &r.step.as_str(),
+            ])
         );
     }
     let pismo_cards = hub
@@ -368,8 +354,7 @@ async fn main() -> ExitCode {
         hub_state.display()
     );
     agent.shutdown().await;
-    let _ = stop_chips.send(true);
-    let _ = chips.await;
+    chips.stop().await;
     hub.shutdown().await;
     drop(pty);
     if ok {
