@@ -125,24 +125,26 @@ fn hubless_pismo_config(dir: &std::path::Path) -> String {
     hubless
 }
 
-/// Lets group and others read the client secret file of [`hubless_pismo_config`].
+/// Runs the agent with `--config` and `args` on a [`hubless_pismo_config`] whose client
+/// secret file group and others may read; it must fail. Returns its stderr and the file.
 #[cfg(unix)]
-fn secret_readable_by_others(dir: &std::path::Path) -> String {
+fn refusal_with_an_open_secret(args: &[&str]) -> (String, String) {
     use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("dev/pismo.secret");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path.display().to_string()
+    let dir = tempfile::tempdir().unwrap();
+    let config = hubless_pismo_config(dir.path());
+    let secret = dir.path().join("dev/pismo.secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut full = vec!["--config", config.as_str()];
+    full.extend_from_slice(args);
+    let (code, _, err) = agent(&full);
+    assert_ne!(code, 0, "{err}");
+    (err, secret.display().to_string())
 }
 
 #[cfg(unix)]
 #[test]
 fn pismo_request_refuses_a_client_secret_file_others_can_read_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = hubless_pismo_config(dir.path());
-    let secret = secret_readable_by_others(dir.path());
-    let (code, _, err) = agent(&[
-        "--config",
-        &config,
+    let (err, secret) = refusal_with_an_open_secret(&[
         "pismo",
         "request",
         "--customer",
@@ -150,7 +152,6 @@ fn pismo_request_refuses_a_client_secret_file_others_can_read_naming_it() {
         "--name",
         "JANE DOE",
     ]);
-    assert_ne!(code, 0);
     assert!(err.contains(&secret), "{err}");
     assert!(err.contains("group or others"), "{err}");
 }
@@ -158,11 +159,7 @@ fn pismo_request_refuses_a_client_secret_file_others_can_read_naming_it() {
 #[cfg(unix)]
 #[test]
 fn check_config_refuses_a_client_secret_file_others_can_read_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = hubless_pismo_config(dir.path());
-    let secret = secret_readable_by_others(dir.path());
-    let (code, _, err) = agent(&["check-config", "--config", &config]);
-    assert_ne!(code, 0);
+    let (err, secret) = refusal_with_an_open_secret(&["check-config"]);
     assert!(err.contains("pismo.client_secret_file"), "{err}");
     assert!(err.contains(&secret), "{err}");
 }

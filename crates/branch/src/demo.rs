@@ -2,14 +2,76 @@
 //! vpcd reader, the hub status read once it is settled, and the closing results table.
 
 use std::fmt::Display;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use station_agent::devkit::{init_dev, DevFiles, DevOptions};
+use station_agent::sandbox::{self, SandboxConfig, SandboxHandle};
 use station_sim::card::KeyFile;
-use station_sim::printer::SimPrinter;
+use station_sim::printer::{SimPrinter, SimPrinterConfig, Timing};
 use station_sim::station::serve_chips_on_vpcd;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// A demo's output folder: the development station, the hub's state, the printed faces.
+pub struct DemoFolder {
+    /// Printed faces (PNG).
+    pub faces: PathBuf,
+    /// The sandbox hub's state folder.
+    pub hub_state: PathBuf,
+    /// What `keys init --dev` wrote for the station.
+    pub files: DevFiles,
+}
+
+impl DemoFolder {
+    /// Empties `out` and writes a development station `station` in it (`keys init --dev`,
+    /// printer on a pty, chips on pcscd's vpcd reader), registered with the hub state beside it.
+    pub fn create(out: &Path, station: &str, policy: &str, hsm: bool) -> Result<Self, String> {
+        let _ = std::fs::remove_dir_all(out);
+        let faces = out.join("faces");
+        std::fs::create_dir_all(&faces).map_err(|e| format!("{}: {e}", faces.display()))?;
+        let hub_state = out.join("hub");
+        let files = init_dev(
+            &out.join("station"),
+            &DevOptions {
+                station: station.into(),
+                upstream: "http://127.0.0.1:8480".into(),
+                printer: "pty".into(),
+                reader: "Virtual PCD 00 00".into(),
+                policy: policy.into(),
+                hub_state: Some(hub_state.clone()),
+                hsm,
+            },
+        )?;
+        Ok(DemoFolder {
+            faces,
+            hub_state,
+            files,
+        })
+    }
+
+    /// Starts the sandbox hub on the state folder, on a port the system chooses.
+    pub async fn start_hub(&self) -> Result<SandboxHandle, String> {
+        sandbox::start(&SandboxConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            state_dir: self.hub_state.clone(),
+        })
+        .await
+        .map_err(|e| format!("sandbox hub: {e}"))
+    }
+
+    /// A simulated printer saving its printed faces here, at `time_scale` of real speed.
+    pub fn printer(&self, time_scale: f64) -> SimPrinter {
+        SimPrinter::new(SimPrinterConfig {
+            out_dir: Some(self.faces.clone()),
+            timing: Timing {
+                scale: time_scale,
+                ..Timing::default()
+            },
+            ..SimPrinterConfig::default()
+        })
+    }
+}
 
 /// The vpcd port of pcscd when none is given: `STATION_HIL_VPCD_PORT`, else vpcd's own.
 pub fn vpcd_port(given: Option<u16>) -> u16 {

@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use station_agent::agent::{open_devices, Agent};
 use station_agent::config::StationConfig;
-use station_agent::devkit::{init_dev, DevOptions};
 use station_agent::job::state::JobState;
 use station_agent::pismo::{latest_job, may_make_again, PismoDesk, PismoSection, RequestStep};
 use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
-use station_agent::sandbox::{self, SandboxConfig, SandboxFile, StateFiles};
-use station_branch::demo::{settled_hub_status, vpcd_port, Align, Table, VpcdChips};
-use station_sim::printer::{Fault, SimPrinter, SimPrinterConfig, Step, Timing};
+use station_agent::sandbox::{SandboxFile, StateFiles};
+use station_branch::demo::{settled_hub_status, vpcd_port, Align, DemoFolder, Table, VpcdChips};
+use station_sim::printer::{Fault, Step};
 
 const STATION: &str = "BR-DEMO-01";
 const GROUP: &str = "BR-DEMO-01-EMB";
@@ -95,53 +94,25 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let n = args.cards.clamp(2, CUSTOMERS.len());
     station_agent::logging::init("warn", station_agent::config::LogFormat::Text);
-    let _ = std::fs::remove_dir_all(&args.out);
-    let faces = args.out.join("faces");
-    if let Err(e) = std::fs::create_dir_all(&faces) {
-        return fail(format!("{}: {e}", faces.display()));
-    }
-    let hub_state = args.out.join("hub");
-    let files = match init_dev(
-        &args.out.join("station"),
-        &DevOptions {
-            station: STATION.into(),
-            upstream: "http://127.0.0.1:8480".into(),
-            printer: "pty".into(),
-            reader: "Virtual PCD 00 00".into(),
-            policy: "automatic".into(),
-            hub_state: Some(hub_state.clone()),
-            hsm: false,
-        },
-    ) {
+    let folder = match DemoFolder::create(&args.out, STATION, "automatic", false) {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    let (files, hub_state) = (&folder.files, folder.hub_state.clone());
     if let Err(e) = register_group(&hub_state) {
         return fail(e);
     }
     println!("1. sandbox hub with the Pismo sandbox (group {GROUP} → station {STATION})");
-    let hub = match sandbox::start(&SandboxConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        state_dir: hub_state.clone(),
-    })
-    .await
-    {
+    let hub = match folder.start_hub().await {
         Ok(h) => h,
-        Err(e) => return fail(format!("sandbox hub: {e}")),
+        Err(e) => return fail(e),
     };
     println!("   listening at {}", hub.base_url());
 
     println!(
         "2. simulated Evolis printer on a pty (a jam armed at the chip station), chips on vpcd"
     );
-    let printer = SimPrinter::new(SimPrinterConfig {
-        out_dir: Some(faces.clone()),
-        timing: Timing {
-            scale: args.time_scale,
-            ..Timing::default()
-        },
-        ..SimPrinterConfig::default()
-    });
+    let printer = folder.printer(args.time_scale);
     // One card is spoiled on purpose: the first one to reach the chip station jams, and
     // staff clear the printer at once (a standing fault would spoil the next cards too).
     printer.arm_fault(Step::Park, Fault::Jam);

@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use station_agent::agent::{open_devices, Agent};
 use station_agent::config::StationConfig;
-use station_agent::devkit::{init_dev, DevOptions};
 use station_agent::job::state::JobState;
-use station_agent::sandbox::{self, SandboxConfig};
-use station_branch::demo::{settled_hub_status, vpcd_port, Align, Table, VpcdChips};
-use station_sim::printer::{SimPrinter, SimPrinterConfig, Timing};
+use station_agent::sandbox;
+use station_branch::demo::{settled_hub_status, vpcd_port, Align, DemoFolder, Table, VpcdChips};
 
 const STATION: &str = "BR-DEMO-01";
 
@@ -95,27 +93,16 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 async fn main() -> ExitCode {
     let args = Args::parse();
     station_agent::logging::init("warn", station_agent::config::LogFormat::Text);
-    let _ = std::fs::remove_dir_all(&args.out);
-    let faces = args.out.join("faces");
-    if let Err(e) = std::fs::create_dir_all(&faces) {
-        return fail(format!("{}: {e}", faces.display()));
-    }
-    let hub_state = args.out.join("hub");
-    let files = match init_dev(
-        &args.out.join("station"),
-        &DevOptions {
-            station: STATION.into(),
-            upstream: "http://127.0.0.1:8480".into(),
-            printer: "pty".into(),
-            reader: "Virtual PCD 00 00".into(),
-            policy: if args.console { "staff" } else { "automatic" }.into(),
-            hub_state: Some(hub_state.clone()),
-            hsm: args.hsm,
-        },
+    let folder = match DemoFolder::create(
+        &args.out,
+        STATION,
+        if args.console { "staff" } else { "automatic" },
+        args.hsm,
     ) {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    let (files, hub_state) = (&folder.files, folder.hub_state.clone());
     if args.hsm {
         println!(
             "0. issuer keys in SoftHSM2 token '{}' ({}), non-extractable",
@@ -124,26 +111,14 @@ async fn main() -> ExitCode {
         );
     }
     println!("1. sandbox hub (D1 Card order endpoint, station link)");
-    let hub = match sandbox::start(&SandboxConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        state_dir: hub_state.clone(),
-    })
-    .await
-    {
+    let hub = match folder.start_hub().await {
         Ok(h) => h,
-        Err(e) => return fail(format!("sandbox hub: {e}")),
+        Err(e) => return fail(e),
     };
     println!("   listening at {}", hub.base_url());
 
     println!("2. simulated Evolis printer on a pty, chips on pcscd's vpcd reader");
-    let printer = SimPrinter::new(SimPrinterConfig {
-        out_dir: Some(faces.clone()),
-        timing: Timing {
-            scale: args.time_scale,
-            ..Timing::default()
-        },
-        ..SimPrinterConfig::default()
-    });
+    let printer = folder.printer(args.time_scale);
     let pty = match printer.spawn_pty() {
         Ok(p) => p,
         Err(e) => return fail(format!("pty: {e}")),
