@@ -90,47 +90,27 @@ impl HubError {
 
     /// 400 FIELD_INVALID_FORMAT on `field`.
     pub fn invalid_format(field: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            Some(D1ErrorCode::FieldInvalidFormat),
-            field,
-        )
+        Self::d1(D1ErrorCode::FieldInvalidFormat, field)
     }
 
     /// 400 FIELD_INVALID_VALUE on `field`.
     pub fn invalid_value(field: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            Some(D1ErrorCode::FieldInvalidValue),
-            field,
-        )
+        Self::d1(D1ErrorCode::FieldInvalidValue, field)
     }
 
     /// 401 AUTHORIZER_UNAUTHORIZED.
     pub fn unauthorized(detail: &str) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            Some(D1ErrorCode::AuthorizerUnauthorized),
-            detail,
-        )
+        Self::d1(D1ErrorCode::AuthorizerUnauthorized, detail)
     }
 
     /// 403 AUTHORIZER_FORBIDDEN: the token's principal may not touch this resource.
     pub fn forbidden(detail: &str) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            Some(D1ErrorCode::AuthorizerForbidden),
-            detail,
-        )
+        Self::d1(D1ErrorCode::AuthorizerForbidden, detail)
     }
 
     /// 403 OPERATION_NOT_ALLOWED on `field`.
     pub fn not_allowed(field: &str) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            Some(D1ErrorCode::OperationNotAllowed),
-            field,
-        )
+        Self::d1(D1ErrorCode::OperationNotAllowed, field)
     }
 
     /// 404 with what was not found.
@@ -141,15 +121,13 @@ impl HubError {
     /// 500 INTERNAL_ERROR; the detail goes to the log, not to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(code = "SANDBOX_INTERNAL", "{detail}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(D1ErrorCode::InternalError),
-            "",
-        )
+        Self::d1(D1ErrorCode::InternalError, "")
     }
 
-    /// A D1 answer with an explicit status and code (used to map the order module's errors).
-    pub fn d1(status: StatusCode, code: D1ErrorCode, error: impl Into<String>) -> Self {
+    /// A D1 answer with `code`, at the HTTP status the contract gives it.
+    pub fn d1(code: D1ErrorCode, error: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self::new(status, Some(code), error)
     }
 }
