@@ -4,11 +4,8 @@ mod sandbox_common;
 
 use std::process::Command;
 
-use sandbox_common::{TestHub, STATION};
-use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
-
-const GROUP: &str = "BRANCH-001-EMB";
-const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
+use sandbox_common::{pismo_file, TestHub, PISMO_CONFIG as CONFIG, PISMO_GROUP as GROUP};
+use station_agent::sandbox::pismo::dev_client;
 
 fn agent(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_station-agent"))
@@ -58,20 +55,7 @@ fn station_config(dir: &std::path::Path, hub: Option<&TestHub>) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pismo_request_creates_the_card_and_starts_its_embossing_run() {
-    let hub = TestHub::start_with(
-        None,
-        Some(PismoSandboxFile {
-            ready_millis: 200,
-            groups: vec![EmbossingGroupEntry {
-                name: GROUP.into(),
-                config_id: CONFIG.into(),
-                perso_station: STATION.into(),
-                schedule_seconds: 0,
-            }],
-            ..PismoSandboxFile::default()
-        }),
-    )
-    .await;
+    let hub = TestHub::start_with(None, Some(pismo_file(200))).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = station_config(dir.path(), Some(&hub));
     let out = tokio::task::spawn_blocking(move || {

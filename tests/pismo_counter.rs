@@ -7,7 +7,7 @@ mod sandbox_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sandbox_common::{TestHub, STATION};
+use sandbox_common::{pismo_file, TestHub, PISMO_CONFIG as CONFIG, PISMO_GROUP as GROUP, STATION};
 use serde_json::{json, Value};
 use station_agent::journal::{Journal, JournalThread};
 use station_agent::pismo::{
@@ -15,26 +15,10 @@ use station_agent::pismo::{
     PismoClientConfig, PismoDesk, PismoError, PismoSecret, PrintedName, RequestId, RequestStep,
     RequestStore,
 };
-use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
-
-const GROUP: &str = "BRANCH-001-EMB";
-const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
+use station_agent::sandbox::pismo::dev_client;
 
 async fn hub(ready_millis: u64) -> TestHub {
-    TestHub::start_with(
-        None,
-        Some(PismoSandboxFile {
-            ready_millis,
-            groups: vec![EmbossingGroupEntry {
-                name: GROUP.into(),
-                config_id: CONFIG.into(),
-                perso_station: STATION.into(),
-                schedule_seconds: 0,
-            }],
-            ..PismoSandboxFile::default()
-        }),
-    )
-    .await
+    TestHub::start_with(None, Some(pismo_file(ready_millis))).await
 }
 
 fn client(base: &str, hub: &TestHub) -> PismoClient {

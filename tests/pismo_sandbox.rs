@@ -7,36 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sandbox_common::{keyring_decrypt, TestHub, STATION};
+use sandbox_common::{
+    keyring_decrypt, pismo_file, TestHub, PISMO_CONFIG as CONFIG, PISMO_GROUP as GROUP, STATION,
+};
 use serde_json::{json, Value};
 use station_agent::pismo::{
     AddOutcome, ConfigId, CreateOutcome, CreatePlasticCard, CustomerId, EmbossingGroup,
     PismoCardId, PismoClient, PismoClientConfig, PismoError, PismoSecret, PrintedName, RequestId,
 };
 use station_agent::sandbox::pismo::store::StoredEvent;
-use station_agent::sandbox::pismo::{
-    dev_client, EmbossingGroupEntry, PismoSandboxFile, PISMO_ISSUER_ID,
-};
-
-const GROUP: &str = "BRANCH-001-EMB";
-const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
-
-fn pismo_file() -> PismoSandboxFile {
-    PismoSandboxFile {
-        ready_millis: 300,
-        customers: vec![],
-        groups: vec![EmbossingGroupEntry {
-            name: GROUP.into(),
-            config_id: CONFIG.into(),
-            perso_station: STATION.into(),
-            schedule_seconds: 0,
-        }],
-        ..PismoSandboxFile::default()
-    }
-}
+use station_agent::sandbox::pismo::{dev_client, PISMO_ISSUER_ID};
 
 async fn hub() -> TestHub {
-    TestHub::start_with(None, Some(pismo_file())).await
+    TestHub::start_with(None, Some(pismo_file(300))).await
 }
 
 fn client_for(hub: &TestHub, secret: Option<&str>) -> PismoClient {
@@ -142,6 +125,15 @@ async fn feed_page(hub: &TestHub, token: &PismoSecret, after: i64) -> (u16, Valu
     let path = format!("/sandbox/pismo/v1/events?after={after}");
     let get = reqwest::Method::GET;
     raw(hub, get, &path, Some(token.expose()), &[], None).await
+}
+
+/// A card for `customer`, ready and carried by a run: its client, the card, its D1 order.
+async fn embossed_card(hub: &TestHub, customer: i64) -> (PismoClient, PismoCardId, Value) {
+    let client = client_for(hub, None);
+    let card = create(&client, customer).await;
+    until_ready(&client, card).await;
+    let order = run_and_wait_for_order(hub, &client, card).await;
+    (client, card, order)
 }
 
 async fn run_and_wait_for_order(hub: &TestHub, client: &PismoClient, card: PismoCardId) -> Value {
@@ -286,7 +278,7 @@ async fn create_card_without_a_customer_header_answers_400() {
 
 #[tokio::test]
 async fn create_card_for_an_unknown_customer_answers_403() {
-    let mut file = pismo_file();
+    let mut file = pismo_file(300);
     file.customers = vec![1, 2, 3];
     let hub = TestHub::start_with(None, Some(file)).await;
     let e = client_for(&hub, None)
@@ -328,10 +320,7 @@ async fn add_to_embossing_of_an_unknown_card_answers_404() {
 #[tokio::test]
 async fn add_to_embossing_of_an_embossed_card_answers_406() {
     let hub = hub().await;
-    let client = client_for(&hub, None);
-    let card = create(&client, 12).await;
-    until_ready(&client, card).await;
-    run_and_wait_for_order(&hub, &client, card).await;
+    let (client, card, _) = embossed_card(&hub, 12).await;
     assert_eq!(
         client.add_to_embossing(card).await.unwrap(),
         AddOutcome::AlreadyEmbossed
@@ -405,10 +394,7 @@ async fn start_embossing_for_an_unknown_configuration_answers_400() {
 #[tokio::test]
 async fn start_embossing_answers_202_and_the_run_becomes_a_d1_order_for_the_groups_station() {
     let hub = hub().await;
-    let client = client_for(&hub, None);
-    let card = create(&client, 13).await;
-    until_ready(&client, card).await;
-    let order = run_and_wait_for_order(&hub, &client, card).await;
+    let (_, _, order) = embossed_card(&hub, 13).await;
     assert_eq!(order["issuerId"], PISMO_ISSUER_ID);
     assert_eq!(order["order"]["distributionChannel"], "INSTANT");
     assert_eq!(order["order"]["persoStation"], STATION);
@@ -468,10 +454,7 @@ async fn resend_of_an_unknown_card_answers_400() {
 #[tokio::test]
 async fn a_resent_card_whose_order_failed_becomes_a_new_order_flagged_reembossing() {
     let hub = hub().await;
-    let client = client_for(&hub, None);
-    let card = create(&client, 14).await;
-    until_ready(&client, card).await;
-    let first = run_and_wait_for_order(&hub, &client, card).await;
+    let (client, card, first) = embossed_card(&hub, 14).await;
     let token = hub.station_token().await;
     let op = first["operationId"].as_str().unwrap();
     let ev = |seq: u64, status: &str| json!({"sequence": seq, "status": status, "time": sandbox_common::now_rfc3339(), "reason": "printer jam"});
@@ -646,7 +629,7 @@ async fn the_event_feed_serves_the_documented_envelope_after_a_position() {
 
 #[tokio::test]
 async fn a_scheduled_run_sends_queued_cards_without_start_embossing() {
-    let mut file = pismo_file();
+    let mut file = pismo_file(300);
     file.groups[0].schedule_seconds = 1;
     let hub = TestHub::start_with(None, Some(file)).await;
     let client = client_for(&hub, None);
