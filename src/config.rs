@@ -796,6 +796,12 @@ impl StationConfig {
         if let Some(k) = &self.upstream.client_key {
             check_secret_file("upstream.client_key", &self.resolve(k))?;
         }
+        if let Some(p) = &self.pismo {
+            check_secret_file(
+                "pismo.client_secret_file",
+                &self.resolve(&p.client_secret_file),
+            )?;
+        }
         for (i, p) in self.upstream.order_keys.iter().enumerate() {
             let key = format!("upstream.order_keys[{i}]");
             let path = self.resolve(p);

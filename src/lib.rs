@@ -16,6 +16,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod dedicated;
 #[cfg(feature = "sandbox")]
 pub mod devkit;
 pub mod job;

@@ -4,11 +4,8 @@ mod sandbox_common;
 
 use std::process::Command;
 
-use sandbox_common::{TestHub, STATION};
-use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
-
-const GROUP: &str = "BRANCH-001-EMB";
-const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
+use sandbox_common::{pismo_file, TestHub, PISMO_CONFIG as CONFIG, PISMO_GROUP as GROUP};
+use station_agent::sandbox::pismo::dev_client;
 
 fn agent(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_station-agent"))
@@ -40,7 +37,11 @@ fn station_config(dir: &std::path::Path, hub: Option<&TestHub>) -> String {
     let cfg = dev.join("station.toml");
     if let Some(hub) = hub {
         let client = dev_client(&hub.files).unwrap();
-        std::fs::write(dev.join("pismo.secret"), &client.client_secret).unwrap();
+        station_agent::sandbox::keys::write_private(
+            &dev.join("pismo.secret"),
+            &client.client_secret,
+        )
+        .unwrap();
         let mut text = std::fs::read_to_string(&cfg).unwrap();
         text.push_str(&format!(
             "\n[pismo]\napi_url = \"{url}\"\npci_url = \"{url}\"\nclient_id = \"{id}\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"{GROUP}\"\nconfig_id = \"{CONFIG}\"\nstart_embossing = true\ningress_deadline_seconds = 20\n",
@@ -54,20 +55,7 @@ fn station_config(dir: &std::path::Path, hub: Option<&TestHub>) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pismo_request_creates_the_card_and_starts_its_embossing_run() {
-    let hub = TestHub::start_with(
-        None,
-        Some(PismoSandboxFile {
-            ready_millis: 200,
-            groups: vec![EmbossingGroupEntry {
-                name: GROUP.into(),
-                config_id: CONFIG.into(),
-                perso_station: STATION.into(),
-                schedule_seconds: 0,
-            }],
-            ..PismoSandboxFile::default()
-        }),
-    )
-    .await;
+    let hub = TestHub::start_with(None, Some(pismo_file(200))).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = station_config(dir.path(), Some(&hub));
     let out = tokio::task::spawn_blocking(move || {
@@ -86,7 +74,10 @@ async fn pismo_request_creates_the_card_and_starts_its_embossing_run() {
     .unwrap();
     assert_eq!(out.0, 0, "{}{}", out.1, out.2);
     assert!(out.1.contains("embossing run started"), "{}", out.1);
-    assert_eq!(hub.handle.pismo().store.cards().unwrap().len(), 1);
+    assert_eq!(
+        hub.handle.pismo().store.blocking().cards().unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -107,14 +98,60 @@ fn pismo_request_without_a_pismo_section_is_a_usage_error() {
     assert!(err.contains("[pismo]"), "{err}");
 }
 
+/// A configuration with a `[pismo]` section whose Pismo is unreachable, its client secret
+/// file `dev/pismo.secret` written owner-only.
+fn hubless_pismo_config(dir: &std::path::Path) -> String {
+    let hubless = station_config(dir, None);
+    let mut text = std::fs::read_to_string(&hubless).unwrap();
+    station_agent::sandbox::keys::write_private(&dir.join("dev/pismo.secret"), "s").unwrap();
+    text.push_str("\n[pismo]\napi_url = \"http://127.0.0.1:9\"\npci_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"BRANCH-001-EMB\"\n");
+    std::fs::write(&hubless, text).unwrap();
+    hubless
+}
+
+/// Runs the agent with `--config` and `args` on a [`hubless_pismo_config`] whose client
+/// secret file group and others may read; it must fail. Returns its stderr and the file.
+#[cfg(unix)]
+fn refusal_with_an_open_secret(args: &[&str]) -> (String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = hubless_pismo_config(dir.path());
+    let secret = dir.path().join("dev/pismo.secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut full = vec!["--config", config.as_str()];
+    full.extend_from_slice(args);
+    let (code, _, err) = agent(&full);
+    assert_ne!(code, 0, "{err}");
+    (err, secret.display().to_string())
+}
+
+#[cfg(unix)]
+#[test]
+fn pismo_request_refuses_a_client_secret_file_others_can_read_naming_it() {
+    let (err, secret) = refusal_with_an_open_secret(&[
+        "pismo",
+        "request",
+        "--customer",
+        "42",
+        "--name",
+        "JANE DOE",
+    ]);
+    assert!(err.contains(&secret), "{err}");
+    assert!(err.contains("group or others"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn check_config_refuses_a_client_secret_file_others_can_read_naming_it() {
+    let (err, secret) = refusal_with_an_open_secret(&["check-config"]);
+    assert!(err.contains("pismo.client_secret_file"), "{err}");
+    assert!(err.contains(&secret), "{err}");
+}
+
 #[test]
 fn pismo_request_refuses_a_printed_name_with_accents_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let hubless = station_config(dir.path(), None);
-    let mut text = std::fs::read_to_string(&hubless).unwrap();
-    std::fs::write(dir.path().join("dev/pismo.secret"), "s").unwrap();
-    text.push_str("\n[pismo]\napi_url = \"http://127.0.0.1:9\"\npci_url = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret_file = \"pismo.secret\"\nembossing_group = \"BRANCH-001-EMB\"\n");
-    std::fs::write(&hubless, text).unwrap();
+    let hubless = hubless_pismo_config(dir.path());
     let (code, _, err) = agent(&[
         "--config",
         &hubless,

@@ -18,7 +18,7 @@ async fn pismo_branch() -> (tempfile::TempDir, e2e::Branch) {
     let (dir, mut b) = branch("staff").await;
     let dev = dev_client(&StateFiles::in_dir(&b.hub_state)).unwrap();
     let secret = b.config.resolve(std::path::Path::new("keys/pismo.secret"));
-    std::fs::write(&secret, &dev.client_secret).unwrap();
+    station_agent::sandbox::keys::write_private(&secret, &dev.client_secret).unwrap();
     b.config.pismo = Some(PismoSection {
         api_url: b.hub.base_url(),
         pci_url: b.hub.base_url(),

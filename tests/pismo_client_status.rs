@@ -12,10 +12,9 @@ use axum::routing::{post, put};
 use serde_json::json;
 use station_agent::pismo::{
     AddOutcome, CardCreated, ConfigId, CreateOutcome, CreatePlasticCard, CustomerId,
-    EmbossingGroup, PismoCardId, PismoClient, PismoClientConfig, PismoError, PrintedName,
-    RequestId,
+    EmbossingGroup, PismoCardId, PismoClient, PismoClientConfig, PismoError, PismoSecret,
+    PrintedName, RequestId,
 };
-use zeroize::Zeroizing;
 
 const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
 
@@ -60,7 +59,7 @@ async fn stub(status: u16) -> (String, Arc<AtomicUsize>) {
 }
 
 fn client(base: &str) -> PismoClient {
-    let mut cfg = PismoClientConfig::new(base, base, "c", Zeroizing::new("s".into()));
+    let mut cfg = PismoClientConfig::new(base, base, "c", PismoSecret::new("s".into()));
     cfg.backoff_base = Duration::from_millis(2);
     PismoClient::new(cfg).unwrap()
 }

@@ -7,34 +7,18 @@ mod sandbox_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sandbox_common::{TestHub, STATION};
+use sandbox_common::{pismo_file, TestHub, PISMO_CONFIG as CONFIG, PISMO_GROUP as GROUP, STATION};
 use serde_json::{json, Value};
 use station_agent::journal::{Journal, JournalThread};
 use station_agent::pismo::{
     ConfigId, CounterSettings, CreatePlasticCard, CustomerId, EmbossingGroup, PismoClient,
-    PismoClientConfig, PismoDesk, PismoError, PrintedName, RequestId, RequestStep, RequestStore,
+    PismoClientConfig, PismoDesk, PismoError, PismoSecret, PrintedName, RequestId, RequestStep,
+    RequestStore,
 };
-use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
-use zeroize::Zeroizing;
-
-const GROUP: &str = "BRANCH-001-EMB";
-const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
+use station_agent::sandbox::pismo::dev_client;
 
 async fn hub(ready_millis: u64) -> TestHub {
-    TestHub::start_with(
-        None,
-        Some(PismoSandboxFile {
-            ready_millis,
-            groups: vec![EmbossingGroupEntry {
-                name: GROUP.into(),
-                config_id: CONFIG.into(),
-                perso_station: STATION.into(),
-                schedule_seconds: 0,
-            }],
-            ..PismoSandboxFile::default()
-        }),
-    )
-    .await
+    TestHub::start_with(None, Some(pismo_file(ready_millis))).await
 }
 
 fn client(base: &str, hub: &TestHub) -> PismoClient {
@@ -43,7 +27,7 @@ fn client(base: &str, hub: &TestHub) -> PismoClient {
         base,
         base,
         &dev.client_id,
-        Zeroizing::new(dev.client_secret.clone()),
+        PismoSecret::new(dev.client_secret.clone()),
     );
     cfg.backoff_base = Duration::from_millis(10);
     cfg.attempts = 2;
@@ -117,7 +101,14 @@ async fn an_invalid_printed_name_is_refused_before_anything_is_journaled_or_sent
     assert_eq!(e.code(), "PISMO_FIELD");
     assert!(e.to_string().contains("printed name"));
     assert!(desk.store().recent(10).await.unwrap().is_empty());
-    assert!(hub.handle.pismo().store.cards().unwrap().is_empty());
+    assert!(hub
+        .handle
+        .pismo()
+        .store
+        .blocking()
+        .cards()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -157,7 +148,7 @@ async fn a_restart_between_create_and_add_completes_the_request_with_the_same_ca
     let done = done.expect("request completed after the restart");
     assert_eq!(done.card_id, Some(created.card().id.0));
     assert_eq!(
-        hub.handle.pismo().store.cards().unwrap().len(),
+        hub.handle.pismo().store.blocking().cards().unwrap().len(),
         1,
         "never a second card"
     );
@@ -181,7 +172,10 @@ async fn a_card_not_ready_by_the_deadline_leaves_the_request_retryable_and_a_lat
     let patient = desk(&hub, dir.path(), Duration::from_secs(10));
     let done = patient.drive(&r.request_id).await.unwrap();
     assert_eq!(done.step, RequestStep::RunStarted);
-    assert_eq!(hub.handle.pismo().store.cards().unwrap().len(), 1);
+    assert_eq!(
+        hub.handle.pismo().store.blocking().cards().unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]

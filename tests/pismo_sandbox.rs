@@ -7,36 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sandbox_common::{keyring_decrypt, TestHub, STATION};
+use sandbox_common::{
+    keyring_decrypt, pismo_file, TestHub, PISMO_CONFIG as CONFIG, PISMO_GROUP as GROUP, STATION,
+};
 use serde_json::{json, Value};
 use station_agent::pismo::{
     AddOutcome, ConfigId, CreateOutcome, CreatePlasticCard, CustomerId, EmbossingGroup,
-    PismoCardId, PismoClient, PismoClientConfig, PismoError, PrintedName, RequestId,
+    PismoCardId, PismoClient, PismoClientConfig, PismoError, PismoSecret, PrintedName, RequestId,
 };
-use station_agent::sandbox::pismo::{
-    dev_client, EmbossingGroupEntry, PismoSandboxFile, PISMO_ISSUER_ID,
-};
-use zeroize::Zeroizing;
-
-const GROUP: &str = "BRANCH-001-EMB";
-const CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
-
-fn pismo_file() -> PismoSandboxFile {
-    PismoSandboxFile {
-        ready_millis: 300,
-        customers: vec![],
-        groups: vec![EmbossingGroupEntry {
-            name: GROUP.into(),
-            config_id: CONFIG.into(),
-            perso_station: STATION.into(),
-            schedule_seconds: 0,
-        }],
-        ..PismoSandboxFile::default()
-    }
-}
+use station_agent::sandbox::pismo::store::StoredEvent;
+use station_agent::sandbox::pismo::{dev_client, PISMO_ISSUER_ID};
 
 async fn hub() -> TestHub {
-    TestHub::start_with(None, Some(pismo_file())).await
+    TestHub::start_with(None, Some(pismo_file(300))).await
 }
 
 fn client_for(hub: &TestHub, secret: Option<&str>) -> PismoClient {
@@ -46,7 +29,7 @@ fn client_for(hub: &TestHub, secret: Option<&str>) -> PismoClient {
         &base,
         &base,
         &dev.client_id,
-        Zeroizing::new(secret.unwrap_or(&dev.client_secret).to_string()),
+        PismoSecret::new(secret.unwrap_or(&dev.client_secret).to_string()),
     );
     cfg.backoff_base = Duration::from_millis(10);
     PismoClient::new(cfg).unwrap()
@@ -106,6 +89,53 @@ async fn raw(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A request with a fresh bearer token of the sandbox's development client.
+async fn authorized(
+    hub: &TestHub,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let token = client_for(hub, None).token().await.unwrap();
+    raw(hub, method, path, Some(token.expose()), headers, body).await
+}
+
+/// Every event of the sandbox's feed, oldest first.
+fn feed(hub: &TestHub) -> Vec<StoredEvent> {
+    hub.handle
+        .pismo()
+        .store
+        .blocking()
+        .events_after(0, 100)
+        .unwrap()
+}
+
+/// The `embossing` events of the feed (one per card a run carried), oldest first.
+fn embossing_events(hub: &TestHub) -> Vec<Value> {
+    feed(hub)
+        .into_iter()
+        .map(|e| e.envelope)
+        .filter(|e| e["event_type"] == "embossing")
+        .collect()
+}
+
+/// One page of `GET /sandbox/pismo/v1/events` after feed position `after`.
+async fn feed_page(hub: &TestHub, token: &PismoSecret, after: i64) -> (u16, Value) {
+    let path = format!("/sandbox/pismo/v1/events?after={after}");
+    let get = reqwest::Method::GET;
+    raw(hub, get, &path, Some(token.expose()), &[], None).await
+}
+
+/// A card for `customer`, ready and carried by a run: its client, the card, its D1 order.
+async fn embossed_card(hub: &TestHub, customer: i64) -> (PismoClient, PismoCardId, Value) {
+    let client = client_for(hub, None);
+    let card = create(&client, customer).await;
+    until_ready(&client, card).await;
+    let order = run_and_wait_for_order(hub, &client, card).await;
+    (client, card, order)
+}
+
 async fn run_and_wait_for_order(hub: &TestHub, client: &PismoClient, card: PismoCardId) -> Value {
     client
         .start_embossing(ConfigId::parse(CONFIG).unwrap(), &[card])
@@ -158,7 +188,7 @@ async fn a_token_outlives_a_sandbox_restart() {
         &hub,
         reqwest::Method::PUT,
         "/embossing/v1/cards/999/embossing",
-        Some(&token),
+        Some(token.expose()),
         &[],
         None,
     )
@@ -198,7 +228,7 @@ async fn create_card_with_the_same_idempotency_key_answers_200_with_the_same_car
     assert!(matches!(again, CreateOutcome::Replayed(_)));
     assert_eq!(first.card().id, again.card().id);
     assert_eq!(
-        hub.handle.pismo().store.cards().unwrap().len(),
+        hub.handle.pismo().store.blocking().cards().unwrap().len(),
         1,
         "one card only"
     );
@@ -219,12 +249,10 @@ async fn a_second_plastic_card_for_the_same_customer_answers_409() {
 #[tokio::test]
 async fn create_card_refuses_an_invalid_printed_name_with_400_naming_the_field() {
     let hub = hub().await;
-    let token = client_for(&hub, None).token().await.unwrap();
-    let (status, body) = raw(
+    let (status, body) = authorized(
         &hub,
         reqwest::Method::POST,
         "/wallet/v2/cards",
-        Some(&token),
         &[("x-customer-id", "10")],
         Some(json!({"name": "PLASTIC", "type": "PLASTIC", "printed_name": "JOSÉ 2"})),
     )
@@ -236,12 +264,10 @@ async fn create_card_refuses_an_invalid_printed_name_with_400_naming_the_field()
 #[tokio::test]
 async fn create_card_without_a_customer_header_answers_400() {
     let hub = hub().await;
-    let token = client_for(&hub, None).token().await.unwrap();
-    let (status, body) = raw(
+    let (status, body) = authorized(
         &hub,
         reqwest::Method::POST,
         "/wallet/v2/cards",
-        Some(&token),
         &[],
         Some(json!({"name": "P", "type": "PLASTIC"})),
     )
@@ -252,7 +278,7 @@ async fn create_card_without_a_customer_header_answers_400() {
 
 #[tokio::test]
 async fn create_card_for_an_unknown_customer_answers_403() {
-    let mut file = pismo_file();
+    let mut file = pismo_file(300);
     file.customers = vec![1, 2, 3];
     let hub = TestHub::start_with(None, Some(file)).await;
     let e = client_for(&hub, None)
@@ -274,7 +300,7 @@ async fn add_to_embossing_answers_404_until_the_card_is_ready_then_202() {
         AddOutcome::NotReady
     );
     until_ready(&client, card).await;
-    let feed = hub.handle.pismo().store.events_after(0, 100).unwrap();
+    let feed = feed(&hub);
     assert!(feed
         .iter()
         .any(|e| e.envelope["event_type"] == "embossing_card_ingress"
@@ -294,10 +320,7 @@ async fn add_to_embossing_of_an_unknown_card_answers_404() {
 #[tokio::test]
 async fn add_to_embossing_of_an_embossed_card_answers_406() {
     let hub = hub().await;
-    let client = client_for(&hub, None);
-    let card = create(&client, 12).await;
-    until_ready(&client, card).await;
-    run_and_wait_for_order(&hub, &client, card).await;
+    let (client, card, _) = embossed_card(&hub, 12).await;
     assert_eq!(
         client.add_to_embossing(card).await.unwrap(),
         AddOutcome::AlreadyEmbossed
@@ -307,12 +330,10 @@ async fn add_to_embossing_of_an_embossed_card_answers_406() {
 #[tokio::test]
 async fn add_to_embossing_with_a_card_id_that_is_not_a_number_answers_404() {
     let hub = hub().await;
-    let token = client_for(&hub, None).token().await.unwrap();
-    let (status, body) = raw(
+    let (status, body) = authorized(
         &hub,
         reqwest::Method::PUT,
         "/embossing/v1/cards/abc/embossing",
-        Some(&token),
         &[],
         None,
     )
@@ -325,12 +346,10 @@ async fn add_to_embossing_with_a_card_id_that_is_not_a_number_answers_404() {
 async fn add_to_embossing_of_a_virtual_card_answers_400() {
     let hub = hub().await;
     let client = client_for(&hub, None);
-    let token = client.token().await.unwrap();
-    let (status, body) = raw(
+    let (status, body) = authorized(
         &hub,
         reqwest::Method::POST,
         "/wallet/v2/cards",
-        Some(&token),
         &[("x-customer-id", "16")],
         Some(json!({"name": "online", "type": "VIRTUAL"})),
     )
@@ -347,12 +366,10 @@ async fn add_to_embossing_of_a_virtual_card_answers_400() {
 #[tokio::test]
 async fn start_embossing_without_config_id_answers_400() {
     let hub = hub().await;
-    let token = client_for(&hub, None).token().await.unwrap();
-    let (status, body) = raw(
+    let (status, body) = authorized(
         &hub,
         reqwest::Method::POST,
         "/embossing/v1/triggers/embossing",
-        Some(&token),
         &[],
         Some(json!({"cards": [1]})),
     )
@@ -377,10 +394,7 @@ async fn start_embossing_for_an_unknown_configuration_answers_400() {
 #[tokio::test]
 async fn start_embossing_answers_202_and_the_run_becomes_a_d1_order_for_the_groups_station() {
     let hub = hub().await;
-    let client = client_for(&hub, None);
-    let card = create(&client, 13).await;
-    until_ready(&client, card).await;
-    let order = run_and_wait_for_order(&hub, &client, card).await;
+    let (_, _, order) = embossed_card(&hub, 13).await;
     assert_eq!(order["issuerId"], PISMO_ISSUER_ID);
     assert_eq!(order["order"]["distributionChannel"], "INSTANT");
     assert_eq!(order["order"]["persoStation"], STATION);
@@ -390,13 +404,9 @@ async fn start_embossing_answers_202_and_the_run_becomes_a_d1_order_for_the_grou
     let data: Value = serde_json::from_slice(&clear).unwrap();
     assert_eq!(data["encodedName"], "JANE DOE");
     assert!(data["pan"].as_str().unwrap().starts_with("476173"));
-    let ev = hub.handle.pismo().store.events_after(0, 100).unwrap();
-    let emb = ev
-        .iter()
-        .find(|e| e.envelope["event_type"] == "embossing")
-        .unwrap();
-    assert_eq!(emb.envelope["data"]["reembossing"], false);
-    assert_eq!(emb.envelope["data"]["reembossing_counter"], 0);
+    let emb = &embossing_events(&hub)[0];
+    assert_eq!(emb["data"]["reembossing"], false);
+    assert_eq!(emb["data"]["reembossing_counter"], 0);
     for k in [
         "event_id",
         "domain",
@@ -407,7 +417,7 @@ async fn start_embossing_answers_202_and_the_run_becomes_a_d1_order_for_the_grou
         "timestamp",
         "data",
     ] {
-        assert!(!emb.envelope[k].is_null(), "envelope field {k}");
+        assert!(!emb[k].is_null(), "envelope field {k}");
     }
 }
 
@@ -416,12 +426,10 @@ async fn start_embossing_answers_202_and_the_run_becomes_a_d1_order_for_the_grou
 #[tokio::test]
 async fn resend_without_cards_answers_400() {
     let hub = hub().await;
-    let token = client_for(&hub, None).token().await.unwrap();
-    let (status, body) = raw(
+    let (status, body) = authorized(
         &hub,
         reqwest::Method::POST,
         "/embossing/v1/cards/reembossing",
-        Some(&token),
         &[],
         Some(json!({})),
     )
@@ -446,10 +454,7 @@ async fn resend_of_an_unknown_card_answers_400() {
 #[tokio::test]
 async fn a_resent_card_whose_order_failed_becomes_a_new_order_flagged_reembossing() {
     let hub = hub().await;
-    let client = client_for(&hub, None);
-    let card = create(&client, 14).await;
-    until_ready(&client, card).await;
-    let first = run_and_wait_for_order(&hub, &client, card).await;
+    let (client, card, first) = embossed_card(&hub, 14).await;
     let token = hub.station_token().await;
     let op = first["operationId"].as_str().unwrap();
     let ev = |seq: u64, status: &str| json!({"sequence": seq, "status": status, "time": sandbox_common::now_rfc3339(), "reason": "printer jam"});
@@ -464,14 +469,9 @@ async fn a_resent_card_whose_order_failed_becomes_a_new_order_flagged_reembossin
     client.resend(&[card]).await.unwrap();
     let second = run_and_wait_for_order(&hub, &client, card).await;
     assert_ne!(second["operationId"], first["operationId"]);
-    let ev = hub.handle.pismo().store.events_after(0, 100).unwrap();
-    let last = ev
-        .iter()
-        .rev()
-        .find(|e| e.envelope["event_type"] == "embossing")
-        .unwrap();
-    assert_eq!(last.envelope["data"]["reembossing"], true);
-    assert_eq!(last.envelope["data"]["reembossing_counter"], 1);
+    let last = embossing_events(&hub).pop().unwrap();
+    assert_eq!(last["data"]["reembossing"], true);
+    assert_eq!(last["data"]["reembossing_counter"], 1);
 }
 
 // ---- persistence ----
@@ -527,7 +527,7 @@ async fn flaky_server(status_sequence: Vec<u16>) -> (String, Arc<AtomicUsize>) {
 }
 
 fn plain_client(base: &str) -> PismoClient {
-    let mut cfg = PismoClientConfig::new(base, base, "c", Zeroizing::new("s".into()));
+    let mut cfg = PismoClientConfig::new(base, base, "c", PismoSecret::new("s".into()));
     cfg.backoff_base = Duration::from_millis(5);
     PismoClient::new(cfg).unwrap()
 }
@@ -608,15 +608,7 @@ async fn the_event_feed_serves_the_documented_envelope_after_a_position() {
     let card = create(&client, 17).await;
     until_ready(&client, card).await;
     let token = client.token().await.unwrap();
-    let (status, first) = raw(
-        &hub,
-        reqwest::Method::GET,
-        "/sandbox/pismo/v1/events?after=0",
-        Some(&token),
-        &[],
-        None,
-    )
-    .await;
+    let (status, first) = feed_page(&hub, &token, 0).await;
     assert_eq!(status, 200);
     let events = first["events"].as_array().unwrap();
     let types: Vec<_> = events
@@ -628,15 +620,7 @@ async fn the_event_feed_serves_the_documented_envelope_after_a_position() {
         .iter()
         .all(|e| e["data"]["card_id"] == card.0 && e["schema_version"] == 1));
     let next = first["next"].as_i64().unwrap();
-    let (_, rest) = raw(
-        &hub,
-        reqwest::Method::GET,
-        &format!("/sandbox/pismo/v1/events?after={next}"),
-        Some(&token),
-        &[],
-        None,
-    )
-    .await;
+    let (_, rest) = feed_page(&hub, &token, next).await;
     assert!(
         rest["events"].as_array().unwrap().is_empty(),
         "nothing after the last position"
@@ -645,7 +629,7 @@ async fn the_event_feed_serves_the_documented_envelope_after_a_position() {
 
 #[tokio::test]
 async fn a_scheduled_run_sends_queued_cards_without_start_embossing() {
-    let mut file = pismo_file();
+    let mut file = pismo_file(300);
     file.groups[0].schedule_seconds = 1;
     let hub = TestHub::start_with(None, Some(file)).await;
     let client = client_for(&hub, None);

@@ -255,15 +255,63 @@ async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, LinkErro
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Err(LinkError::Unavailable { status: code });
     }
-    // Only the D1 error code is kept: bodies are never logged verbatim.
-    let error_code = resp
-        .json::<ErrorBody>()
-        .await
-        .ok()
-        .and_then(|b| b.error_code)
-        .unwrap_or_else(|| "-".into());
+    // Only the D1 error code is kept: bodies are never logged verbatim. A body that is
+    // not JSON carries no code; a JSON body whose errorCode the contract does not define
+    // is an answer this agent cannot read (retried, never parked on a guess).
+    let body = resp.bytes().await.unwrap_or_default();
+    let error_code = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => b.error_code,
+        Err(e) if e.is_data() => {
+            return Err(LinkError::Protocol(format!("HTTP {code}: {e}")));
+        }
+        Err(_) => None,
+    };
     Err(LinkError::Rejected {
         status: code,
         code: error_code,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::D1ErrorCode;
+
+    fn answer(status: u16, body: &'static str) -> reqwest::Response {
+        let resp = axum::http::Response::builder()
+            .status(status)
+            .body(body)
+            .unwrap();
+        reqwest::Response::from(resp)
+    }
+
+    #[tokio::test]
+    async fn a_rejection_keeps_the_d1_error_code_of_its_body() {
+        let body = r#"{"errorCode":"FIELD_INVALID_VALUE","error":"sequence"}"#;
+        match classify(answer(400, body)).await {
+            Err(LinkError::Rejected { status, code }) => {
+                assert_eq!((status, code), (400, Some(D1ErrorCode::FieldInvalidValue)))
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejection_whose_error_code_is_unknown_is_refused_naming_the_field() {
+        let e = classify(answer(400, r#"{"errorCode":"NOT_A_CODE"}"#))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "LINK_PROTOCOL");
+        let words = e.to_string();
+        assert!(words.contains("errorCode"), "{words}");
+        assert!(words.contains("NOT_A_CODE"), "{words}");
+    }
+
+    #[tokio::test]
+    async fn a_rejection_without_a_json_body_has_no_code() {
+        match classify(answer(404, "not found")).await {
+            Err(LinkError::Rejected { status, code }) => assert_eq!((status, code), (404, None)),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Errors of the station link, each with a stable code for logs and the staff console.
 
+use crate::order::D1ErrorCode;
 use thiserror::Error;
 
 /// What went wrong talking to the upstream hub.
@@ -18,12 +19,12 @@ pub enum LinkError {
         status: u16,
     },
     /// The hub rejected the request itself; retrying the same request will not help.
-    #[error("upstream rejected the request (HTTP {status}, {code}); the event is parked for a supervisor")]
+    #[error("upstream rejected the request (HTTP {status}, {}); the event is parked for a supervisor", .code.map_or("-", D1ErrorCode::as_str))]
     Rejected {
         /// HTTP status returned by the hub.
         status: u16,
-        /// D1 `errorCode` from the body, or `-` when the body had none.
-        code: String,
+        /// D1 `errorCode` from the body, when it had one.
+        code: Option<D1ErrorCode>,
     },
     /// The hub answered but is not able to serve now (5xx).
     #[error("upstream unavailable (HTTP {status}); will retry")]

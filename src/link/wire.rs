@@ -1,6 +1,7 @@
 //! Bodies of the station link (`docs/station-link.openapi.yaml`), shared by the
 //! agent's client and the sandbox hub so both sides cannot drift apart.
 
+use crate::order::D1ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// One INSTANT order handed to a station by the long poll.
@@ -105,9 +106,13 @@ impl std::fmt::Debug for TokenResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
-    /// D1 error code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
+    /// D1 error code; a code the contract does not define is refused, naming `errorCode`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "d1_error_code"
+    )]
+    pub error_code: Option<D1ErrorCode>,
     /// Field in error, for troubleshooting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -122,9 +127,35 @@ pub fn is_masked_pan(value: &str) -> bool {
     station_emv::card_data::looks_masked(value)
 }
 
+/// `errorCode` read through [`D1ErrorCode::parse`], so that a refusal names the field.
+fn d1_error_code<'de, D>(d: D) -> Result<Option<D1ErrorCode>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d)?
+        .map(|s| D1ErrorCode::parse("errorCode", &s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_body_with_a_d1_code_reads_as_that_code() {
+        let b: ErrorBody =
+            serde_json::from_str(r#"{"errorCode":"FIELD_INVALID_VALUE","error":"cardId"}"#)
+                .unwrap();
+        assert_eq!(b.error_code, Some(D1ErrorCode::FieldInvalidValue));
+    }
+
+    #[test]
+    fn an_error_body_with_an_unknown_code_is_refused_naming_the_field() {
+        let e = serde_json::from_str::<ErrorBody>(r#"{"errorCode":"NOT_A_CODE"}"#).unwrap_err();
+        let words = e.to_string();
+        assert!(words.contains("errorCode"), "{words}");
+        assert!(words.contains("NOT_A_CODE"), "{words}");
+    }
 
     #[test]
     fn a_pan_masked_to_first_six_and_last_four_passes() {

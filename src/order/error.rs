@@ -33,7 +33,42 @@ pub enum D1ErrorCode {
     CardProdException,
 }
 
+/// A wire string that names no D1 error code, with the field it came in.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: '{value}' is not a D1 error code")]
+pub struct UnknownD1ErrorCode {
+    /// Where the code was read (`errorCode`).
+    pub field: &'static str,
+    /// What was there instead.
+    pub value: String,
+}
+
 impl D1ErrorCode {
+    /// Every code, in the contract's order.
+    pub const ALL: [D1ErrorCode; 10] = [
+        D1ErrorCode::FieldInvalidFormat,
+        D1ErrorCode::FieldInvalidValue,
+        D1ErrorCode::CryptoError,
+        D1ErrorCode::ParsingError,
+        D1ErrorCode::OperationNotAllowed,
+        D1ErrorCode::AuthorizerUnauthorized,
+        D1ErrorCode::AuthorizerForbidden,
+        D1ErrorCode::InternalError,
+        D1ErrorCode::DataException,
+        D1ErrorCode::CardProdException,
+    ];
+
+    /// Reads the wire string found in `field`; anything else is refused naming the field.
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, UnknownD1ErrorCode> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == value)
+            .ok_or_else(|| UnknownD1ErrorCode {
+                field,
+                value: value.to_string(),
+            })
+    }
+
     /// The wire string, e.g. `FIELD_INVALID_FORMAT`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use card::CardData;
-pub use error::{D1Error, D1ErrorCode};
+pub use error::{D1Error, D1ErrorCode, UnknownD1ErrorCode};
 pub use jwe::StationKeyring;
 pub use model::{CardRequest, CardRequestInstant};
 

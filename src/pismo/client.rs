@@ -18,6 +18,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+pub use super::secret::PismoSecret;
+
 /// Token endpoint path on the API host.
 pub const TOKEN_PATH: &str = "/passport/v2/oauth/token";
 /// Create card path on the API host.
@@ -41,7 +43,7 @@ pub struct PismoClientConfig {
     /// OAuth client id.
     pub client_id: String,
     /// OAuth client secret (wiped on drop, never printed).
-    pub client_secret: Zeroizing<String>,
+    pub client_secret: PismoSecret,
     /// Attempts per call on network errors and 5xx (at least 1).
     pub attempts: u32,
     /// First retry delay; doubles up to `backoff_cap`.
@@ -58,14 +60,14 @@ impl std::fmt::Debug for PismoClientConfig {
             .field("api_url", &self.api_url)
             .field("pci_url", &self.pci_url)
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("client_secret", &self.client_secret)
             .finish_non_exhaustive()
     }
 }
 
 impl PismoClientConfig {
     /// Settings with the default retry policy (4 attempts, 200 ms doubling to 5 s, 15 s timeout).
-    pub fn new(api_url: &str, pci_url: &str, client_id: &str, secret: Zeroizing<String>) -> Self {
+    pub fn new(api_url: &str, pci_url: &str, client_id: &str, secret: PismoSecret) -> Self {
         PismoClientConfig {
             api_url: api_url.trim_end_matches('/').to_string(),
             pci_url: pci_url.trim_end_matches('/').to_string(),
@@ -142,7 +144,7 @@ struct TokenAnswer {
 }
 
 struct CachedToken {
-    secret: Zeroizing<String>,
+    secret: PismoSecret,
     renew_at: Instant,
 }
 
@@ -156,7 +158,8 @@ pub struct PismoClient {
 /// One HTTP answer: status and body bytes.
 struct Answer {
     status: StatusCode,
-    body: String,
+    /// Wiped on drop: the token endpoint's answer carries the bearer token.
+    body: Zeroizing<String>,
 }
 
 fn error_message(body: &str) -> String {
@@ -182,7 +185,7 @@ impl PismoClient {
     }
 
     /// A bearer token, from the cache while it has more than 30 s to live.
-    pub async fn token(&self) -> Result<Zeroizing<String>, PismoError> {
+    pub async fn token(&self) -> Result<PismoSecret, PismoError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref() {
             if Instant::now() < t.renew_at {
@@ -194,7 +197,7 @@ impl PismoClient {
             .with_retries("token", || {
                 self.http
                     .post(&url)
-                    .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.as_str()))
+                    .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose()))
                     .form(&[("grant_type", "client_credentials")])
             })
             .await?;
@@ -205,7 +208,7 @@ impl PismoClient {
                         call: "token",
                         status: 200,
                     })?;
-                let secret = Zeroizing::new(t.access_token);
+                let secret = PismoSecret::new(t.access_token);
                 let life = Duration::from_secs(t.expires_in.unwrap_or(300));
                 *cached = Some(CachedToken {
                     secret: secret.clone(),
@@ -237,7 +240,7 @@ impl PismoClient {
             match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let body = resp.text().await.unwrap_or_default();
+                    let body = Zeroizing::new(resp.text().await.unwrap_or_default());
                     if status.is_server_error() {
                         last = format!("HTTP {}", status.as_u16());
                     } else {
@@ -273,7 +276,7 @@ impl PismoClient {
                     let mut rb = self
                         .http
                         .request(method.clone(), &url)
-                        .bearer_auth(token.as_str());
+                        .bearer_auth(token.expose());
                     for (k, v) in headers {
                         rb = rb.header(*k, v);
                     }

@@ -15,7 +15,7 @@
 //! resumes where it stood; one interrupted between create and add repeats the
 //! create with the same idempotency key and gets the same card back (200).
 
-use super::client::{AddOutcome, PismoClient, PismoClientConfig};
+use super::client::{AddOutcome, PismoClient, PismoClientConfig, PismoSecret};
 use super::config::PismoSection;
 use super::error::PismoError;
 use super::model::{
@@ -29,7 +29,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use zeroize::Zeroizing;
 
 /// How the counter flow behaves (from `[pismo]`).
 #[derive(Debug, Clone)]
@@ -188,17 +187,7 @@ impl PismoDesk {
         journal: JournalThread,
     ) -> Result<Self, PismoError> {
         section.check()?;
-        let secret = Zeroizing::new(
-            std::fs::read_to_string(secret_path)
-                .map_err(|e| {
-                    PismoError::Config(format!(
-                        "pismo.client_secret_file {}: {e}",
-                        secret_path.display()
-                    ))
-                })?
-                .trim()
-                .to_string(),
-        );
+        let secret = PismoSecret::from_file(secret_path)?;
         let client = PismoClient::new(PismoClientConfig::new(
             &section.api_url,
             &section.pci_url,

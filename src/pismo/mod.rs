@@ -6,6 +6,7 @@ pub mod config;
 pub mod counter;
 pub mod error;
 pub mod model;
+pub mod secret;
 pub mod store;
 
 pub use client::{AddOutcome, CreateOutcome, PismoClient, PismoClientConfig};
@@ -19,4 +20,5 @@ pub use model::{
     CardCreated, ConfigId, CreatePlasticCard, CustomerId, EmbossingGroup, FieldError, PismoCardId,
     PrintedName, RequestId,
 };
+pub use secret::PismoSecret;
 pub use store::{CounterRequest, RequestStep, RequestStore};

@@ -6,6 +6,7 @@ use axum::Json;
 use thiserror::Error;
 
 use crate::link::wire::ErrorBody;
+use crate::order::D1ErrorCode;
 
 /// Why the sandbox could not start or a sandbox helper failed.
 #[derive(Debug, Error)]
@@ -73,13 +74,13 @@ pub struct HubError {
     /// HTTP status.
     pub status: StatusCode,
     /// D1 error code, when the spec defines one for the case.
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<D1ErrorCode>,
     /// Field or detail in error (troubleshooting only).
     pub error: Option<String>,
 }
 
 impl HubError {
-    fn new(status: StatusCode, code: Option<&'static str>, error: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: Option<D1ErrorCode>, error: impl Into<String>) -> Self {
         HubError {
             status,
             error_code: code,
@@ -89,31 +90,27 @@ impl HubError {
 
     /// 400 FIELD_INVALID_FORMAT on `field`.
     pub fn invalid_format(field: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, Some("FIELD_INVALID_FORMAT"), field)
+        Self::d1(D1ErrorCode::FieldInvalidFormat, field)
     }
 
     /// 400 FIELD_INVALID_VALUE on `field`.
     pub fn invalid_value(field: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, Some("FIELD_INVALID_VALUE"), field)
+        Self::d1(D1ErrorCode::FieldInvalidValue, field)
     }
 
     /// 401 AUTHORIZER_UNAUTHORIZED.
     pub fn unauthorized(detail: &str) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            Some("AUTHORIZER_UNAUTHORIZED"),
-            detail,
-        )
+        Self::d1(D1ErrorCode::AuthorizerUnauthorized, detail)
     }
 
     /// 403 AUTHORIZER_FORBIDDEN: the token's principal may not touch this resource.
     pub fn forbidden(detail: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, Some("AUTHORIZER_FORBIDDEN"), detail)
+        Self::d1(D1ErrorCode::AuthorizerForbidden, detail)
     }
 
     /// 403 OPERATION_NOT_ALLOWED on `field`.
     pub fn not_allowed(field: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, Some("OPERATION_NOT_ALLOWED"), field)
+        Self::d1(D1ErrorCode::OperationNotAllowed, field)
     }
 
     /// 404 with what was not found.
@@ -124,15 +121,13 @@ impl HubError {
     /// 500 INTERNAL_ERROR; the detail goes to the log, not to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(code = "SANDBOX_INTERNAL", "{detail}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some("INTERNAL_ERROR"),
-            "",
-        )
+        Self::d1(D1ErrorCode::InternalError, "")
     }
 
-    /// A D1 answer with an explicit status and code (used to map the order module's errors).
-    pub fn d1(status: StatusCode, code: &'static str, error: impl Into<String>) -> Self {
+    /// A D1 answer with `code`, at the HTTP status the contract gives it.
+    pub fn d1(code: D1ErrorCode, error: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self::new(status, Some(code), error)
     }
 }
@@ -140,7 +135,7 @@ impl HubError {
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error_code: self.error_code.map(str::to_string),
+            error_code: self.error_code,
             error: self.error.filter(|e| !e.is_empty()),
         };
         (self.status, Json(body)).into_response()

@@ -55,9 +55,7 @@ impl D1Rules {
 
 /// The D1 answer for an order module error.
 pub fn hub_error(e: crate::order::D1Error) -> HubError {
-    let status = axum::http::StatusCode::from_u16(e.http_status())
-        .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-    HubError::d1(status, e.error_code.as_str(), e.error)
+    HubError::d1(e.error_code, e.error)
 }
 
 impl OrderRules for D1Rules {

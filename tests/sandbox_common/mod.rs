@@ -14,6 +14,27 @@ use station_agent::sandbox::{
 use zeroize::Zeroizing;
 
 pub const STATION: &str = "BRANCH-001";
+
+/// The Pismo sandbox's embossing group for [`STATION`].
+pub const PISMO_GROUP: &str = "BRANCH-001-EMB";
+/// That group's embossing configuration id.
+pub const PISMO_CONFIG: &str = "acde070d-8c4c-4f0d-9d8a-162843c10333";
+
+/// `[pismo]` of the test hub: one group embossing at [`STATION`], run only by start
+/// embossing, each card's PCI data ready `ready_millis` after its creation.
+pub fn pismo_file(ready_millis: u64) -> station_agent::sandbox::pismo::PismoSandboxFile {
+    use station_agent::sandbox::pismo::{EmbossingGroupEntry, PismoSandboxFile};
+    PismoSandboxFile {
+        ready_millis,
+        groups: vec![EmbossingGroupEntry {
+            name: PISMO_GROUP.into(),
+            config_id: PISMO_CONFIG.into(),
+            perso_station: STATION.into(),
+            schedule_seconds: 0,
+        }],
+        ..PismoSandboxFile::default()
+    }
+}
 pub const STATION_CLIENT: &str = "station-branch-001";
 
 /// Encrypt with the order module's JWE (ECDH-ES + A256GCM, recipient kid in the header).

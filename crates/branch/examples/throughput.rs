@@ -5,7 +5,11 @@
 //! agent runs the whole flow (hub, journal with fsync, decryption, data preparation,
 //! personalization and read-back on the simulated chip) for N cards. Utilization =
 //! N × mechanical seconds per card ÷ measured seconds from the first feed to the
-//! last eject: 1.0 means the printer never waited on software.
+//! last eject: 1.0 means the printer never waited on software. The simulated printer
+//! does one step at a time (it takes no card from the feeder while another is in it,
+//! and answers each command once its step's time has passed), so N cards take at least
+//! N × [`Timing::card_seconds`]: a utilization above 1 would mean the clock missed a card,
+//! which the bench refuses (it counts the feeds it saw).
 
 use std::time::{Duration, Instant};
 
@@ -71,14 +75,17 @@ async fn main() {
     let idle_cpu = ticks as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
     let idle_rss = rss_kib();
 
+    // Subscribed before the orders go in: the first card may be fed while the later
+    // orders are still being posted, and a clock started at the second feed would credit
+    // the printer with a card it never spent time on.
+    let mut progress = agent.station.subscribe();
     let posted = b.order(cards).await;
     let ops: Vec<String> = posted.into_iter().map(|(_, op)| op).collect();
-    let mut progress = agent.station.subscribe();
     // Clock starts at the first feed: the hub's order intake is not the printer's time.
-    let start = loop {
+    let (start, first) = loop {
         let p = progress.recv().await.expect("progress");
         if p.state == JobState::Feeding {
-            break Instant::now();
+            break (Instant::now(), p.operation_id);
         }
     };
     // Every state change with its time, to say where the time of a card goes.
@@ -86,12 +93,13 @@ async fn main() {
     // subscription missed must not leave the bench waiting for ever.
     let (all_out, mut all_out_rx) = tokio::sync::oneshot::channel::<()>();
     let steps = tokio::spawn(async move {
-        let mut seen = vec![(JobState::Feeding, start)];
+        let mut seen = vec![(first, JobState::Feeding, start)];
         loop {
             tokio::select! {
                 p = progress.recv() => match p {
-                    Ok(p) => seen.push((p.state, Instant::now())),
-                    Err(_) => break,
+                    Ok(p) => seen.push((p.operation_id, p.state, Instant::now())),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
                 _ = &mut all_out_rx => break,
             }
@@ -131,6 +139,15 @@ async fn main() {
         real / (real + overhead)
     );
     let seen = steps.await.expect("step log");
+    let feeds = seen
+        .iter()
+        .filter(|(_, s, _)| *s == JobState::Feeding)
+        .count();
+    println!("  feeds seen by the clock {feeds} of {cards}");
+    assert_eq!(
+        feeds, cards,
+        "the clock must see every card fed, or the utilization is not a measure"
+    );
     let scaled = |s: f64| s * scale * 1000.0;
     let mech = [
         (JobState::Feeding, scaled(timing.feed)),
@@ -145,9 +162,17 @@ async fn main() {
     println!(
         "  where a card's time goes (median ms in each state, mechanical part, software part):"
     );
+    // Each card's steps in order: the other orders' intake and preparation interleave
+    // with the line's steps in the shared progress stream.
+    let mut by_card: std::collections::BTreeMap<&str, Vec<(JobState, Instant)>> =
+        Default::default();
+    for (op, state, at) in &seen {
+        by_card.entry(op.as_str()).or_default().push((*state, *at));
+    }
     for (state, mech_ms) in mech {
-        let mut d: Vec<f64> = seen
-            .windows(2)
+        let mut d: Vec<f64> = by_card
+            .values()
+            .flat_map(|steps| steps.windows(2))
             .filter(|w| w[0].0 == state)
             .map(|w| (w[1].1 - w[0].1).as_secs_f64() * 1000.0)
             .collect();

@@ -3,6 +3,8 @@
 //! tests and benchmarks. It sits above the agent: the simulators it wires together
 //! (`station-sim`) know nothing of the agent.
 
+pub mod demo;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -59,7 +59,7 @@ fn new_card_data(card: &SandboxCard) -> (Zeroizing<String>, String) {
 /// The PCI data of cards whose not-ready window has passed, sealed to the hub key,
 /// and their `embossing_card_ingress` events.
 fn ingress(sb: &PismoSandbox) -> Result<(), SandboxError> {
-    for card in sb.store.due_for_ingress(now_ms())? {
+    for card in sb.store.blocking().due_for_ingress(now_ms())? {
         let (data, masked) = new_card_data(&card);
         let sealed = crate::order::jwe::encrypt_json(&sb.hub.hub_public_jwk, data.as_bytes())
             .map_err(|e| SandboxError::Keys(e.to_string()))?;
@@ -73,6 +73,7 @@ fn ingress(sb: &PismoSandbox) -> Result<(), SandboxError> {
             json!({"card_id": card.id, "embossing_group": card.embossing_group, "status": "SUCCESS"}),
         );
         sb.store
+            .blocking()
             .complete_ingress(card.id, &sealed, &masked, &[event])?;
         sb.emit();
     }
@@ -93,11 +94,11 @@ pub fn run_group(
         time::OffsetDateTime::now_utc().unix_timestamp()
     );
     let mut count = 0;
-    for card in sb.store.queued_in_group(&group.name)? {
+    for card in sb.store.blocking().queued_in_group(&group.name)? {
         if !only.is_empty() && !only.contains(&card.id) {
             continue;
         }
-        let Some(sealed) = sb.store.card_data_jwe(card.id)? else {
+        let Some(sealed) = sb.store.blocking().card_data_jwe(card.id)? else {
             continue;
         };
         let opened = match sb.hub.rules().open_card_data(&sealed) {
@@ -136,7 +137,7 @@ pub fn run_group(
                         "operation_id": operation_id,
                     }),
                 );
-                sb.store.embossed(card.id, &event)?;
+                sb.store.blocking().embossed(card.id, &event)?;
                 count += 1;
                 tracing::info!(card_id = card.id, operation_id = %operation_id, station = %group.perso_station, "pismo sandbox: card sent to the embosser");
             }
@@ -146,7 +147,7 @@ pub fn run_group(
         }
     }
     if count > 0 {
-        sb.store.push_event(&envelope(
+        sb.store.blocking().push_event(&envelope(
             &sb.file.org_id,
             "embossing",
             "embossing_summary",
@@ -161,7 +162,7 @@ pub fn run_group(
 /// One pass of the worker: ingress, triggers, schedules.
 pub fn work_once(sb: &PismoSandbox) -> Result<(), SandboxError> {
     ingress(sb)?;
-    for t in sb.store.open_triggers()? {
+    for t in sb.store.blocking().open_triggers()? {
         // The sandbox org has one program (1): a program list without it selects nothing.
         if t.programs.is_empty() || t.programs.contains(&1) {
             for g in sb.file.groups.iter().filter(|g| {
@@ -170,13 +171,13 @@ pub fn work_once(sb: &PismoSandbox) -> Result<(), SandboxError> {
                 run_group(sb, g, &t.cards)?;
             }
         }
-        sb.store.trigger_done(t.id)?;
+        sb.store.blocking().trigger_done(t.id)?;
     }
     let now = now_ms();
     for g in sb.file.groups.iter().filter(|g| g.schedule_seconds > 0) {
-        if now - sb.store.last_run_ms(&g.name)? >= (g.schedule_seconds * 1000) as i64 {
+        if now - sb.store.blocking().last_run_ms(&g.name)? >= (g.schedule_seconds * 1000) as i64 {
             run_group(sb, g, &[])?;
-            sb.store.set_last_run_ms(&g.name, now)?;
+            sb.store.blocking().set_last_run_ms(&g.name, now)?;
         }
     }
     Ok(())

@@ -31,11 +31,11 @@ pub async fn run(state_dir: &Path, action: PismoSandboxAction) -> Result<(), Str
                 &hub,
                 &hub,
                 &dev.client_id,
-                zeroize::Zeroizing::new(dev.client_secret.clone()),
+                crate::pismo::PismoSecret::new(dev.client_secret.clone()),
             ))
             .map_err(|e| e.to_string())?;
             let token = client.token().await.map_err(|e| e.to_string())?;
-            println!("{}", token.as_str());
+            println!("{}", token.expose());
             Ok(())
         }
     }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{now_ms, now_rfc3339, CreateResult, NewCard, PismoStore, RESENDABLE};
+use store::{now_ms, now_rfc3339, CreateResult, NewCard, PismoStore, StoreThread, RESENDABLE};
 use tokio::sync::{watch, Notify};
 use zeroize::Zeroizing;
 
@@ -179,8 +179,8 @@ pub fn dev_client(files: &StateFiles) -> Result<DevClient, SandboxError> {
 
 /// The running Pismo sandbox.
 pub struct PismoSandbox {
-    /// Persistent data.
-    pub store: PismoStore,
+    /// Persistent data, on its own thread.
+    pub store: StoreThread,
     /// The D1 hub the bridge orders through.
     pub hub: Arc<Hub>,
     /// `[pismo]` of `sandbox.toml`.
@@ -254,7 +254,10 @@ impl PismoSandbox {
     ) -> Result<Self, SandboxError> {
         let client = dev_client(files)?;
         Ok(PismoSandbox {
-            store: PismoStore::open(&database_path(files))?,
+            store: StoreThread::start(
+                "pismo-sandbox-store",
+                Arc::new(PismoStore::open(&database_path(files))?),
+            ),
             hub,
             file,
             client,
@@ -263,7 +266,7 @@ impl PismoSandbox {
         })
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    async fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(token) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -271,18 +274,21 @@ impl PismoSandbox {
         else {
             return false;
         };
+        let hash = sha256_hex(token.trim());
         self.store
-            .token_valid(&sha256_hex(token.trim()), now_ms())
+            .call(move |s| s.token_valid(&hash, now_ms()))
+            .await
             .unwrap_or(false)
     }
 
     /// Issue a token for the development client (the CLI's `pismo token` asks over HTTP).
-    pub fn issue_token(&self) -> Result<Zeroizing<String>, SandboxError> {
+    pub async fn issue_token(&self) -> Result<Zeroizing<String>, SandboxError> {
         let token = Zeroizing::new(random_token());
-        self.store.add_token(
-            &sha256_hex(&token),
-            now_ms() + TOKEN_LIFETIME.as_millis() as i64,
-        )?;
+        let hash = sha256_hex(&token);
+        let expires = now_ms() + TOKEN_LIFETIME.as_millis() as i64;
+        self.store
+            .call(move |s| s.add_token(&hash, expires))
+            .await?;
         Ok(token)
     }
 
@@ -367,7 +373,7 @@ async fn token(
         )
             .into_response();
     }
-    match sb.issue_token() {
+    match sb.issue_token().await {
         Ok(t) => Json(json!({
             "access_token": t.as_str(),
             "token_type": "Bearer",
@@ -384,7 +390,7 @@ fn parse_json(body: &[u8]) -> Result<Value, Box<Response>> {
 }
 
 async fn create_card(State(sb): Sb, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if !sb.authorized(&headers) {
+    if !sb.authorized(&headers).await {
         return unauthorized();
     }
     let customer = match headers.get("x-customer-id").map(|v| v.to_str()) {
@@ -432,43 +438,50 @@ async fn create_card(State(sb): Sb, headers: HeaderMap, body: axum::body::Bytes)
             .map(|g| g.name.clone())
             .unwrap_or_else(|| "DEFAULT".into()),
     };
-    let new = NewCard {
-        customer_id: customer,
-        card_type: &req.card_type,
-        name: &req.name,
-        printed_name: req.printed_name.as_deref(),
-        embossing_group: &group,
-        product: req.product.as_deref(),
-        ready_at_ms: now_ms() + sb.file.ready_millis as i64,
-        idempotency_key: key.as_deref(),
-    };
-    let response = |id: i64| {
-        let mut r = json!({
-            "id": id,
-            "name": req.name,
-            "status": "CREATED",
-            "type": req.card_type,
-            "contactless_enabled": req.contactless_enabled,
-        });
-        for (k, v) in &req.echo {
-            r[k] = v.clone();
-        }
-        r
-    };
+    let ready_at_ms = now_ms() + sb.file.ready_millis as i64;
     let org = sb.file.org_id.clone();
     let cid = key
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let event = |c: &store::SandboxCard| {
-        envelope(
-            &org,
-            "card",
-            "card-created",
-            &cid,
-            json!({"card_id": c.id, "customer_id": c.customer_id, "type": c.card_type, "status": c.status}),
-        )
-    };
-    match sb.store.create_card(&new, response, event) {
+    let created = sb
+        .store
+        .call(move |s| {
+            let new = NewCard {
+                customer_id: customer,
+                card_type: &req.card_type,
+                name: &req.name,
+                printed_name: req.printed_name.as_deref(),
+                embossing_group: &group,
+                product: req.product.as_deref(),
+                ready_at_ms,
+                idempotency_key: key.as_deref(),
+            };
+            let response = |id: i64| {
+                let mut r = json!({
+                    "id": id,
+                    "name": req.name,
+                    "status": "CREATED",
+                    "type": req.card_type,
+                    "contactless_enabled": req.contactless_enabled,
+                });
+                for (k, v) in &req.echo {
+                    r[k] = v.clone();
+                }
+                r
+            };
+            let event = |c: &store::SandboxCard| {
+                envelope(
+                    &org,
+                    "card",
+                    "card-created",
+                    &cid,
+                    json!({"card_id": c.id, "customer_id": c.customer_id, "type": c.card_type, "status": c.status}),
+                )
+            };
+            s.create_card(&new, response, event)
+        })
+        .await;
+    match created {
         Ok(CreateResult::Created(c)) => {
             sb.emit();
             tracing::info!(card_id = c.id, "pismo sandbox: card created");
@@ -496,7 +509,7 @@ async fn add_to_embossing(
     Path(card_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !sb.authorized(&headers) {
+    if !sb.authorized(&headers).await {
         return unauthorized();
     }
     let not_found = || pismo_error(StatusCode::NOT_FOUND, "not_found", "card not found");
@@ -504,7 +517,7 @@ async fn add_to_embossing(
     let Some(id) = card_id_of(&card_id) else {
         return not_found();
     };
-    let card = match sb.store.card(id) {
+    let card = match sb.store.call(move |s| s.card(id)).await {
         Ok(c) => c,
         Err(e) => return internal(e),
     };
@@ -528,14 +541,14 @@ async fn add_to_embossing(
     if !RESENDABLE.contains(&card.status.as_str()) {
         return bad_request(format!("card {id} has status {}", card.status));
     }
-    match sb.store.queue(id) {
+    match sb.store.call(move |s| s.queue(id)).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn start_embossing(State(sb): Sb, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if !sb.authorized(&headers) {
+    if !sb.authorized(&headers).await {
         return unauthorized();
     }
     let body = match parse_json(&body) {
@@ -571,7 +584,8 @@ async fn start_embossing(State(sb): Sb, headers: HeaderMap, body: axum::body::By
     }
     match sb
         .store
-        .add_trigger(&config_id.to_string(), &cards, &programs)
+        .call(move |s| s.add_trigger(&config_id.to_string(), &cards, &programs))
+        .await
     {
         Ok(()) => {
             sb.work.notify_one();
@@ -582,7 +596,7 @@ async fn start_embossing(State(sb): Sb, headers: HeaderMap, body: axum::body::By
 }
 
 async fn resend(State(sb): Sb, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if !sb.authorized(&headers) {
+    if !sb.authorized(&headers).await {
         return unauthorized();
     }
     let body = match parse_json(&body) {
@@ -598,37 +612,55 @@ async fn resend(State(sb): Sb, headers: HeaderMap, body: axum::body::Bytes) -> R
         Ok(_) => return bad_request(required),
         Err(m) => return bad_request(m),
     };
-    for id in &cards {
-        match sb.store.card(*id) {
-            Ok(Some(c)) if c.card_type != "PLASTIC" => {
+    let ids = cards.clone();
+    let found = sb
+        .store
+        .call(move |s| {
+            ids.iter()
+                .map(|id| s.card(*id).map(|c| (*id, c)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
+    for (id, card) in found {
+        match card {
+            Some(c) if c.card_type != "PLASTIC" => {
                 return bad_request(format!("card {id} is not a PLASTIC card"))
             }
-            Ok(Some(c)) if !RESENDABLE.contains(&c.status.as_str()) => {
+            Some(c) if !RESENDABLE.contains(&c.status.as_str()) => {
                 return bad_request(format!(
                     "card {id} has status {}; only {} cards can be resent",
                     c.status,
                     RESENDABLE.join(", ")
                 ))
             }
-            Ok(Some(c)) if !c.ingress_done => {
+            Some(c) if !c.ingress_done => {
                 return bad_request(format!("card {id} is not ready for embossing yet"))
             }
-            Ok(Some(_)) => {}
-            Ok(None) => return bad_request(format!("card {id} not found")),
-            Err(e) => return internal(e),
+            Some(_) => {}
+            None => return bad_request(format!("card {id} not found")),
         }
     }
     let org = sb.file.org_id.clone();
-    let event = |c: &store::SandboxCard| {
-        envelope(
-            &org,
-            "embossing",
-            "reembossing",
-            &uuid::Uuid::new_v4().to_string(),
-            json!({"card_id": c.id, "reembossing_counter": c.reembossing_counter}),
-        )
-    };
-    match sb.store.resend(&cards, event) {
+    let resent = sb
+        .store
+        .call(move |s| {
+            let event = |c: &store::SandboxCard| {
+                envelope(
+                    &org,
+                    "embossing",
+                    "reembossing",
+                    &uuid::Uuid::new_v4().to_string(),
+                    json!({"card_id": c.id, "reembossing_counter": c.reembossing_counter}),
+                )
+            };
+            s.resend(&cards, event)
+        })
+        .await;
+    match resent {
         Ok(()) => {
             sb.emit();
             StatusCode::ACCEPTED.into_response()
@@ -647,7 +679,7 @@ struct FeedQuery {
 /// in Pismo's envelope, long-polled up to `wait` seconds; at-least-once, so
 /// readers deduplicate on `event_id`.
 async fn events(State(sb): Sb, headers: HeaderMap, Query(q): Query<FeedQuery>) -> Response {
-    if !sb.authorized(&headers) {
+    if !sb.authorized(&headers).await {
         return unauthorized();
     }
     let after = q.after.unwrap_or(0);
@@ -657,7 +689,7 @@ async fn events(State(sb): Sb, headers: HeaderMap, Query(q): Query<FeedQuery>) -
         let notified = sb.events.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let list = match sb.store.events_after(after, 100) {
+        let list = match sb.store.call(move |s| s.events_after(after, 100)).await {
             Ok(l) => l,
             Err(e) => return internal(e),
         };
@@ -686,8 +718,14 @@ pub async fn run_worker(sb: Arc<PismoSandbox>, mut stop: watch::Receiver<bool>) 
             _ = sb.work.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = bridge::work_once(&sb) {
-            tracing::error!(code = e.code(), error = %e, "pismo sandbox worker");
+        // A pass writes the database, asks the hub and seals card data: blocking work.
+        let pass = sb.clone();
+        match tokio::task::spawn_blocking(move || bridge::work_once(&pass)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(code = e.code(), error = %e, "pismo sandbox worker"),
+            Err(e) => {
+                tracing::error!(code = "PISMO_SANDBOX_INTERNAL", error = %e, "pismo sandbox worker pass ended abnormally")
+            }
         }
     }
 }

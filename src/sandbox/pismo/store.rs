@@ -531,6 +531,10 @@ impl PismoStore {
     }
 }
 
+/// The sandbox database on a thread of its own: the HTTP handlers await their calls
+/// there, so an SQLite write (and its fsync) never holds a tokio worker.
+pub type StoreThread = crate::dedicated::DedicatedThread<PismoStore>;
+
 fn push_event(tx: &rusqlite::Transaction<'_>, event: &Value) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO events (event_id, envelope) VALUES (?1, ?2)",

@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use station_agent::agent::{open_devices, Agent};
 use station_agent::config::StationConfig;
-use station_agent::devkit::{init_dev, DevOptions};
 use station_agent::job::state::JobState;
 use station_agent::pismo::{latest_job, may_make_again, PismoDesk, PismoSection, RequestStep};
 use station_agent::sandbox::pismo::{dev_client, EmbossingGroupEntry, PismoSandboxFile};
-use station_agent::sandbox::{self, SandboxConfig, SandboxFile, StateFiles};
-use station_sim::card::KeyFile;
-use station_sim::printer::{Fault, SimPrinter, SimPrinterConfig, Step, Timing};
-use station_sim::station::serve_chips_on_vpcd;
+use station_agent::sandbox::{SandboxFile, StateFiles};
+use station_branch::demo::{settled_hub_status, vpcd_port, Align, DemoFolder, Table, VpcdChips};
+use station_sim::printer::{Fault, Step};
 
 const STATION: &str = "BR-DEMO-01";
 const GROUP: &str = "BR-DEMO-01-EMB";
@@ -56,6 +54,18 @@ struct Args {
     vpcd_port: Option<u16>,
 }
 
+/// The closing table: one row per counter request.
+const RESULTS: Table = Table(&[
+    ("#", 3, Align::Left),
+    ("Pismo id", 8, Align::Left),
+    ("printed name", 14, Align::Left),
+    ("masked PAN", 19, Align::Left),
+    ("station status", 16, Align::Left),
+    ("hub status", 11, Align::Left),
+    ("resends", 7, Align::Right),
+    ("request", 12, Align::Left),
+]);
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("pismo demo: {msg}");
     ExitCode::from(1)
@@ -84,53 +94,25 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let n = args.cards.clamp(2, CUSTOMERS.len());
     station_agent::logging::init("warn", station_agent::config::LogFormat::Text);
-    let _ = std::fs::remove_dir_all(&args.out);
-    let faces = args.out.join("faces");
-    if let Err(e) = std::fs::create_dir_all(&faces) {
-        return fail(format!("{}: {e}", faces.display()));
-    }
-    let hub_state = args.out.join("hub");
-    let files = match init_dev(
-        &args.out.join("station"),
-        &DevOptions {
-            station: STATION.into(),
-            upstream: "http://127.0.0.1:8480".into(),
-            printer: "pty".into(),
-            reader: "Virtual PCD 00 00".into(),
-            policy: "automatic".into(),
-            hub_state: Some(hub_state.clone()),
-            hsm: false,
-        },
-    ) {
+    let folder = match DemoFolder::create(&args.out, STATION, "automatic", false) {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    let (files, hub_state) = (&folder.files, folder.hub_state.clone());
     if let Err(e) = register_group(&hub_state) {
         return fail(e);
     }
     println!("1. sandbox hub with the Pismo sandbox (group {GROUP} → station {STATION})");
-    let hub = match sandbox::start(&SandboxConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        state_dir: hub_state.clone(),
-    })
-    .await
-    {
+    let hub = match folder.start_hub().await {
         Ok(h) => h,
-        Err(e) => return fail(format!("sandbox hub: {e}")),
+        Err(e) => return fail(e),
     };
     println!("   listening at {}", hub.base_url());
 
     println!(
         "2. simulated Evolis printer on a pty (a jam armed at the chip station), chips on vpcd"
     );
-    let printer = SimPrinter::new(SimPrinterConfig {
-        out_dir: Some(faces.clone()),
-        timing: Timing {
-            scale: args.time_scale,
-            ..Timing::default()
-        },
-        ..SimPrinterConfig::default()
-    });
+    let printer = folder.printer(args.time_scale);
     // One card is spoiled on purpose: the first one to reach the chip station jams, and
     // staff clear the printer at once (a standing fault would spoil the next cards too).
     printer.arm_fault(Step::Park, Fault::Jam);
@@ -145,25 +127,10 @@ async fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("pty: {e}")),
     };
-    let stock = match std::fs::read_to_string(&files.card_stock)
-        .map_err(|e| e.to_string())
-        .and_then(|t| KeyFile::parse(&t).map_err(|e| e.to_string()))
-        .and_then(|k| k.to_config().map_err(|e| e.to_string()))
-    {
+    let chips = match VpcdChips::serve(&printer, &files.card_stock, vpcd_port(args.vpcd_port)) {
         Ok(c) => c,
-        Err(e) => return fail(format!("card stock keys: {e}")),
+        Err(e) => return fail(e),
     };
-    let port = args
-        .vpcd_port
-        .or_else(|| std::env::var("STATION_HIL_VPCD_PORT").ok()?.parse().ok())
-        .unwrap_or(35963);
-    let (stop_chips, chips_rx) = tokio::sync::watch::channel(false);
-    let chips = tokio::spawn(serve_chips_on_vpcd(
-        printer.clone(),
-        stock,
-        format!("127.0.0.1:{port}"),
-        chips_rx,
-    ));
 
     println!("3. station agent with a [pismo] section (start embossing allowed: sandbox)");
     let mut cfg = match StationConfig::load(&files.config) {
@@ -292,17 +259,7 @@ async fn main() -> ExitCode {
     let elapsed = started.elapsed();
 
     println!();
-    println!(
-        "{:<3} {:<8} {:<14} {:<19} {:<16} {:<11} {:>7} {:<12}",
-        "#",
-        "Pismo id",
-        "printed name",
-        "masked PAN",
-        "station status",
-        "hub status",
-        "resends",
-        "request"
-    );
+    println!("{}", RESULTS.heading());
     let jobs = agent
         .station
         .journal_thread()
@@ -322,39 +279,44 @@ async fn main() -> ExitCode {
             .and_then(|j| j.state.reported_status())
             .map(|s| s.as_str().to_string())
             .unwrap_or_else(|| "NOT FINISHED".into());
-        let mut hub_status = String::new();
-        if let Some(card) = r.card_id {
-            for _ in 0..50 {
-                hub_status = hub
-                    .hub()
-                    .store
-                    .operations_for_card(
-                        station_agent::sandbox::pismo::PISMO_ISSUER_ID,
-                        &card.to_string(),
-                    )
-                    .ok()
-                    .and_then(|ops| ops.last().map(|o| o.status.clone()))
-                    .unwrap_or_default();
-                if hub_status != "PENDING" {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let hub_status = match r.card_id {
+            Some(card) => {
+                settled_hub_status(|| async {
+                    hub.hub()
+                        .store
+                        .operations_for_card(
+                            station_agent::sandbox::pismo::PISMO_ISSUER_ID,
+                            &card.to_string(),
+                        )
+                        .ok()
+                        .and_then(|ops| ops.last().map(|o| o.status.clone()))
+                        .unwrap_or_default()
+                })
+                .await
             }
-        }
+            None => String::new(),
+        };
         ok &= d1 == "CARD_PROD_DONE" && hub_status == "SUCCESSFUL";
         println!(
-            "{:<3} {:<8} {:<14} {:<19} {:<16} {:<11} {:>7} {:<12}",
-            i + 1,
-            r.card_id.map(|c| c.to_string()).unwrap_or_default(),
-            r.printed_name,
-            job.and_then(|j| j.masked_pan.clone()).unwrap_or_default(),
-            d1,
-            hub_status,
-            r.resend_count,
-            r.step.as_str()
+            "{}",
+            RESULTS.row(&[
+                &(i + 1),
+                &r.card_id.map(|c| c.to_string()).unwrap_or_default(),
+                &r.printed_name,
+                &job.and_then(|j| j.masked_pan.clone()).unwrap_or_default(),
+                &d1,
+                &hub_status,
+                &r.resend_count,
+                &r.step.as_str(),
+            ])
         );
     }
-    let pismo_cards = hub.pismo().store.cards().map(|c| c.len()).unwrap_or(0);
+    let pismo_cards = hub
+        .pismo()
+        .store
+        .call(|s| s.cards().map(|c| c.len()))
+        .await
+        .unwrap_or(0);
     ok &= pismo_cards == requests.len();
     println!(
         "\n{} requests, {pismo_cards} cards at Pismo, {made_again} made again, in {:.1} s; journal {}; hub state {}",
@@ -364,8 +326,7 @@ async fn main() -> ExitCode {
         hub_state.display()
     );
     agent.shutdown().await;
-    let _ = stop_chips.send(true);
-    let _ = chips.await;
+    chips.stop().await;
     hub.shutdown().await;
     drop(pty);
     if ok {

@@ -16,12 +16,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use station_agent::agent::{open_devices, Agent};
 use station_agent::config::StationConfig;
-use station_agent::devkit::{init_dev, DevOptions};
 use station_agent::job::state::JobState;
-use station_agent::sandbox::{self, SandboxConfig};
-use station_sim::card::KeyFile;
-use station_sim::printer::{SimPrinter, SimPrinterConfig, Timing};
-use station_sim::station::serve_chips_on_vpcd;
+use station_agent::sandbox;
+use station_branch::demo::{settled_hub_status, vpcd_port, Align, DemoFolder, Table, VpcdChips};
 
 const STATION: &str = "BR-DEMO-01";
 
@@ -75,6 +72,18 @@ fn bar(state: JobState) -> String {
     }
 }
 
+/// The closing table: one row per order.
+const RESULTS: Table = Table(&[
+    ("#", 3, Align::Left),
+    ("cardId", 38, Align::Left),
+    ("EMV profile", 16, Align::Left),
+    ("masked PAN", 19, Align::Left),
+    ("station status", 20, Align::Left),
+    ("hub status", 11, Align::Left),
+    ("seconds", 7, Align::Right),
+    ("APDUs", 5, Align::Right),
+]);
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("demo: {msg}");
     ExitCode::from(1)
@@ -97,27 +106,16 @@ fn main() -> ExitCode {
 
 async fn demo(args: Args) -> ExitCode {
     station_agent::logging::init("warn", station_agent::config::LogFormat::Text);
-    let _ = std::fs::remove_dir_all(&args.out);
-    let faces = args.out.join("faces");
-    if let Err(e) = std::fs::create_dir_all(&faces) {
-        return fail(format!("{}: {e}", faces.display()));
-    }
-    let hub_state = args.out.join("hub");
-    let files = match init_dev(
-        &args.out.join("station"),
-        &DevOptions {
-            station: STATION.into(),
-            upstream: "http://127.0.0.1:8480".into(),
-            printer: "pty".into(),
-            reader: "Virtual PCD 00 00".into(),
-            policy: if args.console { "staff" } else { "automatic" }.into(),
-            hub_state: Some(hub_state.clone()),
-            hsm: args.hsm,
-        },
+    let folder = match DemoFolder::create(
+        &args.out,
+        STATION,
+        if args.console { "staff" } else { "automatic" },
+        args.hsm,
     ) {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    let (files, hub_state) = (&folder.files, folder.hub_state.clone());
     if args.hsm {
         println!(
             "0. issuer keys in SoftHSM2 token '{}' ({}), non-extractable",
@@ -126,49 +124,23 @@ async fn demo(args: Args) -> ExitCode {
         );
     }
     println!("1. sandbox hub (D1 Card order endpoint, station link)");
-    let hub = match sandbox::start(&SandboxConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        state_dir: hub_state.clone(),
-    })
-    .await
-    {
+    let hub = match folder.start_hub().await {
         Ok(h) => h,
-        Err(e) => return fail(format!("sandbox hub: {e}")),
+        Err(e) => return fail(e),
     };
     println!("   listening at {}", hub.base_url());
 
     println!("2. simulated Evolis printer on a pty, chips on pcscd's vpcd reader");
-    let printer = SimPrinter::new(SimPrinterConfig {
-        out_dir: Some(faces.clone()),
-        timing: Timing {
-            scale: args.time_scale,
-            ..Timing::default()
-        },
-        ..SimPrinterConfig::default()
-    });
+    let printer = folder.printer(args.time_scale);
     let pty = match printer.spawn_pty() {
         Ok(p) => p,
         Err(e) => return fail(format!("pty: {e}")),
     };
-    let stock = match std::fs::read_to_string(&files.card_stock)
-        .map_err(|e| e.to_string())
-        .and_then(|t| KeyFile::parse(&t).map_err(|e| e.to_string()))
-        .and_then(|k| k.to_config().map_err(|e| e.to_string()))
-    {
+    let port = vpcd_port(args.vpcd_port);
+    let chips = match VpcdChips::serve(&printer, &files.card_stock, port) {
         Ok(c) => c,
-        Err(e) => return fail(format!("card stock keys: {e}")),
+        Err(e) => return fail(e),
     };
-    let port = args
-        .vpcd_port
-        .or_else(|| std::env::var("STATION_HIL_VPCD_PORT").ok()?.parse().ok())
-        .unwrap_or(35963);
-    let (stop_chips, chips_rx) = tokio::sync::watch::channel(false);
-    let chips = tokio::spawn(serve_chips_on_vpcd(
-        printer.clone(),
-        stock,
-        format!("127.0.0.1:{port}"),
-        chips_rx,
-    ));
     println!("   printer at {}, vpcd port {port}", pty.path.display());
 
     println!("3. station agent (Evolis driver over the pty, PC/SC encoder)");
@@ -225,8 +197,7 @@ async fn demo(args: Args) -> ExitCode {
     if args.console {
         console::wait_for_staff(&agent, &posted).await;
         agent.shutdown().await;
-        let _ = stop_chips.send(true);
-        let _ = chips.await;
+        chips.stop().await;
         hub.shutdown().await;
         drop(pty);
         println!("demo: stopped");
@@ -275,17 +246,7 @@ async fn demo(args: Args) -> ExitCode {
     // Let the last reports reach the hub.
     let mut ok = true;
     println!();
-    println!(
-        "{:<3} {:<38} {:<16} {:<19} {:<20} {:<11} {:>7} {:>5}",
-        "#",
-        "cardId",
-        "EMV profile",
-        "masked PAN",
-        "station status",
-        "hub status",
-        "seconds",
-        "APDUs"
-    );
+    println!("{}", RESULTS.heading());
     for (i, (card, op)) in posted.iter().enumerate() {
         let job = agent.station.journal.job(op).ok().flatten();
         let d1 = job
@@ -293,36 +254,39 @@ async fn demo(args: Args) -> ExitCode {
             .and_then(|j| j.state.reported_status())
             .map(|s| s.as_str().to_string())
             .unwrap_or_else(|| "NOT FINISHED".into());
-        let mut hub_status = String::new();
-        for _ in 0..50 {
-            hub_status = sandbox::client::production_status(&hub.base_url(), &hub_state, card)
+        let hub_status = settled_hub_status(|| async {
+            sandbox::client::production_status(&hub.base_url(), &hub_state, card)
                 .await
                 .ok()
                 .and_then(|v| v["operations"][0]["status"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            if hub_status != "PENDING" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .unwrap_or_default()
+        })
+        .await;
         ok &= d1 == "CARD_PROD_DONE" && hub_status == "SUCCESSFUL";
         // The sample orders cycle through the sample products in order.
         let product = &sandbox::client::SAMPLE_PRODUCTS[i % sandbox::client::SAMPLE_PRODUCTS.len()];
+        let masked_pan = job
+            .as_ref()
+            .and_then(|j| j.masked_pan.clone())
+            .unwrap_or_default();
+        let seconds = job
+            .as_ref()
+            .and_then(|j| j.seconds)
+            .map(|s| format!("{s:.1}"))
+            .unwrap_or_default();
+        let apdus = job.as_ref().map(|j| j.apdu_count).unwrap_or(0);
         println!(
-            "{:<3} {:<38} {:<16} {:<19} {:<20} {:<11} {:>7} {:>5}",
-            i + 1,
-            card,
-            product.profile,
-            job.as_ref()
-                .and_then(|j| j.masked_pan.clone())
-                .unwrap_or_default(),
-            d1,
-            hub_status,
-            job.as_ref()
-                .and_then(|j| j.seconds)
-                .map(|s| format!("{s:.1}"))
-                .unwrap_or_default(),
-            job.as_ref().map(|j| j.apdu_count).unwrap_or(0),
+            "{}",
+            RESULTS.row(&[
+                &(i + 1),
+                card,
+                &product.profile,
+                &masked_pan,
+                &d1,
+                &hub_status,
+                &seconds,
+                &apdus,
+            ])
         );
         if let Some(r) = job.as_ref().and_then(|j| j.reason.clone()) {
             println!("    reason: {r}");
@@ -347,8 +311,7 @@ async fn demo(args: Args) -> ExitCode {
     );
     counter_summary(&agent, &cfg, &files.config);
     agent.shutdown().await;
-    let _ = stop_chips.send(true);
-    let _ = chips.await;
+    chips.stop().await;
     hub.shutdown().await;
     drop(pty);
     if ok {

@@ -92,26 +92,49 @@ impl From<&str> for Failed {
 type Outcome = Result<Tally, Failed>;
 
 /// Counts lost, twice-issued and in-doubt cards of `orders` from the hub and the journal.
-fn account(b: &Branch, journal: &Path, orders: &[(String, String)]) -> Tally {
-    let j = Journal::open(journal).ok();
+///
+/// A hub record or a journal that cannot be read fails the scenario: nothing read is
+/// not the same as nothing lost or issued twice.
+fn account(b: &Branch, journal: &Path, orders: &[(String, String)]) -> Result<Tally, Failed> {
+    let store = &b.hub.hub().store;
+    let hub_statuses = |op: &str| {
+        store
+            .events(op)
+            .map(|events| events.into_iter().map(|e| e.status).collect())
+            .map_err(|e| format!("the hub's record of {op} cannot be read: {e}"))
+    };
+    tally(hub_statuses, journal, orders).map_err(Failed::from)
+}
+
+/// The figures of `orders` from each one's hub statuses (oldest first) and the journal
+/// at `journal`, which must exist and open: [`Journal::open`] would make an empty one.
+fn tally(
+    hub_statuses: impl Fn(&str) -> Result<Vec<String>, String>,
+    journal: &Path,
+    orders: &[(String, String)],
+) -> Result<Tally, String> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        format!(
+            "the journal {} cannot be read to account for the orders: {e}",
+            journal.display()
+        )
+    };
+    if !journal.is_file() {
+        return Err(unreadable(&"no such file"));
+    }
+    let j = Journal::open(journal).map_err(|e| unreadable(&e))?;
     let mut t = Tally {
         orders: orders.len(),
         ..Tally::default()
     };
     for (_card, op) in orders {
-        let events = b.hub.hub().store.events(op).unwrap_or_default();
-        let last = events.last().map(|e| e.status.clone()).unwrap_or_default();
+        let statuses = hub_statuses(op)?;
+        let last = statuses.last().cloned().unwrap_or_default();
         if !FINAL.contains(&last.as_str()) {
             t.lost += 1;
         }
-        let done = events
-            .iter()
-            .filter(|e| e.status == "CARD_PROD_DONE")
-            .count();
-        let history = j
-            .as_ref()
-            .and_then(|j| j.history(op).ok())
-            .unwrap_or_default();
+        let done = statuses.iter().filter(|s| *s == "CARD_PROD_DONE").count();
+        let history = j.history(op).map_err(|e| unreadable(&e))?;
         let personalized = history.iter().filter(|h| h.to == "personalizing").count();
         if done > 1 || personalized > 1 {
             t.twice += 1;
@@ -123,7 +146,7 @@ fn account(b: &Branch, journal: &Path, orders: &[(String, String)]) -> Tally {
         t.finals
             .push(if last.is_empty() { "-".into() } else { last });
     }
-    t
+    Ok(t)
 }
 
 /// Whether every order's last hub status is final.
@@ -177,9 +200,10 @@ async fn settle(
                     _ => "not journaled".into(),
                 })
                 .collect();
-            return Err(Failed {
-                why: format!("orders not final in time: {seen:?}"),
-                tally: Some(account(b, &b.journal_path(), orders)),
+            let why = format!("orders not final in time: {seen:?}");
+            return Err(match account(b, &b.journal_path(), orders) {
+                Ok(t) => Failed::with(why, t),
+                Err(e) => format!("{why}; and {}", e.why).into(),
             });
         }
         staff_sweep(agent, printer);
@@ -206,7 +230,7 @@ async fn printer_fault(step: Step, fault: Fault) -> Outcome {
     b.printer.clear_fault();
     orders.extend(b.order(1).await);
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     if t.finals[1] != "CARD_PROD_DONE" {
         return Err(Failed::with(
             format!("the card after the fault ended {}", t.finals[1]),
@@ -229,7 +253,7 @@ async fn chip_fault(faults: Faults) -> Outcome {
     settle(&b, &agent, &orders, &b.printer).await?;
     orders.extend(b.order(1).await);
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     if t.finals != ["CARD_PROD_EXCEPTION", "CARD_PROD_DONE"] {
         return Err(Failed::with(format!("finals {:?}", t.finals), t));
     }
@@ -267,7 +291,7 @@ async fn reject_fails() -> Outcome {
     b.printer.clear_fault();
     orders.extend(b.order(1).await);
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     if t.finals.last().map(String::as_str) != Some("CARD_PROD_DONE") {
         return Err(Failed::with(format!("finals {:?}", t.finals), t));
     }
@@ -322,7 +346,7 @@ async fn serial_link_cut() -> Outcome {
     let agent = b.agent().await;
     orders.extend(b.order(1).await);
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     if t.finals[1] != "CARD_PROD_DONE" {
         return Err(Failed::with(
             format!("the card after the cut ended {}", t.finals[1]),
@@ -378,7 +402,7 @@ async fn hub_down_for_the_run() -> Outcome {
     );
     placeholder.shutdown().await;
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     agent.shutdown().await;
     Ok(t)
 }
@@ -479,7 +503,7 @@ async fn hub_misbehaves(fault: HubFault) -> Outcome {
     b.config.upstream.url = format!("http://{proxy}");
     let agent = b.agent().await;
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     if t.finals.iter().any(|f| f != "CARD_PROD_DONE") {
         return Err(Failed::with(format!("finals {:?}", t.finals), t));
     }
@@ -512,7 +536,7 @@ async fn journal_refuses(state: JobState) -> Outcome {
     let agent = b.agent().await;
     orders.extend(b.order(1).await);
     settle(&b, &agent, &orders, &b.printer).await?;
-    let t = account(&b, &b.journal_path(), &orders);
+    let t = account(&b, &b.journal_path(), &orders)?;
     if t.finals[1] != "CARD_PROD_DONE" {
         return Err(Failed::with(
             format!("the card after the restart ended {}", t.finals[1]),
@@ -539,6 +563,8 @@ async fn corrupt_journal() -> Outcome {
     settle(&b, &agent, &orders, &b.printer).await?;
     agent.shutdown().await;
     let path = b.journal_path();
+    // Counted while the journal is whole: the damage below is what makes it unreadable.
+    let t = account(&b, &path, &orders)?;
     let _ = std::fs::remove_file(path.with_extension("db-wal"));
     let mut bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
     for b in bytes.iter_mut().take(4096) {
@@ -557,7 +583,7 @@ async fn corrupt_journal() -> Outcome {
     if b.printer.finished().len() != fed {
         return Err("a card moved".into());
     }
-    Ok(account(&b, &path, &orders))
+    Ok(t)
 }
 
 /// Parent side of a kill: starts the agent as a child process, SIGKILLs it as soon as a
@@ -606,7 +632,7 @@ async fn killed_at(step: JobState) -> Outcome {
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
     let journal = b.journal_path();
-    let t = account(&b, &journal, &orders);
+    let t = account(&b, &journal, &orders)?;
     if !status.success() {
         return Err(Failed {
             why: format!("the restarted agent failed ({status})"),
@@ -869,5 +895,55 @@ async fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_order() -> Vec<(String, String)> {
+        vec![("card-1".into(), "op-1".into())]
+    }
+
+    fn done_at_hub(_op: &str) -> Result<Vec<String>, String> {
+        Ok(vec!["CARD_PROD_DONE".into()])
+    }
+
+    #[test]
+    fn a_journal_that_is_not_there_fails_the_tally_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let err = tally(done_at_hub, &path, &one_order()).unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(!path.exists(), "the tally must not make an empty journal");
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_opened_fails_the_tally_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        std::fs::write(&path, [0xA5u8; 8192]).unwrap();
+        let err = tally(done_at_hub, &path, &one_order()).unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_hub_record_that_cannot_be_read_fails_the_tally() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        drop(Journal::open(&path).unwrap());
+        let err = tally(|op| Err(format!("{op} unreadable")), &path, &one_order()).unwrap_err();
+        assert!(err.contains("op-1"), "{err}");
+    }
+
+    #[test]
+    fn a_readable_journal_and_hub_give_the_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        drop(Journal::open(&path).unwrap());
+        let t = tally(done_at_hub, &path, &one_order()).unwrap();
+        assert_eq!((t.orders, t.lost, t.twice, t.in_doubt), (1, 0, 0, 0));
+        assert_eq!(t.finals, ["CARD_PROD_DONE"]);
     }
 }
