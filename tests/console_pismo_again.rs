@@ -63,7 +63,7 @@ async fn pismo_branch_for(
     b.config.upstream.url = b.hub.base_url();
     let dev = dev_client(&files).unwrap();
     let secret = b.config.resolve(std::path::Path::new("keys/pismo.secret"));
-    std::fs::write(&secret, &dev.client_secret).unwrap();
+    station_agent::sandbox::keys::write_private(&secret, &dev.client_secret).unwrap();
     b.config.pismo = Some(PismoSection {
         api_url: b.hub.base_url(),
         pci_url: b.hub.base_url(),

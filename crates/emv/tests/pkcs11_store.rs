@@ -63,33 +63,53 @@ impl Stores {
     }
 }
 
-/// One token per test process, in the SoftHSM2 folder Cargo names in SOFTHSM2_CONF.
-fn stores() -> &'static Stores {
-    static STORES: OnceLock<Stores> = OnceLock::new();
-    STORES.get_or_init(|| {
-        assert!(
-            Path::new(SOFTHSM2_MODULE).is_file(),
-            "SoftHSM2 is not installed ({SOFTHSM2_MODULE}): run cargo xtask setup"
-        );
-        // Cargo sets SOFTHSM2_CONF for tests (.cargo/config.toml): tokens go there.
-        let hsm_dir = fresh_softhsm2_dir_for_test().unwrap();
-        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        let token = write_dev_token(&hsm_dir, Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
-        let config = Pkcs11Config {
-            module: SOFTHSM2_MODULE.into(),
-            token: token.token.clone(),
-            pin: PinSource::File(token.pin_file.clone()),
-            sessions: 2,
-            development: true,
-        };
-        let hsm = Pkcs11KeyStore::open(&config).unwrap();
-        let software = SoftwareKeyStore::load(&write_dev_keystore(dir.path()).unwrap()).unwrap();
-        Stores {
-            hsm,
-            software,
-            config,
-        }
+/// Every token this test process uses. They are all written before any test opens
+/// one: a token initialized in this process while another test was opening its store
+/// gave that store invalid object handles (SoftHSM2 2.6), which a station never sees
+/// (its tokens are written by `keys init`, another process).
+struct Tokens {
+    stores: Stores,
+    scp03: Scp03,
+    oda: Oda,
+}
+
+fn tokens() -> &'static Tokens {
+    static TOKENS: OnceLock<Tokens> = OnceLock::new();
+    TOKENS.get_or_init(|| Tokens {
+        stores: make_stores(),
+        scp03: make_scp03(),
+        oda: make_oda(),
     })
+}
+
+/// One token per test process, in the SoftHSM2 folder Cargo names in SOFTHSM2_CONF.
+fn make_stores() -> Stores {
+    assert!(
+        Path::new(SOFTHSM2_MODULE).is_file(),
+        "SoftHSM2 is not installed ({SOFTHSM2_MODULE}): run cargo xtask setup"
+    );
+    // Cargo sets SOFTHSM2_CONF for tests (.cargo/config.toml): tokens go there.
+    let hsm_dir = fresh_softhsm2_dir_for_test().unwrap();
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let token = write_dev_token(&hsm_dir, Path::new(SOFTHSM2_MODULE), "station-test").unwrap();
+    let config = Pkcs11Config {
+        module: SOFTHSM2_MODULE.into(),
+        token: token.token.clone(),
+        pin: PinSource::File(token.pin_file.clone()),
+        sessions: 2,
+        development: true,
+    };
+    let hsm = Pkcs11KeyStore::open(&config).unwrap();
+    let software = SoftwareKeyStore::load(&write_dev_keystore(dir.path()).unwrap()).unwrap();
+    Stores {
+        hsm,
+        software,
+        config,
+    }
+}
+
+fn stores() -> &'static Stores {
+    &tokens().stores
 }
 
 #[test]
@@ -434,50 +454,50 @@ struct Scp03 {
 
 const SCP03_KMC: &str = "404142434445464748494A4B4C4D4E4F";
 
-fn scp03() -> &'static Scp03 {
+fn make_scp03() -> Scp03 {
     use station_emv::keys::write_softhsm2_token;
-    static SCP03: OnceLock<Scp03> = OnceLock::new();
-    SCP03.get_or_init(|| {
-        let _ = stores();
-        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        let file = dir.path().join("scp03.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "[transport.SCP03-CARD]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"emv-cpg202\"\n\
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let file = dir.path().join("scp03.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[transport.SCP03-CARD]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"emv-cpg202\"\n\
                  scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n\
                  [transport.SCP03-STATIC]\nkmc = \"{SCP03_KMC}\"\ndiversification = \"none\"\n\
                  scp = \"scp03\"\ni = \"70\"\nkvn = \"30\"\n\n[imk.01]\n\
                  ac = \"0123456789ABCDEFFEDCBA9876543210\"\n\
                  smi = \"1032547698BADCFEEFCDAB8967452301\"\n\
                  smc = \"F0E1D2C3B4A5968778695A4B3C2D1E0F\"\n"
-            ),
-        )
-        .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let software = SoftwareKeyStore::load(&file).unwrap();
-        let token = write_softhsm2_token(
-            &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
-            Path::new(SOFTHSM2_MODULE),
-            "station-scp03",
-            &software,
-        )
-        .unwrap();
-        Scp03 {
-            software,
-            config: Pkcs11Config {
-                module: SOFTHSM2_MODULE.into(),
-                token: token.token,
-                pin: PinSource::File(token.pin_file),
-                sessions: 2,
-                development: false,
-            },
-        }
-    })
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let software = SoftwareKeyStore::load(&file).unwrap();
+    let token = write_softhsm2_token(
+        &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+        Path::new(SOFTHSM2_MODULE),
+        "station-scp03",
+        &software,
+    )
+    .unwrap();
+    Scp03 {
+        software,
+        config: Pkcs11Config {
+            module: SOFTHSM2_MODULE.into(),
+            token: token.token,
+            pin: PinSource::File(token.pin_file),
+            sessions: 2,
+            development: false,
+        },
+    }
+}
+
+fn scp03() -> &'static Scp03 {
+    &tokens().scp03
 }
 
 #[test]
@@ -650,74 +670,74 @@ struct Oda {
     issuer: station_emv::oda::RsaPublicKey,
 }
 
-fn oda() -> &'static Oda {
+fn make_oda() -> Oda {
     use station_emv::keys::write_softhsm2_token;
     use station_emv::oda::{issuer_certificate, issuer_identifier, RsaPublicKey};
-    static ODA: OnceLock<Oda> = OnceLock::new();
-    ODA.get_or_init(|| {
-        let _ = stores();
-        let ca = openssl::rsa::Rsa::generate(1408).unwrap();
-        let issuer = openssl::rsa::Rsa::generate(1152).unwrap();
-        let issuer_pub = RsaPublicKey {
-            modulus: issuer.n().to_vec(),
-            exponent: issuer.e().to_vec(),
-        };
-        let (pan, _) = option_a_card();
-        let (cert, rem) = issuer_certificate(
-            &ca.n().to_vec(),
-            &ca.d().to_vec_padded(ca.n().num_bytes()).unwrap(),
-            &issuer_pub,
-            issuer_identifier(&pan, 6),
-            [0x12, 0x30],
-            [0, 0, 1],
-        )
-        .unwrap();
-        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        let file = dir.path().join("oda.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"{}\"\n\
+    let ca = openssl::rsa::Rsa::generate(1408).unwrap();
+    let issuer = openssl::rsa::Rsa::generate(1152).unwrap();
+    let issuer_pub = RsaPublicKey {
+        modulus: issuer.n().to_vec(),
+        exponent: issuer.e().to_vec(),
+    };
+    let (pan, _) = option_a_card();
+    let (cert, rem) = issuer_certificate(
+        &ca.n().to_vec(),
+        &ca.d().to_vec_padded(ca.n().num_bytes()).unwrap(),
+        &issuer_pub,
+        issuer_identifier(&pan, 6),
+        [0x12, 0x30],
+        [0, 0, 1],
+    )
+    .unwrap();
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let file = dir.path().join("oda.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[oda.01]\nca_index = \"92\"\nissuer_pk_certificate = \"{}\"\n\
                  issuer_pk_exponent = \"{}\"\nissuer_pk_remainder = \"{}\"\n\
                  issuer_modulus = \"{}\"\nissuer_private_exponent = \"{}\"\n\n\
                  [ca.A000000004.92]\nmodulus = \"{}\"\nexponent = \"{}\"\n",
-                hex::encode_upper(cert),
-                hex::encode_upper(&issuer_pub.exponent),
-                hex::encode_upper(rem),
-                hex::encode_upper(&issuer_pub.modulus),
-                hex::encode_upper(issuer.d().to_vec_padded(issuer.n().num_bytes()).unwrap()),
-                hex::encode_upper(ca.n().to_vec()),
-                hex::encode_upper(ca.e().to_vec()),
-            ),
-        )
-        .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let software = SoftwareKeyStore::load(&file).unwrap();
-        let token = write_softhsm2_token(
-            &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
-            Path::new(SOFTHSM2_MODULE),
-            "station-oda",
-            &software,
-        )
-        .unwrap();
-        let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
-            module: SOFTHSM2_MODULE.into(),
-            token: token.token,
-            pin: PinSource::File(token.pin_file),
-            sessions: 1,
-            development: false,
-        })
-        .unwrap();
-        Oda {
-            software,
-            hsm,
-            issuer: issuer_pub,
-        }
+            hex::encode_upper(cert),
+            hex::encode_upper(&issuer_pub.exponent),
+            hex::encode_upper(rem),
+            hex::encode_upper(&issuer_pub.modulus),
+            hex::encode_upper(issuer.d().to_vec_padded(issuer.n().num_bytes()).unwrap()),
+            hex::encode_upper(ca.n().to_vec()),
+            hex::encode_upper(ca.e().to_vec()),
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let software = SoftwareKeyStore::load(&file).unwrap();
+    let token = write_softhsm2_token(
+        &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+        Path::new(SOFTHSM2_MODULE),
+        "station-oda",
+        &software,
+    )
+    .unwrap();
+    let hsm = Pkcs11KeyStore::open(&Pkcs11Config {
+        module: SOFTHSM2_MODULE.into(),
+        token: token.token,
+        pin: PinSource::File(token.pin_file),
+        sessions: 1,
+        development: false,
     })
+    .unwrap();
+    Oda {
+        software,
+        hsm,
+        issuer: issuer_pub,
+    }
+}
+
+fn oda() -> &'static Oda {
+    &tokens().oda
 }
 
 #[test]
