@@ -448,3 +448,35 @@ async fn make_again_from_the_pismo_queue_keeps_to_the_attempt_limit_too() {
     assert_eq!(r.unwrap().unwrap().resend_count, 0);
     c.agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pismo_queue_does_not_resend_a_card_for_another_issuers_spoiled_order_with_its_card_id()
+{
+    // The station's Pismo issuer is another one than the hub's: the spoiled order that
+    // carries the request's card id is not the request's card, so Pismo must not emboss
+    // that card again.
+    let (_dir, b) = pismo_branch_for("staff", 3, "OTHER-ISSUER").await;
+    let (c, id, op) = rejected_pismo_card(&b).await;
+    let (s, v) = c
+        .post(&format!("/api/jobs/{op}/give-up"), &c.token, approval())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(state(&c, &op), JobState::Spoiled);
+
+    let (s, v) = c
+        .post(
+            &format!("/api/pismo/requests/{id}/again"),
+            &c.token,
+            json!({}),
+        )
+        .await;
+
+    assert_eq!((s, v["code"].as_str()), (422, Some("PISMO_NOT_NOW")), "{v}");
+    let r = c.agent.pismo.as_ref().unwrap().store().get(&id).await;
+    assert_eq!(
+        r.unwrap().unwrap().resend_count,
+        0,
+        "nothing resent to Pismo"
+    );
+    c.agent.abort();
+}

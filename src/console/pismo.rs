@@ -49,8 +49,13 @@ pub struct RequestView {
 }
 
 /// The view of a request given the station's jobs.
-pub fn view(r: CounterRequest, jobs: &[Job], run_deadline: std::time::Duration) -> RequestView {
-    let job = latest_job(jobs, r.card_id);
+pub fn view(
+    r: CounterRequest,
+    jobs: &[Job],
+    issuer_id: &str,
+    run_deadline: std::time::Duration,
+) -> RequestView {
+    let job = latest_job(jobs, &r, issuer_id);
     // A spoiled or cancelled order the request has moved past (Make again was chosen)
     // is history: the request is waiting again for its next order.
     let superseded = job.is_some_and(|j| {
@@ -149,7 +154,7 @@ async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
     match requests {
         Ok(list) => Json(
             list.into_iter()
-                .map(|r| view(r, &jobs, d.run_deadline()))
+                .map(|r| view(r, &jobs, d.issuer_id(), d.run_deadline()))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
@@ -196,7 +201,7 @@ async fn new_request(
             d.spawn_drive(&r.request_id);
             (
                 StatusCode::CREATED,
-                Json(json!({"message": "Requested at Pismo", "request": view(r, &[], d.run_deadline())})),
+                Json(json!({"message": "Requested at Pismo", "request": view(r, &[], d.issuer_id(), d.run_deadline())})),
             )
                 .into_response()
         }
@@ -255,7 +260,7 @@ async fn attempt_left(c: &Console, d: &PismoDesk, id: &str) -> Result<(), Respon
         Err(e) => return Err(pismo_refusal(&e)),
     };
     let jobs = jobs_of(c).await;
-    let attempt = latest_job(&jobs, request.card_id).map_or(1, |j| j.attempt);
+    let attempt = latest_job(&jobs, &request, d.issuer_id()).map_or(1, |j| j.attempt);
     c.station
         .attempt_left(super::with_resends(attempt, request.resend_count))
         .map_err(|e| {
@@ -339,6 +344,7 @@ mod tests {
         let v = view(
             request(RequestStep::RunStarted, EARLY),
             &[job(JobState::Spoiled, LATE)],
+            "PISMO",
             DAY,
         );
         assert_eq!(v.actions, ["again"]);
@@ -350,6 +356,7 @@ mod tests {
         let v = view(
             request(RequestStep::RunStarted, LATE),
             &[job(JobState::Spoiled, EARLY)],
+            "PISMO",
             DAY,
         );
         assert!(v.actions.is_empty());
@@ -362,6 +369,7 @@ mod tests {
         let v = view(
             request(RequestStep::RunStarted, EARLY),
             &[job(JobState::Ejected, LATE)],
+            "PISMO",
             DAY,
         );
         assert_eq!(v.operation_id.as_deref(), Some("op"));

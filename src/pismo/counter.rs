@@ -120,7 +120,7 @@ pub fn order_of_request(request: &CounterRequest, job: &Job, jobs: &[Job]) -> Re
             job.operation_id, request.request_id
         ));
     }
-    match latest_job(jobs, request.card_id) {
+    match latest_job(jobs, request, &job.issuer_id) {
         Some(latest) if latest.operation_id != job.operation_id => Err(format!(
             "order {} is not the newest order for Pismo card {} (order {} is): make the newest one again",
             job.operation_id, job.card_id, latest.operation_id
@@ -159,11 +159,23 @@ pub fn overdue_words(deadline: Duration) -> String {
     )
 }
 
-/// The newest job of a Pismo card among the station's jobs.
-pub fn latest_job(jobs: &[Job], card: Option<i64>) -> Option<&Job> {
-    let card = card?.to_string();
+/// The newest order at this station that `request` brought: one of the desk's issuer
+/// (`issuer_id`), for the request's card, that arrived after the request was made. An
+/// order of another issuer that happens to carry the same card id, or an older order
+/// for that card, is not the request's (Make again on it would emboss a second card).
+pub fn latest_job<'a>(
+    jobs: &'a [Job],
+    request: &CounterRequest,
+    issuer_id: &str,
+) -> Option<&'a Job> {
+    let at = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let card = request.card_id?.to_string();
+    let made = at(&request.created_at)?;
     jobs.iter()
-        .filter(|j| j.card_id == card)
+        .filter(|j| j.card_id == card && j.issuer_id == issuer_id)
+        .filter(|j| at(&j.created_at).is_some_and(|t| t >= made))
         .max_by(|a, b| a.created_at.cmp(&b.created_at))
 }
 
@@ -458,7 +470,10 @@ impl PismoDesk {
         let request = self.load(id).await?;
         let jobs = journal.call(|j| j.all_jobs(500)).await;
         let jobs = jobs.map_err(|e| PismoError::Journal(e.to_string()))?;
-        if !may_make_again(&request, latest_job(&jobs, request.card_id)) {
+        if !may_make_again(
+            &request,
+            latest_job(&jobs, &request, &self.settings.issuer_id),
+        ) {
             return Err(PismoError::NotNow(
                 "only a card the station spoiled or cancelled can be made again".into(),
             ));
