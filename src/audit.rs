@@ -2,8 +2,9 @@
 //! action, operation id, card id, masked PAN, line, outcome — read from the
 //! append-only journal: job moves, stock loads, engineering runs with production keys
 //! (`card perso`, `card issue`) and the steps of Pismo counter requests. No full PAN is ever written: the
-//! journal holds only masked PANs, and every free text (reason, batch, detail) goes
-//! through the one PAN scrubber ([`station_emv::card_data::scrub_pans`]).
+//! journal holds only masked PANs; reasons and details go through
+//! [`station_emv::card_data::scrub_for_export`] (PANs masked, any other run of 7 or more
+//! digits hidden), batches and masked PANs through the PAN scrubber.
 
 use serde::Serialize;
 
@@ -100,8 +101,13 @@ pub fn action(from: Option<JobState>, to: JobState) -> &'static str {
     }
 }
 
-/// The one PAN scrubber (as for logs).
+/// Free text leaving the station: PANs masked, any other long digit run hidden.
 fn scrub(s: &str) -> String {
+    station_emv::card_data::scrub_for_export(s)
+}
+
+/// A field staff typed (batch, lot): PANs masked, the lot number kept.
+fn scrub_entry(s: &str) -> String {
     station_emv::card_data::scrub_pans_text(s)
 }
 
@@ -114,7 +120,7 @@ fn from_row(r: AuditRow) -> AuditLine {
         approver: r.approver,
         operation_id: Some(r.operation_id),
         card_id: Some(r.card_id),
-        masked_pan: r.masked_pan.map(|m| scrub(&m)),
+        masked_pan: r.masked_pan.map(|m| scrub_entry(&m)),
         line: r.line,
         reason: r.reason.map(|s| scrub(&s)),
         product: r.product,
@@ -150,7 +156,7 @@ pub fn lines(journal: &Journal, from: &str, until: &str) -> Result<Vec<AuditLine
                 reason: None,
                 product: Some(l.product),
                 count: Some(l.count),
-                batch: Some(scrub(&l.batch)),
+                batch: Some(scrub_entry(&l.batch)),
                 keys: None,
                 reader: None,
                 request_id: None,
@@ -167,7 +173,7 @@ pub fn lines(journal: &Journal, from: &str, until: &str) -> Result<Vec<AuditLine
                 action: e.command.as_str(),
                 operation_id: None,
                 card_id: e.card_id,
-                masked_pan: e.masked_pan.map(|m| scrub(&m)),
+                masked_pan: e.masked_pan.map(|m| scrub_entry(&m)),
                 line: None,
                 outcome: e.outcome.as_str().to_string(),
                 reason: e.detail.map(|d| scrub(&d)),
@@ -291,6 +297,10 @@ mod tests {
             "card 4761 73** **** 0010 jammed"
         );
         assert_eq!(scrub("PRN_CARD_JAM at 12:30"), "PRN_CARD_JAM at 12:30");
+        assert_eq!(
+            scrub("track 4761739001010010251220112345 jammed"),
+            format!("track {} jammed", "*".repeat(28))
+        );
     }
 
     #[test]

@@ -138,8 +138,8 @@ fn spoiled_card(r: &AuditRow, later: &[AuditRow]) -> SpoiledCard {
         operation_id: r.operation_id.clone(),
         card_id: r.card_id.clone(),
         masked_pan: r.masked_pan.clone().unwrap_or_default(),
-        // The report leaves the station: the reason goes through the one PAN scrubber.
-        reason: station_emv::card_data::scrub_pans_text(r.reason.as_deref().unwrap_or_default()),
+        // The report leaves the station: PANs masked, any other long digit run hidden.
+        reason: station_emv::card_data::scrub_for_export(r.reason.as_deref().unwrap_or_default()),
         moved_by: mover.map(|m| m.actor.clone()).unwrap_or_default(),
         approved_by: mover.and_then(|m| m.approver.clone()).unwrap_or_default(),
     }

@@ -205,6 +205,40 @@ pub fn scrub_pans_text(text: &str) -> String {
     String::from_utf8(scrub_pans(text.as_bytes())).expect("only ASCII digits are replaced")
 }
 
+/// Shortest digit run [`scrub_for_export`] hides whole.
+pub const EXPORT_DIGIT_RUN: usize = 7;
+
+/// The PAN scrubber for free text that leaves the station (audit export, end-of-day
+/// report): [`scrub_pans_text`], then every remaining run of [`EXPORT_DIGIT_RUN`] or
+/// more consecutive digits is replaced by `*`. Such a run may be a PAN fragment, a PAN
+/// inside a longer number, or track discretionary data (PVV, CVV) that fails the Luhn
+/// check; a reason needs none of them, and the auditor's numbers (card id, batch) are
+/// fields of their own.
+pub fn scrub_for_export(text: &str) -> String {
+    let text = scrub_pans_text(text);
+    let mut out = String::with_capacity(text.len());
+    let mut run = 0;
+    for (i, c) in text.char_indices() {
+        if c.is_ascii_digit() {
+            run += 1;
+            continue;
+        }
+        flush_run(&text[i - run..i], &mut out);
+        run = 0;
+        out.push(c);
+    }
+    flush_run(&text[text.len() - run..], &mut out);
+    out
+}
+
+fn flush_run(digits: &str, out: &mut String) {
+    if digits.len() >= EXPORT_DIGIT_RUN {
+        out.extend(std::iter::repeat_n('*', digits.len()));
+    } else {
+        out.push_str(digits);
+    }
+}
+
 /// Masks every run of consecutive groups that forms a PAN; where such runs overlap, a
 /// digit any of them hides stays hidden.
 fn mask_groups(text: &[u8], groups: &[std::ops::Range<usize>], out: &mut [u8]) {
@@ -303,6 +337,28 @@ mod tests {
 
     fn scrub(s: &str) -> String {
         scrub_pans_text(s)
+    }
+
+    #[test]
+    fn export_text_hides_a_pan_inside_a_longer_number_and_non_luhn_track_digits() {
+        // 16-digit PAN followed by expiry, service code and discretionary data, no separator.
+        assert_eq!(
+            scrub_for_export("stripe 47617390010100102512201 refused"),
+            format!("stripe {} refused", "*".repeat(23))
+        );
+        assert_eq!(scrub_for_export("pvv 1234567 bad"), "pvv ******* bad");
+    }
+
+    #[test]
+    fn export_text_keeps_short_numbers_and_masks_a_pan_as_everywhere() {
+        assert_eq!(
+            scrub_for_export("PRN_CARD_JAM at 12:30, 3 of 500 cards, lot 2026-11"),
+            "PRN_CARD_JAM at 12:30, 3 of 500 cards, lot 2026-11"
+        );
+        assert_eq!(
+            scrub_for_export("card 4761 7390 0101 0010 jammed"),
+            "card 4761 73** **** 0010 jammed"
+        );
     }
 
     #[test]
