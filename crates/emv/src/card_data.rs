@@ -233,7 +233,7 @@ pub fn scrub_for_export(text: &str) -> String {
 
 fn flush_run(digits: &str, out: &mut String) {
     if digits.len() >= EXPORT_DIGIT_RUN {
-        out.extend(std::iter::repeat_n('*', digits.len()));
+        out.extend(std::iter::repeat('*').take(digits.len()));
     } else {
         out.push_str(digits);
     }
