@@ -157,6 +157,16 @@ impl EventSender {
                             "station credentials refused; events wait: {e}"
                         );
                     }
+                    // An answer this agent cannot read (the hub speaks a newer contract?)
+                    // will not change by waiting: IT must hear of it, not a debug line.
+                    if matches!(e, LinkError::Protocol(_)) {
+                        tracing::warn!(
+                            operation_id = %item.operation_id,
+                            code = e.code(),
+                            alert = true,
+                            "hub answer not understood; the event waits and is tried again: {e}"
+                        );
+                    }
                     tracing::debug!(
                         operation_id = %item.operation_id,
                         sequence = item.event.sequence,
