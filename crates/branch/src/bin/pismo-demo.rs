@@ -211,7 +211,7 @@ async fn main() -> ExitCode {
                 all_done = false;
                 continue;
             };
-            let job = latest_job(&jobs, r.card_id);
+            let job = latest_job(&jobs, &r, desk.issuer_id());
             let status = match job {
                 Some(j) => format!("order {} — {}", &j.operation_id[..8], j.state.label()),
                 None => r.step.label().to_string(),
@@ -274,7 +274,7 @@ async fn main() -> ExitCode {
                 continue;
             }
         };
-        let job = latest_job(&jobs, r.card_id);
+        let job = latest_job(&jobs, &r, desk.issuer_id());
         let d1 = job
             .and_then(|j| j.state.reported_status())
             .map(|s| s.as_str().to_string())
