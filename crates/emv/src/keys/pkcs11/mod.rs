@@ -1312,7 +1312,7 @@ impl Pkcs11KeyStore {
     }
 
     /// What the session keys derived inside for card `kdd` of `product` may do, by
-    /// role (`card DEK`, `S-DEK`, `card ENC`, `card MAC`, `ICC MK wrappable`), read
+    /// role (`card DEK`, `S-DEK`, `card ENC`, `card MAC`, `ICC MK wrappable` from IMK 01), read
     /// back from the token. For the usage tests: these objects never outlive a call.
     #[doc(hidden)]
     pub fn session_key_usages_for_test(
