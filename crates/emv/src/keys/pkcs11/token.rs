@@ -28,19 +28,15 @@ impl ImportKey {
     /// What the key may do in the token, by its role (docs/keys.md); everything else is
     /// refused, whatever the token's defaults.
     pub(crate) fn usage(&self) -> KeyUsage {
-        match (self.derive, self.encrypt, self.wrap) {
-            // Undiversified, the KMC is the card's own key set, its DEK included.
-            (_, true, true) if self.key_type == KeyType::AES => KeyUsage::SCP03_CARD_KEY_SET,
+        match (self.wrap, self.key_type == KeyType::AES) {
+            // Only an undiversified KMC wraps: it is the card's own key set, DEK included.
+            (true, true) => KeyUsage::SCP03_CARD_KEY_SET,
             // SCP02's card DEK wraps nothing itself: the S-DEK derived from it does.
-            (_, true, true) => KeyUsage::SCP02_CARD_KEY_SET,
-            (derive, encrypt, false) => KeyUsage {
-                derive,
-                encrypt,
+            (true, false) => KeyUsage::SCP02_CARD_KEY_SET,
+            (false, _) => KeyUsage {
+                derive: self.derive,
+                encrypt: self.encrypt,
                 ..KeyUsage::NONE
-            },
-            (derive, false, true) => KeyUsage {
-                derive,
-                ..KeyUsage::DEK
             },
         }
     }
@@ -364,6 +360,37 @@ pub fn write_softhsm2_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn import(key_type: KeyType, derive: bool, encrypt: bool, wrap: bool) -> KeyUsage {
+        ImportKey {
+            label: "k".into(),
+            key_type,
+            value: SecretBytes::new(Zeroizing::new(vec![0; 16])),
+            derive,
+            encrypt,
+            wrap,
+        }
+        .usage()
+    }
+
+    #[test]
+    fn an_undiversified_kmc_never_decrypts_and_wraps_only_as_an_scp03_dek() {
+        // SCP02: session keys by 3DES CBC and the S-DEK derived from it (which wraps).
+        let scp02 = import(KeyType::DES2, true, true, true);
+        assert_eq!(scp02, KeyUsage::SCP02_CARD_KEY_SET);
+        assert!(!scp02.wrap && !scp02.decrypt && !scp02.unwrap);
+        // SCP03: session keys by CMAC, and it is the DEK: wraps and encrypts, derives nothing.
+        let scp03 = import(KeyType::AES, true, true, true);
+        assert_eq!(scp03, KeyUsage::SCP03_CARD_KEY_SET);
+        assert!(scp03.wrap && scp03.encrypt && scp03.sign && !scp03.derive);
+        assert!(!scp03.unwraps_what_it_wraps());
+    }
+
+    #[test]
+    fn imks_cvks_and_diversifying_kmcs_do_one_thing() {
+        assert_eq!(import(KeyType::DES2, true, false, false), KeyUsage::DERIVE);
+        assert_eq!(import(KeyType::DES2, false, true, false), KeyUsage::ENCRYPT);
+    }
 
     #[test]
     fn tests_refuse_a_softhsm2_folder_outside_the_build_folder() {
