@@ -107,3 +107,60 @@ fn check_config_refuses_the_development_keys_outside_development() {
         "{err}"
     );
 }
+
+/// Each key object `pkcs11-tool -O` lists (OpenSC, `cargo xtask setup` installs it):
+/// label, usage and access lines, read from the token the way an administrator would.
+fn token_objects(station: &Path) -> Vec<(String, String, String)> {
+    let pin = std::fs::read_to_string(station.join("hsm/station-dev.pin")).unwrap();
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "station-dev",
+            "--login",
+            "--pin",
+            pin.trim(),
+            "-O",
+        ])
+        .env("SOFTHSM2_CONF", station.join("hsm/softhsm2.conf"))
+        .output()
+        .expect("pkcs11-tool (OpenSC) is installed: cargo xtask setup");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut objects = Vec::new();
+    for block in text.split("Secret Key Object").skip(1) {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        objects.push((field("label:"), field("Usage:"), field("Access:")));
+    }
+    objects
+}
+
+#[test]
+fn keys_init_writes_keys_that_may_do_only_what_their_role_needs() {
+    // docs/keys.md "What each key may do": IMKs and diversifying KMCs only derive, CVKs
+    // only encrypt; none decrypts, unwraps, verifies or can be extracted.
+    let dir = tempfile::tempdir().unwrap();
+    let d = init(dir.path());
+    let objects = token_objects(&d);
+    // Six IMKs (01, 02), two CVK objects, two KMCs.
+    assert_eq!(objects.len(), 10, "{objects:?}");
+    for (label, usage, access) in &objects {
+        let expected = if label.starts_with("imk.") || label.starts_with("transport.") {
+            "derive"
+        } else if label.starts_with("cvk.") {
+            "encrypt"
+        } else {
+            panic!("unexpected key {label}")
+        };
+        assert_eq!(usage, expected, "{label}");
+        assert!(access.contains("sensitive"), "{label}: {access}");
+        assert!(!access.contains(" extractable"), "{label}: {access}");
+    }
+}

@@ -18,9 +18,9 @@ use station_emv::gp::scp::{
     scp02_derivation_data, KeySource, Protocol, SensitiveData, SCP02_CONSTANTS,
 };
 use station_emv::keys::{
-    fresh_softhsm2_dir_for_test, softhsm2_dir_from_env, write_dev_keystore, write_dev_token,
-    IccKeyMaterial, KeyIndex, KeyStore, PinSource, Pkcs11Config, Pkcs11KeyStore, SoftwareKeyStore,
-    SOFTHSM2_MODULE,
+    fresh_softhsm2_dir_for_test, softhsm2_dir_for_test, write_dev_keystore, write_dev_token,
+    IccKeyMaterial, KeyIndex, KeyStore, KeyUsage, PinSource, Pkcs11Config, Pkcs11KeyStore,
+    SoftwareKeyStore, SOFTHSM2_MODULE,
 };
 use zeroize::Zeroizing;
 
@@ -71,14 +71,21 @@ struct Tokens {
     stores: Stores,
     scp03: Scp03,
     oda: Oda,
+    earlier: Pkcs11Config,
 }
 
 fn tokens() -> &'static Tokens {
     static TOKENS: OnceLock<Tokens> = OnceLock::new();
-    TOKENS.get_or_init(|| Tokens {
-        stores: make_stores(),
-        scp03: make_scp03(),
-        oda: make_oda(),
+    TOKENS.get_or_init(|| {
+        let stores = make_stores();
+        let scp03 = make_scp03();
+        let earlier = make_earlier_version_token(&scp03.software);
+        Tokens {
+            stores,
+            scp03,
+            oda: make_oda(),
+            earlier,
+        }
     })
 }
 
@@ -478,7 +485,7 @@ fn make_scp03() -> Scp03 {
     }
     let software = SoftwareKeyStore::load(&file).unwrap();
     let token = write_softhsm2_token(
-        &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+        &softhsm2_dir_for_test().unwrap(),
         Path::new(SOFTHSM2_MODULE),
         "station-scp03",
         &software,
@@ -715,7 +722,7 @@ fn make_oda() -> Oda {
     }
     let software = SoftwareKeyStore::load(&file).unwrap();
     let token = write_softhsm2_token(
-        &softhsm2_dir_from_env().expect("SOFTHSM2_CONF is set"),
+        &softhsm2_dir_for_test().unwrap(),
         Path::new(SOFTHSM2_MODULE),
         "station-oda",
         &software,
@@ -803,4 +810,203 @@ fn an_icc_key_certified_inside_the_token_recovers_under_the_issuer_public_key() 
     .unwrap();
     assert_eq!(recovered.modulus.len(), 128);
     assert_eq!(icc.crt.p.len(), 64);
+}
+
+/// A token as versions before the usage attributes wrote it: the SCP03 keys, and an
+/// undiversified SCP03 KMC that wraps with decrypt and unwrap left to SoftHSM2 (true).
+fn make_earlier_version_token(keys: &SoftwareKeyStore) -> Pkcs11Config {
+    use station_emv::keys::write_softhsm2_token;
+    let token = write_softhsm2_token(
+        &softhsm2_dir_for_test().unwrap(),
+        Path::new(SOFTHSM2_MODULE),
+        "station-earlier",
+        keys,
+    )
+    .unwrap();
+    let config = Pkcs11Config {
+        module: SOFTHSM2_MODULE.into(),
+        token: token.token,
+        pin: PinSource::File(token.pin_file),
+        sessions: 1,
+        development: true,
+    };
+    Pkcs11KeyStore::open(&config)
+        .unwrap()
+        .import_as_earlier_versions_did_for_test(
+            "transport.EARLIER.kmc",
+            hex::decode(SCP03_KMC).unwrap(),
+        )
+        .unwrap();
+    config
+}
+
+/// What `label` may do on the token of `hsm`.
+fn usage_of(hsm: &Pkcs11KeyStore, label: &str) -> KeyUsage {
+    hsm.key_usages()
+        .unwrap()
+        .into_iter()
+        .find(|(l, _)| l == label)
+        .unwrap_or_else(|| panic!("no key {label} on the token"))
+        .1
+}
+
+#[test]
+fn imported_keys_may_do_only_what_their_role_needs() {
+    // docs/keys.md: an IMK and a diversifying KMC only derive, a CVK only encrypts, an
+    // undiversified SCP03 KMC (the card's own keys) CMACs, wraps and encrypts, an
+    // issuer key only signs; none decrypts, unwraps, verifies or leaves the token.
+    let dev = &stores().hsm;
+    for part in ["ac", "smi", "smc"] {
+        assert_eq!(usage_of(dev, &format!("imk.01.{part}")), KeyUsage::DERIVE);
+    }
+    assert_eq!(usage_of(dev, "cvk.01"), KeyUsage::ENCRYPT);
+    assert_eq!(usage_of(dev, "cvk.01.a"), KeyUsage::ENCRYPT);
+    assert_eq!(usage_of(dev, "transport.DEV-VISA.kmc"), KeyUsage::DERIVE);
+    let scp03 = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    assert_eq!(
+        usage_of(&scp03, "transport.SCP03-CARD.kmc"),
+        KeyUsage::DERIVE
+    );
+    assert_eq!(
+        usage_of(&scp03, "transport.SCP03-STATIC.kmc"),
+        KeyUsage {
+            encrypt: true,
+            wrap: true,
+            sign: true,
+            sensitive: true,
+            ..KeyUsage::default()
+        }
+    );
+    assert_eq!(usage_of(&oda().hsm, "oda.01.issuer"), KeyUsage::RSA_SIGN);
+}
+
+#[test]
+fn no_key_the_station_writes_wraps_and_decrypts() {
+    for hsm in [&stores().hsm, &oda().hsm] {
+        for (label, usage) in hsm.key_usages().unwrap() {
+            assert!(!usage.unwraps_what_it_wraps(), "{label}: {usage:?}");
+            assert!(usage.sensitive && !usage.extractable, "{label}: {usage:?}");
+        }
+    }
+}
+
+#[test]
+fn scp02_session_keys_derived_inside_may_do_only_what_their_role_needs() {
+    // The card's DEK only derives the S-DEK; the S-DEK wraps and encrypts, never
+    // decrypts; ICC master keys leave only wrapped and do nothing else.
+    let got = stores()
+        .hsm
+        .session_key_usages_for_test("DEV-VISA", [0x11; 10], vec![0, 1])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("card DEK", KeyUsage::DERIVE),
+            ("S-DEK", KeyUsage::DEK),
+            ("card ENC", KeyUsage::ENCRYPT),
+            ("card MAC", KeyUsage::ENCRYPT),
+            ("ICC MK wrappable", KeyUsage::WRAPPABLE),
+        ]
+    );
+    assert_eq!(
+        KeyUsage::DEK,
+        KeyUsage {
+            encrypt: true,
+            wrap: true,
+            sensitive: true,
+            ..KeyUsage::default()
+        }
+    );
+    assert_eq!(
+        KeyUsage::WRAPPABLE,
+        KeyUsage {
+            extractable: true,
+            sensitive: true,
+            ..KeyUsage::default()
+        }
+    );
+}
+
+#[test]
+fn scp03_session_keys_derived_inside_may_do_only_what_their_role_needs() {
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let got = hsm
+        .session_key_usages_for_test("SCP03-CARD", [0x11; 10], vec![])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("card DEK", KeyUsage::DEK),
+            ("card ENC", KeyUsage::CMAC),
+            ("card MAC", KeyUsage::CMAC),
+            ("ICC MK wrappable", KeyUsage::WRAPPABLE),
+        ]
+    );
+}
+
+#[test]
+fn icc_keys_wrapped_under_the_dek_cannot_be_decrypted_with_it() {
+    // Someone holding the PIN wraps a card's ICC master keys, as personalization does,
+    // then asks the token to decrypt them with the same DEK: the token refuses.
+    let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
+    let (keys, _) = sealed(&hsm);
+    let kdd = [0x11; 10];
+    for product in ["SCP03-CARD", "SCP03-STATIC"] {
+        let t = hsm.transport_keys(product).unwrap();
+        let KeySource::Hsm(in_hsm) = t.key_source() else {
+            panic!("an HSM key source");
+        };
+        let wrapped = block_on(in_hsm.encrypt_sensitive(
+            t.protocol,
+            &kdd,
+            &[],
+            vec![SensitiveData::IccKeys {
+                keys: keys.clone(),
+                pad: false,
+            }],
+        ))
+        .unwrap();
+        assert_eq!(wrapped[0].len(), 48);
+        let clear = hsm
+            .decrypt_under_dek_for_test(product, kdd, vec![], wrapped[0].clone())
+            .unwrap();
+        assert_eq!(clear, None, "{product}: the DEK decrypted what it wrapped");
+    }
+}
+
+#[test]
+fn the_scp02_session_dek_does_not_decrypt() {
+    // SoftHSM2 wraps nothing under DES keys, but the S-DEK must refuse decryption on
+    // any token: it is what wraps the ICC keys there.
+    let clear = stores()
+        .hsm
+        .decrypt_under_dek_for_test("DEV-VISA", [0x11; 10], vec![0, 1], vec![0x5A; 16])
+        .unwrap();
+    assert_eq!(clear, None);
+}
+
+#[test]
+fn a_production_store_refuses_a_token_whose_key_wraps_and_decrypts() {
+    // A token written before the usage attributes: its undiversified KMC could wrap an
+    // ICC key and decrypt it on the host.
+    let config = &tokens().earlier;
+    let production = Pkcs11KeyStore::open(&Pkcs11Config {
+        development: false,
+        ..config.clone()
+    })
+    .unwrap();
+    assert!(usage_of(&production, "transport.EARLIER.kmc").unwraps_what_it_wraps());
+    let e = production.check_icc_key_wrapping().unwrap_err().to_string();
+    assert!(
+        e.contains("key transport.EARLIER.kmc may both wrap and decrypt"),
+        "{e}"
+    );
+    assert!(e.contains("station-agent keys init"), "{e}");
+    assert!(e.contains("station-earlier"), "{e}");
+}
+
+#[test]
+fn a_development_store_opens_a_token_written_by_an_earlier_version() {
+    let dev = Pkcs11KeyStore::open(&tokens().earlier).unwrap();
+    dev.check_icc_key_wrapping().unwrap();
 }

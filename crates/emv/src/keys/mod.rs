@@ -43,9 +43,9 @@ mod pkcs11;
 mod software;
 
 pub use pkcs11::{
-    fresh_softhsm2_dir_for_test, softhsm2_conf_in, softhsm2_dir_from_env, write_dev_token,
-    write_softhsm2_token, DevToken, KeyLabel, PinSource, Pkcs11Config, Pkcs11KeyStore,
-    SOFTHSM2_MODULE,
+    fresh_softhsm2_dir_for_test, softhsm2_conf_in, softhsm2_dir_for_test, softhsm2_dir_from_env,
+    write_dev_token, write_softhsm2_token, DevToken, KeyLabel, KeyUsage, PinSource, Pkcs11Config,
+    Pkcs11KeyStore, SOFTHSM2_MODULE,
 };
 pub use software::{write_dev_keystore, SoftwareKeyStore, DEV_KEY_FILE};
 

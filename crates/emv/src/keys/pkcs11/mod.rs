@@ -14,6 +14,10 @@
 //! | `oda.01` (`CKO_DATA`)          | TOML: CA index, issuer certificate, exponent, remainder, modulus | ODA public data |
 //! | `ca.A000000004.92` (`CKO_DATA`) | TOML: modulus, exponent     | CA public keys for the read-back |
 //!
+//! Every key object the store creates, imported or derived, sets every usage attribute
+//! ([`KeyUsage`]), true only where its role needs it; no key both wraps and decrypts,
+//! and a production store refuses a token with one (written by an earlier version).
+//!
 //! Sessions: one logged-in session per production line, each on its own thread with its
 //! own job queue (PKCS#11 calls block). Each card's personalization is pinned to one
 //! session for as long as its [`TransportKeySet`] lives (the session with the fewest
@@ -92,8 +96,8 @@ mod workers;
 mod wrap;
 
 pub use token::{
-    fresh_softhsm2_dir_for_test, softhsm2_conf_in, softhsm2_dir_from_env, write_dev_token,
-    write_softhsm2_token, DevToken,
+    fresh_softhsm2_dir_for_test, softhsm2_conf_in, softhsm2_dir_for_test, softhsm2_dir_from_env,
+    write_dev_token, write_softhsm2_token, DevToken,
 };
 pub(crate) use token::{ImportKey, ImportRsa};
 use workers::{Lease, Worker, Workers};
@@ -204,48 +208,168 @@ fn mechanism(value: cryptoki_sys::CK_MECHANISM_TYPE) -> MechanismType {
     unsafe { std::mem::transmute::<cryptoki_sys::CK_MECHANISM_TYPE, MechanismType>(value) }
 }
 
-/// What a derived session object may do. Every one is destroyed after the operation.
-#[derive(Debug, Clone, Copy)]
-struct Purpose {
-    /// Its value can be read (`CKA_SENSITIVE` false): the development fallback only.
-    readable: bool,
-    /// It can be wrapped (`CKA_EXTRACTABLE`); its value still cannot be read.
-    extractable: bool,
-    /// It derives further keys.
-    derive: bool,
-    /// It wraps other keys (a DEK).
-    wrap: bool,
+/// What a key object may do: every usage attribute, set explicitly on every key the
+/// station creates (imported or derived) and read back to check a token. A token's
+/// defaults are not trusted: SoftHSM2 lets a key encrypt, decrypt, wrap and unwrap
+/// unless told otherwise, and a key that wraps and decrypts hands out what it wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyUsage {
+    /// `CKA_ENCRYPT`.
+    pub encrypt: bool,
+    /// `CKA_DECRYPT`.
+    pub decrypt: bool,
+    /// `CKA_WRAP`.
+    pub wrap: bool,
+    /// `CKA_UNWRAP`.
+    pub unwrap: bool,
+    /// `CKA_SIGN` (AES CMAC, RSA signatures).
+    pub sign: bool,
+    /// `CKA_VERIFY`.
+    pub verify: bool,
+    /// `CKA_DERIVE`.
+    pub derive: bool,
+    /// `CKA_EXTRACTABLE`: it can be wrapped.
+    pub extractable: bool,
+    /// `CKA_SENSITIVE`: its value cannot be read.
+    pub sensitive: bool,
 }
 
-impl Purpose {
-    /// Used inside only: encrypts and derives, never leaves.
-    const INSIDE: Purpose = Purpose {
-        readable: false,
-        extractable: false,
-        derive: true,
+impl KeyUsage {
+    /// Nothing but kept secret: the base every role adds to.
+    pub const NONE: KeyUsage = KeyUsage {
+        encrypt: false,
+        decrypt: false,
         wrap: false,
-    };
-    /// An ICC master key on its way to the card: leaves only wrapped.
-    const WRAPPABLE: Purpose = Purpose {
-        readable: false,
-        extractable: true,
+        unwrap: false,
+        sign: false,
+        verify: false,
         derive: false,
-        wrap: false,
-    };
-    /// A DEK: encrypts and wraps, never leaves.
-    const DEK: Purpose = Purpose {
-        readable: false,
         extractable: false,
+        sensitive: true,
+    };
+    /// An IMK, or a KMC that diversifies: derives, nothing else.
+    pub const DERIVE: KeyUsage = KeyUsage {
         derive: true,
+        ..KeyUsage::NONE
+    };
+    /// A CVK, an SCP02 card key (session keys by 3DES CBC), a key a check value or
+    /// MAC is computed under: encrypts, nothing else.
+    pub const ENCRYPT: KeyUsage = KeyUsage {
+        encrypt: true,
+        ..KeyUsage::NONE
+    };
+    /// An SCP03 card key: session keys by AES CMAC, nothing else.
+    pub const CMAC: KeyUsage = KeyUsage {
+        sign: true,
+        ..KeyUsage::NONE
+    };
+    /// A DEK (SCP02 S-DEK, SCP03 card DEK): wraps the ICC keys and encrypts the padding
+    /// block and the other sensitive DGIs; never decrypts or unwraps, so what it wrapped
+    /// stays wrapped.
+    pub const DEK: KeyUsage = KeyUsage {
+        encrypt: true,
         wrap: true,
+        ..KeyUsage::NONE
+    };
+    /// An undiversified SCP02 KMC, the card's own key: session keys by 3DES CBC, the
+    /// S-DEK derived from it.
+    pub const SCP02_CARD_KEY_SET: KeyUsage = KeyUsage {
+        encrypt: true,
+        derive: true,
+        ..KeyUsage::NONE
+    };
+    /// An undiversified SCP03 KMC, the card's own key: session keys by AES CMAC, and
+    /// as the DEK wraps and encrypts.
+    pub const SCP03_CARD_KEY_SET: KeyUsage = KeyUsage {
+        sign: true,
+        ..KeyUsage::DEK
+    };
+    /// An issuer ODA private key: signs, nothing else.
+    pub const RSA_SIGN: KeyUsage = KeyUsage {
+        sign: true,
+        ..KeyUsage::NONE
+    };
+    /// An ICC master key on its way to the card: leaves only wrapped, does nothing.
+    pub const WRAPPABLE: KeyUsage = KeyUsage {
+        extractable: true,
+        ..KeyUsage::NONE
     };
     /// Read out once (tokens without DES key wrapping, development stations only).
-    const READABLE: Purpose = Purpose {
-        readable: true,
+    pub const READABLE: KeyUsage = KeyUsage {
         extractable: true,
-        derive: false,
-        wrap: false,
+        sensitive: false,
+        ..KeyUsage::NONE
     };
+
+    /// The template attributes of a secret key.
+    fn secret_template(self) -> [Attribute; 9] {
+        [
+            Attribute::Encrypt(self.encrypt),
+            Attribute::Decrypt(self.decrypt),
+            Attribute::Wrap(self.wrap),
+            Attribute::Unwrap(self.unwrap),
+            Attribute::Sign(self.sign),
+            Attribute::Verify(self.verify),
+            Attribute::Derive(self.derive),
+            Attribute::Extractable(self.extractable),
+            Attribute::Sensitive(self.sensitive),
+        ]
+    }
+
+    /// The template attributes of a private key (which has no encrypt, wrap or verify).
+    fn private_template(self) -> [Attribute; 7] {
+        [
+            Attribute::Decrypt(self.decrypt),
+            Attribute::Unwrap(self.unwrap),
+            Attribute::Sign(self.sign),
+            Attribute::SignRecover(false),
+            Attribute::Derive(self.derive),
+            Attribute::Extractable(self.extractable),
+            Attribute::Sensitive(self.sensitive),
+        ]
+    }
+
+    /// The attributes to read back from a token.
+    const TYPES: [AttributeType; 9] = [
+        AttributeType::Encrypt,
+        AttributeType::Decrypt,
+        AttributeType::Wrap,
+        AttributeType::Unwrap,
+        AttributeType::Sign,
+        AttributeType::Verify,
+        AttributeType::Derive,
+        AttributeType::Extractable,
+        AttributeType::Sensitive,
+    ];
+
+    /// From attributes a token returned; one it does not have is false.
+    fn from_attributes(attrs: &[Attribute]) -> KeyUsage {
+        let mut u = KeyUsage {
+            sensitive: false,
+            ..KeyUsage::NONE
+        };
+        for a in attrs {
+            match *a {
+                Attribute::Encrypt(v) => u.encrypt = v,
+                Attribute::Decrypt(v) => u.decrypt = v,
+                Attribute::Wrap(v) => u.wrap = v,
+                Attribute::Unwrap(v) => u.unwrap = v,
+                Attribute::Sign(v) => u.sign = v,
+                Attribute::Verify(v) => u.verify = v,
+                Attribute::Derive(v) => u.derive = v,
+                Attribute::Extractable(v) => u.extractable = v,
+                Attribute::Sensitive(v) => u.sensitive = v,
+                _ => {}
+            }
+        }
+        u
+    }
+
+    /// Whether what this key wraps could come back out in clear: wrapping with a key
+    /// that also decrypts (or unwraps as a readable key) is reading the wrapped key.
+    pub fn unwraps_what_it_wraps(&self) -> bool {
+        self.wrap && (self.decrypt || self.unwrap)
+    }
 }
 
 /// Modules are initialized once per process and shared by every store using them.
@@ -415,15 +539,15 @@ impl<'a> Ops<'a> {
     }
 
     /// Derives a session key: `base` encrypts `data` (3DES ECB) into a new DES2 (or
-    /// AES) object for `purpose`.
+    /// AES) object that may do `usage` only.
     fn derive(
         &self,
         base: ObjectHandle,
         data: &[u8; 16],
         key_type: KeyType,
-        purpose: Purpose,
+        usage: KeyUsage,
     ) -> Result<Temp<'a>, KeyStoreError> {
-        self.derive_by(base, data, key_type, purpose)
+        self.derive_by(base, data, key_type, usage)
             .map_err(|e| self.err(e))
     }
 
@@ -434,14 +558,14 @@ impl<'a> Ops<'a> {
         base: ObjectHandle,
         data: &[u8],
         key_type: KeyType,
-        purpose: Purpose,
+        usage: KeyUsage,
     ) -> Result<Temp<'a>, P11Error> {
         let params = KeyDerivationStringData::new(data);
         let mech = Mechanism::VendorDefined(VendorDefinedMechanism::new(
             mechanism(cryptoki_sys::CKM_DES3_ECB_ENCRYPT_DATA),
             Some(&params),
         ));
-        self.derive_with(&mech, base, key_type, purpose)
+        self.derive_with(&mech, base, key_type, usage)
     }
 
     fn derive_with(
@@ -449,23 +573,16 @@ impl<'a> Ops<'a> {
         mech: &Mechanism,
         base: ObjectHandle,
         key_type: KeyType,
-        purpose: Purpose,
+        usage: KeyUsage,
     ) -> Result<Temp<'a>, P11Error> {
         let mut template = vec![
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(key_type),
             Attribute::Token(false),
-            Attribute::Sensitive(!purpose.readable),
-            Attribute::Extractable(purpose.extractable),
-            Attribute::Encrypt(true),
-            Attribute::Derive(purpose.derive),
         ];
-        if purpose.wrap {
-            template.push(Attribute::Wrap(true));
-        }
+        template.extend(usage.secret_template());
         if key_type == KeyType::AES {
             template.push(Attribute::ValueLen(16.into()));
-            template.push(Attribute::Sign(true));
         }
         let h = self.s.derive_key(mech, base, &template)?;
         Ok(Temp { s: self.s, h })
@@ -488,44 +605,59 @@ impl<'a> Ops<'a> {
             mechanism(cryptoki_sys::CKM_DES3_CBC_ENCRYPT_DATA),
             Some(&params),
         ));
-        self.derive_with(&mech, card_dek, KeyType::DES2, Purpose::DEK)
+        self.derive_with(&mech, card_dek, KeyType::DES2, KeyUsage::DEK)
             .map_err(|e| self.err(e))
     }
 
     /// Which [`DesWrap`] way this token takes, tried with throw-away session keys;
     /// `None` when it wraps no key under a DES key.
     fn des_wrap_way(&self) -> Result<Option<DesWrap>, KeyStoreError> {
-        let gen = |mech: &Mechanism, wrap: bool| -> Result<Temp<'a>, KeyStoreError> {
+        let gen = |mech: &Mechanism, usage: KeyUsage| -> Result<Temp<'a>, KeyStoreError> {
+            let mut template = vec![Attribute::Token(false)];
+            template.extend(usage.secret_template());
             let h = self
                 .s
-                .generate_key(
-                    mech,
-                    &[
-                        Attribute::Token(false),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(!wrap),
-                        Attribute::Wrap(wrap),
-                        Attribute::Encrypt(true),
-                    ],
-                )
+                .generate_key(mech, &template)
                 .map_err(|e| self.err(e))?;
             Ok(Temp { s: self.s, h })
         };
-        let kek = gen(&Mechanism::Des2KeyGen, true)?;
-        let key = gen(&Mechanism::Des2KeyGen, false)?;
+        let kek = gen(&Mechanism::Des2KeyGen, KeyUsage::DEK)?;
+        let key = gen(&Mechanism::Des2KeyGen, KeyUsage::WRAPPABLE)?;
         match self.s.wrap_key(&Mechanism::Des3Ecb, kek.h, key.h) {
             Ok(c) if c.len() == 16 => return Ok(Some(DesWrap::Ecb)),
             Ok(_) => {}
             Err(e) if unsupported(&e) => {}
             Err(e) => return Err(self.err(e)),
         }
-        let half = gen(&Mechanism::DesKeyGen, false)?;
+        let half = gen(&Mechanism::DesKeyGen, KeyUsage::WRAPPABLE)?;
         match self.s.wrap_key(&Mechanism::Des3Cbc([0; 8]), kek.h, half.h) {
             Ok(c) if c.len() == 8 => Ok(Some(DesWrap::CbcHalves)),
             Ok(_) => Ok(None),
             Err(e) if unsupported(&e) => Ok(None),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    fn usage(&self, h: ObjectHandle) -> Result<KeyUsage, KeyStoreError> {
+        let attrs = self
+            .s
+            .get_attributes(h, &KeyUsage::TYPES)
+            .map_err(|e| self.err(e))?;
+        Ok(KeyUsage::from_attributes(&attrs))
+    }
+
+    fn label(&self, h: ObjectHandle) -> Result<String, KeyStoreError> {
+        let attrs = self
+            .s
+            .get_attributes(h, &[AttributeType::Label])
+            .map_err(|e| self.err(e))?;
+        Ok(attrs
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
+                _ => None,
+            })
+            .unwrap_or_default())
     }
 
     fn value(&self, h: ObjectHandle) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
@@ -605,12 +737,69 @@ fn card_key<'a>(
     method: Diversification,
     role: KeyRole,
     key_type: KeyType,
-    purpose: Purpose,
+    usage: KeyUsage,
 ) -> Result<Option<Temp<'a>>, KeyStoreError> {
     match derivation_data(kdd, method, role) {
         None => Ok(None),
-        Some(d) => o.derive(kmc, &d, key_type, purpose).map(Some),
+        Some(d) => o.derive(kmc, &d, key_type, usage).map(Some),
     }
+}
+
+/// The key that encrypts a card's sensitive data, derived inside, with the keys it was
+/// derived through (all destroyed when this is dropped).
+struct Dek<'a> {
+    /// The product's KMC (the card's own DEK when it does not diversify).
+    kmc: ObjectHandle,
+    /// The card's static DEK, when diversified from the KMC.
+    card: Option<Temp<'a>>,
+    /// SCP02's S-DEK; SCP03 has none (the card's static DEK encrypts).
+    session: Option<Temp<'a>>,
+}
+
+impl Dek<'_> {
+    /// The key that wraps and encrypts.
+    fn handle(&self) -> ObjectHandle {
+        self.session
+            .as_ref()
+            .or(self.card.as_ref())
+            .map(|t| t.h)
+            .unwrap_or(self.kmc)
+    }
+}
+
+/// Derives the DEK of the card `kdd` of `product` inside: for SCP02 the card's DEK only
+/// derives the S-DEK, which wraps and encrypts; for SCP03 the card's DEK does.
+fn dek<'a>(
+    o: &Ops<'a>,
+    product: &str,
+    method: Diversification,
+    protocol: Protocol,
+    kdd: &[u8; 10],
+    sequence: &[u8],
+) -> Result<Dek<'a>, KeyStoreError> {
+    let kmc = o.key(
+        "transport",
+        product.to_string(),
+        &format!("transport.{product}.kmc"),
+    )?;
+    let (key_type, usage) = match protocol {
+        Protocol::Scp02 { .. } => (KeyType::DES2, KeyUsage::DERIVE),
+        Protocol::Scp03 { .. } => (KeyType::AES, KeyUsage::DEK),
+    };
+    let card = card_key(o, kmc, kdd, method, KeyRole::Dek, key_type, usage)?;
+    let session = match protocol {
+        Protocol::Scp02 { .. } => {
+            if sequence.len() != 2 {
+                return Err(KeyStoreError::Crypto(
+                    "SCP02 sequence counter must be 2 bytes".into(),
+                ));
+            }
+            let base = card.as_ref().map(|t| t.h).unwrap_or(kmc);
+            Some(o.scp02_session_dek(base, sequence)?)
+        }
+        Protocol::Scp03 { .. } => None,
+    };
+    Ok(Dek { kmc, card, session })
 }
 
 impl HsmTransport {
@@ -643,8 +832,13 @@ impl HsmCardKeys for HsmTransport {
                 Protocol::Scp02 { .. } => KeyType::DES2,
                 Protocol::Scp03 { .. } => KeyType::AES,
             };
-            // The card's static keys: derived inside, never readable.
-            let card = |role| card_key(o, kmc, &kdd, method, role, key_type, Purpose::INSIDE);
+            // The card's static keys: derived inside, never readable; each makes session
+            // keys only (3DES CBC for SCP02, AES CMAC for SCP03).
+            let usage = match protocol {
+                Protocol::Scp02 { .. } => KeyUsage::ENCRYPT,
+                Protocol::Scp03 { .. } => KeyUsage::CMAC,
+            };
+            let card = |role| card_key(o, kmc, &kdd, method, role, key_type, usage);
             let (enc, mac) = (card(KeyRole::Enc)?, card(KeyRole::Mac)?);
             let handle = |k: &Option<Temp>| k.as_ref().map(|t| t.h).unwrap_or(kmc);
             match protocol {
@@ -688,7 +882,6 @@ impl HsmCardKeys for HsmTransport {
         sequence: &[u8],
         items: Vec<SensitiveData>,
     ) -> HsmFuture<Vec<Vec<u8>>> {
-        let label = format!("transport.{}.kmc", self.product);
         let product = self.product.clone();
         let method = self.method;
         let kdd = *kdd;
@@ -696,23 +889,9 @@ impl HsmCardKeys for HsmTransport {
         let workers = self.lease.workers.clone();
         let items = Arc::new(items);
         self.run(move |o: &Ops| {
-            let kmc = o.key("transport", product.clone(), &label)?;
             let scp02 = matches!(protocol, Protocol::Scp02 { .. });
-            let key_type = if scp02 { KeyType::DES2 } else { KeyType::AES };
-            let card_dek = card_key(o, kmc, &kdd, method, KeyRole::Dek, key_type, Purpose::DEK)?;
-            let card_dek_h = card_dek.as_ref().map(|t| t.h).unwrap_or(kmc);
-            // SCP03 has no session DEK: the card's static DEK encrypts.
-            let session_dek = if scp02 {
-                if sequence.len() != 2 {
-                    return Err(KeyStoreError::Crypto(
-                        "SCP02 sequence counter must be 2 bytes".into(),
-                    ));
-                }
-                Some(o.scp02_session_dek(card_dek_h, &sequence)?)
-            } else {
-                None
-            };
-            let dek = session_dek.as_ref().map(|t| t.h).unwrap_or(card_dek_h);
+            let deks = dek(o, &product, method, protocol, &kdd, &sequence)?;
+            let dek = deks.handle();
             items
                 .iter()
                 .map(|item| match (item, scp02) {
@@ -961,20 +1140,20 @@ impl Pkcs11KeyStore {
             };
             let (aa, ab, _mk) = match r {
                 None => (
-                    o.derive(imk, &halves(&y), KeyType::DES2, Purpose::INSIDE)?,
-                    o.derive(imk, &y, KeyType::DES2, Purpose::INSIDE)?,
+                    o.derive(imk, &halves(&y), KeyType::DES2, KeyUsage::ENCRYPT)?,
+                    o.derive(imk, &y, KeyType::DES2, KeyUsage::ENCRYPT)?,
                     None,
                 ),
                 Some(r) => {
-                    let mk = o.derive(imk, &y, KeyType::DES2, Purpose::INSIDE)?;
+                    let mk = o.derive(imk, &y, KeyType::DES2, KeyUsage::DERIVE)?;
                     let mut d = [0u8; 16];
                     d[..8].copy_from_slice(&r);
                     d[2] = 0xF0;
                     d[8..].copy_from_slice(&r);
                     d[10] = 0x0F;
                     (
-                        o.derive(mk.h, &halves(&d), KeyType::DES2, Purpose::INSIDE)?,
-                        o.derive(mk.h, &d, KeyType::DES2, Purpose::INSIDE)?,
+                        o.derive(mk.h, &halves(&d), KeyType::DES2, KeyUsage::ENCRYPT)?,
+                        o.derive(mk.h, &d, KeyType::DES2, KeyUsage::ENCRYPT)?,
                         Some(mk),
                     )
                 }
@@ -998,7 +1177,27 @@ impl Pkcs11KeyStore {
     /// tried with throw-away session keys (SoftHSM2 lists `CKF_WRAP` for DES mechanisms
     /// it refuses). A development store may read them out instead and always passes.
     /// The station checks this at start, so it is said before the first card.
+    ///
+    /// A production store also refuses a token key that wraps and decrypts (or unwraps):
+    /// tokens written by earlier versions left those attributes to the token's defaults.
     pub fn check_icc_key_wrapping(&self) -> Result<(), KeyStoreError> {
+        if !self.workers.development {
+            if let Some((label, _)) = self
+                .key_usages()?
+                .into_iter()
+                .find(|(_, u)| u.unwraps_what_it_wraps())
+            {
+                return Err(KeyStoreError::Token {
+                    token: self.workers.token.clone(),
+                    reason: format!(
+                        "key {label} may both wrap and decrypt (or unwrap) keys, so a key it \
+                         wraps could be read on the host; the token was written by an earlier \
+                         version: write it again (station-agent keys init, or import the key \
+                         again with CKA_DECRYPT and CKA_UNWRAP false)"
+                    ),
+                });
+            }
+        }
         let scp02 = self
             .transport
             .values()
@@ -1093,6 +1292,131 @@ impl Pkcs11KeyStore {
         })
     }
 
+    /// What each key on the token may do, by label, as the token says (the usage
+    /// attributes of docs/keys.md's table).
+    pub fn key_usages(&self) -> Result<Vec<(String, KeyUsage)>, KeyStoreError> {
+        self.workers.call(|o: &Ops| {
+            let mut out = Vec::new();
+            for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+                let handles =
+                    o.s.find_objects(&[Attribute::Class(class), Attribute::Token(true)])
+                        .map_err(|e| o.err(e))?;
+                for h in handles {
+                    let label = o.label(h)?;
+                    out.push((label, o.usage(h)?));
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+    }
+
+    /// What the session keys derived inside for card `kdd` of `product` may do, by
+    /// role (`card DEK`, `S-DEK`, `card ENC`, `card MAC`, `ICC MK wrappable` from IMK 01), read
+    /// back from the token. For the usage tests: these objects never outlive a call.
+    #[doc(hidden)]
+    pub fn session_key_usages_for_test(
+        &self,
+        product: &str,
+        kdd: [u8; 10],
+        sequence: Vec<u8>,
+    ) -> Result<Vec<(&'static str, KeyUsage)>, KeyStoreError> {
+        let p = self.product(product)?;
+        let product = product.to_string();
+        self.workers.call(move |o: &Ops| {
+            let d = dek(o, &product, p.diversification, p.protocol, &kdd, &sequence)?;
+            let mut out = Vec::new();
+            if let Some(card) = &d.card {
+                out.push(("card DEK", o.usage(card.h)?));
+            }
+            if let Some(session) = &d.session {
+                out.push(("S-DEK", o.usage(session.h)?));
+            }
+            let (key_type, usage) = match p.protocol {
+                Protocol::Scp02 { .. } => (KeyType::DES2, KeyUsage::ENCRYPT),
+                Protocol::Scp03 { .. } => (KeyType::AES, KeyUsage::CMAC),
+            };
+            for (role, name) in [(KeyRole::Enc, "card ENC"), (KeyRole::Mac, "card MAC")] {
+                if let Some(k) = card_key(o, d.kmc, &kdd, p.diversification, role, key_type, usage)?
+                {
+                    out.push((name, o.usage(k.h)?));
+                }
+            }
+            let imk = o.key("imk", "01".into(), &imk_label(KeyIndex(1), "ac"))?;
+            let mk = o.derive(imk, &[0x11; 16], KeyType::DES2, KeyUsage::WRAPPABLE)?;
+            out.push(("ICC MK wrappable", o.usage(mk.h)?));
+            Ok(out)
+        })
+    }
+
+    /// Tries to decrypt `data` with the DEK derived for card `kdd` of `product` (what
+    /// someone holding the PIN would try on a wrapped ICC key): `None` when the token
+    /// refuses (`CKR_KEY_FUNCTION_NOT_PERMITTED`). For the usage tests.
+    #[doc(hidden)]
+    pub fn decrypt_under_dek_for_test(
+        &self,
+        product: &str,
+        kdd: [u8; 10],
+        sequence: Vec<u8>,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        let p = self.product(product)?;
+        let product = product.to_string();
+        self.workers.call(move |o: &Ops| {
+            let d = dek(o, &product, p.diversification, p.protocol, &kdd, &sequence)?;
+            let mech = match p.protocol {
+                Protocol::Scp02 { .. } => Mechanism::Des3Ecb,
+                Protocol::Scp03 { .. } => Mechanism::AesCbc([0; 16]),
+            };
+            match o.s.decrypt(&mech, d.handle(), &data) {
+                Ok(clear) => Ok(Some(clear)),
+                Err(P11Error::Pkcs11(RvError::KeyFunctionNotPermitted, _)) => Ok(None),
+                Err(e) => Err(o.err(e)),
+            }
+        })
+    }
+
+    /// Adds a key as versions before the usage attributes imported an undiversified
+    /// SCP03 KMC (encrypt, wrap, derive, sign; the rest left to the token). For the
+    /// test that a production store refuses such a token.
+    #[doc(hidden)]
+    pub fn import_as_earlier_versions_did_for_test(
+        &self,
+        label: &str,
+        value: Vec<u8>,
+    ) -> Result<(), KeyStoreError> {
+        let label = label.to_string();
+        let value = Zeroizing::new(value);
+        self.workers.call(move |o: &Ops| {
+            o.s.create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Value(value.to_vec()),
+                Attribute::Derive(true),
+                Attribute::Encrypt(true),
+                Attribute::Wrap(true),
+                Attribute::Sign(true),
+            ])
+            .map_err(|e| o.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn product(&self, product: &str) -> Result<ProductChannel, KeyStoreError> {
+        self.transport
+            .get(product)
+            .cloned()
+            .ok_or_else(|| KeyStoreError::Missing {
+                kind: "transport",
+                index: product.to_string(),
+            })
+    }
+
     /// Whether the token holds any of the public development keys (by check value).
     pub fn holds_development_keys(&self) -> Result<bool, KeyStoreError> {
         let dev: Vec<String> = super::development_kcvs()
@@ -1162,7 +1486,7 @@ impl KeyStore for Pkcs11KeyStore {
             let mut keys = Vec::new();
             for part in ["ac", "smi", "smc"] {
                 let imk = o.key("imk", index.to_string(), &imk_label(index, part))?;
-                let mk = o.derive(imk, &data, KeyType::DES2, Purpose::READABLE)?;
+                let mk = o.derive(imk, &data, KeyType::DES2, KeyUsage::READABLE)?;
                 let v = o.value(mk.h)?;
                 keys.push(SecretBytes::new(Zeroizing::new(with_odd_parity(&v))));
             }
@@ -1201,7 +1525,7 @@ impl KeyStore for Pkcs11KeyStore {
         let check_values = self.workers.call(move |o: &Ops| {
             let mut kcvs = Vec::with_capacity(9);
             for imk in imks(o, &keys)? {
-                let mk = o.derive(imk, &keys.derivation_data, KeyType::DES2, Purpose::INSIDE)?;
+                let mk = o.derive(imk, &keys.derivation_data, KeyType::DES2, KeyUsage::ENCRYPT)?;
                 kcvs.extend_from_slice(&o.encrypt(&Mechanism::Des3Ecb, mk.h, &[0; 8])?[..3]);
             }
             Ok(kcvs)

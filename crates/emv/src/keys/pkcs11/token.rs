@@ -24,6 +24,24 @@ pub(crate) struct ImportKey {
     pub wrap: bool,
 }
 
+impl ImportKey {
+    /// What the key may do in the token, by its role (docs/keys.md); everything else is
+    /// refused, whatever the token's defaults.
+    pub(crate) fn usage(&self) -> KeyUsage {
+        match (self.wrap, self.key_type == KeyType::AES) {
+            // Only an undiversified KMC wraps: it is the card's own key set, DEK included.
+            (true, true) => KeyUsage::SCP03_CARD_KEY_SET,
+            // SCP02's card DEK wraps nothing itself: the S-DEK derived from it does.
+            (true, false) => KeyUsage::SCP02_CARD_KEY_SET,
+            (false, _) => KeyUsage {
+                derive: self.derive,
+                encrypt: self.encrypt,
+                ..KeyUsage::NONE
+            },
+        }
+    }
+}
+
 /// An issuer RSA key for ODA to import: the private key, and its public data.
 pub(crate) struct ImportRsa {
     pub index: KeyIndex,
@@ -69,15 +87,69 @@ pub fn softhsm2_dir_from_env() -> Option<PathBuf> {
     conf.parent().map(Path::to_path_buf)
 }
 
-/// For tests: the folder `SOFTHSM2_CONF` names, emptied of earlier runs' tokens (their
-/// SO PINs are gone, so they cannot be initialized again) unless SoftHSM2 is already
-/// loaded in this process. Call once per process, before any token is written.
+/// For tests: the folder `SOFTHSM2_CONF` names, where tests write their tokens; refused
+/// unless it is under this workspace's `target/` (Cargo's `[env]` gives tests
+/// `target/softhsm2/softhsm2.conf`, but a `SOFTHSM2_CONF` already in the shell wins, and
+/// tests rewrite its configuration and delete its tokens).
 #[doc(hidden)]
-pub fn fresh_softhsm2_dir_for_test() -> Result<PathBuf, KeyStoreError> {
+pub fn softhsm2_dir_for_test() -> Result<PathBuf, KeyStoreError> {
     let dir = softhsm2_dir_from_env().ok_or_else(|| KeyStoreError::Token {
         token: String::new(),
         reason: "SOFTHSM2_CONF is not set (Cargo sets it from .cargo/config.toml)".into(),
     })?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    check_test_softhsm2_dir(&dir, &workspace.join("target"))?;
+    Ok(dir)
+}
+
+/// Refuses a SoftHSM2 folder for tests outside `target` (this workspace's build folder):
+/// tests delete the tokens they find there.
+fn check_test_softhsm2_dir(dir: &Path, target: &Path) -> Result<(), KeyStoreError> {
+    let inside = match (resolved(dir), std::fs::canonicalize(target)) {
+        (Some(dir), Ok(target)) => dir.starts_with(&target) && dir != target,
+        _ => false,
+    };
+    if inside {
+        return Ok(());
+    }
+    Err(KeyStoreError::File {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "tests write and delete SoftHSM2 tokens only under {}: SOFTHSM2_CONF names a \
+             folder outside it (perhaps real tokens); unset SOFTHSM2_CONF for cargo test",
+            target.display()
+        ),
+    })
+}
+
+/// `p` with its longest existing prefix canonicalized (symbolic links and `..` resolved);
+/// `None` when what follows that prefix climbs with `..`.
+fn resolved(p: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut base = p.to_path_buf();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&base) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Some(out);
+        }
+        let name = base.file_name()?.to_os_string();
+        if name == ".." {
+            return None;
+        }
+        rest.push(name);
+        base = base.parent()?.to_path_buf();
+    }
+}
+
+/// For tests: [`softhsm2_dir_for_test`], emptied of earlier runs' tokens (their SO PINs
+/// are gone, so they cannot be initialized again) unless SoftHSM2 is already loaded in
+/// this process. Call once per process, before any token is written.
+#[doc(hidden)]
+pub fn fresh_softhsm2_dir_for_test() -> Result<PathBuf, KeyStoreError> {
+    let dir = softhsm2_dir_for_test()?;
     let loaded = MODULES
         .get()
         .map(|m| !m.lock().unwrap_or_else(|p| p.into_inner()).is_empty())
@@ -215,18 +287,11 @@ pub fn write_softhsm2_token(
             Attribute::KeyType(k.key_type),
             Attribute::Token(true),
             Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
             Attribute::Label(k.label.as_bytes().to_vec()),
             Attribute::Value(k.value.expose().to_vec()),
             Attribute::CheckValue(kcv.to_vec()),
-            Attribute::Derive(k.derive),
-            Attribute::Encrypt(k.encrypt),
-            Attribute::Wrap(k.wrap),
         ];
-        if k.key_type == KeyType::AES {
-            template.push(Attribute::Sign(k.encrypt));
-        }
+        template.extend(k.usage().secret_template());
         let created = s.create_object(&template);
         // The template's copy of the value is wiped whatever happened.
         for a in template.iter_mut() {
@@ -243,14 +308,12 @@ pub fn write_softhsm2_token(
             Attribute::KeyType(KeyType::RSA),
             Attribute::Token(true),
             Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Modulus(k.modulus.clone()),
             Attribute::PublicExponent(k.public_exponent.clone()),
             Attribute::PrivateExponent(k.private_exponent.expose().to_vec()),
         ];
+        template.extend(KeyUsage::RSA_SIGN.private_template());
         let created = s.create_object(&template);
         for a in template.iter_mut() {
             if let Attribute::PrivateExponent(v) = a {
@@ -292,4 +355,67 @@ pub fn write_softhsm2_token(
         pin_file,
         token: token.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn import(key_type: KeyType, derive: bool, encrypt: bool, wrap: bool) -> KeyUsage {
+        ImportKey {
+            label: "k".into(),
+            key_type,
+            value: SecretBytes::new(Zeroizing::new(vec![0; 16])),
+            derive,
+            encrypt,
+            wrap,
+        }
+        .usage()
+    }
+
+    #[test]
+    fn an_undiversified_kmc_never_decrypts_and_wraps_only_as_an_scp03_dek() {
+        // SCP02: session keys by 3DES CBC and the S-DEK derived from it (which wraps).
+        let scp02 = import(KeyType::DES2, true, true, true);
+        assert_eq!(scp02, KeyUsage::SCP02_CARD_KEY_SET);
+        assert!(!scp02.wrap && !scp02.decrypt && !scp02.unwrap);
+        // SCP03: session keys by CMAC, and it is the DEK: wraps and encrypts, derives nothing.
+        let scp03 = import(KeyType::AES, true, true, true);
+        assert_eq!(scp03, KeyUsage::SCP03_CARD_KEY_SET);
+        assert!(scp03.wrap && scp03.encrypt && scp03.sign && !scp03.derive);
+        assert!(!scp03.unwraps_what_it_wraps());
+    }
+
+    #[test]
+    fn imks_cvks_and_diversifying_kmcs_do_one_thing() {
+        assert_eq!(import(KeyType::DES2, true, false, false), KeyUsage::DERIVE);
+        assert_eq!(import(KeyType::DES2, false, true, false), KeyUsage::ENCRYPT);
+    }
+
+    #[test]
+    fn tests_refuse_a_softhsm2_folder_outside_the_build_folder() {
+        // A shell's SOFTHSM2_CONF naming real tokens: tests would delete them.
+        let target = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let e = check_test_softhsm2_dir(elsewhere.path(), target.path()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&elsewhere.path().display().to_string()),
+            "{text}"
+        );
+        assert!(text.contains("unset SOFTHSM2_CONF"), "{text}");
+        // Climbing out of the build folder is outside it too, as is the folder itself.
+        let climbing = target.path().join("softhsm2/../../x");
+        assert!(check_test_softhsm2_dir(&climbing, target.path()).is_err());
+        assert!(check_test_softhsm2_dir(target.path(), target.path()).is_err());
+    }
+
+    #[test]
+    fn tests_take_a_softhsm2_folder_under_the_build_folder_even_before_it_exists() {
+        let target = tempfile::tempdir().unwrap();
+        let dir = target.path().join("softhsm2");
+        check_test_softhsm2_dir(&dir, target.path()).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        check_test_softhsm2_dir(&dir, target.path()).unwrap();
+    }
 }

@@ -71,17 +71,17 @@ pub(super) fn scp02_icc_keys(
         loop {
             let attempt: Result<Vec<u8>, P11Error> = match way {
                 DesWrap::Ecb => o
-                    .derive_by(imk, data, KeyType::DES2, Purpose::WRAPPABLE)
+                    .derive_by(imk, data, KeyType::DES2, KeyUsage::WRAPPABLE)
                     .and_then(|mk| o.s.wrap_key(&Mechanism::Des3Ecb, dek, mk.h)),
                 DesWrap::CbcHalves => {
                     let half = |d: &[u8]| {
-                        o.derive_by(imk, d, KeyType::DES, Purpose::WRAPPABLE)
+                        o.derive_by(imk, d, KeyType::DES, KeyUsage::WRAPPABLE)
                             .and_then(|k| o.s.wrap_key(&Mechanism::Des3Cbc([0; 8]), dek, k.h))
                     };
                     half(&data[..8]).and_then(|l| Ok([l, half(&data[8..])?].concat()))
                 }
                 DesWrap::ReadOut => {
-                    let mk = o.derive(imk, data, KeyType::DES2, Purpose::READABLE)?;
+                    let mk = o.derive(imk, data, KeyType::DES2, KeyUsage::READABLE)?;
                     let clear = Zeroizing::new(with_odd_parity(&o.value(mk.h)?));
                     o.s.encrypt(&Mechanism::Des3Ecb, dek, &clear)
                 }
@@ -139,11 +139,11 @@ pub(super) fn scp03_icc_keys(
     let mut iv = [0u8; 16];
     let mut out = Vec::with_capacity(64);
     for imk in imks {
-        let mk = o.derive(imk, data, KeyType::DES2, Purpose::WRAPPABLE)?;
+        let mk = o.derive(imk, data, KeyType::DES2, KeyUsage::WRAPPABLE)?;
         let c = match o.s.wrap_key(&Mechanism::AesCbc(iv), dek, mk.h) {
             Ok(c) => c,
             Err(e) if unsupported(&e) && workers.development => {
-                let mk = o.derive(imk, data, KeyType::DES2, Purpose::READABLE)?;
+                let mk = o.derive(imk, data, KeyType::DES2, KeyUsage::READABLE)?;
                 let clear = Zeroizing::new(with_odd_parity(&o.value(mk.h)?));
                 o.encrypt(&Mechanism::AesCbc(iv), dek, &clear)?
             }
