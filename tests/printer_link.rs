@@ -162,6 +162,30 @@ async fn a_late_reply_waiting_on_the_link_before_the_next_command_is_discarded()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn discarding_staged_panels_does_not_wait_for_the_download() {
+    // A panel takes about three seconds on this link.
+    let sim = SimPrinter::new(SimPrinterConfig {
+        timing: Timing {
+            scale: 0.3,
+            baud: Some(115_200),
+            ..Timing::default()
+        },
+        ..SimPrinterConfig::default()
+    });
+    let mut p = split_printer(&sim, None);
+    p.stage_panels(&card("A"), &[panel()]).await.unwrap();
+    p.discard_staged().await.unwrap();
+    assert_eq!(p.staged(), None);
+    assert!(
+        sim.downloads().is_empty(),
+        "answered while the download was still crossing"
+    );
+    p.status().await.unwrap();
+    assert_eq!(sim.downloads().len(), 1);
+    assert!(sim.memory().is_empty(), "the reset followed the download");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_lost_park_reply_spoils_that_card_only_and_the_next_card_is_made_whole() {
     use station_agent::agent::Agent;
     use station_agent::job::state::JobState;

@@ -14,8 +14,9 @@
 //! in errors or logs.
 //!
 //! A panel download into the printer's memory (staging, see [`CardPrinter::stage_panels`])
-//! is the one command not awaited when sent: its replies are collected before the next
-//! command goes out, so commands still reach the printer whole and in order. The driver remembers what the printer holds only as a keyed
+//! and the reset that clears it are the commands not awaited when sent: their replies
+//! are collected before the next command goes out, so commands still reach the printer
+//! whole and in order. The driver remembers what the printer holds only as a keyed
 //! digest of the panels (never the bitmap, which shows the PAN), and forgets it on any
 //! error, eject, reject or reset.
 
@@ -316,6 +317,9 @@ impl EvolisPrinter {
                     );
                 }
             }
+            Some(Ahead::Reset) => {
+                tracing::warn!(error = %e, "the printer's memory was not reset");
+            }
             Some(Ahead::Ignored) | None => {}
         }
     }
@@ -534,14 +538,29 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn discard_staged(&mut self) -> Result<(), PrinterError> {
-        if self.staged.is_none() {
+        if self.staged.take().is_none() {
             return Ok(());
         }
-        self.settle_ahead().await;
-        if self.staged.take().is_some() {
-            // A reset empties the bitmap memory; only ever sent with no card inside.
-            self.command("Srs", CommandClass::Move).await?;
+        self.link.check(self.timeout(CommandClass::Status));
+        if self.link.out_of_step() {
+            tracing::warn!(
+                "printer link out of step: staged panels forgotten, the printer not reset"
+            );
+            return Ok(());
         }
+        // A reset empties the bitmap memory; only ever sent with no card inside. Queued
+        // behind the download, not awaited: the line stays free to answer Start, and the
+        // next command collects the reply.
+        self.link.send(
+            "Srs",
+            "Srs",
+            self.timeout(CommandClass::Move),
+            Some(Ahead::Reset),
+        )
+    }
+
+    async fn settle(&mut self) -> Result<(), PrinterError> {
+        self.settle_ahead().await;
         Ok(())
     }
 

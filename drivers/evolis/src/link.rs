@@ -32,6 +32,8 @@ pub(crate) type Line = std::io::Result<String>;
 pub(crate) enum Ahead {
     /// Part of a panel download (ribbon or bitmap) of the panels with this digest.
     Download(u64),
+    /// A reset emptying the printer's memory.
+    Reset,
     /// A command whose reply nobody needs any more (a position read behind a park that
     /// failed).
     Ignored,
