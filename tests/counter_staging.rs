@@ -190,3 +190,16 @@ async fn an_automatic_line_stages_nothing_before_a_card_and_prints_each_its_own_
     assert!(cards.iter().all(|c| !c.rejected));
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_panel_is_cleared_from_the_printer_when_the_agent_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, agent, _ops) = counter(dir.path(), quick(), 1).await;
+    until("the panel is staged", || !b.printer.memory().is_empty()).await;
+    agent.shutdown().await;
+    assert!(
+        b.printer.memory().is_empty(),
+        "no face left in the printer's memory"
+    );
+    assert!(b.printer.finished().is_empty(), "no card moved");
+}

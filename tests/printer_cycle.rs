@@ -287,6 +287,8 @@ async fn discarding_staged_panels_empties_the_printers_memory() {
     p.stage_panels(&card("A"), &[panel()]).await.unwrap();
     p.discard_staged().await.unwrap();
     assert_eq!(p.staged(), None);
+    // The reset is queued behind the download, not awaited: wait for both.
+    p.settle().await.unwrap();
     assert!(sim.memory().is_empty());
 }
 

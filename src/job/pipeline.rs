@@ -782,23 +782,32 @@ impl Station {
                     }
                 }
                 None if waiting_for_cards => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(FEEDER_POLL) => {},
-                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    let stopped = tokio::select! {
+                        _ = tokio::time::sleep(FEEDER_POLL) => false,
+                        _ = stop.wait_for(|s| *s) => true,
+                    };
+                    if stopped {
+                        Self::clear_staged(&mut devices).await;
+                        return Ok(());
                     }
                 }
                 None => {
                     if blocked.is_none() && self.policy == StartPolicy::Staff {
                         self.stage_next(&mut devices).await?;
                     }
-                    tokio::select! {
-                        _ = wake => {},
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {},
-                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    let stopped = tokio::select! {
+                        _ = wake => false,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+                        _ = stop.wait_for(|s| *s) => true,
+                    };
+                    if stopped {
+                        Self::clear_staged(&mut devices).await;
+                        return Ok(());
                     }
                 }
             }
             if *stop.borrow() {
+                Self::clear_staged(&mut devices).await;
                 return Ok(());
             }
         }
@@ -845,6 +854,21 @@ impl Station {
             None => {}
         }
         Ok(())
+    }
+
+    /// The line stops in order: a face staged for a card not started (its name, its PAN
+    /// as printed) does not stay in the printer's memory.
+    async fn clear_staged(d: &mut Devices) {
+        if d.printer.staged().is_none() {
+            return;
+        }
+        let cleared = match d.printer.discard_staged().await {
+            Ok(()) => d.printer.settle().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = cleared {
+            tracing::warn!(line = %d.line, error = %e, "staged panels not cleared from the printer as the line stopped");
+        }
     }
 
     /// Produces one card. Card problems end the job (spoiled, reported); only a

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use station_agent::agent::Agent;
 use station_agent::job::state::JobState;
 use station_branch::{branch, wait_states};
-use station_evolis::ModelProfile;
 use station_sim::printer::Timing;
 
 const BAUD: u32 = 115_200;
@@ -40,7 +39,9 @@ async fn waits(cards: usize, timing: &Timing, case: Case) -> Vec<f64> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench folder");
     let b = branch(&dir, "staff", timing.clone()).await;
-    let mut model = ModelProfile::find("Primacy 2").expect("Primacy 2 profile");
+    // The simulator's profile: staging is on only there (its commands are unconfirmed on
+    // real printers); the first case turns it off.
+    let mut model = station_branch::sim_printer_model();
     model.download_ahead = case != Case::WithPrint;
     let agent = Agent::start(&b.config, b.devices_with(&model))
         .await

@@ -66,14 +66,18 @@ pub fn card_stock(dir: &Path) -> station_sim::card::SimCardConfig {
     KeyFile::parse(&stock).unwrap().to_config().unwrap()
 }
 
+/// The name of the simulated printer's model profile (`drivers/evolis/models/simulator.toml`):
+/// the Primacy 2's timeouts with staging on, which no real printer's profile has yet.
+pub const SIM_PRINTER_MODEL: &str = "simulator";
+
+/// The simulated printer's model profile (see [`SIM_PRINTER_MODEL`]).
+pub fn sim_printer_model() -> ModelProfile {
+    ModelProfile::find(SIM_PRINTER_MODEL).expect("the simulator's printer model profile")
+}
+
 /// Devices of one simulated line over an in-memory printer link.
 pub fn sim_devices(line: &str, printer: &SimPrinter, chips: &Chips) -> Devices {
-    sim_devices_with(
-        line,
-        printer,
-        chips,
-        &ModelProfile::find("Primacy 2").unwrap(),
-    )
+    sim_devices_with(line, printer, chips, &sim_printer_model())
 }
 
 /// The devices of one simulated line, the printer driver using `model`'s profile.
@@ -157,7 +161,7 @@ pub async fn branch_with_lines(dir: &Path, policy: &str, timing: Timing, lines: 
 impl Branch {
     /// Devices of every simulated line (printers over in-memory links).
     pub fn devices(&self) -> Vec<Devices> {
-        self.devices_with(&ModelProfile::find("Primacy 2").unwrap())
+        self.devices_with(&sim_printer_model())
     }
 
     /// Devices of every simulated line, their drivers using `model`'s profile.

@@ -6,17 +6,22 @@
 //! `F` feeder, `R` ribbon, `K`/`D`/`W` magstripe) or `CDE` (unknown command).
 //!
 //! The stream (serial port, USB printer-class node, TCP) is blocking I/O, so it lives
-//! on a dedicated thread; async callers send it one command at a time and wait with a
-//! tokio timeout chosen by the command's class. Only reads are retried. Card data
-//! (track contents) and bitmaps never appear in errors or logs.
+//! on dedicated threads; async callers send commands and wait for each reply with a
+//! tokio timeout chosen by the command's class. Replies are matched to commands by
+//! position, so a lost or late reply puts the link out of step until it is
+//! resynchronised (see [`link`]); the command whose reply was lost fails as "outcome
+//! unknown". Only reads are retried. Card data (track contents) and bitmaps never appear
+//! in errors or logs.
 //!
 //! A panel download into the printer's memory (staging, see [`CardPrinter::stage_panels`])
-//! is the one command not awaited when sent: its reply is collected before the next
-//! command goes out, so commands still reach the printer whole and in order. The driver
-//! remembers what the printer holds only as a keyed digest of the panels (never the
-//! bitmap, which shows the PAN), and forgets it on any error, eject, reject or reset.
+//! and the reset that clears it are the commands not awaited when sent: their replies
+//! are collected before the next command goes out, so commands still reach the printer
+//! whole and in order. The driver remembers what the printer holds only as a keyed
+//! digest of the panels (never the bitmap, which shows the PAN), and forgets it on any
+//! error, eject, reject or reset.
 
 pub mod device;
+pub mod link;
 pub mod model;
 pub mod protocol;
 
@@ -30,9 +35,10 @@ use base64::Engine;
 use station_hal::{
     CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, PrinterStatus, StagedCard,
 };
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::UnboundedSender;
 
 pub use device::{open_device, open_halves, DeviceSpec, Halves};
+use link::{Ahead, Line, Link, Sent};
 pub use model::{ModelProfile, Timeouts};
 pub use protocol::{error_for_reply, frame, CommandClass};
 
@@ -40,20 +46,16 @@ pub use protocol::{error_for_reply, frame, CommandClass};
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
-struct Request {
-    frame: Vec<u8>,
-    reply: oneshot::Sender<std::io::Result<String>>,
-}
-
 /// An Evolis printer on a byte stream.
 pub struct EvolisPrinter {
-    requests: mpsc::Sender<Request>,
+    link: Link,
     model: ModelProfile,
     /// Ribbon type sent with `Pr` before printing.
     pub ribbon: String,
     /// What the printer's bitmap memory holds, as far as this driver knows.
     staged: Option<Staged>,
-    /// The printer answered a download as an unknown command: no staging from now on.
+    /// The printer answered a download as an unknown command, or not the way a download
+    /// is answered: no staging from now on.
     memory_unsupported: bool,
     /// Key of the panel digests (per driver, random): a digest of a face showing a PAN
     /// is worth nothing outside this process.
@@ -64,54 +66,55 @@ pub struct EvolisPrinter {
 struct Staged {
     card: StagedCard,
     digest: u64,
-    /// Replies still to collect for the download's commands, oldest first, with how
-    /// each command is shown in errors.
-    pending: std::collections::VecDeque<(String, oneshot::Receiver<std::io::Result<String>>)>,
 }
 
-fn io_worker(mut stream: Box<dyn Stream>, rx: mpsc::Receiver<Request>) {
-    for req in rx {
-        let r = (|| {
-            stream.write_all(&req.frame)?;
-            stream.flush()?;
-            read_line(&mut stream)
-        })();
-        let _ = req.reply.send(r);
-    }
-}
-
-type ReplyTo = oneshot::Sender<std::io::Result<String>>;
-
-/// Writes commands in order as they come; hands each reply slot to the reader once its
-/// command is on the link, so a command may follow another before that one is answered.
-fn writer_worker(
-    mut w: Box<dyn Write + Send>,
-    rx: mpsc::Receiver<Request>,
-    to_reader: mpsc::Sender<ReplyTo>,
+/// One thread for both directions: writes a command, reads its reply line, then the next.
+fn io_worker(
+    mut stream: Box<dyn Stream>,
+    frames: mpsc::Receiver<Vec<u8>>,
+    lines: UnboundedSender<Line>,
 ) {
-    for req in rx {
-        match w.write_all(&req.frame).and_then(|_| w.flush()) {
-            Ok(()) => {
-                if to_reader.send(req.reply).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = req.reply.send(Err(e));
-            }
+    for f in frames {
+        let r = stream
+            .write_all(&f)
+            .and_then(|_| stream.flush())
+            .and_then(|_| read_line(&mut stream, &|| false));
+        let end = r.is_err();
+        if lines.send(r).is_err() || end {
+            return;
         }
     }
 }
 
-/// Reads the printer's replies, one line per command, in the order the commands went out.
-fn reader_worker(mut r: Box<dyn Read + Send>, slots: mpsc::Receiver<ReplyTo>) {
-    for slot in slots {
-        let _ = slot.send(read_line(&mut r));
+/// Writes commands in order as they come, without waiting for replies: a command may
+/// follow another before that one is answered.
+fn writer_worker(
+    mut w: Box<dyn Write + Send>,
+    frames: mpsc::Receiver<Vec<u8>>,
+    lines: UnboundedSender<Line>,
+) {
+    for f in frames {
+        if let Err(e) = w.write_all(&f).and_then(|_| w.flush()) {
+            let _ = lines.send(Err(e));
+            return;
+        }
+    }
+}
+
+/// Reads the printer's reply lines as they come; the driver matches them to commands.
+fn reader_worker(mut r: Box<dyn Read + Send>, lines: UnboundedSender<Line>) {
+    loop {
+        let l = read_line(&mut r, &|| lines.is_closed());
+        let end = l.is_err();
+        if lines.send(l).is_err() || end {
+            return;
+        }
     }
 }
 
 /// Reads one reply line (up to CR), skipping a leading LF left from a CR LF ending.
-fn read_line<R: Read + ?Sized>(stream: &mut R) -> std::io::Result<String> {
+/// `gone` is asked on each read timeout: the driver went away.
+fn read_line<R: Read + ?Sized>(stream: &mut R, gone: &dyn Fn() -> bool) -> std::io::Result<String> {
     let mut out = Vec::new();
     let mut b = [0u8; 1];
     loop {
@@ -127,7 +130,11 @@ fn read_line<R: Read + ?Sized>(stream: &mut R) -> std::io::Result<String> {
                 b'\n' if out.is_empty() => {}
                 c => out.push(c),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if gone() {
+                    return Err(std::io::Error::other("printer driver closed"));
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -140,14 +147,16 @@ fn read_line<R: Read + ?Sized>(stream: &mut R) -> std::io::Result<String> {
 
 impl EvolisPrinter {
     /// Drives a printer of the given model over `stream` (its own thread), strictly one
-    /// command at a time: each command goes out once the one before it is answered.
+    /// command at a time: each command goes out once the one before it is answered. A
+    /// reply that never comes holds the thread until it does (the commands after it wait).
     pub fn new(stream: Box<dyn Stream>, model: ModelProfile) -> Self {
         let (tx, rx) = mpsc::channel();
+        let (lines_tx, lines_rx) = tokio::sync::mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("evolis".into())
-            .spawn(move || io_worker(stream, rx))
+            .spawn(move || io_worker(stream, rx, lines_tx))
             .expect("spawn printer thread");
-        Self::with_requests(tx, model)
+        Self::with_link(Link::new(tx, lines_rx), model)
     }
 
     /// Drives a printer over the two ends of its link (a writer and a reader thread), so
@@ -158,22 +167,23 @@ impl EvolisPrinter {
         model: ModelProfile,
     ) -> Self {
         let (tx, rx) = mpsc::channel();
-        let (slots_tx, slots_rx) = mpsc::channel();
+        let (lines_tx, lines_rx) = tokio::sync::mpsc::unbounded_channel();
+        let to_reader = lines_tx.clone();
         std::thread::Builder::new()
             .name("evolis-write".into())
-            .spawn(move || writer_worker(writer, rx, slots_tx))
+            .spawn(move || writer_worker(writer, rx, lines_tx))
             .expect("spawn printer thread");
         std::thread::Builder::new()
             .name("evolis-read".into())
-            .spawn(move || reader_worker(reader, slots_rx))
+            .spawn(move || reader_worker(reader, to_reader))
             .expect("spawn printer thread");
-        Self::with_requests(tx, model)
+        Self::with_link(Link::new(tx, lines_rx), model)
     }
 
-    fn with_requests(tx: mpsc::Sender<Request>, model: ModelProfile) -> Self {
+    fn with_link(link: Link, model: ModelProfile) -> Self {
         let ribbon = model.ribbons.first().cloned().unwrap_or_else(|| "k".into());
         EvolisPrinter {
-            requests: tx,
+            link,
             model,
             ribbon,
             staged: None,
@@ -214,6 +224,21 @@ impl EvolisPrinter {
         &self.model
     }
 
+    fn timeout(&self, class: CommandClass) -> Duration {
+        self.model.timeouts_ms.for_class(class)
+    }
+
+    /// Makes the link ready for a command, resynchronising it if it is out of step.
+    async fn ready(&mut self) -> Result<(), PrinterError> {
+        let status = self.timeout(CommandClass::Status);
+        self.link.check(status);
+        if self.link.out_of_step() {
+            // Whatever was on its way to the printer's memory is in doubt.
+            self.staged = None;
+        }
+        self.link.ready(status).await
+    }
+
     /// Sends one command and returns the printer's reply line; `ERR` replies become
     /// typed errors. `shown` is how the command appears in errors (no card data). Any
     /// error makes the driver forget what the printer's memory holds.
@@ -223,7 +248,7 @@ impl EvolisPrinter {
         shown: &str,
         class: CommandClass,
     ) -> Result<String, PrinterError> {
-        self.settle_staging().await;
+        self.settle_ahead().await;
         let r = self.exchange_now(cmd, shown, class).await;
         if r.is_err() {
             self.staged = None;
@@ -238,87 +263,64 @@ impl EvolisPrinter {
         class: CommandClass,
     ) -> Result<String, PrinterError> {
         let attempts = if class == CommandClass::Status { 2 } else { 1 };
-        let mut last = PrinterError::Offline("no answer".into());
+        let mut last = None;
         for _ in 0..attempts {
-            let rx = self.send(cmd)?;
-            let timeout = self.model.timeouts_ms.for_class(class);
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(reply))) => {
+            if let Err(e) = self.ready().await {
+                return Err(last.unwrap_or(e));
+            }
+            self.link.send(cmd, shown, self.timeout(class), None)?;
+            match self.link.reply().await {
+                Ok(reply) => {
                     return match error_for_reply(shown, &reply) {
                         Some(e) => Err(e),
                         None => Ok(reply),
                     }
                 }
-                Ok(Ok(Err(io))) => {
-                    last = PrinterError::Offline(format!("{shown}: {io}"));
-                }
-                Ok(Err(_)) => return Err(PrinterError::Offline("printer thread stopped".into())),
-                Err(_) => {
-                    last = PrinterError::Offline(format!(
-                        "{shown}: no answer within {} s",
-                        timeout.as_secs()
-                    ));
-                }
+                Err(e) => last = Some(e),
             }
         }
-        Err(last)
+        Err(last.unwrap_or_else(|| PrinterError::Offline("no answer".into())))
     }
 
-    /// Queues one command on the link; the receiver gets its reply line.
-    fn send(&self, cmd: &str) -> Result<oneshot::Receiver<std::io::Result<String>>, PrinterError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request {
-                frame: frame(cmd),
-                reply: tx,
-            })
-            .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
-        Ok(rx)
-    }
-
-    /// Collects the replies of a staging download still on the link. A refused or
-    /// unanswered download is forgotten (the panels then go with the print); one the
-    /// printer does not know turns staging off for this printer.
-    async fn settle_staging(&mut self) {
-        let timeout = self.model.timeouts_ms.for_class(CommandClass::Print);
-        loop {
-            let Some(staged) = self.staged.as_mut() else {
-                return;
-            };
-            let Some((shown, rx)) = staged.pending.front_mut() else {
-                return;
-            };
-            let outcome = match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(reply))) => match error_for_reply(shown, &reply) {
-                    None => Ok(()),
-                    Some(e) => Err(e),
+    /// Collects the replies of commands sent ahead (a staging download, a reset). A
+    /// refused or unanswered download is forgotten (the panels then go with the print);
+    /// one the printer does not know, or does not answer the way a download is
+    /// answered, turns staging off for this printer.
+    async fn settle_ahead(&mut self) {
+        while let Some(sent) = self.link.oldest().cloned() {
+            let failed = match self.link.reply().await {
+                Ok(line) => match error_for_reply(&sent.shown, &line) {
+                    None => continue,
+                    Some(e) => e,
                 },
-                Ok(Ok(Err(io))) => Err(PrinterError::Offline(format!("{shown}: {io}"))),
-                Ok(Err(_)) => Err(PrinterError::Offline("printer thread stopped".into())),
-                Err(_) => Err(PrinterError::Offline(format!(
-                    "{shown}: no answer within {} s",
-                    timeout.as_secs()
-                ))),
+                Err(e) => e,
             };
-            match outcome {
-                Ok(()) => {
-                    staged.pending.pop_front();
+            self.ahead_failed(&sent, failed);
+        }
+        if self.link.out_of_step() {
+            self.staged = None;
+        }
+    }
+
+    fn ahead_failed(&mut self, sent: &Sent, e: PrinterError) {
+        match sent.ahead {
+            Some(Ahead::Download(digest)) => {
+                let unknown = matches!(&e, PrinterError::Protocol { reply, .. } if reply == "command not understood");
+                if unknown || self.link.out_of_step() {
+                    self.memory_unsupported = true;
                 }
-                Err(e) => {
-                    if let PrinterError::Protocol { reply, .. } = &e {
-                        if reply == "command not understood" {
-                            self.memory_unsupported = true;
-                        }
-                    }
+                if let Some(s) = self.staged.take_if(|s| s.digest == digest) {
                     tracing::warn!(
-                        operation_id = %staged.card.operation_id,
+                        operation_id = %s.card.operation_id,
                         error = %e,
                         "panels not staged in the printer; they go with the print"
                     );
-                    self.staged = None;
-                    return;
                 }
             }
+            Some(Ahead::Reset) => {
+                tracing::warn!(error = %e, "the printer's memory was not reset");
+            }
+            Some(Ahead::Ignored) | None => {}
         }
     }
 
@@ -340,9 +342,10 @@ impl EvolisPrinter {
         panels: &[PanelImage],
         digest: u64,
     ) -> Result<(), PrinterError> {
-        let mut pending = std::collections::VecDeque::new();
+        let ahead = Some(Ahead::Download(digest));
         let pr = format!("Pr;{}", self.ribbon);
-        pending.push_back((pr.clone(), self.send(&pr)?));
+        self.link
+            .send(&pr, &pr, self.timeout(CommandClass::Status), ahead)?;
         for p in panels {
             let data = base64::engine::general_purpose::STANDARD.encode(&p.data);
             let cmd = format!("Dbm;{};{};{}", p.panel, p.bits_per_dot, data);
@@ -352,12 +355,12 @@ impl EvolisPrinter {
                 p.bits_per_dot,
                 p.data.len()
             );
-            pending.push_back((shown, self.send(&cmd)?));
+            self.link
+                .send(&cmd, &shown, self.timeout(CommandClass::Print), ahead)?;
         }
         self.staged = Some(Staged {
             card: card.clone(),
             digest,
-            pending,
         });
         Ok(())
     }
@@ -376,6 +379,28 @@ impl EvolisPrinter {
                 p.data.len()
             );
             self.exchange(&cmd, &shown, CommandClass::Print).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the park's reply and the position read sent behind it (see `park_and_stage`).
+    async fn parked(&mut self) -> Result<(), PrinterError> {
+        let sis = self.link.reply().await?;
+        if let Some(e) = error_for_reply("Sis", &sis) {
+            // Nobody needs the position read behind the failed park any more.
+            self.link.set_ahead(0, Ahead::Ignored);
+            return Err(e);
+        }
+        let at = self.link.reply().await?;
+        if position(&at) != CardPosition::AtChipStation {
+            // An `OK` that was not the park's (its reply lost, another taken in its place)
+            // or a card elsewhere: either way nobody knows where the card is.
+            self.link.lose_step(self.timeout(CommandClass::Move));
+            return Err(PrinterError::Offline(
+                "Sis: the printer does not report the card at the chip station after the \
+                 park; outcome unknown"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -462,6 +487,12 @@ impl CardPrinter for EvolisPrinter {
         // A download of other panels still on the link finishes first (nothing can be
         // taken back from a serial line); its reply no longer matters.
         self.staged = None;
+        self.link.check(self.timeout(CommandClass::Status));
+        if self.link.out_of_step() {
+            // Staging only saves time: the next command resynchronises the link and the
+            // panels go with the print.
+            return Ok(());
+        }
         self.queue_download(card, panels, digest)
     }
 
@@ -480,25 +511,21 @@ impl CardPrinter for EvolisPrinter {
             self.park_at_chip_station().await?;
             return self.stage_panels(card, panels).await;
         }
-        self.settle_staging().await;
+        self.settle_ahead().await;
         self.staged = None;
+        self.ready().await?;
         // The park goes first; the download follows it on the link at once and crosses
-        // while the card moves. Only the park's reply is awaited here.
-        let park = self.send("Sis")?;
+        // while the card moves. Between them a position read: replies carry nothing that
+        // names their command, so if the park's reply were lost the download's `OK` would
+        // pass for it; the position read's answer cannot.
+        let (moving, reading) = (
+            self.timeout(CommandClass::Move),
+            self.timeout(CommandClass::Status),
+        );
+        self.link.send("Sis", "Sis", moving, None)?;
+        self.link.send("Rlr;p", "Rlr;p", reading, None)?;
         self.queue_download(card, panels, digest)?;
-        let timeout = self.model.timeouts_ms.for_class(CommandClass::Move);
-        let parked = match tokio::time::timeout(timeout, park).await {
-            Ok(Ok(Ok(reply))) => match error_for_reply("Sis", &reply) {
-                None => Ok(()),
-                Some(e) => Err(e),
-            },
-            Ok(Ok(Err(io))) => Err(PrinterError::Offline(format!("Sis: {io}"))),
-            Ok(Err(_)) => Err(PrinterError::Offline("printer thread stopped".into())),
-            Err(_) => Err(PrinterError::Offline(format!(
-                "Sis: no answer within {} s",
-                timeout.as_secs()
-            ))),
-        };
+        let parked = self.parked().await;
         if parked.is_err() {
             // The card fails; whatever the download did is never used.
             self.staged = None;
@@ -511,24 +538,36 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn discard_staged(&mut self) -> Result<(), PrinterError> {
-        if self.staged.is_none() {
+        if self.staged.take().is_none() {
             return Ok(());
         }
-        self.settle_staging().await;
-        if self.staged.take().is_some() {
-            // A reset empties the bitmap memory; only ever sent with no card inside.
-            self.command("Srs", CommandClass::Move).await?;
+        self.link.check(self.timeout(CommandClass::Status));
+        if self.link.out_of_step() {
+            tracing::warn!(
+                "printer link out of step: staged panels forgotten, the printer not reset"
+            );
+            return Ok(());
         }
+        // A reset empties the bitmap memory; only ever sent with no card inside. Queued
+        // behind the download, not awaited: the line stays free to answer Start, and the
+        // next command collects the reply.
+        self.link.send(
+            "Srs",
+            "Srs",
+            self.timeout(CommandClass::Move),
+            Some(Ahead::Reset),
+        )
+    }
+
+    async fn settle(&mut self) -> Result<(), PrinterError> {
+        self.settle_ahead().await;
         Ok(())
     }
 
     async fn print(&mut self, panels: &[PanelImage]) -> Result<(), PrinterError> {
-        self.settle_staging().await;
+        self.settle_ahead().await;
         let digest = self.digest(panels);
-        let from_memory = self
-            .staged
-            .take()
-            .is_some_and(|s| s.digest == digest && s.pending.is_empty());
+        let from_memory = self.staged.take().is_some_and(|s| s.digest == digest);
         if from_memory {
             for (i, p) in panels.iter().enumerate() {
                 match self

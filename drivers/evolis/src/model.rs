@@ -58,10 +58,12 @@ pub struct ModelProfile {
     /// Panels may be downloaded into the printer's bitmap memory ahead of printing
     /// (`Dbm;<panel>;<bits>;<bitmap>`, then `Spp;<panel>` prints it): the station stages
     /// the next card's panels while staff are still with the customer, so a slow serial
-    /// link carries them before Start. Off unless the model's profile says so. Both
-    /// commands are the simulator's model of the feature and must be checked against the
-    /// model's programming guide; a printer that answers the download as an unknown
-    /// command turns staging off for itself and gets its panels with the print.
+    /// link carries them before Start. Off unless the model's profile says so; on only
+    /// in the simulator's profile (`models/simulator.toml`): `Dbm`, `Spp` and the reset
+    /// `Srs` are the simulator's model of the feature and must be checked against the
+    /// model's programming guide (docs/printer.md) before a real model's profile turns it
+    /// on. A printer that answers the download as an unknown command turns staging off
+    /// for itself and gets its panels with the print.
     #[serde(default)]
     pub download_ahead: bool,
 }
@@ -70,6 +72,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("primacy", include_str!("../models/primacy.toml")),
     ("primacy2", include_str!("../models/primacy2.toml")),
     ("zenius", include_str!("../models/zenius.toml")),
+    ("simulator", include_str!("../models/simulator.toml")),
 ];
 
 const GENERIC: &str = include_str!("../models/generic.toml");
@@ -164,6 +167,28 @@ mod tests {
         let p = ModelProfile::for_reported_model("Evolis Pebble 4");
         assert_eq!(p.name, ModelProfile::generic().name);
         assert_eq!((p.panel_width, p.panel_height, p.dpi), (1016, 648, 300));
+    }
+
+    #[test]
+    fn no_real_printer_profile_stages_panels_with_unconfirmed_commands() {
+        let real: Vec<_> = ModelProfile::builtin()
+            .into_iter()
+            .chain([ModelProfile::generic()])
+            .filter(|p| p.download_ahead)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(real, ["Evolis simulator (staging)"]);
+    }
+
+    #[test]
+    fn the_simulator_profile_is_found_by_name_only() {
+        let sim = ModelProfile::find("simulator").unwrap();
+        assert!(sim.download_ahead);
+        assert!(sim.rtp.is_empty(), "no real printer's Rtp answer picks it");
+        assert_eq!(
+            ModelProfile::for_reported_model("Primacy 2").name,
+            "Evolis Primacy 2"
+        );
     }
 
     #[test]

@@ -251,8 +251,15 @@ pub trait CardPrinter: Send {
         None
     }
     /// Clears the staged panels from the printer's memory (the card was cancelled or
-    /// given up), when the printer can; otherwise only forgets them.
+    /// given up, or the line stops), when the printer can; otherwise only forgets them.
+    /// Like a download, the clearing is queued on the link and not awaited, so the line
+    /// stays free to answer Start.
     async fn discard_staged(&mut self) -> Result<(), PrinterError> {
+        Ok(())
+    }
+    /// Waits until the commands queued and not awaited (a download, a clearing) are
+    /// answered, so the printer is left in a known state when the line stops.
+    async fn settle(&mut self) -> Result<(), PrinterError> {
         Ok(())
     }
     /// Prints the given panels on the card. Staged panels are printed from the printer's

@@ -188,6 +188,17 @@ struct State {
     downloads: Vec<u64>,
     /// When each command arrived and was answered (split link only), in order.
     exchanges: Vec<Exchange>,
+    /// Replies to hold back, by command name, each for its next reply only.
+    held: Vec<(String, Held)>,
+}
+
+/// What happens to a reply held back (see [`SimPrinter::lose_reply`]).
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// Never sent.
+    Lost,
+    /// Sent this long after the printer answered.
+    Late(Duration),
 }
 
 /// One command as the printer saw it on a split link: when its last byte arrived and
@@ -237,6 +248,7 @@ impl SimPrinter {
                 memory: BTreeMap::new(),
                 downloads: Vec::new(),
                 exchanges: Vec::new(),
+                held: Vec::new(),
             })),
             position: Arc::new(tx),
         }
@@ -249,6 +261,43 @@ impl SimPrinter {
     /// Raises `fault` the next time the printer reaches `step`.
     pub fn arm_fault(&self, step: Step, fault: Fault) {
         self.lock().armed.insert(step, fault);
+    }
+
+    /// The next reply to `command` (its name: `Sis`, `Pr`, `Dbm`, ...) never leaves the
+    /// printer, as a reply lost to line noise or a command a firmware ignores silently:
+    /// the printer still acts on the command.
+    pub fn lose_reply(&self, command: &str) {
+        self.lock().held.push((command.to_string(), Held::Lost));
+    }
+
+    /// The next reply to `command` leaves the printer `by` late, as a slow mechanism's
+    /// would: the printer acts on nothing after it meanwhile.
+    pub fn delay_reply(&self, command: &str, by: Duration) {
+        self.lock().held.push((command.to_string(), Held::Late(by)));
+    }
+
+    /// Whether a reply held back with [`SimPrinter::lose_reply`] or
+    /// [`SimPrinter::delay_reply`] is still waiting for its command.
+    pub fn holds_reply(&self) -> bool {
+        !self.lock().held.is_empty()
+    }
+
+    /// Sends `answer` to `cmd` on `w`, unless it is held back; false when the host has gone.
+    fn answer<W: Write>(&self, w: &mut W, cmd: &str, answer: &str) -> bool {
+        let name = cmd.split(';').next().unwrap_or_default();
+        let held = {
+            let mut st = self.lock();
+            let at = st.held.iter().position(|(c, _)| c == name);
+            at.map(|i| st.held.remove(i).1)
+        };
+        match held {
+            Some(Held::Lost) => true,
+            Some(Held::Late(by)) => {
+                std::thread::sleep(by);
+                reply(w, answer)
+            }
+            None => reply(w, answer),
+        }
     }
 
     /// Whether a fault armed at `step` is still waiting to fire.
@@ -573,7 +622,8 @@ impl SimPrinter {
                 Err(_) => return,
             };
             for cmd in lines.push(&b[..n]) {
-                if !reply(&mut stream, &self.handle(&cmd)) {
+                let answer = self.handle(&cmd);
+                if !self.answer(&mut stream, &cmd, &answer) {
                     return;
                 }
             }
@@ -625,7 +675,7 @@ impl SimPrinter {
                 arrived,
                 answered: Instant::now(),
             });
-            if !reply(&mut writer, &answer) {
+            if !self.answer(&mut writer, &cmd, &answer) {
                 return;
             }
         }
@@ -737,4 +787,60 @@ fn save_panel(path: &std::path::Path, bits: &[u8]) -> Result<(), image::ImageErr
         image::Luma([if on { 0 } else { 255 }])
     });
     img.save(path)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// Sends `commands` on a fresh in-memory link and reads `n` reply lines.
+    fn replies(sim: &SimPrinter, commands: &[&str], n: usize) -> Vec<String> {
+        let mut host = sim.spawn_in_memory().unwrap();
+        for c in commands {
+            host.write_all(format!("\x1b{c}\r").as_bytes()).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while got.len() < n {
+            host.read_exact(&mut b).unwrap();
+            if b[0] == b'\r' {
+                got.push(String::from_utf8(std::mem::take(&mut line)).unwrap());
+            } else {
+                line.push(b[0]);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_lost_reply_is_never_sent_and_the_next_command_is_answered() {
+        let sim = SimPrinter::new(SimPrinterConfig::default());
+        sim.lose_reply("Rtp");
+        assert_eq!(
+            replies(&sim, &["Rtp", "Rfv", "Rtp"], 2),
+            ["SIM-1.0", "Primacy 2"]
+        );
+        assert!(!sim.holds_reply(), "only the next reply is lost");
+    }
+
+    #[test]
+    fn a_lost_reply_to_a_card_move_still_moves_the_card() {
+        let sim = SimPrinter::new(SimPrinterConfig::default());
+        sim.lose_reply("Sis");
+        assert_eq!(
+            replies(&sim, &["Ss", "Sis", "Rlr;p"], 2),
+            ["OK", "SMART CARD"]
+        );
+        assert_eq!(sim.position(), Position::AtChipStation);
+    }
+
+    #[test]
+    fn a_late_reply_comes_in_order_after_the_delay() {
+        let sim = SimPrinter::new(SimPrinterConfig::default());
+        sim.delay_reply("Rtp", Duration::from_millis(200));
+        let t0 = Instant::now();
+        assert_eq!(replies(&sim, &["Rtp", "Rfv"], 2), ["Primacy 2", "SIM-1.0"]);
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+    }
 }

@@ -140,6 +140,8 @@ async fn main() -> ExitCode {
     cfg.upstream.url = hub.base_url();
     cfg.console.listen = "127.0.0.1:0".into();
     cfg.devices.line[0].printer.device = pty.path.display().to_string();
+    // The simulator's own profile (staging on), not the model it answers to `Rtp`.
+    cfg.devices.line[0].printer.model = Some(station_branch::SIM_PRINTER_MODEL.into());
     let dev = match dev_client(&StateFiles::in_dir(&hub_state)) {
         Ok(d) => d,
         Err(e) => return fail(e),

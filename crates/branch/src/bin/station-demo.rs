@@ -154,6 +154,8 @@ async fn demo(args: Args) -> ExitCode {
         cfg.admin.listen = "127.0.0.1:0".into();
     }
     cfg.devices.line[0].printer.device = pty.path.display().to_string();
+    // The simulator's own profile (staging on), not the model it answers to `Rtp`.
+    cfg.devices.line[0].printer.model = Some(station_branch::SIM_PRINTER_MODEL.into());
     let devices = match open_devices(&cfg).await {
         Ok(d) => d,
         Err(e) => return fail(e),

@@ -309,7 +309,7 @@ async fn serial_link_cut() -> Outcome {
         line: "line-1".into(),
         printer: Box::new(station_evolis::EvolisPrinter::new(
             Box::new(link),
-            station_evolis::ModelProfile::find("Primacy 2").expect("profile"),
+            station_branch::sim_printer_model(),
         )),
         encoder: Box::new(station_sim::station::SimEncoder::new(b.chips.clone())),
         chip_wait: Duration::from_secs(5),
