@@ -72,6 +72,12 @@ struct Tokens {
     scp03: Scp03,
     oda: Oda,
     earlier: Pkcs11Config,
+    /// A shared HSM partition: the station's keys and a bank's ZMK (wraps, unwraps).
+    shared: Pkcs11Config,
+    /// A station key imported by hand as extractable.
+    extractable: Pkcs11Config,
+    /// A station key imported by hand as readable (not sensitive).
+    readable: Pkcs11Config,
 }
 
 fn tokens() -> &'static Tokens {
@@ -80,11 +86,32 @@ fn tokens() -> &'static Tokens {
         let stores = make_stores();
         let scp03 = make_scp03();
         let earlier = make_earlier_version_token(&scp03.software);
+        let with = |token, label, usage| token_with_key(&scp03.software, token, label, usage);
+        let shared = with("station-shared", "bank.zmk", BANK_ZMK);
+        let extractable = with(
+            "station-extractable",
+            "imk.09.ac",
+            KeyUsage {
+                extractable: true,
+                ..KeyUsage::DERIVE
+            },
+        );
+        let readable = with(
+            "station-readable",
+            "cvk.09",
+            KeyUsage {
+                sensitive: false,
+                ..KeyUsage::ENCRYPT
+            },
+        );
         Tokens {
             stores,
             scp03,
             oda: make_oda(),
             earlier,
+            shared,
+            extractable,
+            readable,
         }
     })
 }
@@ -812,24 +839,30 @@ fn an_icc_key_certified_inside_the_token_recovers_under_the_issuer_public_key() 
     assert_eq!(icc.crt.p.len(), 64);
 }
 
-/// A token as versions before the usage attributes wrote it: the SCP03 keys, and an
-/// undiversified SCP03 KMC that wraps with decrypt and unwrap left to SoftHSM2 (true).
-fn make_earlier_version_token(keys: &SoftwareKeyStore) -> Pkcs11Config {
+/// A token holding `keys` as this version writes them (a development station's
+/// configuration: open it with `development: false` for production).
+fn token_of(keys: &SoftwareKeyStore, token: &str) -> Pkcs11Config {
     use station_emv::keys::write_softhsm2_token;
     let token = write_softhsm2_token(
         &softhsm2_dir_for_test().unwrap(),
         Path::new(SOFTHSM2_MODULE),
-        "station-earlier",
+        token,
         keys,
     )
     .unwrap();
-    let config = Pkcs11Config {
+    Pkcs11Config {
         module: SOFTHSM2_MODULE.into(),
         token: token.token,
         pin: PinSource::File(token.pin_file),
         sessions: 1,
         development: true,
-    };
+    }
+}
+
+/// A token as versions before the usage attributes wrote it: the SCP03 keys, and an
+/// undiversified SCP03 KMC that wraps with decrypt and unwrap left to SoftHSM2 (true).
+fn make_earlier_version_token(keys: &SoftwareKeyStore) -> Pkcs11Config {
+    let config = token_of(keys, "station-earlier");
     Pkcs11KeyStore::open(&config)
         .unwrap()
         .import_as_earlier_versions_did_for_test(
@@ -838,6 +871,40 @@ fn make_earlier_version_token(keys: &SoftwareKeyStore) -> Pkcs11Config {
         )
         .unwrap();
     config
+}
+
+/// A bank's zone master key: wraps and unwraps keys for other systems, as it should.
+const BANK_ZMK: KeyUsage = KeyUsage {
+    encrypt: true,
+    decrypt: true,
+    wrap: true,
+    unwrap: true,
+    sensitive: true,
+    ..KeyUsage::NONE
+};
+
+/// A token holding `keys` and one more key, `label`, that may do `usage`.
+fn token_with_key(
+    keys: &SoftwareKeyStore,
+    token: &str,
+    label: &str,
+    usage: KeyUsage,
+) -> Pkcs11Config {
+    let config = token_of(keys, token);
+    Pkcs11KeyStore::open(&config)
+        .unwrap()
+        .import_with_usage_for_test(label, vec![0x5A; 16], usage)
+        .unwrap();
+    config
+}
+
+/// The store of `config` as a production station opens it.
+fn production(config: &Pkcs11Config) -> Pkcs11KeyStore {
+    Pkcs11KeyStore::open(&Pkcs11Config {
+        development: false,
+        ..config.clone()
+    })
+    .unwrap()
 }
 
 /// What `label` may do on the token of `hsm`.
@@ -946,8 +1013,11 @@ fn scp03_session_keys_derived_inside_may_do_only_what_their_role_needs() {
 
 #[test]
 fn icc_keys_wrapped_under_the_dek_cannot_be_decrypted_with_it() {
-    // Someone holding the PIN wraps a card's ICC master keys, as personalization does,
-    // then asks the token to decrypt them with the same DEK: the token refuses.
+    // Personalization wraps a card's ICC master keys under the card's DEK; asked to
+    // decrypt them with that DEK, the token refuses: no code path of the station and no
+    // mis-built template turns the DEK into a way out. This does not stop someone who
+    // holds the PIN: they can derive a readable ICC key from the IMK, or wrap one under a
+    // key of their own (docs/keys.md, "What the attributes do not stop").
     let hsm = Pkcs11KeyStore::open(&scp03().config).unwrap();
     let (keys, _) = sealed(&hsm);
     let kdd = [0x11; 10];
@@ -989,12 +1059,7 @@ fn the_scp02_session_dek_does_not_decrypt() {
 fn a_production_store_refuses_a_token_whose_key_wraps_and_decrypts() {
     // A token written before the usage attributes: its undiversified KMC could wrap an
     // ICC key and decrypt it on the host.
-    let config = &tokens().earlier;
-    let production = Pkcs11KeyStore::open(&Pkcs11Config {
-        development: false,
-        ..config.clone()
-    })
-    .unwrap();
+    let production = production(&tokens().earlier);
     assert!(usage_of(&production, "transport.EARLIER.kmc").unwraps_what_it_wraps());
     let e = production.check_icc_key_wrapping().unwrap_err().to_string();
     assert!(
@@ -1009,4 +1074,34 @@ fn a_production_store_refuses_a_token_whose_key_wraps_and_decrypts() {
 fn a_development_store_opens_a_token_written_by_an_earlier_version() {
     let dev = Pkcs11KeyStore::open(&tokens().earlier).unwrap();
     dev.check_icc_key_wrapping().unwrap();
+}
+
+#[test]
+fn a_production_store_opens_a_shared_partition_whose_bank_key_wraps_and_unwraps() {
+    // A bank's ZMK beside the station's keys is not the station's to judge.
+    let production = production(&tokens().shared);
+    assert_eq!(usage_of(&production, "bank.zmk"), BANK_ZMK);
+    production.check_icc_key_wrapping().unwrap();
+}
+
+#[test]
+fn a_production_store_refuses_a_token_whose_station_key_is_extractable() {
+    let production = production(&tokens().extractable);
+    let e = production.check_icc_key_wrapping().unwrap_err().to_string();
+    assert!(
+        e.contains("key imk.09.ac is extractable (CKA_EXTRACTABLE true)"),
+        "{e}"
+    );
+    assert!(e.contains("station-extractable"), "{e}");
+}
+
+#[test]
+fn a_production_store_refuses_a_token_whose_station_key_is_readable() {
+    let production = production(&tokens().readable);
+    let e = production.check_icc_key_wrapping().unwrap_err().to_string();
+    assert!(
+        e.contains("key cvk.09 is readable (CKA_SENSITIVE false)"),
+        "{e}"
+    );
+    assert!(e.contains("station-readable"), "{e}");
 }

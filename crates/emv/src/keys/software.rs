@@ -567,13 +567,13 @@ pub(crate) fn development_store() -> Result<SoftwareKeyStore, KeyStoreError> {
 impl SoftwareKeyStore {
     /// Every key as the PKCS#11 store labels it (see `pkcs11`), for an import.
     pub(crate) fn import_keys(&self) -> Vec<super::pkcs11::ImportKey> {
-        use super::pkcs11::ImportKey;
+        use super::pkcs11::{labels, ImportKey};
         use cryptoki::object::KeyType;
         let mut out = Vec::new();
         for (idx, imk) in &self.imk {
             for (part, k) in [("ac", &imk.ac), ("smi", &imk.smi), ("smc", &imk.smc)] {
                 out.push(ImportKey {
-                    label: format!("imk.{idx}.{part}"),
+                    label: labels::imk(*idx, part),
                     key_type: KeyType::DES2,
                     value: k.clone(),
                     derive: true,
@@ -590,7 +590,7 @@ impl SoftwareKeyStore {
                 SecretBytes::new(v)
             };
             out.push(ImportKey {
-                label: format!("cvk.{idx}"),
+                label: labels::cvk(*idx),
                 key_type: KeyType::DES2,
                 value: pair(&cvk.a, &cvk.b),
                 derive: false,
@@ -599,7 +599,7 @@ impl SoftwareKeyStore {
             });
             // Single DES under A, as 3DES with A‖A: PKCS#11 has no Visa CVV mechanism.
             out.push(ImportKey {
-                label: format!("cvk.{idx}.a"),
+                label: labels::cvk_a(*idx),
                 key_type: KeyType::DES2,
                 value: pair(&cvk.a, &cvk.a),
                 derive: false,
@@ -612,7 +612,7 @@ impl SoftwareKeyStore {
                 let aes = matches!(t.protocol, Protocol::Scp03 { .. })
                     && t.diversification == Diversification::None;
                 out.push(ImportKey {
-                    label: format!("transport.{product}.kmc"),
+                    label: labels::transport_kmc(product),
                     key_type: if aes { KeyType::AES } else { KeyType::DES2 },
                     value: k.clone(),
                     derive: true,

@@ -16,7 +16,9 @@
 //!
 //! Every key object the store creates, imported or derived, sets every usage attribute
 //! ([`KeyUsage`]), true only where its role needs it; no key both wraps and decrypts,
-//! and a production store refuses a token with one (written by an earlier version).
+//! and a production store refuses a token on which one of the station's keys (the
+//! labels above) does, or can be read or extracted (written by an earlier version or
+//! by hand); keys with other labels belong to whoever shares the partition.
 //!
 //! Sessions: one logged-in session per production line, each on its own thread with its
 //! own job queue (PKCS#11 calls block). Each card's personalization is pinned to one
@@ -91,6 +93,7 @@ use super::{
     OdaIssuerKey, SecretBytes, TransportKey, TransportKeySet,
 };
 
+pub(crate) mod labels;
 mod token;
 mod workers;
 mod wrap;
@@ -101,7 +104,7 @@ pub use token::{
 };
 pub(crate) use token::{ImportKey, ImportRsa};
 use workers::{Lease, Worker, Workers};
-use wrap::{imks, scp02_icc_keys, scp03_icc_keys, unsupported, DesWrap};
+use wrap::{icc_key_to_wrap, imks, scp02_icc_keys, scp03_icc_keys, unsupported, DesWrap};
 
 /// Where SoftHSM2's PKCS#11 module is on Debian and Ubuntu.
 pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -728,17 +731,29 @@ struct HsmTransport {
     method: Diversification,
 }
 
-/// The card's static key for `role`: derived inside from the KMC and the KDD (or the
-/// KMC itself when the product does not diversify).
+/// What a card's static key for `role` is inside the token: its type, and what it may
+/// do. ENC and MAC make session keys only (3DES CBC for SCP02, AES CMAC for SCP03); the
+/// SCP02 DEK only derives the S-DEK, which wraps; the SCP03 DEK wraps and encrypts itself.
+fn card_key_kind(protocol: Protocol, role: KeyRole) -> (KeyType, KeyUsage) {
+    match (protocol, role) {
+        (Protocol::Scp02 { .. }, KeyRole::Dek) => (KeyType::DES2, KeyUsage::DERIVE),
+        (Protocol::Scp02 { .. }, _) => (KeyType::DES2, KeyUsage::ENCRYPT),
+        (Protocol::Scp03 { .. }, KeyRole::Dek) => (KeyType::AES, KeyUsage::DEK),
+        (Protocol::Scp03 { .. }, _) => (KeyType::AES, KeyUsage::CMAC),
+    }
+}
+
+/// The card's static key for `role`: derived inside from the KMC and the KDD as
+/// [`card_key_kind`] says (`None`: the KMC itself, when the product does not diversify).
 fn card_key<'a>(
     o: &Ops<'a>,
     kmc: ObjectHandle,
     kdd: &[u8; 10],
     method: Diversification,
+    protocol: Protocol,
     role: KeyRole,
-    key_type: KeyType,
-    usage: KeyUsage,
 ) -> Result<Option<Temp<'a>>, KeyStoreError> {
+    let (key_type, usage) = card_key_kind(protocol, role);
     match derivation_data(kdd, method, role) {
         None => Ok(None),
         Some(d) => o.derive(kmc, &d, key_type, usage).map(Some),
@@ -780,13 +795,9 @@ fn dek<'a>(
     let kmc = o.key(
         "transport",
         product.to_string(),
-        &format!("transport.{product}.kmc"),
+        &labels::transport_kmc(product),
     )?;
-    let (key_type, usage) = match protocol {
-        Protocol::Scp02 { .. } => (KeyType::DES2, KeyUsage::DERIVE),
-        Protocol::Scp03 { .. } => (KeyType::AES, KeyUsage::DEK),
-    };
-    let card = card_key(o, kmc, kdd, method, KeyRole::Dek, key_type, usage)?;
+    let card = card_key(o, kmc, kdd, method, protocol, KeyRole::Dek)?;
     let session = match protocol {
         Protocol::Scp02 { .. } => {
             if sequence.len() != 2 {
@@ -820,7 +831,7 @@ impl HsmCardKeys for HsmTransport {
         sequence: &[u8],
         context: &[u8],
     ) -> HsmFuture<SessionKeyValues> {
-        let label = format!("transport.{}.kmc", self.product);
+        let label = labels::transport_kmc(&self.product);
         let product = self.product.clone();
         let method = self.method;
         let kdd = *kdd;
@@ -828,17 +839,8 @@ impl HsmCardKeys for HsmTransport {
         let context = context.to_vec();
         self.run(move |o: &Ops| {
             let kmc = o.key("transport", product.clone(), &label)?;
-            let key_type = match protocol {
-                Protocol::Scp02 { .. } => KeyType::DES2,
-                Protocol::Scp03 { .. } => KeyType::AES,
-            };
-            // The card's static keys: derived inside, never readable; each makes session
-            // keys only (3DES CBC for SCP02, AES CMAC for SCP03).
-            let usage = match protocol {
-                Protocol::Scp02 { .. } => KeyUsage::ENCRYPT,
-                Protocol::Scp03 { .. } => KeyUsage::CMAC,
-            };
-            let card = |role| card_key(o, kmc, &kdd, method, role, key_type, usage);
+            // The card's static keys: derived inside, never readable.
+            let card = |role| card_key(o, kmc, &kdd, method, protocol, role);
             let (enc, mac) = (card(KeyRole::Enc)?, card(KeyRole::Mac)?);
             let handle = |k: &Option<Temp>| k.as_ref().map(|t| t.h).unwrap_or(kmc);
             match protocol {
@@ -1129,7 +1131,7 @@ impl Pkcs11KeyStore {
         }
         let y = option_a_data(pan, psn);
         self.workers.call(move |o: &Ops| {
-            let imk = o.key("imk", index.to_string(), &imk_label(index, "ac"))?;
+            let imk = o.key("imk", index.to_string(), &labels::imk(index, "ac"))?;
             // A‖A is single DES under A as 3DES: MAC algorithm 3 is single-DES CBC
             // under A over all blocks but the last, then 3DES under A‖B.
             let halves = |d: &[u8; 16]| {
@@ -1178,22 +1180,41 @@ impl Pkcs11KeyStore {
     /// it refuses). A development store may read them out instead and always passes.
     /// The station checks this at start, so it is said before the first card.
     ///
-    /// A production store also refuses a token key that wraps and decrypts (or unwraps):
+    /// A production store also refuses a token whose station key (the labels of the
+    /// module documentation) wraps and decrypts (or unwraps), can be read, or can be extracted:
     /// tokens written by earlier versions left those attributes to the token's defaults.
+    /// Other keys on a shared partition (a bank's KEK or ZMK wraps and unwraps by
+    /// design) are not the station's and are left alone.
     pub fn check_icc_key_wrapping(&self) -> Result<(), KeyStoreError> {
         if !self.workers.development {
-            if let Some((label, _)) = self
-                .key_usages()?
-                .into_iter()
-                .find(|(_, u)| u.unwraps_what_it_wraps())
-            {
+            for (label, usage) in self.key_usages()? {
+                if !labels::is_station_key(&label) {
+                    continue;
+                }
+                let reason = if usage.unwraps_what_it_wraps() {
+                    format!(
+                        "key {label} may both wrap and decrypt (or unwrap) keys, so a key it \
+                         wraps could be read on the host"
+                    )
+                } else if !usage.sensitive || usage.extractable {
+                    format!(
+                        "key {label} is {}, so its value could leave the token",
+                        match (usage.sensitive, usage.extractable) {
+                            (false, true) => "readable (CKA_SENSITIVE false) and extractable",
+                            (false, false) => "readable (CKA_SENSITIVE false)",
+                            _ => "extractable (CKA_EXTRACTABLE true)",
+                        }
+                    )
+                } else {
+                    continue;
+                };
                 return Err(KeyStoreError::Token {
                     token: self.workers.token.clone(),
                     reason: format!(
-                        "key {label} may both wrap and decrypt (or unwrap) keys, so a key it \
-                         wraps could be read on the host; the token was written by an earlier \
-                         version: write it again (station-agent keys init, or import the key \
-                         again with CKA_DECRYPT and CKA_UNWRAP false)"
+                        "{reason}; the token was written by an earlier version or by hand: \
+                         write it again (station-agent keys init), or import the key again \
+                         sensitive, not extractable, with CKA_DECRYPT and CKA_UNWRAP false \
+                         (docs/keys.md, What each key may do)"
                     ),
                 });
             }
@@ -1236,7 +1257,7 @@ impl Pkcs11KeyStore {
         let block = block.to_vec();
         self.workers.call(move |o: &Ops| {
             let key = o
-                .find(ObjectClass::PRIVATE_KEY, &format!("oda.{index}.issuer"))?
+                .find(ObjectClass::PRIVATE_KEY, &labels::oda_issuer(index))?
                 .ok_or(KeyStoreError::Missing {
                     kind: "oda issuer private",
                     index: index.to_string(),
@@ -1332,18 +1353,14 @@ impl Pkcs11KeyStore {
             if let Some(session) = &d.session {
                 out.push(("S-DEK", o.usage(session.h)?));
             }
-            let (key_type, usage) = match p.protocol {
-                Protocol::Scp02 { .. } => (KeyType::DES2, KeyUsage::ENCRYPT),
-                Protocol::Scp03 { .. } => (KeyType::AES, KeyUsage::CMAC),
-            };
+            // The same calls as `session_keys` and `wrap.rs` make.
             for (role, name) in [(KeyRole::Enc, "card ENC"), (KeyRole::Mac, "card MAC")] {
-                if let Some(k) = card_key(o, d.kmc, &kdd, p.diversification, role, key_type, usage)?
-                {
+                if let Some(k) = card_key(o, d.kmc, &kdd, p.diversification, p.protocol, role)? {
                     out.push((name, o.usage(k.h)?));
                 }
             }
-            let imk = o.key("imk", "01".into(), &imk_label(KeyIndex(1), "ac"))?;
-            let mk = o.derive(imk, &[0x11; 16], KeyType::DES2, KeyUsage::WRAPPABLE)?;
+            let imk = o.key("imk", "01".into(), &labels::imk(KeyIndex(1), "ac"))?;
+            let mk = icc_key_to_wrap(o, imk, &[0x11; 16], KeyType::DES2).map_err(|e| o.err(e))?;
             out.push(("ICC MK wrappable", o.usage(mk.h)?));
             Ok(out)
         })
@@ -1407,6 +1424,39 @@ impl Pkcs11KeyStore {
         })
     }
 
+    /// Adds an AES key labelled `label` that may do `usage`, as a bank's own key on a
+    /// shared partition or a key imported by hand would be. For the tests of what a
+    /// production store refuses.
+    #[doc(hidden)]
+    pub fn import_with_usage_for_test(
+        &self,
+        label: &str,
+        value: Vec<u8>,
+        usage: KeyUsage,
+    ) -> Result<(), KeyStoreError> {
+        let label = label.to_string();
+        let value = Zeroizing::new(value);
+        self.workers.call(move |o: &Ops| {
+            let mut template = vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Value(value.to_vec()),
+            ];
+            template.extend(usage.secret_template());
+            let created = o.s.create_object(&template);
+            for a in template.iter_mut() {
+                if let Attribute::Value(v) = a {
+                    zeroize::Zeroize::zeroize(v);
+                }
+            }
+            created.map_err(|e| o.err(e))?;
+            Ok(())
+        })
+    }
+
     fn product(&self, product: &str) -> Result<ProductChannel, KeyStoreError> {
         self.transport
             .get(product)
@@ -1460,11 +1510,6 @@ impl Pkcs11KeyStore {
     }
 }
 
-/// Label of one of the three IMKs at `index` (`ac`, `smi`, `smc`).
-fn imk_label(index: KeyIndex, part: &str) -> String {
-    format!("imk.{index}.{part}")
-}
-
 impl KeyStore for Pkcs11KeyStore {
     /// Reads the keys out of the token: development stations only (a token without DES
     /// key wrapping, comparisons with the software store); production uses
@@ -1485,7 +1530,7 @@ impl KeyStore for Pkcs11KeyStore {
         self.workers.call(move |o: &Ops| {
             let mut keys = Vec::new();
             for part in ["ac", "smi", "smc"] {
-                let imk = o.key("imk", index.to_string(), &imk_label(index, part))?;
+                let imk = o.key("imk", index.to_string(), &labels::imk(index, part))?;
                 let mk = o.derive(imk, &data, KeyType::DES2, KeyUsage::READABLE)?;
                 let v = o.value(mk.h)?;
                 keys.push(SecretBytes::new(Zeroizing::new(with_odd_parity(&v))));
@@ -1554,8 +1599,8 @@ impl KeyStore for Pkcs11KeyStore {
         }
         let data = Zeroizing::new(bcd(&digits));
         self.workers.call(move |o: &Ops| {
-            let a = o.key("cvk", index.to_string(), &format!("cvk.{index}.a"))?;
-            let ab = o.key("cvk", index.to_string(), &format!("cvk.{index}"))?;
+            let a = o.key("cvk", index.to_string(), &labels::cvk_a(index))?;
+            let ab = o.key("cvk", index.to_string(), &labels::cvk(index))?;
             let mut step = Zeroizing::new(o.encrypt(&Mechanism::Des3Ecb, a, &data[..8])?);
             for (x, b) in step.iter_mut().zip(&data[8..16]) {
                 *x ^= b;

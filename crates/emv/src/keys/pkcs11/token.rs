@@ -302,7 +302,7 @@ pub fn write_softhsm2_token(
         created.map_err(|e| KeyStoreError::Hsm(format!("importing {}: {e}", k.label)))?;
     }
     for k in keys.oda_imports() {
-        let label = format!("oda.{}.issuer", k.index);
+        let label = labels::oda_issuer(k.index);
         let mut template = vec![
             Attribute::Class(ObjectClass::PRIVATE_KEY),
             Attribute::KeyType(KeyType::RSA),
@@ -325,7 +325,7 @@ pub fn write_softhsm2_token(
             Attribute::Class(ObjectClass::DATA),
             Attribute::Token(true),
             Attribute::Private(true),
-            Attribute::Label(format!("oda.{}", k.index).into_bytes()),
+            Attribute::Label(labels::oda_params(k.index).into_bytes()),
             Attribute::Value(k.params.into_bytes()),
         ])
         .map_err(|e| KeyStoreError::Hsm(format!("importing oda.{}: {e}", k.index)))?;
@@ -345,7 +345,7 @@ pub fn write_softhsm2_token(
             Attribute::Class(ObjectClass::DATA),
             Attribute::Token(true),
             Attribute::Private(true),
-            Attribute::Label(format!("transport.{product}").into_bytes()),
+            Attribute::Label(labels::transport_params(&product).into_bytes()),
             Attribute::Value(params.into_bytes()),
         ])
         .map_err(|e| KeyStoreError::Hsm(format!("importing transport.{product}: {e}")))?;

@@ -50,8 +50,19 @@ pub(super) fn unsupported(e: &P11Error) -> bool {
 /// The three IMKs of `keys`, in DGI 8000 order (AC, SMI, SMC).
 pub(super) fn imks(o: &Ops, keys: &SealedIccKeys) -> Result<[ObjectHandle; 3], KeyStoreError> {
     let index = KeyIndex(keys.imk_index);
-    let k = |part| o.key("imk", index.to_string(), &imk_label(index, part));
+    let k = |part| o.key("imk", index.to_string(), &labels::imk(index, part));
     Ok([k("ac")?, k("smi")?, k("smc")?])
+}
+
+/// An ICC master key (or, as `CKK_DES`, one half of it) derived inside from its IMK
+/// over `data`, to be wrapped: it may leave the token only wrapped, and do nothing else.
+pub(super) fn icc_key_to_wrap<'a>(
+    o: &Ops<'a>,
+    imk: ObjectHandle,
+    data: &[u8],
+    key_type: KeyType,
+) -> Result<Temp<'a>, P11Error> {
+    o.derive_by(imk, data, key_type, KeyUsage::WRAPPABLE)
 }
 
 /// DGI 8000 under an SCP02 S-DEK: each ICC master key derived inside and wrapped,
@@ -70,12 +81,11 @@ pub(super) fn scp02_icc_keys(
     for imk in imks {
         loop {
             let attempt: Result<Vec<u8>, P11Error> = match way {
-                DesWrap::Ecb => o
-                    .derive_by(imk, data, KeyType::DES2, KeyUsage::WRAPPABLE)
+                DesWrap::Ecb => icc_key_to_wrap(o, imk, data, KeyType::DES2)
                     .and_then(|mk| o.s.wrap_key(&Mechanism::Des3Ecb, dek, mk.h)),
                 DesWrap::CbcHalves => {
                     let half = |d: &[u8]| {
-                        o.derive_by(imk, d, KeyType::DES, KeyUsage::WRAPPABLE)
+                        icc_key_to_wrap(o, imk, d, KeyType::DES)
                             .and_then(|k| o.s.wrap_key(&Mechanism::Des3Cbc([0; 8]), dek, k.h))
                     };
                     half(&data[..8]).and_then(|l| Ok([l, half(&data[8..])?].concat()))
@@ -139,7 +149,7 @@ pub(super) fn scp03_icc_keys(
     let mut iv = [0u8; 16];
     let mut out = Vec::with_capacity(64);
     for imk in imks {
-        let mk = o.derive(imk, data, KeyType::DES2, KeyUsage::WRAPPABLE)?;
+        let mk = icc_key_to_wrap(o, imk, data, KeyType::DES2).map_err(|e| o.err(e))?;
         let c = match o.s.wrap_key(&Mechanism::AesCbc(iv), dek, mk.h) {
             Ok(c) => c,
             Err(e) if unsupported(&e) && workers.development => {
