@@ -19,6 +19,11 @@
 //! and a production store refuses a token on which one of the station's keys (the
 //! labels above) does, or can be read or extracted (written by an earlier version or
 //! by hand); keys with other labels belong to whoever shares the partition.
+//! These attributes keep this station's code paths and a mis-built template from
+//! exposing a key; they do not stop someone holding the user PIN, who chooses the
+//! attributes of whatever they derive from an IMK or KMC. That needs the HSM's derive
+//! policy (`CKA_DERIVE_TEMPLATE`, or the vendor's), which SoftHSM2 2.6 lacks
+//! (docs/keys.md, "What the attributes do not stop").
 //!
 //! Sessions: one logged-in session per production line, each on its own thread with its
 //! own job queue (PKCS#11 calls block). Each card's personalization is pinned to one
@@ -30,7 +35,8 @@
 //! on its own session — finds the token by label again, logs in with the PIN — and runs
 //! once more.
 //!
-//! ICC master keys never reach the host in clear. Preparation gets their check values
+//! The station never brings ICC master keys onto the host in clear (but see the
+//! development read-out below). Preparation gets their check values
 //! (computed inside) and a [`SealedIccKeys`] recipe; when the secure channel is open the
 //! session thread derives the card's DEK from the KMC (SCP02: then the S-DEK with
 //! `CKM_DES3_CBC_ENCRYPT_DATA`, zero ICV), derives the ICC keys again as sensitive,
@@ -1366,9 +1372,9 @@ impl Pkcs11KeyStore {
         })
     }
 
-    /// Tries to decrypt `data` with the DEK derived for card `kdd` of `product` (what
-    /// someone holding the PIN would try on a wrapped ICC key): `None` when the token
-    /// refuses (`CKR_KEY_FUNCTION_NOT_PERMITTED`). For the usage tests.
+    /// Tries to decrypt `data` with the DEK derived for card `kdd` of `product` (the
+    /// station's own DEK turned against what it wrapped): `None` when the token refuses
+    /// (`CKR_KEY_FUNCTION_NOT_PERMITTED`). For the usage tests.
     #[doc(hidden)]
     pub fn decrypt_under_dek_for_test(
         &self,
