@@ -352,3 +352,47 @@ async fn a_lost_park_reply_spoils_that_card_only_and_the_next_card_is_made_whole
     );
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_face_whose_download_failed_does_not_stay_in_the_printer_after_the_agent_stops() {
+    use station_agent::agent::Agent;
+    use station_agent::job::state::JobState;
+    use station_branch::{branch, sim_printer_model, wait_states};
+    use station_sim::printer::{Fault, Step};
+
+    let dir = tempfile::tempdir().unwrap();
+    let timing = Timing {
+        scale: 0.01,
+        baud: Some(115_200),
+        ..Timing::default()
+    };
+    let b = branch(dir.path(), "staff", timing).await;
+    // The staged download's reply is lost; Start then finds the feeder empty, so no card
+    // carries the face out of the printer.
+    b.printer.lose_reply("Dbm");
+    b.printer.arm_fault(Step::Feed, Fault::FeederEmpty);
+    let model = sim_printer_model().with_timeouts(quick());
+    let agent = Agent::start(&b.config, b.devices_with(&model))
+        .await
+        .unwrap();
+    let ops: Vec<String> = b.order(1).await.into_iter().map(|(_, op)| op).collect();
+    let within = Duration::from_secs(60);
+    wait_states(&agent, &ops, &[JobState::WaitingForStaff], within).await;
+    let deadline = tokio::time::Instant::now() + within;
+    while b.printer.downloads().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never staged");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    agent.station.start(&ops[0], "amartin").unwrap();
+    let state = || agent.station.journal.job(&ops[0]).unwrap().unwrap().state;
+    while b.printer.is_armed(Step::Feed) || state() != JobState::WaitingForStaff {
+        assert!(tokio::time::Instant::now() < deadline, "never fed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    agent.shutdown().await;
+    assert!(
+        b.printer.memory().is_empty(),
+        "no face left in the printer's memory"
+    );
+    assert!(b.printer.finished().is_empty(), "no card moved");
+}

@@ -19,7 +19,10 @@
 //! are collected before the next command goes out, so commands still reach the printer
 //! whole and in order. The driver remembers what the printer holds only as a keyed
 //! digest of the panels (never the bitmap, which shows the PAN), and forgets it on any
-//! error, eject, reject or reset.
+//! error, eject, reject or reset. Apart from that it remembers whether a download went out
+//! since the memory was last emptied: a face forgotten after an error may still be there,
+//! and is reset (`Srs`) at the next moment no card can be inside (before a feed, when
+//! staged panels are discarded, as the line stops).
 
 pub mod device;
 pub mod link;
