@@ -405,4 +405,23 @@ mod tests {
         read_serial(&mut link, &printer, "A123").await;
         assert_eq!(link.serial.as_deref(), Some("A123"));
     }
+
+    #[tokio::test]
+    async fn a_value_answering_an_action_is_a_misfit_and_a_silence_is_not() {
+        let (mut link, _written, printer) = link();
+        link.send("Dbm;k;1;AAAA", "Dbm", QUICK, None).unwrap();
+        printer.send(Ok("CARD".into())).unwrap();
+        assert!(link.reply().await.is_err());
+        assert!(
+            link.misfit(),
+            "an action is answered OK or ERR, nothing else"
+        );
+        link.out_of_step = false;
+        link.send("Dbm;k;1;AAAA", "Dbm", QUICK, None).unwrap();
+        assert!(link.reply().await.is_err());
+        assert!(
+            !link.misfit(),
+            "a reply not come says nothing of the command"
+        );
+    }
 }
