@@ -580,6 +580,23 @@ impl StationConfig {
         }
         for (i, line) in self.devices.line.iter().enumerate() {
             line.check(i)?;
+            let simulated = line
+                .printer
+                .model
+                .as_deref()
+                .and_then(station_evolis::ModelProfile::find)
+                .is_some_and(|m| m.simulated);
+            if simulated && !self.keys.development {
+                // Nothing on the link tells the simulator from a real printer (it sits on a
+                // pty, a serial device like any other): only a development station may
+                // name its profile, whose staging commands no real printer is known to have.
+                return Err(ConfigError::invalid(
+                    &format!("devices.line[{i}].printer.model"),
+                    "the simulator's profile is for the simulated printer only, and the station \
+                     cannot tell it from a real one: name the real printer's model (or omit it \
+                     to detect it), or set [keys] development = true on a development station",
+                ));
+            }
             for (j, other) in self.devices.line[..i].iter().enumerate() {
                 let same = |what: &str, why: &str| {
                     Err(ConfigError::invalid(
@@ -907,6 +924,41 @@ mod tests {
             &text[end..]
         );
         StationConfig::parse(&text).unwrap()
+    }
+
+    /// The example configuration on a development station or not, its printer model set.
+    fn with_printer_model(development: bool, model: &str) -> StationConfig {
+        let mut cfg = StationConfig::parse(&example()).unwrap();
+        cfg.keys.development = development;
+        cfg.devices.line[0].printer.model = Some(model.into());
+        cfg
+    }
+
+    #[test]
+    fn the_simulators_printer_profile_is_refused_outside_development() {
+        let err = with_printer_model(false, "simulator")
+            .check_values()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("devices.line[0].printer.model:"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("development = true"), "{err}");
+    }
+
+    #[test]
+    fn a_real_printer_profile_is_accepted_outside_development() {
+        with_printer_model(false, "Evolis Primacy 2")
+            .check_values()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_simulators_printer_profile_is_accepted_on_a_development_station() {
+        with_printer_model(true, "simulator")
+            .check_values()
+            .unwrap();
     }
 
     #[test]

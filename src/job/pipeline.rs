@@ -857,11 +857,10 @@ impl Station {
     }
 
     /// The line stops in order: a face staged for a card not started (its name, its PAN
-    /// as printed) does not stay in the printer's memory.
+    /// as printed) does not stay in the printer's memory. Asked even when nothing is
+    /// staged: a download forgotten after an error may still be in the printer's memory,
+    /// and only the driver knows.
     async fn clear_staged(d: &mut Devices) {
-        if d.printer.staged().is_none() {
-            return;
-        }
         let cleared = match d.printer.discard_staged().await {
             Ok(()) => d.printer.settle().await,
             Err(e) => Err(e),

@@ -10,7 +10,8 @@
 //! tokio timeout chosen by the command's class. Replies are matched to commands by
 //! position, so a lost or late reply puts the link out of step until it is
 //! resynchronised (see [`link`]); the command whose reply was lost fails as "outcome
-//! unknown". Only reads are retried. Card data (track contents) and bitmaps never appear
+//! unknown". Only status reads (`R…`) are retried, once; actions (`Pr`, `Scs`, card moves)
+//! never are. Card data (track contents) and bitmaps never appear
 //! in errors or logs.
 //!
 //! A panel download into the printer's memory (staging, see [`CardPrinter::stage_panels`])
@@ -18,7 +19,10 @@
 //! are collected before the next command goes out, so commands still reach the printer
 //! whole and in order. The driver remembers what the printer holds only as a keyed
 //! digest of the panels (never the bitmap, which shows the PAN), and forgets it on any
-//! error, eject, reject or reset.
+//! error, eject, reject or reset. Apart from that it remembers whether a download went out
+//! since the memory was last emptied: a face forgotten after an error may still be there,
+//! and is reset (`Srs`) at the next moment no card can be inside (before a feed, when
+//! staged panels are discarded, as the line stops).
 
 pub mod device;
 pub mod link;
@@ -38,7 +42,7 @@ use station_hal::{
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use device::{open_device, open_halves, DeviceSpec, Halves};
-use link::{Ahead, Line, Link, Sent};
+use link::{is_read, Ahead, Line, Link, Sent};
 pub use model::{ModelProfile, Timeouts};
 pub use protocol::{error_for_reply, frame, CommandClass};
 
@@ -57,6 +61,10 @@ pub struct EvolisPrinter {
     /// The printer answered a download as an unknown command, or not the way a download
     /// is answered: no staging from now on.
     memory_unsupported: bool,
+    /// A download went to the printer since its memory was last emptied (a reset
+    /// answered, a card ejected or rejected): it may hold a face even when `staged` was
+    /// forgotten, until the next reset.
+    memory_used: bool,
     /// Key of the panel digests (per driver, random): a digest of a face showing a PAN
     /// is worth nothing outside this process.
     digest_key: std::collections::hash_map::RandomState,
@@ -188,6 +196,7 @@ impl EvolisPrinter {
             ribbon,
             staged: None,
             memory_unsupported: false,
+            memory_used: false,
             digest_key: Default::default(),
         }
     }
@@ -262,7 +271,11 @@ impl EvolisPrinter {
         shown: &str,
         class: CommandClass,
     ) -> Result<String, PrinterError> {
-        let attempts = if class == CommandClass::Status { 2 } else { 1 };
+        let attempts = if class == CommandClass::Status && is_read(cmd) {
+            2
+        } else {
+            1
+        };
         let mut last = None;
         for _ in 0..attempts {
             if let Err(e) = self.ready().await {
@@ -290,7 +303,12 @@ impl EvolisPrinter {
         while let Some(sent) = self.link.oldest().cloned() {
             let failed = match self.link.reply().await {
                 Ok(line) => match error_for_reply(&sent.shown, &line) {
-                    None => continue,
+                    None => {
+                        if sent.ahead == Some(Ahead::Reset) && !self.link.pending_download() {
+                            self.memory_used = false;
+                        }
+                        continue;
+                    }
                     Some(e) => e,
                 },
                 Err(e) => e,
@@ -306,7 +324,14 @@ impl EvolisPrinter {
         match sent.ahead {
             Some(Ahead::Download(digest)) => {
                 let unknown = matches!(&e, PrinterError::Protocol { reply, .. } if reply == "command not understood");
-                if unknown || self.link.out_of_step() {
+                // A reply lost or late says nothing about the command: only one that
+                // says "unknown command", or does not fit a download, turns staging off.
+                if (unknown || self.link.misfit()) && !self.memory_unsupported {
+                    tracing::warn!(
+                        error = %e,
+                        "the printer does not take panel downloads; staging turned off, \
+                         panels go with the print"
+                    );
                     self.memory_unsupported = true;
                 }
                 if let Some(s) = self.staged.take_if(|s| s.digest == digest) {
@@ -362,7 +387,22 @@ impl EvolisPrinter {
             card: card.clone(),
             digest,
         });
+        self.memory_used = true;
         Ok(())
+    }
+
+    /// Empties the printer's memory when it may hold a face the driver no longer
+    /// accounts for (a download forgotten after an error). Sent only when no card is
+    /// inside (before a feed, when the line discards or stops); a failure is logged and
+    /// the reset tried again at the next such moment.
+    async fn reset_forgotten_memory(&mut self) {
+        if !self.memory_used || self.staged.is_some() {
+            return;
+        }
+        match self.command("Srs", CommandClass::Move).await {
+            Ok(_) => self.memory_used = false,
+            Err(e) => tracing::warn!(error = %e, "the printer's memory was not reset"),
+        }
     }
 
     /// Sends panels with the print: ribbon, then one `Db` per panel.
@@ -457,6 +497,8 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn feed(&mut self) -> Result<(), PrinterError> {
+        self.settle_ahead().await;
+        self.reset_forgotten_memory().await;
         self.command("Ss", CommandClass::Move).await.map(|_| ())
     }
 
@@ -538,13 +580,15 @@ impl CardPrinter for EvolisPrinter {
     }
 
     async fn discard_staged(&mut self) -> Result<(), PrinterError> {
-        if self.staged.take().is_none() {
+        self.staged = None;
+        if !self.memory_used || self.link.pending(Ahead::Reset) {
             return Ok(());
         }
         self.link.check(self.timeout(CommandClass::Status));
         if self.link.out_of_step() {
             tracing::warn!(
-                "printer link out of step: staged panels forgotten, the printer not reset"
+                "printer link out of step: staged panels forgotten; the printer is reset once \
+                 the link is back in step (before the next feed, or as the line stops)"
             );
             return Ok(());
         }
@@ -561,6 +605,8 @@ impl CardPrinter for EvolisPrinter {
 
     async fn settle(&mut self) -> Result<(), PrinterError> {
         self.settle_ahead().await;
+        // A reset that could not be queued (the link out of step) or that failed.
+        self.reset_forgotten_memory().await;
         Ok(())
     }
 
@@ -631,14 +677,20 @@ impl CardPrinter for EvolisPrinter {
 
     async fn eject(&mut self) -> Result<(), PrinterError> {
         let r = self.command("Se", CommandClass::Print).await.map(|_| ());
-        // The printer's memory belongs to the card that left.
+        // The printer's memory belongs to the card that left, and leaves with it.
         self.staged = None;
+        if r.is_ok() {
+            self.memory_used = false;
+        }
         r
     }
 
     async fn reject(&mut self) -> Result<(), PrinterError> {
         let r = self.command("Ser", CommandClass::Move).await.map(|_| ());
         self.staged = None;
+        if r.is_ok() {
+            self.memory_used = false;
+        }
         r
     }
 

@@ -10,9 +10,14 @@
 //! unknown, and before the next command goes out the link is resynchronised — a serial
 //! number read (`Rsn`) is sent and every line is discarded until its answer, the printer's
 //! serial number, has come back as many times as `Rsn` was sent unanswered. The printer
-//! acts on commands in order, so every late reply comes before that answer. When the
-//! serial number is not known yet, the link waits until the printer has been silent for
-//! as long as the commands given up could take, then reads it.
+//! acts on commands in order, so every late reply comes before that answer. Since that
+//! `Rsn` is the last command sent, a serial number followed by silence (as long as the
+//! commands given up could take) also means the link is in step: the other `Rsn` answers
+//! counted were lost. When the serial number is not known yet, the link waits until the
+//! printer has been silent for as long as the commands given up could take (a printer
+//! that keeps sending lines for twice that and a status read's time is offline), then reads
+//! it. A serial number is learnt only from two `Rsn` answers that agree, never from
+//! `OK`, `ERR …` or an empty line.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -66,8 +71,12 @@ pub(crate) struct Link {
     out_of_step: bool,
     /// The printer's answer to `Rsn`, once read while the link was in step.
     serial: Option<String>,
+    /// A plausible answer to `Rsn` read once: it becomes `serial` when the next agrees.
+    serial_seen: Option<String>,
     /// `Rsn` commands on the link whose answer has not been seen (given up, or markers).
     serials_due: u32,
+    /// The last [`Link::reply`] failed because the reply did not fit its command.
+    misfit: bool,
     /// How long the commands given up when the link went out of step could still take.
     given_up_for: Duration,
 }
@@ -81,7 +90,9 @@ impl Link {
             unanswered: VecDeque::new(),
             out_of_step: false,
             serial: None,
+            serial_seen: None,
             serials_due: 0,
+            misfit: false,
             given_up_for: Duration::ZERO,
         }
     }
@@ -94,6 +105,24 @@ impl Link {
     /// Whether the link must be resynchronised before the next command.
     pub fn out_of_step(&self) -> bool {
         self.out_of_step
+    }
+
+    /// Whether the last reply read did not fit its command (a value answering an action,
+    /// `OK` answering the serial number read), as against lost or late.
+    pub fn misfit(&self) -> bool {
+        self.misfit
+    }
+
+    /// Whether a command sent ahead for `what` is still waiting for its reply.
+    pub fn pending(&self, what: Ahead) -> bool {
+        self.unanswered.iter().any(|s| s.ahead == Some(what))
+    }
+
+    /// Whether a download sent ahead is still waiting for its reply.
+    pub fn pending_download(&self) -> bool {
+        self.unanswered
+            .iter()
+            .any(|s| matches!(s.ahead, Some(Ahead::Download(_))))
     }
 
     /// Looks for a line nobody asked for (a reply that came after its command was given
@@ -135,7 +164,7 @@ impl Link {
             )));
         }
         let name = cmd.split(';').next().unwrap_or_default();
-        let read = name.starts_with('R') || name == "Smr";
+        let read = is_read(cmd);
         self.frames
             .send(frame(cmd))
             .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
@@ -166,6 +195,7 @@ impl Link {
             ));
         };
         let shown = &sent.shown;
+        self.misfit = false;
         match tokio::time::timeout(sent.timeout, self.lines.recv()).await {
             Err(_) => {
                 self.lose_step(sent.timeout);
@@ -186,18 +216,38 @@ impl Link {
             }
             Ok(Some(Ok(line))) => {
                 self.unanswered.pop_front();
-                if sent.action && line != "OK" && !line.starts_with("ERR") {
+                let fits = if sent.action {
+                    line == "OK" || line.starts_with("ERR")
+                } else {
+                    // A serial number is never blank, nor an action's answer.
+                    !sent.serial_read || !(line.is_empty() || line == "OK")
+                };
+                if !fits {
                     self.lose_step(sent.timeout);
+                    self.misfit = true;
                     return Err(PrinterError::Offline(format!(
                         "{shown}: the reply does not fit the command (the printer link was out \
                          of step); outcome unknown"
                     )));
                 }
-                if sent.serial_read && self.serial.is_none() {
-                    self.serial = Some(line.clone());
+                if sent.serial_read && !line.starts_with("ERR") {
+                    self.learn_serial(&line);
                 }
                 Ok(line)
             }
+        }
+    }
+
+    /// Learns the serial number once two answers to `Rsn` agree: one answer alone could
+    /// be a late reply to another read.
+    fn learn_serial(&mut self, line: &str) {
+        if self.serial.is_some() {
+            return;
+        }
+        if self.serial_seen.as_deref() == Some(line) {
+            self.serial = Some(line.to_string());
+        } else {
+            self.serial_seen = Some(line.to_string());
         }
     }
 
@@ -217,12 +267,23 @@ impl Link {
     /// Brings the link back in step (see the module documentation).
     async fn resync(&mut self, status_timeout: Duration) -> Result<(), PrinterError> {
         let wait = self.given_up_for.max(status_timeout);
+        let deadline = tokio::time::Instant::now() + wait + status_timeout;
         let Some(serial) = self.serial.clone() else {
             // Nothing recognisable to wait for: wait until the printer is silent for as
-            // long as the commands given up could take, then learn its serial number.
+            // long as the commands given up could take, then learn its serial number. A
+            // late reply may come as late as that, and a full silence must still fit.
+            let deadline = deadline + wait;
             loop {
-                match tokio::time::timeout(wait, self.lines.recv()).await {
-                    Err(_) => break,
+                let quiet = (tokio::time::Instant::now() + wait).min(deadline);
+                match tokio::time::timeout_at(quiet, self.lines.recv()).await {
+                    Err(_) if quiet < deadline => break,
+                    Err(_) => {
+                        return Err(PrinterError::Offline(format!(
+                            "the printer link is out of step and the printer kept sending \
+                             lines for {} s",
+                            (wait + wait + status_timeout).as_secs_f64()
+                        )))
+                    }
                     Ok(Some(Ok(_))) => continue,
                     Ok(Some(Err(io))) => {
                         return Err(PrinterError::Offline(format!("printer link: {io}")))
@@ -233,7 +294,10 @@ impl Link {
             self.serials_due = 0;
             self.out_of_step = false;
             self.given_up_for = Duration::ZERO;
+            // Two reads: the serial number is learnt when their answers agree.
             self.send("Rsn", "Rsn", status_timeout, None)?;
+            self.send("Rsn", "Rsn", status_timeout, None)?;
+            self.reply().await?;
             self.reply().await?;
             tracing::warn!("printer link resynchronised after a lost or late reply");
             return Ok(());
@@ -242,15 +306,18 @@ impl Link {
             .send(frame("Rsn"))
             .map_err(|_| PrinterError::Offline("printer thread stopped".into()))?;
         self.serials_due += 1;
-        let deadline = tokio::time::Instant::now() + wait + status_timeout;
-        let mut heard = false;
+        // When the last line heard was a serial number, and when it came.
+        let mut serial_last: Option<tokio::time::Instant> = None;
         while self.serials_due > 0 {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            let until = serial_last.map_or(deadline, |at| (at + wait).min(deadline));
+            match tokio::time::timeout_at(until, self.lines.recv()).await {
                 Err(_) => {
-                    if !heard {
-                        // Not a line in all that time: nothing is still on its way, the
-                        // answers counted were lost. The next try starts afresh.
-                        self.serials_due = 0;
+                    // Whatever happens the count starts afresh: answers counted and not
+                    // heard by now were lost.
+                    self.serials_due = 0;
+                    if serial_last.is_some() {
+                        // Our `Rsn` went last: its answer followed by silence is the end.
+                        break;
                     }
                     return Err(PrinterError::Offline(format!(
                         "the printer link is out of step and the printer did not answer the \
@@ -259,9 +326,11 @@ impl Link {
                     )));
                 }
                 Ok(Some(Ok(line))) => {
-                    heard = true;
                     if line == serial {
                         self.serials_due -= 1;
+                        serial_last = Some(tokio::time::Instant::now());
+                    } else {
+                        serial_last = None;
                     }
                 }
                 Ok(Some(Err(io))) => {
@@ -274,5 +343,85 @@ impl Link {
         self.given_up_for = Duration::ZERO;
         tracing::warn!("printer link resynchronised after a lost or late reply");
         Ok(())
+    }
+}
+
+/// Whether a command only reads (`R…`, the magstripe read-back `Smr`): answered by a
+/// value, and safe to send again.
+pub(crate) fn is_read(cmd: &str) -> bool {
+    let name = cmd.split(';').next().unwrap_or_default();
+    name.starts_with('R') || name == "Smr"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::UnboundedSender;
+
+    /// A link whose printer is the test: it reads the frames written and sends lines.
+    fn link() -> (Link, mpsc::Receiver<Vec<u8>>, UnboundedSender<Line>) {
+        let (frames, written) = mpsc::channel();
+        let (lines, received) = tokio::sync::mpsc::unbounded_channel();
+        (Link::new(frames, received), written, lines)
+    }
+
+    const QUICK: Duration = Duration::from_millis(200);
+
+    async fn read_serial(link: &mut Link, printer: &UnboundedSender<Line>, answer: &str) {
+        link.send("Rsn", "Rsn", QUICK, None).unwrap();
+        printer.send(Ok(answer.into())).unwrap();
+        let _ = link.reply().await;
+    }
+
+    #[tokio::test]
+    async fn an_ok_answering_the_serial_number_read_is_no_serial_number() {
+        let (mut link, _written, printer) = link();
+        for _ in 0..2 {
+            read_serial(&mut link, &printer, "OK").await;
+            assert!(link.misfit(), "an action's answer does not fit a read");
+            assert!(link.out_of_step());
+            link.out_of_step = false;
+        }
+        assert_eq!(link.serial, None);
+    }
+
+    #[tokio::test]
+    async fn an_error_or_empty_answer_is_no_serial_number() {
+        let (mut link, _written, printer) = link();
+        for answer in ["ERR CDE", "ERR CDE", "", ""] {
+            read_serial(&mut link, &printer, answer).await;
+            link.out_of_step = false;
+        }
+        assert_eq!(link.serial, None);
+    }
+
+    #[tokio::test]
+    async fn the_serial_number_is_learnt_once_two_answers_agree() {
+        let (mut link, _written, printer) = link();
+        read_serial(&mut link, &printer, "CARD").await;
+        assert_eq!(link.serial, None, "one answer could be another read's");
+        read_serial(&mut link, &printer, "A123").await;
+        assert_eq!(link.serial, None, "it does not agree with the one before");
+        read_serial(&mut link, &printer, "A123").await;
+        assert_eq!(link.serial.as_deref(), Some("A123"));
+    }
+
+    #[tokio::test]
+    async fn a_value_answering_an_action_is_a_misfit_and_a_silence_is_not() {
+        let (mut link, _written, printer) = link();
+        link.send("Dbm;k;1;AAAA", "Dbm", QUICK, None).unwrap();
+        printer.send(Ok("CARD".into())).unwrap();
+        assert!(link.reply().await.is_err());
+        assert!(
+            link.misfit(),
+            "an action is answered OK or ERR, nothing else"
+        );
+        link.out_of_step = false;
+        link.send("Dbm;k;1;AAAA", "Dbm", QUICK, None).unwrap();
+        assert!(link.reply().await.is_err());
+        assert!(
+            !link.misfit(),
+            "a reply not come says nothing of the command"
+        );
     }
 }

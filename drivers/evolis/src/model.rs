@@ -66,6 +66,11 @@ pub struct ModelProfile {
     /// for itself and gets its panels with the print.
     #[serde(default)]
     pub download_ahead: bool,
+    /// The profile of the simulated printer (`drivers/sim`): the station's configuration
+    /// accepts it only on a development station, as nothing on the link tells the
+    /// simulator from a real printer.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 const BUILTIN: &[(&str, &str)] = &[

@@ -253,12 +253,14 @@ pub trait CardPrinter: Send {
     /// Clears the staged panels from the printer's memory (the card was cancelled or
     /// given up, or the line stops), when the printer can; otherwise only forgets them.
     /// Like a download, the clearing is queued on the link and not awaited, so the line
-    /// stays free to answer Start.
+    /// stays free to answer Start. Called with no card in the printer, and also when
+    /// nothing is staged: the memory may still hold a download forgotten after an error.
     async fn discard_staged(&mut self) -> Result<(), PrinterError> {
         Ok(())
     }
     /// Waits until the commands queued and not awaited (a download, a clearing) are
-    /// answered, so the printer is left in a known state when the line stops.
+    /// answered, and clears a memory that may still hold a face, so the printer is left
+    /// in a known state when the line stops.
     async fn settle(&mut self) -> Result<(), PrinterError> {
         Ok(())
     }

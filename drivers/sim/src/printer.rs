@@ -199,6 +199,8 @@ enum Held {
     Lost,
     /// Sent this long after the printer answered.
     Late(Duration),
+    /// Sent this many times, this far apart.
+    Repeated(u32, Duration),
 }
 
 /// One command as the printer saw it on a split link: when its last byte arrived and
@@ -276,6 +278,15 @@ impl SimPrinter {
         self.lock().held.push((command.to_string(), Held::Late(by)));
     }
 
+    /// The next reply to `command` goes out `times` times, `every` apart, as a line
+    /// echoed by a faulty firmware or a chattering link would: the lines after the first
+    /// answer nothing. The printer acts on nothing after it meanwhile.
+    pub fn repeat_reply(&self, command: &str, times: u32, every: Duration) {
+        self.lock()
+            .held
+            .push((command.to_string(), Held::Repeated(times, every)));
+    }
+
     /// Whether a reply held back with [`SimPrinter::lose_reply`] or
     /// [`SimPrinter::delay_reply`] is still waiting for its command.
     pub fn holds_reply(&self) -> bool {
@@ -296,6 +307,12 @@ impl SimPrinter {
                 std::thread::sleep(by);
                 reply(w, answer)
             }
+            Some(Held::Repeated(times, every)) => (0..times).all(|i| {
+                if i > 0 {
+                    std::thread::sleep(every);
+                }
+                reply(w, answer)
+            }),
             None => reply(w, answer),
         }
     }
@@ -842,5 +859,15 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(replies(&sim, &["Rtp", "Rfv"], 2), ["Primacy 2", "SIM-1.0"]);
         assert!(t0.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_repeated_reply_comes_that_many_times_before_the_next_answer() {
+        let sim = SimPrinter::new(SimPrinterConfig::default());
+        sim.repeat_reply("Ss", 3, Duration::from_millis(10));
+        assert_eq!(
+            replies(&sim, &["Ss", "Rlr;p"], 4),
+            ["OK", "OK", "OK", "CARD"]
+        );
     }
 }
