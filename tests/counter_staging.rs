@@ -203,3 +203,39 @@ async fn a_staged_panel_is_cleared_from_the_printer_when_the_agent_stops() {
     );
     assert!(b.printer.finished().is_empty(), "no card moved");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_left_in_the_printer_is_not_reset_when_the_agent_stops() {
+    // The staged card fails at the stripe and the reject box does not take it: staff are
+    // told to take it out by hand. Stopping now must not reset the printer (`Srs`), which
+    // would move the very card staff are looking for.
+    let dir = tempfile::tempdir().unwrap();
+    let (b, agent, ops) = counter(dir.path(), quick(), 1).await;
+    until("the panel is staged", || !b.printer.memory().is_empty()).await;
+    b.printer.arm_fault(Step::Mag, Fault::MagWrite);
+    b.printer.arm_fault(Step::Reject, Fault::Jam);
+    agent.station.start(&ops[0], "amartin").unwrap();
+    wait_states(&agent, &ops, &[JobState::AwaitingRemoval], WITHIN).await;
+    let resets_before = resets(&b);
+
+    agent.shutdown().await;
+
+    assert_eq!(
+        resets(&b),
+        resets_before,
+        "no printer reset with a card inside"
+    );
+    assert!(
+        b.printer.finished().is_empty(),
+        "the card is still in the printer"
+    );
+}
+
+/// How many printer resets (`Srs`) the printer has answered.
+fn resets(b: &Branch) -> usize {
+    b.printer
+        .exchanges()
+        .iter()
+        .filter(|e| e.command == "Srs")
+        .count()
+}

@@ -787,7 +787,7 @@ impl Station {
                         _ = stop.wait_for(|s| *s) => true,
                     };
                     if stopped {
-                        Self::clear_staged(&mut devices).await;
+                        self.clear_staged(&mut devices).await;
                         return Ok(());
                     }
                 }
@@ -801,13 +801,13 @@ impl Station {
                         _ = stop.wait_for(|s| *s) => true,
                     };
                     if stopped {
-                        Self::clear_staged(&mut devices).await;
+                        self.clear_staged(&mut devices).await;
                         return Ok(());
                     }
                 }
             }
             if *stop.borrow() {
-                Self::clear_staged(&mut devices).await;
+                self.clear_staged(&mut devices).await;
                 return Ok(());
             }
         }
@@ -859,8 +859,30 @@ impl Station {
     /// The line stops in order: a face staged for a card not started (its name, its PAN
     /// as printed) does not stay in the printer's memory. Asked even when nothing is
     /// staged: a download forgotten after an error may still be in the printer's memory,
-    /// and only the driver knows.
-    async fn clear_staged(d: &mut Devices) {
+    /// and only the driver knows. Not while a card may still be inside (in doubt, or
+    /// waiting to be taken out by hand): clearing resets the printer, which would move
+    /// that card; the reset before the line's next feed clears the memory instead.
+    async fn clear_staged(&self, d: &mut Devices) {
+        let line = d.line.clone();
+        let card_inside = self
+            .desk
+            .call(|j| j.jobs(&[JobState::InDoubt, JobState::AwaitingRemoval]))
+            .await
+            .map(|jobs| {
+                jobs.iter()
+                    .any(|j| j.line.as_deref().map_or(true, |l| l == line))
+            });
+        match card_inside {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(line = %d.line, "a card may be in the printer: its memory is cleared before the next feed, not now");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(line = %d.line, error = %e, "journal not read; the printer is not reset as the line stops");
+                return;
+            }
+        }
         let cleared = match d.printer.discard_staged().await {
             Ok(()) => d.printer.settle().await,
             Err(e) => Err(e),
