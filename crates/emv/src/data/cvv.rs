@@ -29,16 +29,8 @@ pub(crate) fn decimalize(block: &[u8], n: usize) -> Zeroizing<String> {
     out
 }
 
-/// Visa CVV with CVK A and CVK B (8 bytes each) over PAN ‖ YYMM ‖ service code,
-/// zero-filled to 32 digits: DES(A, block 1) ⊕ block 2, then 3DES(A‖B), decimalized
-/// to 3 digits.
-pub fn visa_cvv(
-    cvk_a: &[u8],
-    cvk_b: &[u8],
-    pan: &Pan,
-    exp: YearMonth,
-    service_code: &ServiceCode,
-) -> Result<Zeroizing<String>, CryptoError> {
+/// The CVV input: PAN ‖ YYMM ‖ service code, zero-filled to 32 digits, as 16 BCD bytes.
+pub fn cvv_data(pan: &Pan, exp: YearMonth, service_code: &ServiceCode) -> Zeroizing<Vec<u8>> {
     let mut digits = Zeroizing::new(format!(
         "{}{}{}",
         pan.digits(),
@@ -49,7 +41,20 @@ pub fn visa_cvv(
     while digits.len() < 32 {
         digits.push('0');
     }
-    let data = Zeroizing::new(bcd(&digits));
+    Zeroizing::new(bcd(&digits))
+}
+
+/// Visa CVV with CVK A and CVK B (8 bytes each) over PAN ‖ YYMM ‖ service code,
+/// zero-filled to 32 digits: DES(A, block 1) ⊕ block 2, then 3DES(A‖B), decimalized
+/// to 3 digits.
+pub fn visa_cvv(
+    cvk_a: &[u8],
+    cvk_b: &[u8],
+    pan: &Pan,
+    exp: YearMonth,
+    service_code: &ServiceCode,
+) -> Result<Zeroizing<String>, CryptoError> {
+    let data = cvv_data(pan, exp, service_code);
     let mut step = Zeroizing::new(des_ecb_encrypt(cvk_a, &data[..8])?);
     for (x, b) in step.iter_mut().zip(&data[8..16]) {
         *x ^= b;

@@ -413,6 +413,22 @@ impl station_hal::StaffFacing for KeyStoreError {
     }
 }
 
+/// Refuses what Option A cannot stand in for: EMV Option B for a PAN of more than 16
+/// digits (up to 16 the two derivations are the same).
+pub(crate) fn option_a_covers(
+    method: MasterKeyDerivation,
+    index: KeyIndex,
+    pan: &Pan,
+) -> Result<(), KeyStoreError> {
+    if method == MasterKeyDerivation::OptionB && pan.digits().len() > 16 {
+        return Err(KeyStoreError::NotSupported(format!(
+            "EMV Option B ICC master key derivation for a PAN of {} digits (issuer key {index})",
+            pan.digits().len()
+        )));
+    }
+    Ok(())
+}
+
 /// Issuer key operations, shaped so that a PKCS#11 HSM can implement them.
 pub trait KeyStore: Send + Sync {
     /// Derives MK-AC, MK-SMI and MK-SMC (EMV Option A) for one card from the issuer
@@ -435,12 +451,7 @@ pub trait KeyStore: Send + Sync {
         pan: &Pan,
         psn: Psn,
     ) -> Result<IccKeys, KeyStoreError> {
-        if method == MasterKeyDerivation::OptionB && pan.digits().len() > 16 {
-            return Err(KeyStoreError::NotSupported(format!(
-                "EMV Option B ICC master key derivation for a PAN of {} digits (issuer key {index})",
-                pan.digits().len()
-            )));
-        }
+        option_a_covers(method, index, pan)?;
         self.derive_icc_master_keys(index, pan, psn)
     }
 

@@ -83,7 +83,7 @@ use zeroize::Zeroizing;
 use crate::card_data::{Pan, YearMonth};
 use crate::crypto::{pad80, pad_zero, with_odd_parity, CryptoError, AES_BLOCK, DES_BLOCK};
 use crate::data::cryptogram::{cryptogram_data, CardCryptogram, Padding, SessionKey};
-use crate::data::cvv::decimalize;
+use crate::data::cvv::{cvv_data, decimalize};
 use crate::data::derive::{bcd, MasterKeyDerivation, Psn, ServiceCode};
 use crate::data::profile::CryptogramVersion;
 use crate::dgi::SealedIccKeys;
@@ -1128,13 +1128,7 @@ impl Pkcs11KeyStore {
         padded: Vec<u8>,
         ac: [u8; 8],
     ) -> Result<bool, KeyStoreError> {
-        if version.algorithm().master_key == MasterKeyDerivation::OptionB && pan.digits().len() > 16
-        {
-            return Err(KeyStoreError::NotSupported(format!(
-                "EMV Option B ICC master key derivation for a PAN of {} digits in the HSM",
-                pan.digits().len()
-            )));
-        }
+        super::option_a_covers(version.algorithm().master_key, index, pan)?;
         let y = option_a_data(pan, psn);
         self.workers.call(move |o: &Ops| {
             let imk = o.key("imk", index.to_string(), &labels::imk(index, "ac"))?;
@@ -1562,12 +1556,7 @@ impl KeyStore for Pkcs11KeyStore {
         pan: &Pan,
         psn: Psn,
     ) -> Result<IccKeyMaterial, KeyStoreError> {
-        if method == MasterKeyDerivation::OptionB && pan.digits().len() > 16 {
-            return Err(KeyStoreError::NotSupported(format!(
-                "EMV Option B ICC master key derivation for a PAN of {} digits (issuer key {index})",
-                pan.digits().len()
-            )));
-        }
+        super::option_a_covers(method, index, pan)?;
         let sealed = SealedIccKeys {
             imk_index: index.0,
             derivation_data: option_a_data(pan, psn),
@@ -1594,16 +1583,7 @@ impl KeyStore for Pkcs11KeyStore {
         exp: YearMonth,
         service_code: &ServiceCode,
     ) -> Result<Zeroizing<String>, KeyStoreError> {
-        let mut digits = Zeroizing::new(format!(
-            "{}{}{}",
-            pan.digits(),
-            exp.to_yymm(),
-            service_code.digits()
-        ));
-        while digits.len() < 32 {
-            digits.push('0');
-        }
-        let data = Zeroizing::new(bcd(&digits));
+        let data = cvv_data(pan, exp, service_code);
         self.workers.call(move |o: &Ops| {
             let a = o.key("cvk", index.to_string(), &labels::cvk_a(index))?;
             let ab = o.key("cvk", index.to_string(), &labels::cvk(index))?;
