@@ -90,6 +90,36 @@ struct Counter {
 }
 
 impl Counter {
+    /// The agent of `b` started, its console signed in as the development staff member.
+    async fn signed_in(b: &Branch) -> Self {
+        let agent = b.agent().await;
+        let base = format!("http://{}", agent.console_addr);
+        let http = console_http(&base);
+        let token = sign_in_as(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
+        Counter {
+            agent,
+            base,
+            http,
+            token,
+        }
+    }
+
+    /// A Pismo card requested at the counter; returns the request id and the operation
+    /// id of the order it brought to the station.
+    async fn request_card(&self, customer: &str, name: &str) -> (String, String) {
+        let (s, v) = self
+            .post(
+                "/api/pismo/requests",
+                &self.token,
+                json!({"customerId": customer, "printedName": name}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["request"]["requestId"].as_str().unwrap().to_string();
+        let op = order_for_request(self, &id, None).await;
+        (id, op)
+    }
+
     async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
@@ -109,26 +139,8 @@ impl Counter {
 /// the request id and the order's operation id.
 async fn rejected_pismo_card(b: &Branch) -> (Counter, String, String) {
     b.printer.arm_fault(Step::Mag, Fault::MagWrite);
-    let agent = b.agent().await;
-    let base = format!("http://{}", agent.console_addr);
-    let http = console_http(&base);
-    let token = sign_in_as(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
-    let c = Counter {
-        agent,
-        base,
-        http,
-        token,
-    };
-    let (s, v) = c
-        .post(
-            "/api/pismo/requests",
-            &c.token,
-            json!({"customerId": "501", "printedName": "JANE DOE"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let id = v["request"]["requestId"].as_str().unwrap().to_string();
-    let op = order_for_request(&c, &id, None).await;
+    let c = Counter::signed_in(b).await;
+    let (id, op) = c.request_card("501", "JANE DOE").await;
     wait_states(
         &c.agent,
         std::slice::from_ref(&op),
@@ -403,26 +415,8 @@ async fn make_again_from_the_pismo_queue_keeps_to_the_attempt_limit_too() {
     // Pismo queue.
     let (_dir, b) = pismo_branch_for("automatic", 1, PISMO_ISSUER_ID).await;
     b.printer.arm_fault(Step::Mag, Fault::MagWrite);
-    let agent = b.agent().await;
-    let base = format!("http://{}", agent.console_addr);
-    let http = console_http(&base);
-    let token = sign_in_as(&http, &base, DEV_STAFF_ID, DEV_STAFF_PIN).await;
-    let c = Counter {
-        agent,
-        base,
-        http,
-        token,
-    };
-    let (s, v) = c
-        .post(
-            "/api/pismo/requests",
-            &c.token,
-            json!({"customerId": "502", "printedName": "JOHN DOE"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let id = v["request"]["requestId"].as_str().unwrap().to_string();
-    let op = order_for_request(&c, &id, None).await;
+    let c = Counter::signed_in(&b).await;
+    let (id, op) = c.request_card("502", "JOHN DOE").await;
     wait_states(
         &c.agent,
         std::slice::from_ref(&op),

@@ -347,22 +347,24 @@ mod tests {
         j.transition(op, JobState::WaitingForStaff, None).unwrap();
     }
 
+    /// Two cards fed on line-1 and then moved to `to` with `reason`: `written` after its
+    /// chip was personalized, `blank` from the chip station before any write.
+    fn fed_then(j: &Journal, to: JobState, reason: &str) {
+        for (op, written) in [("written", true), ("blank", false)] {
+            job(j, op);
+            j.feed(op, "line-1", "amartin").unwrap();
+            j.transition(op, JobState::AtChipStation, None).unwrap();
+            if written {
+                j.transition(op, JobState::Personalizing, None).unwrap();
+            }
+            j.transition(op, to, Some(reason)).unwrap();
+        }
+    }
+
     #[test]
     fn a_card_stuck_in_the_printer_after_its_chip_was_written_needs_dual_control() {
         let j = Journal::open_in_memory().unwrap();
-        for (op, last) in [
-            ("written", JobState::Personalizing),
-            ("blank", JobState::AtChipStation),
-        ] {
-            job(&j, op);
-            j.feed(op, "line-1", "amartin").unwrap();
-            j.transition(op, JobState::AtChipStation, None).unwrap();
-            if last == JobState::Personalizing {
-                j.transition(op, JobState::Personalizing, None).unwrap();
-            }
-            j.transition(op, JobState::AwaitingRemoval, Some("reject failed"))
-                .unwrap();
-        }
+        fed_then(&j, JobState::AwaitingRemoval, "reject failed");
         assert!(j.chip_written("written").unwrap());
         assert!(!j.chip_written("blank").unwrap());
         let spoiled = j.card_removed("written", "amartin", Some("bsup")).unwrap();
@@ -374,18 +376,7 @@ mod tests {
     #[test]
     fn the_queue_tells_in_one_read_which_cards_need_dual_control() {
         let j = Journal::open_in_memory().unwrap();
-        for (op, last) in [
-            ("written", JobState::Personalizing),
-            ("blank", JobState::AtChipStation),
-        ] {
-            job(&j, op);
-            j.feed(op, "line-1", "amartin").unwrap();
-            j.transition(op, JobState::AtChipStation, None).unwrap();
-            if last == JobState::Personalizing {
-                j.transition(op, JobState::Personalizing, None).unwrap();
-            }
-            j.transition(op, JobState::Rejected, Some("jam")).unwrap();
-        }
+        fed_then(&j, JobState::Rejected, "jam");
         job(&j, "waiting");
         let queue = j.queue(10).unwrap();
         let written: Vec<_> = queue
