@@ -2,10 +2,11 @@
 //! card cycle, every injected fault as its typed error with the card in the reject box,
 //! and the next card after the fault is cleared.
 
+mod printer_common;
+
+use printer_common::{panel, tracks};
 use station_evolis::{EvolisPrinter, ModelProfile};
-use station_hal::{
-    CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError, StagedCard,
-};
+use station_hal::{CardPosition, CardPrinter, MagTracks, PanelImage, PrinterError, StagedCard};
 use station_sim::printer::{
     bitmap_digest, Fault, Position, SimPrinter, SimPrinterConfig, Step, Timing,
 };
@@ -16,27 +17,6 @@ async fn over_pty(sim: &SimPrinter) -> (EvolisPrinter, station_sim::printer::Pty
         .await
         .unwrap();
     (p, link)
-}
-
-fn panel() -> PanelImage {
-    let mut data = vec![0u8; 1016 * 648 / 8];
-    data[1000..1100].fill(0xFF);
-    PanelImage {
-        side: PanelSide::Front,
-        panel: "k".into(),
-        width: 1016,
-        height: 648,
-        bits_per_dot: 1,
-        data,
-    }
-}
-
-fn tracks() -> MagTracks {
-    MagTracks {
-        track1: Some("B4761739001010010^DOE/JOHN^2512201000000000000".into()),
-        track2: Some("4761739001010010=25122010000000000".into()),
-        track3: None,
-    }
 }
 
 async fn full_cycle(p: &mut EvolisPrinter) -> Result<(), PrinterError> {

@@ -3,12 +3,13 @@
 //! command was given up, is never taken for another command's. The command whose reply
 //! was lost fails as "outcome unknown"; the link is resynchronised before the next one.
 
+mod printer_common;
+
+use printer_common::{panel, tracks};
 use std::time::Duration;
 
 use station_evolis::{CommandClass, EvolisPrinter, ModelProfile, Timeouts};
-use station_hal::{
-    CardPosition, CardPrinter, MagTracks, PanelImage, PanelSide, PrinterError, StagedCard,
-};
+use station_hal::{CardPosition, CardPrinter, PrinterError, StagedCard};
 use station_sim::printer::{SimPrinter, SimPrinterConfig, Timing};
 
 /// Timeouts short enough for a test, long enough for the instant simulator on a busy
@@ -30,27 +31,6 @@ fn split_printer(sim: &SimPrinter, timeouts: Option<Timeouts>) -> EvolisPrinter 
     }
     let link = sim.spawn_in_memory().unwrap();
     EvolisPrinter::new_split(Box::new(link.try_clone().unwrap()), Box::new(link), model)
-}
-
-fn panel() -> PanelImage {
-    let mut data = vec![0u8; 1016 * 648 / 8];
-    data[1000..1100].fill(0xFF);
-    PanelImage {
-        side: PanelSide::Front,
-        panel: "k".into(),
-        width: 1016,
-        height: 648,
-        bits_per_dot: 1,
-        data,
-    }
-}
-
-fn tracks() -> MagTracks {
-    MagTracks {
-        track1: Some("B4761739001010010^DOE/JOHN^2512201000000000000".into()),
-        track2: Some("4761739001010010=25122010000000000".into()),
-        track3: None,
-    }
 }
 
 fn card(op: &str) -> StagedCard {
